@@ -1,0 +1,28 @@
+# The two commands: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+
+.PHONY: setup demo test bench evaluate browsers stop-db
+
+setup:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --frozen --quiet
+
+## The demo on the embedded PostgreSQL: ingest, triage, report, serve the inbox on :8000.
+demo: setup
+	$(RUN) python manage.py demo
+
+## The whole test suite against the embedded PostgreSQL (plus the local Redis for the RQ test).
+test: setup
+	$(RUN) pytest
+
+## Debian's Chromium for the browser tests (Playwright drives it by its executable path).
+browsers:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+bench: setup
+	$(RUN) python bench/runner_overhead.py
+
+stop-db: setup
+	$(RUN) python manage.py embedded_postgres stop

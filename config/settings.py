@@ -1,0 +1,162 @@
+"""Settings: read the environment, with safe local defaults.
+
+Unset `DATABASE_URL` means the embedded PostgreSQL (started on demand, data under `var/`).
+Unset `REDIS_URL` means runs are worked by an in-process worker. In production
+(`DJANGO_DEBUG=0`) a missing `DJANGO_SECRET_KEY` stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("TRIAGE_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Production (DJANGO_DEBUG=0) needs a secret key."
+        )
+    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django_htmx",
+    "django_rq",
+    "triage",
+    "approvals",
+    "integrations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+EMBEDDED_POSTGRES_DIR = VAR_DIR / "pgdata"
+if DATABASE_URL:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+else:
+    from config.embedded_postgres import embedded_database_uri
+
+    _db = dj_database_url.parse(
+        embedded_database_uri(
+            data_dir=EMBEDDED_POSTGRES_DIR, database=os.environ.get("TRIAGE_DB_NAME", "triage")
+        )
+    )
+    _db["TEST"] = {"NAME": os.environ.get("TRIAGE_TEST_DB_NAME", "test_triage")}
+_db["ENGINE"] = "django.db.backends.postgresql"
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Queue ----------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+RQ_QUEUES = {"default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600}}
+RQ = {"COMMIT_MODE": "auto"}  # we enqueue on commit ourselves (triage.tasks.enqueue_run)
+# "rq" when REDIS_URL is set, else "inprocess"; TRIAGE_QUEUE_BACKEND overrides.
+TRIAGE_QUEUE_BACKEND = os.environ.get("TRIAGE_QUEUE_BACKEND", "rq" if REDIS_URL else "inprocess")
+
+# --- The chain ------------------------------------------------------------------------------
+TRIAGE_LLM_PROVIDER = os.environ.get("TRIAGE_LLM_PROVIDER", "local")
+TRIAGE_PROVIDERS = {
+    "local": "integrations.llm.local.LocalProvider",
+}
+ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+# Who receives a run that a gate stopped: approvals owns the inbox, triage only knows this path.
+TRIAGE_ESCALATION_HANDLER = "approvals.services.approval_request_open"
+# A human's cost of handling one ticket, in dollars; admins can override it (GatePolicy).
+TRIAGE_HUMAN_COST_PER_TICKET = Decimal(os.environ.get("TRIAGE_HUMAN_COST_PER_TICKET", "4.00"))
+# Sleep between retries is real in production; tests shrink it.
+TRIAGE_BACKOFF_SCALE = float(os.environ.get("TRIAGE_BACKOFF_SCALE", "1.0"))
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+
+SESSION_COOKIE_AGE = int(os.environ.get("TRIAGE_SESSION_SECONDS", 8 * 3600))
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("TRIAGE_LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "triage": {"level": os.environ.get("TRIAGE_LOG_LEVEL", "INFO"), "propagate": True},
+        "integrations": {"level": os.environ.get("TRIAGE_LOG_LEVEL", "INFO"), "propagate": True},
+    },
+}

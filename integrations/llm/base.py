@@ -1,0 +1,76 @@
+"""The small protocol every reasoning provider speaks (local, Anthropic, ...).
+
+Providers take plain, immutable requests and hand back untrusted JSON plus usage; the triage
+domain parses that JSON with its own contracts. Nothing here imports the domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+class ProviderError(RuntimeError):
+    """A provider call failed. `retryable` says whether trying again can help (timeouts, 429, 5xx)."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReply:
+    output: dict[str, Any]
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryOption:
+    label: str
+    description: str = ""
+    money: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PassageText:
+    chunk_id: int
+    title: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyRequest:
+    ticket_text: str
+    categories: tuple[CategoryOption, ...]
+    passages: tuple[PassageText, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    ticket_text: str
+    category: str
+    category_name: str
+    passages: tuple[PassageText, ...]
+    requester_name: str = ""
+
+
+class ReasoningProvider(Protocol):
+    name: str
+
+    def classify(self, request: ClassifyRequest) -> ProviderReply: ...
+
+    def draft(self, request: DraftRequest) -> ProviderReply: ...

@@ -1,0 +1,59 @@
+from django.contrib import admin
+
+from triage.models import Action, Article, Category, GatePolicy, PipelineRun, StepPolicy, StepRun, Ticket
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["label", "name", "money", "confidence_threshold", "auto_reply"]
+    list_editable = ["money", "confidence_threshold", "auto_reply"]
+    search_fields = ["label", "name"]
+
+
+@admin.register(GatePolicy)
+class GatePolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "retrieval_min_score", "default_confidence_threshold", "groundedness_min_overlap", "updated_at"]
+
+
+@admin.register(StepPolicy)
+class StepPolicyAdmin(admin.ModelAdmin):
+    list_display = ["step", "max_attempts", "backoff_seconds", "fallback_provider"]
+
+
+@admin.register(Article)
+class ArticleAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "updated_at"]
+    search_fields = ["title", "body"]
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    list_display = ["id", "source", "external_id", "status", "created_at"]
+    list_filter = ["status", "source"]
+    search_fields = ["external_id", "subject", "body", "requester"]
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = ["step", "attempt", "status", "latency_ms", "tokens_in", "tokens_out", "cost", "model", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "ticket", "status", "route", "gates_enabled", "created_at"]
+    list_filter = ["status", "route"]
+    inlines = [StepRunInline]
+    readonly_fields = ["ticket", "status", "route", "gates_enabled", "provider", "error", "started_at", "finished_at"]
+
+
+@admin.register(Action)
+class ActionAdmin(admin.ModelAdmin):
+    list_display = ["idempotency_key", "kind", "status", "attempts", "executed_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = ["run", "kind", "payload", "idempotency_key", "status", "attempts", "result", "error", "executed_at"]

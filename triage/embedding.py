@@ -1,0 +1,38 @@
+"""Embeddings with a database cache: a text is embedded once per model, ever."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from integrations.embeddings import DIMENSIONS, get_local_embedder
+from triage.models import EmbeddingCacheEntry
+
+
+def text_digest(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
+
+
+def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+    """Unit-length embeddings for `texts`, in order; only texts never seen before reach the model."""
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    embedder = get_local_embedder()
+    digests = [text_digest(embedder.name, t) for t in texts]
+    cached: dict[str, np.ndarray] = {}
+    unique = list(dict.fromkeys(digests))
+    for start in range(0, len(unique), 5000):
+        rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list("digest", "embedding")
+        cached.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
+    missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in cached}
+    if missing:
+        vectors = embedder.embed(list(missing.values()), batch_size=batch_size)
+        EmbeddingCacheEntry.objects.bulk_create(
+            [EmbeddingCacheEntry(digest=d, model=embedder.name, embedding=v) for d, v in zip(missing, vectors, strict=True)],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        cached.update(zip(missing, vectors, strict=True))
+    return np.stack([cached[d] for d in digests]).astype(np.float32)

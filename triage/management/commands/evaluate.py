@@ -1,0 +1,71 @@
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from triage.datasets import DatasetError, dataset_load
+from triage.evaluation import evaluate_dataset, isolated_database
+from triage.management.commands._progress import Bars
+
+
+class Command(BaseCommand):
+    help = (
+        "Learn from DATASET's examples, triage every ticket through the real chain (gated, then with the gates "
+        "off) in a throw-away database, and print the figures. --json: one JSON object on the last line."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dataset", type=Path)
+        parser.add_argument("--json", action="store_true", help="Print the report as one JSON line.")
+        parser.add_argument("--limit", type=int, default=None, help="Only the first N tickets.")
+        parser.add_argument("--no-ungated", action="store_true", help="Skip the run with every gate switched off.")
+        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            dataset = dataset_load(options["dataset"])
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from exc
+        human_cost = options["human_cost"] or settings.TRIAGE_HUMAN_COST_PER_TICKET
+        bars = Bars(enabled=not options["no_progress"])
+        try:
+            with isolated_database():
+                report = evaluate_dataset(
+                    dataset=dataset, human_cost=human_cost, progress=bars, limit=options["limit"],
+                    with_ungated=not options["no_ungated"],
+                )
+        finally:
+            bars.close()
+        if options["json"]:
+            self.stdout.write(json.dumps(report, sort_keys=True))
+        else:
+            self.stdout.write(render_report(report))
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:6.1%}"
+
+
+def render_report(report: dict) -> str:
+    lines = [f"Dataset {report['dataset']}: {report['tickets']} tickets"]
+    rows = [
+        ("automation rate", "automation_rate"),
+        ("mishandled rate", "mishandled_rate"),
+        ("accuracy (in scope)", "accuracy"),
+        ("chain reliability, predicted", "chain_reliability_predicted"),
+        ("chain reliability, measured", "chain_reliability_measured"),
+    ]
+    ungated = report.get("ungated")
+    lines.append(f"{'':32}{'gated':>10}{'ungated':>10}")
+    for title, key in rows:
+        lines.append(f"{title:32}{_pct(report[key]):>10}{_pct(ungated[key]) if ungated else '':>10}")
+    lines.append(f"{'money auto-executed':32}{report['money_auto_executed']:>10}{ungated['money_auto_executed'] if ungated else '':>10}")
+    for step, value in report["step_reliability"].items():
+        lines.append(f"{'  step ' + step:32}{_pct(value):>10}")
+    lines.append(f"{'saved cost':32}{report['saved_cost']:>10.2f}  (human cost ${report['human_cost_per_ticket']:.2f}/ticket)")
+    if report["escalations_by_gate"]:
+        lines.append("escalations by gate: " + ", ".join(f"{g} {n}" for g, n in report["escalations_by_gate"].items()))
+    return "\n".join(lines)

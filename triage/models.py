@@ -1,0 +1,320 @@
+"""The triage domain: tickets, the knowledge base, what the classifier learns from, and runs.
+
+Models hold fields, constraints and choices; behaviour lives in services and the pipeline.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]
+
+
+class Category(models.Model):
+    """A ticket category, with the policy the gates apply to it."""
+
+    label = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    money = models.BooleanField(
+        default=False, help_text="Acting on a ticket of this category moves money: always a person."
+    )
+    confidence_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=unit_interval,
+        help_text="Minimum classifier confidence to auto-handle (0..1). Empty: the gate policy's default.",
+    )
+    auto_reply = models.BooleanField(default=True, help_text="Replies to this category may be sent without a person.")
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["label"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class GatePolicy(models.Model):
+    """The gate switches and thresholds. One active row; admins edit it, new runs read it."""
+
+    name = models.CharField(max_length=100, default="default", unique=True)
+    schema_gate = models.BooleanField(default=True)
+    retrieval_gate = models.BooleanField(default=True)
+    confidence_gate = models.BooleanField(default=True)
+    money_gate = models.BooleanField(default=True)
+    groundedness_gate = models.BooleanField(default=True)
+    personal_data_gate = models.BooleanField(default=True)
+    retrieval_min_score = models.FloatField(
+        default=0.35, validators=unit_interval, help_text="Cosine similarity the best passage must reach."
+    )
+    default_confidence_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=unit_interval,
+        help_text="Empty: the threshold the classifier derived from cross-validation on the examples.",
+    )
+    groundedness_min_overlap = models.FloatField(
+        default=0.8,
+        validators=unit_interval,
+        help_text="Share of a draft sentence's content words that must appear in one cited passage.",
+    )
+    human_cost_per_ticket = models.DecimalField(
+        max_digits=8, decimal_places=2, null=True, blank=True, help_text="Empty: settings' default ($4)."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "gate policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StepPolicy(models.Model):
+    """Retry policy for one step of the chain."""
+
+    class Step(models.TextChoices):
+        RETRIEVE = "retrieve"
+        CLASSIFY = "classify"
+        DRAFT = "draft"
+        VALIDATE = "validate"
+        ROUTE = "route"
+        EXECUTE = "execute"
+
+    step = models.CharField(max_length=20, choices=Step.choices, unique=True)
+    max_attempts = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(10)])
+    backoff_seconds = models.FloatField(default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(60.0)])
+    fallback_provider = models.CharField(max_length=50, blank=True, help_text="Provider to try once attempts run out.")
+
+    class Meta:
+        verbose_name_plural = "step policies"
+        ordering = ["step"]
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.max_attempts} attempts"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new"
+        TRIAGING = "triaging"
+        AUTO_HANDLED = "auto_handled", "Auto-handled"
+        AWAITING_APPROVAL = "awaiting_approval", "Waiting for a person"
+        RESOLVED = "resolved", "Resolved by a person"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    source = models.CharField(max_length=50, help_text="Where it came from: api, demo, zendesk, ...")
+    external_id = models.CharField(max_length=200)
+    subject = models.CharField(max_length=500, blank=True)
+    body = models.TextField()
+    requester = models.CharField(max_length=320, blank=True, help_text="Requester's e-mail address.")
+    tags = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.NEW)
+    reference_label = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="True category from a labelled import, for measuring; never shown to the chain.",
+    )
+    mishandled_at = models.DateTimeField(null=True, blank=True, help_text="Staff marked the outcome wrong.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="ticket_unique_source_external_id")]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class Article(models.Model):
+    slug = models.SlugField(max_length=200, unique=True)
+    title = models.CharField(max_length=300)
+    body = models.TextField(help_text="Markdown.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    heading = models.CharField(max_length=300, blank=True)
+    text = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        ordering = ["article_id", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["article", "ordinal"], name="chunk_unique_article_ordinal")]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.article_id}#{self.ordinal}"
+
+
+class LabelledExample(models.Model):
+    """A past ticket with its true category: what the local classifier learns from."""
+
+    text = models.TextField()
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="examples")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["text", "category"], name="example_unique_text_category")]
+
+
+class EmbeddingCacheEntry(models.Model):
+    """Every text is embedded once per model: the digest is sha256(model + NUL + text)."""
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    model = models.CharField(max_length=100)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class TrainedClassifier(models.Model):
+    """A fitted local classifier. The newest row is the one new runs use."""
+
+    model = models.CharField(max_length=100)
+    blob = models.BinaryField()
+    labels = models.JSONField(default=list)
+    example_count = models.PositiveIntegerField()
+    suggested_threshold = models.FloatField(validators=unit_interval)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        get_latest_by = "created_at"
+
+
+class PipelineRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        WAITING = "waiting", "Waiting for a person"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class Route(models.TextChoices):
+        AUTO = "auto"
+        HUMAN = "human"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    route = models.CharField(max_length=10, choices=Route.choices, blank=True)
+    gates_enabled = models.BooleanField(default=True)
+    provider = models.CharField(max_length=50, default="local")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.ticket_id}"
+
+
+class StepRun(models.Model):
+    """One attempt at one step: the checkpoint a resumed run starts from."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed", "Failed (may be retried)"
+        SKIPPED = "skipped"
+        ESCALATED = "escalated", "Escalated to a person"  # invalid output or retries exhausted
+
+    FINISHED = (Status.SUCCEEDED, Status.SKIPPED, Status.ESCALATED)
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
+    step = models.CharField(max_length=20, choices=StepPolicy.Step.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    input_digest = models.CharField(max_length=64, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    verdicts = models.JSONField(default=list, blank=True)
+    latency_ms = models.FloatField(default=0.0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    model = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "started_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step", "attempt"], name="steprun_unique_attempt"),
+            models.UniqueConstraint(
+                fields=["run", "step"],
+                condition=models.Q(status__in=["succeeded", "skipped", "escalated"]),
+                name="steprun_one_finished_per_step",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.step}#{self.attempt} {self.status}"
+
+
+class Action(models.Model):
+    """A side effect the chain carries out: sending a reply, setting a category, a refund.
+
+    The idempotency key (run + kind + ordinal) is unique, so a retried or resumed run never does
+    the same thing twice.
+    """
+
+    class Kind(models.TextChoices):
+        SEND_REPLY = "send_reply"
+        SET_CATEGORY = "set_category"
+        SET_PRIORITY = "set_priority"
+        ADD_TAGS = "add_tags"
+        SOLVE = "solve"
+        REFUND = "refund"
+        CANCEL_ORDER = "cancel_order"
+        CREDIT = "credit"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    payload = models.JSONField(default=dict)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.status})"

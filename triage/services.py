@@ -1,0 +1,226 @@
+"""Writes: ingesting tickets, importing the knowledge base and examples, training, side effects."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.text import slugify
+
+from triage.contracts import ProposedAction, TicketIn
+from triage.embedding import embed_texts
+from triage.models import Action, Article, Category, Chunk, LabelledExample, PipelineRun, Ticket, TrainedClassifier
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    ticket: Ticket
+    run: PipelineRun
+    created: bool
+
+
+def ticket_ingest(*, ticket_in: TicketIn, reference_label: str = "", enqueue: bool = True) -> IngestResult:
+    """Create the ticket and its run in one transaction, and enqueue the run after commit.
+
+    A ticket already known by (source, external id) is returned as it is: no second ticket, no
+    second run, so a helpdesk that delivers twice changes nothing.
+    """
+    from triage.tasks import enqueue_run
+
+    existing = Ticket.objects.filter(source=ticket_in.source, external_id=ticket_in.external_id).first()
+    if existing is not None:
+        return IngestResult(existing, existing.runs.order_by("pk").first() or _missing_run(existing), False)
+    try:
+        with transaction.atomic():
+            ticket = Ticket.objects.create(
+                source=ticket_in.source, external_id=ticket_in.external_id, subject=ticket_in.subject,
+                body=ticket_in.body, requester=ticket_in.requester, tags=ticket_in.tags,
+                reference_label=reference_label,
+            )
+            run = PipelineRun.objects.create(ticket=ticket, provider=settings.TRIAGE_LLM_PROVIDER)
+            if enqueue:
+                enqueue_run(run_id=run.pk)
+    except IntegrityError:
+        # A concurrent delivery of the same ticket won the race; answer with its rows.
+        ticket = Ticket.objects.get(source=ticket_in.source, external_id=ticket_in.external_id)
+        return IngestResult(ticket, ticket.runs.order_by("pk").first() or _missing_run(ticket), False)
+    return IngestResult(ticket, run, True)
+
+
+def _missing_run(ticket: Ticket) -> PipelineRun:
+    raise RuntimeError(f"ticket {ticket.pk} has no run; tickets are created with their run in one transaction")
+
+
+def run_actions_execute(*, run: PipelineRun, actions: Sequence[ProposedAction], reply: str) -> list[Action]:
+    """Carry out a run's actions, each exactly once.
+
+    Every action gets an idempotency key from the run and its position; the row is created once
+    (unique key) and locked while it executes, so a retry or a resumed run finds it done.
+    """
+    writer = _writeback_for(run.ticket.source)
+    done: list[Action] = []
+    for position, proposed in enumerate(actions):
+        payload = proposed.model_dump(mode="json")
+        if proposed.kind == "send_reply":
+            payload["body"] = reply
+        key = f"run:{run.pk}:{position}:{proposed.kind}"
+        action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
+        with transaction.atomic():
+            action = Action.objects.select_for_update().get(pk=action.pk)
+            if action.status != Action.Status.DONE:
+                action.attempts += 1
+                try:
+                    action.result = writer(action=action, ticket=run.ticket)
+                    action.status = Action.Status.DONE
+                    action.executed_at = timezone.now()
+                    action.error = ""
+                except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
+                    logger.warning("action %s failed: %s", key, exc)
+                    action.status = Action.Status.FAILED
+                    action.error = f"{type(exc).__name__}: {exc}"[:5000]
+                action.save()
+        done.append(action)
+    return done
+
+
+def _writeback_for(source: str) -> Callable[..., dict]:
+    backends: dict[str, str] = getattr(settings, "TRIAGE_WRITEBACK_BACKENDS", {})
+    return import_string(backends.get(source, "triage.writeback.record_only"))
+
+
+# --- knowledge base -------------------------------------------------------------------------------
+
+HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+@dataclass(frozen=True)
+class ArticleSource:
+    slug: str
+    title: str
+    body: str
+
+
+def article_parse(*, path: Path) -> ArticleSource:
+    """A Markdown article: the first `# ` heading is its title (else the file name)."""
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"{path.name}: the article is empty")
+    first, _, rest = text.partition("\n")
+    match = HEADING.match(first)
+    title = match.group(2).strip() if match and len(match.group(1)) == 1 else path.stem.replace("-", " ").capitalize()
+    body = rest.strip() if match and len(match.group(1)) == 1 else text
+    return ArticleSource(slug=slugify(path.stem)[:200], title=title[:300], body=body)
+
+
+def article_chunks(*, title: str, body: str, max_words: int = 120) -> list[tuple[str, str]]:
+    """(heading, text) chunks: one per section, long sections split on paragraphs."""
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    for line in body.splitlines():
+        match = HEADING.match(line)
+        if match:
+            sections.append((match.group(2).strip(), []))
+        else:
+            sections[-1][1].append(line)
+    chunks = []
+    for heading, lines in sections:
+        paragraphs = [p.strip() for p in "\n".join(lines).split("\n\n") if p.strip()]
+        current: list[str] = []
+        for paragraph in paragraphs:
+            if current and len(" ".join(current + [paragraph]).split()) > max_words:
+                chunks.append((heading, "\n\n".join(current)))
+                current = []
+            current.append(paragraph)
+        if current:
+            chunks.append((heading, "\n\n".join(current)))
+    return chunks
+
+
+def article_upsert(*, slug: str, title: str, body: str) -> Article:
+    """Create or update an article and re-embed its chunks (only new texts reach the model)."""
+    pieces = article_chunks(title=title, body=body)
+    embeddings = embed_texts([f"{title}. {heading}. {text}" if heading else f"{title}. {text}" for heading, text in pieces])
+    with transaction.atomic():
+        article, _ = Article.objects.update_or_create(slug=slug, defaults={"title": title, "body": body})
+        article.chunks.all().delete()
+        Chunk.objects.bulk_create(
+            Chunk(article=article, ordinal=i, heading=heading[:300], text=text, embedding=vector)
+            for i, ((heading, text), vector) in enumerate(zip(pieces, embeddings, strict=True))
+        )
+    return article
+
+
+def knowledge_base_import(*, directory: Path, progress: Progress | None = None) -> list[Article]:
+    files = sorted(directory.glob("*.md"))
+    if not files:
+        raise ValueError(f"{directory}: no Markdown (*.md) articles found")
+    articles = []
+    for path in files:
+        source = article_parse(path=path)
+        articles.append(article_upsert(slug=source.slug, title=source.title, body=source.body))
+        if progress:
+            progress(1)
+    return articles
+
+
+# --- categories, examples, training ----------------------------------------------------------------
+
+
+def categories_import(*, rows: Iterable[tuple[str, bool]]) -> list[Category]:
+    out = []
+    for label, money in rows:
+        category, _ = Category.objects.update_or_create(
+            label=label, defaults={"money": money, "name": label.replace("_", " ").capitalize()}
+        )
+        out.append(category)
+    return out
+
+
+def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | None = None) -> int:
+    """Store labelled examples (text, label) with their embeddings. Labels must be known categories."""
+    categories = {c.label: c for c in Category.objects.all()}
+    unknown = sorted({label for _, label in rows if label not in categories})
+    if unknown:
+        raise ValueError(f"examples name categories that do not exist: {', '.join(unknown[:10])}")
+    created = 0
+    for start in range(0, len(rows), 256):
+        batch = rows[start : start + 256]
+        vectors = embed_texts([text for text, _ in batch])
+        objs = LabelledExample.objects.bulk_create(
+            [LabelledExample(text=t, category=categories[label], embedding=v) for (t, label), v in zip(batch, vectors, strict=True)],
+            ignore_conflicts=True,
+        )
+        created += len(objs)
+        if progress:
+            progress(len(batch))
+    return created
+
+
+def classifier_train() -> TrainedClassifier:
+    """Fit the local classifier on every labelled example and store it; new runs use it."""
+    import numpy as np
+
+    from integrations.embeddings import MODEL_NAME
+    from triage.classifier import IntentClassifier
+
+    rows = list(LabelledExample.objects.select_related("category").values_list("text", "category__label", "embedding"))
+    if len({label for _, label, _ in rows}) < 2:
+        raise ValueError("the classifier needs labelled examples of at least two categories")
+    texts = [t for t, _, _ in rows]
+    labels = [label for _, label, _ in rows]
+    embeddings = np.asarray([e for _, _, e in rows], dtype=np.float32)
+    model = IntentClassifier.fit(texts=texts, embeddings=embeddings, labels=labels)
+    return TrainedClassifier.objects.create(
+        model=f"local-classifier/{MODEL_NAME}", blob=model.to_bytes(), labels=list(model.labels),
+        example_count=len(rows), suggested_threshold=float(model.suggested_threshold),
+    )
