@@ -7,7 +7,7 @@ from typing import Any
 from triage.contracts import Classification, Draft, Verdict
 from triage.models import Category, PipelineRun
 
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, Decision
 
 
 def approval_request_open(
@@ -29,3 +29,85 @@ def approval_request_open(
     }
     approval, _ = ApprovalRequest.objects.get_or_create(run=run, defaults=defaults)
     return approval
+
+
+class DecisionError(Exception):
+    """A decision that cannot be taken; `reason` is shown to the person who tried."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AlreadyDecided(DecisionError):
+    pass
+
+
+class MoneyPermissionRequired(DecisionError):
+    pass
+
+
+def approval_decide(
+    *, approval_id: int, actor: Any, verdict: str, reason: str = "", category: str | None = None,
+    reply: str | None = None,
+) -> Decision:
+    """Record a person's decision and hand the run back to the queue to carry it out, exactly once.
+
+    Two people deciding the same request at once: the row lock makes one wait, and it then finds
+    the request decided (`AlreadyDecided`). Approving anything that moves money needs the
+    `approvals.approve_money` permission; without it nothing changes.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    from triage.contracts import Priority
+    from triage.pipeline.steps import proposed_actions_for
+    from triage.tasks import enqueue_run
+
+    if verdict not in Decision.Verdict.values:
+        raise DecisionError(f"unknown decision {verdict!r}")
+    if verdict == Decision.Verdict.REJECT and not reason.strip():
+        raise DecisionError("a rejection needs a reason")
+    with transaction.atomic():
+        approval = ApprovalRequest.objects.select_for_update().select_related("run").get(pk=approval_id)
+        if approval.status != ApprovalRequest.Status.PENDING:
+            last = approval.decisions.select_related("actor").first()
+            who = f" by {last.actor}" if last else ""
+            raise AlreadyDecided(f"This ticket was already {approval.status}{who}.")
+        before = {"category": approval.proposed_category, "reply": approval.draft, "actions": approval.proposed_actions}
+        after = dict(before)
+        if verdict == Decision.Verdict.EDIT:
+            if category is not None and category != approval.proposed_category:
+                new_category = Category.objects.filter(label=category).first()
+                if new_category is None:
+                    raise DecisionError(f"category {category!r} does not exist")
+                after["category"] = category
+                after["actions"] = [a.model_dump(mode="json") for a in
+                                    proposed_actions_for(category=new_category, priority=Priority.NORMAL)]
+            if reply is not None:
+                after["reply"] = reply
+        moves_money = approval.money or any(a.get("kind") in ("refund", "cancel_order", "credit") or a.get("amount")
+                                            for a in after["actions"])
+        if verdict != Decision.Verdict.REJECT:
+            if moves_money and not actor.has_perm("approvals.approve_money"):
+                raise MoneyPermissionRequired("Approving this ticket moves money; you need the money-approval permission.")
+            if not after["reply"].strip() and any(a.get("kind") == "send_reply" for a in after["actions"]):
+                raise DecisionError("the reply is empty")
+        decision = Decision.objects.create(approval=approval, actor=actor, verdict=verdict, before=before,
+                                           after=after if verdict != Decision.Verdict.REJECT else {}, reason=reason)
+        approval.status = ApprovalRequest.Status.REJECTED if verdict == Decision.Verdict.REJECT else ApprovalRequest.Status.APPROVED
+        approval.decided_at = timezone.now()
+        approval.save(update_fields=["status", "decided_at"])
+        run = approval.run
+        run.resolution = {
+            "verdict": "reject" if verdict == Decision.Verdict.REJECT else "approve",
+            "actions": after["actions"] if verdict != Decision.Verdict.REJECT else [],
+            "reply": after["reply"],
+            "category": after["category"],
+            "reason": reason,
+            "decision_id": decision.pk,
+        }
+        run.status = PipelineRun.Status.QUEUED
+        run.save(update_fields=["resolution", "status"])
+        enqueue_run(run_id=run.pk)
+    return decision

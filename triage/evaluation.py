@@ -6,7 +6,6 @@ the demo data (or production data) is never touched.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -73,12 +72,12 @@ def evaluate_dataset(
             reference_label=row.label,
             enqueue=False,
         )
-        run_pipeline(run_id=result.run.pk, router=dataclasses.replace(router, _fallbacks={}))
+        run_pipeline(run_id=result.run.pk, router=router.fresh())
         gated_ids.append(result.run.pk)
         tick(1)
         if with_ungated:
             ungated = PipelineRun.objects.create(ticket=result.ticket, gates_enabled=False)
-            run_pipeline(run_id=ungated.pk, router=dataclasses.replace(router, _fallbacks={}))
+            run_pipeline(run_id=ungated.pk, router=router.fresh())
             ungated_ids.append(ungated.pk)
             tick(1)
     money = dataset.money_labels

@@ -224,6 +224,9 @@ class PipelineRun(models.Model):
     route = models.CharField(max_length=10, choices=Route.choices, blank=True)
     gates_enabled = models.BooleanField(default=True)
     provider = models.CharField(max_length=50, default="local")
+    resolution = models.JSONField(
+        null=True, blank=True, help_text="A person's decision the execute step carries out (verdict, actions, reply)."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -8,6 +8,7 @@ policy's fallback provider when that one keeps failing.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,10 @@ class Router:
             classify_cascade=cascade,
             draft_providers=drafters,
         )
+
+    def fresh(self) -> Router:
+        """The same configuration with no per-run state (fallback switches), for the next run."""
+        return dataclasses.replace(self, _fallbacks={})
 
     def classify(self, *, state: RunState) -> ClassifyDecision:
         provider_name = self._fallbacks.get("classify")

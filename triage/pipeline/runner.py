@@ -208,12 +208,25 @@ def _step_route(state: RunState) -> StepResult:
 
 
 def _step_execute(state: RunState) -> StepResult:
-    if state.route != PipelineRun.Route.AUTO:
-        raise StepSkipped("Waiting for a person's decision.")
+    """Carry out the actions: the chain's own when auto-handled, else the ones a person decided."""
+    from triage.contracts import ProposedAction
     from triage.services import run_actions_execute
 
-    assert state.classification is not None
-    actions = run_actions_execute(run=state.run, actions=state.classification.proposed_actions, reply=state.draft.body if state.draft else "")
+    if state.route == PipelineRun.Route.AUTO:
+        assert state.classification is not None
+        proposed = state.classification.proposed_actions
+        reply = state.draft.body if state.draft else ""
+    else:
+        resolution = state.run.resolution or {}
+        if resolution.get("verdict") == "reject":
+            raise StepSkipped(f"Rejected by a person: {resolution.get('reason', '')}".strip())
+        proposed = [ProposedAction.model_validate(a) for a in resolution.get("actions", [])]
+        reply = resolution.get("reply", "")
+    actions = run_actions_execute(run=state.run, actions=proposed, reply=reply)
+    failed = [a for a in actions if a.status != a.Status.DONE]
+    if failed:
+        # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.
+        raise RuntimeError("actions not carried out: " + ", ".join(f"{a.kind} ({a.error})" for a in failed))
     return StepResult(output={"actions": [{"kind": a.kind, "status": a.status, "key": a.idempotency_key} for a in actions]})
 
 
@@ -375,15 +388,24 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
                 if step in finished:
                     _restore(state, finished[step])
                     continue
+                if step == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
+                    break  # waits for a person; their decision re-queues the run to carry out this step
                 _run_step(state, step, policies[step])
         except Exception as exc:
             logger.exception("run %s failed outside any step", run.pk)
             _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        if state.route == PipelineRun.Route.AUTO:
+        unexecuted = [v for v in state.verdicts if v.gate == "step_failed" and v.step == "execute"]
+        if unexecuted:
+            _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason)
+        elif state.route == PipelineRun.Route.AUTO:
             _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route)
-        else:
+        elif run.resolution is None:
             _close_run(run, PipelineRun.Status.WAITING, Ticket.Status.AWAITING_APPROVAL, route=PipelineRun.Route.HUMAN)
+        else:
+            rejected = run.resolution.get("verdict") == "reject"
+            _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
+                       route=PipelineRun.Route.HUMAN)
         run.refresh_from_db()
         return run
 
