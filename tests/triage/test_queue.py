@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_rq
 import pytest
-from django.core.management import call_command
+from rq import SimpleWorker
 
 from triage.models import PipelineRun, StepRun
 
@@ -30,8 +30,9 @@ def test_a_ticket_goes_through_a_real_rq_worker_on_redis(rq_settings, ingest, dj
     assert PipelineRun.objects.get(pk=result.run.pk).status == PipelineRun.Status.QUEUED
     assert queue.job_ids == [f"triage-run-{result.run.pk}"]
 
-    # The worker runs in this process (SimpleWorker: no fork) so that it shares the test's transaction.
-    call_command("rqworker", "default", burst=True, worker_class="rq.SimpleWorker", verbosity=0)
+    # RQ's own worker, in this process (SimpleWorker: no fork) so that it shares the test's transaction;
+    # `manage.py rqworker` would reset the test's database connection between jobs.
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert run.status in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING)

@@ -1,0 +1,534 @@
+"""The learned intent classifier: which category a ticket belongs to, how sure, and whether any fits.
+
+Method (chosen by measurement on BANKING77-style data; see the report in the PR):
+
+* **Scores.** One linear SVM (``LinearSVC``) over the concatenation of TF-IDF word 1-2-grams,
+  TF-IDF character 2-5-grams (``char_wb``) and the sentence embedding (scaled by
+  :data:`EMBEDDING_SCALE`). Words and characters catch the exact phrasing and typos; the
+  embedding catches paraphrases. Together they beat either alone and beat averaging separate
+  models.
+* **Probabilities.** A softmax over the SVM scores with one temperature fitted by
+  cross-validation on the examples (``alternatives`` are these probabilities).
+* **Confidence.** A small logistic "is the top label right?" model over out-of-fold features:
+  the top probability, its margin over the runner-up, whether the nearest training example
+  agrees, the similarity to the nearest example of the predicted label and to any example.
+  Fitted on 5-fold out-of-fold predictions of the examples, so ``confidence`` is a calibrated
+  probability that the label is right.
+* **Out of scope.** A ticket is out of scope when its cosine similarity to the nearest
+  training example is below the 1st percentile of the same measure for held-out examples (and
+  always below :data:`MIN_NEAREST_SIMILARITY`): text unlike anything the team has labelled.
+* **Threshold.** ``suggested_threshold`` is the lowest confidence at which the out-of-fold
+  predictions above it are at least :data:`TARGET_PRECISION` right, never below
+  :data:`MIN_THRESHOLD`. Only examples are used; tickets are never seen when fitting.
+
+Storage: :meth:`IntentClassifier.to_bytes` writes a NumPy ``.npz`` archive of plain arrays
+plus a JSON header (no pickle), so loading a blob from the database cannot execute code.
+The TF-IDF vectorisers are rebuilt from their stored vocabularies and IDF weights.
+
+No Django imports: this module is used by services, workers and offline evaluation alike.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax, softmax
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MIN_THRESHOLD",
+    "TARGET_PRECISION",
+    "ClassifierFormatError",
+    "IntentClassifier",
+    "Prediction",
+]
+
+#: Bumped whenever the stored layout changes; older blobs are refused, not misread.
+FORMAT_VERSION = 1
+_MAGIC = "triage-intent-classifier"
+
+#: Precision the suggested threshold aims for on held-out examples.
+TARGET_PRECISION = 0.99
+#: The suggested threshold never goes below this, however easy the examples are.
+MIN_THRESHOLD = 0.9
+#: Percentile of held-out examples' nearest-example similarity below which text is out of scope.
+OOS_PERCENTILE = 1.0
+#: Text less similar than this to every example is always out of scope.
+MIN_NEAREST_SIMILARITY = 0.3
+#: Weight of the embedding block next to the TF-IDF blocks (each row of each block has unit norm).
+EMBEDDING_SCALE = 2.0
+#: LinearSVC regularisation.
+SVM_C = 0.5
+#: Cross-validation folds on the examples (fewer when a category has fewer examples).
+CV_FOLDS = 5
+
+_WORD_PARAMS: dict[str, Any] = {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
+_CHAR_PARAMS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 2}
+
+
+class ClassifierFormatError(ValueError):
+    """A stored classifier blob is not one this code can read."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str | None
+    """The best category, or None when the ticket is out of scope."""
+    confidence: float
+    """Calibrated probability that the best category is right (0..1).
+
+    Reported for the best category even when the ticket is out of scope; gates check
+    ``out_of_scope`` first."""
+    alternatives: tuple[tuple[str, float], ...]
+    """The top three categories with their probabilities, best first."""
+    out_of_scope: bool
+    """True when the text is unlike every training example."""
+    nearest_similarity: float
+    """Cosine similarity to the nearest training example."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature extraction
+# ---------------------------------------------------------------------------------------------
+
+
+def _vectorizer(params: dict[str, Any], vocabulary: list[str] | None = None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    kwargs = dict(params, dtype=numpy.float32, lowercase=True)
+    if vocabulary is not None:
+        kwargs.pop("min_df", None)
+        kwargs["vocabulary"] = vocabulary
+    return TfidfVectorizer(**kwargs)
+
+
+class _Features:
+    """TF-IDF words + TF-IDF characters + scaled embedding, as one sparse matrix."""
+
+    def __init__(self, word, char) -> None:
+        self.word = word
+        self.char = char
+
+    @classmethod
+    def fit(cls, texts: Sequence[str]) -> _Features:
+        word = _vectorizer(_WORD_PARAMS)
+        char = _vectorizer(_CHAR_PARAMS)
+        try:
+            word.fit(texts)
+        except ValueError:  # no word of two characters or more anywhere
+            word = _vectorizer({**_WORD_PARAMS, "token_pattern": r"(?u)\b\w+\b"}).fit(list(texts) + ["_"])
+        try:
+            char.fit(texts)
+        except ValueError:  # too few texts for min_df
+            char = _vectorizer({**_CHAR_PARAMS, "min_df": 1}).fit(texts)
+        return cls(word, char)
+
+    def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
+        return sparse.hstack(
+            [
+                self.word.transform(texts),
+                self.char.transform(texts),
+                sparse.csr_matrix(embeddings * numpy.float32(EMBEDDING_SCALE)),
+            ],
+            format="csr",
+            dtype=numpy.float32,
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.word.vocabulary_) + len(self.char.vocabulary_)
+
+
+def _vocabulary_list(vectorizer) -> list[str]:
+    terms = [""] * len(vectorizer.vocabulary_)
+    for term, index in vectorizer.vocabulary_.items():
+        terms[index] = term
+    return terms
+
+
+def _normalize_rows(embeddings: numpy.ndarray) -> numpy.ndarray:
+    embeddings = numpy.asarray(embeddings, dtype=numpy.float32)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array, got shape {embeddings.shape}")
+    norms = numpy.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / numpy.clip(norms, 1e-12, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces shared by fitting and predicting
+# ---------------------------------------------------------------------------------------------
+
+
+def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
+    from sklearn.svm import LinearSVC
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LinearSVC(C=SVM_C, max_iter=5000)
+        model.fit(features, y)
+    weights = numpy.asarray(model.coef_, dtype=numpy.float32)
+    bias = numpy.asarray(model.intercept_, dtype=numpy.float32)
+    classes = numpy.asarray(model.classes_)
+    if weights.shape[0] == 1:  # binary LinearSVC: one row scoring class 1 against class 0
+        weights = numpy.vstack([-weights, weights])
+        bias = numpy.concatenate([-bias, bias])
+    return weights, bias, classes
+
+
+def _class_similarity(query: numpy.ndarray, train: numpy.ndarray, train_y: numpy.ndarray, n_classes: int):
+    """Per-class maximum cosine similarity, shape (n_query, n_classes); -1 where a class has no example."""
+    order = numpy.argsort(train_y, kind="stable")
+    sorted_y = train_y[order]
+    sims = query @ train[order].T
+    out = numpy.full((query.shape[0], n_classes), -1.0, dtype=numpy.float32)
+    present, starts = numpy.unique(sorted_y, return_index=True)
+    if sims.shape[1]:
+        out[:, present] = numpy.maximum.reduceat(sims, starts, axis=1)
+    return out
+
+
+def _meta_features(probabilities: numpy.ndarray, class_sims: numpy.ndarray) -> numpy.ndarray:
+    rows = numpy.arange(probabilities.shape[0])
+    top = probabilities.argmax(axis=1)
+    ordered = numpy.sort(probabilities, axis=1)
+    p1 = numpy.log(ordered[:, -1] + 1e-9)
+    p2 = numpy.log(ordered[:, -2] + 1e-9) if probabilities.shape[1] > 1 else numpy.full_like(p1, -20.0)
+    nearest = class_sims.max(axis=1)
+    return numpy.column_stack(
+        [
+            p1,
+            p1 - p2,
+            (class_sims.argmax(axis=1) == top).astype(numpy.float32),
+            class_sims[rows, top],
+            nearest,
+        ]
+    ).astype(numpy.float64)
+
+
+def _fit_temperature(scores: numpy.ndarray, y: numpy.ndarray) -> float:
+    rows = numpy.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(scores / numpy.exp(log_t), axis=1)[rows, y].mean())
+
+    result = minimize_scalar(nll, bounds=(numpy.log(0.01), numpy.log(100.0)), method="bounded")
+    return float(numpy.exp(result.x))
+
+
+def _precision_threshold(confidence: numpy.ndarray, correct: numpy.ndarray, target: float) -> float:
+    """Lowest confidence t such that the items with confidence >= t are at least `target` right."""
+    if len(confidence) == 0:
+        return 1.0
+    order = numpy.argsort(-confidence, kind="stable")
+    precision = numpy.cumsum(correct[order]) / numpy.arange(1, len(order) + 1)
+    ok = numpy.nonzero(precision >= target)[0]
+    if len(ok) == 0:
+        return 1.0
+    return float(confidence[order][ok.max()])
+
+
+def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx):
+    """Fit on `train_idx`, return SVM scores and per-class similarities for `test_idx`."""
+    train_texts = [texts[i] for i in train_idx]
+    features = _Features.fit(train_texts)
+    weights, bias, classes = _fit_svm(features.transform(train_texts, embeddings[train_idx]), y[train_idx])
+    test_texts = [texts[i] for i in test_idx]
+    raw = numpy.asarray(features.transform(test_texts, embeddings[test_idx]) @ weights.T) + bias
+    # Categories missing from this fold's training part can never win.
+    scores = numpy.full((len(test_idx), n_classes), raw.min() - 10.0 if raw.size else -10.0, dtype=numpy.float64)
+    scores[:, classes] = raw
+    sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
+    return scores, sims
+
+
+def _final_job(texts, embeddings, y):
+    features = _Features.fit(texts)
+    weights, bias, classes = _fit_svm(features.transform(texts, embeddings), y)
+    return features, weights, bias, classes
+
+
+def _n_jobs() -> int:
+    raw = os.environ.get("CLASSIFIER_JOBS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifier
+# ---------------------------------------------------------------------------------------------
+
+
+class IntentClassifier:
+    """See the module docstring. Build with :meth:`fit` or :meth:`from_bytes`."""
+
+    labels: tuple[str, ...]
+    suggested_threshold: float
+
+    def __init__(
+        self,
+        *,
+        labels: tuple[str, ...],
+        features: _Features,
+        weights: numpy.ndarray,
+        bias: numpy.ndarray,
+        temperature: float,
+        train_embeddings: numpy.ndarray,
+        train_y: numpy.ndarray,
+        meta_coef: numpy.ndarray | None,
+        meta_intercept: float,
+        oos_similarity: float,
+        suggested_threshold: float,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        self.labels = tuple(labels)
+        self._features = features
+        self._weights = numpy.asarray(weights, dtype=numpy.float32)
+        self._bias = numpy.asarray(bias, dtype=numpy.float32)
+        self._temperature = float(temperature)
+        self._train_embeddings = numpy.asarray(train_embeddings, dtype=numpy.float32)
+        self._train_y = numpy.asarray(train_y, dtype=numpy.int64)
+        self._meta_coef = None if meta_coef is None else numpy.asarray(meta_coef, dtype=numpy.float64)
+        self._meta_intercept = float(meta_intercept)
+        self.oos_similarity = float(oos_similarity)
+        self.suggested_threshold = float(suggested_threshold)
+        #: Cross-validation figures on the examples (for reports; not used to predict).
+        self.stats: dict[str, Any] = dict(stats or {})
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls,
+        *,
+        texts: Sequence[str],
+        embeddings: numpy.ndarray,
+        labels: Sequence[str],
+        target_precision: float = TARGET_PRECISION,
+        random_state: int = 0,
+    ) -> IntentClassifier:
+        from joblib import Parallel, delayed
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        texts = ["" if t is None else str(t) for t in texts]
+        labels = [str(label) for label in labels]
+        embeddings = _normalize_rows(embeddings)
+        if not (len(texts) == len(labels) == embeddings.shape[0]):
+            raise ValueError(
+                f"texts ({len(texts)}), embeddings ({embeddings.shape[0]}) and labels ({len(labels)}) differ in length"
+            )
+        label_names = tuple(sorted(set(labels)))
+        if len(label_names) < 2:
+            raise ValueError("the classifier needs examples of at least two categories")
+        index = {name: i for i, name in enumerate(label_names)}
+        y = numpy.asarray([index[label] for label in labels], dtype=numpy.int64)
+        n_classes = len(label_names)
+        counts = numpy.bincount(y, minlength=n_classes)
+
+        # Out-of-fold scores on the examples, and the final model, fitted in parallel.
+        n_splits = int(min(CV_FOLDS, max(2, counts.max() if counts.min() < 2 else counts.min())))
+        n_splits = min(n_splits, len(texts))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "least populated class has only 1 member"
+            folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(texts, y))
+        jobs = [delayed(_final_job)(texts, embeddings, y)] + [
+            delayed(_fold_job)(texts, embeddings, y, n_classes, tr, te) for tr, te in folds
+        ]
+        results = Parallel(n_jobs=_n_jobs(), backend="threading")(jobs)
+        features, weights, bias, classes = results[0]
+        full_weights = numpy.zeros((n_classes, weights.shape[1]), dtype=numpy.float32)
+        full_bias = numpy.full(n_classes, -1e3, dtype=numpy.float32)
+        full_weights[classes] = weights
+        full_bias[classes] = bias
+
+        oof_scores = numpy.zeros((len(texts), n_classes))
+        oof_sims = numpy.zeros((len(texts), n_classes), dtype=numpy.float32)
+        for (_, test_idx), (scores, sims) in zip(folds, results[1:], strict=True):
+            oof_scores[test_idx] = scores
+            oof_sims[test_idx] = sims
+
+        temperature = _fit_temperature(oof_scores, y)
+        oof_probs = softmax(oof_scores / temperature, axis=1)
+        oof_top = oof_probs.argmax(axis=1)
+        correct = oof_top == y
+        nearest = oof_sims.max(axis=1)
+
+        # Calibrated confidence: P(top label right | features), fitted out of fold.
+        meta_x = _meta_features(oof_probs, oof_sims)
+        meta_coef, meta_intercept = None, 0.0
+        n_wrong = int((~correct).sum())
+        if n_wrong >= 5 and int(correct.sum()) >= 5:
+            meta = LogisticRegression(C=1.0, max_iter=5000)
+            meta_folds = int(min(5, n_wrong))
+            inner = StratifiedKFold(meta_folds, shuffle=True, random_state=random_state)
+            oof_conf = numpy.zeros(len(y))
+            for tr, te in inner.split(meta_x, correct):
+                meta.fit(meta_x[tr], correct[tr])
+                oof_conf[te] = meta.predict_proba(meta_x[te])[:, 1]
+            meta.fit(meta_x, correct)
+            meta_coef, meta_intercept = meta.coef_[0].copy(), float(meta.intercept_[0])
+        else:  # too few mistakes to learn from: the temperature-scaled top probability
+            oof_conf = oof_probs.max(axis=1)
+
+        oos_similarity = float(max(MIN_NEAREST_SIMILARITY, numpy.percentile(nearest, OOS_PERCENTILE)))
+        in_scope = nearest >= oos_similarity
+        threshold = max(MIN_THRESHOLD, _precision_threshold(oof_conf[in_scope], correct[in_scope], target_precision))
+        covered = in_scope & (oof_conf >= threshold)
+        stats = {
+            "examples": len(texts),
+            "cv_folds": n_splits,
+            "cv_accuracy": float(correct.mean()),
+            "cv_coverage_at_threshold": float(covered.mean()),
+            "cv_precision_at_threshold": float(correct[covered].mean()) if covered.any() else None,
+            "target_precision": float(target_precision),
+            "temperature": temperature,
+        }
+        return cls(
+            labels=label_names,
+            features=features,
+            weights=full_weights,
+            bias=full_bias,
+            temperature=temperature,
+            train_embeddings=embeddings,
+            train_y=y,
+            meta_coef=meta_coef,
+            meta_intercept=meta_intercept,
+            oos_similarity=oos_similarity,
+            suggested_threshold=threshold,
+            stats=stats,
+        )
+
+    # -- predicting ------------------------------------------------------------------------
+
+    def predict(self, *, texts: Sequence[str], embeddings: numpy.ndarray) -> list[Prediction]:
+        texts = ["" if t is None else str(t) for t in texts]
+        if len(texts) == 0:
+            return []
+        embeddings = _normalize_rows(numpy.asarray(embeddings).reshape(len(texts), -1))
+        if embeddings.shape[1] != self._train_embeddings.shape[1]:
+            raise ValueError(
+                f"embeddings have {embeddings.shape[1]} dimensions; the classifier was trained on "
+                f"{self._train_embeddings.shape[1]}"
+            )
+        scores = numpy.asarray(self._features.transform(texts, embeddings) @ self._weights.T) + self._bias
+        probs = softmax(scores.astype(numpy.float64) / self._temperature, axis=1)
+        sims = _class_similarity(embeddings, self._train_embeddings, self._train_y, len(self.labels))
+        if self._meta_coef is not None:
+            confidence = expit(_meta_features(probs, sims) @ self._meta_coef + self._meta_intercept)
+        else:
+            confidence = probs.max(axis=1)
+        nearest = sims.max(axis=1)
+
+        k = min(3, len(self.labels))
+        top_k = numpy.argsort(-probs, axis=1, kind="stable")[:, :k]
+        out = []
+        for i in range(len(texts)):
+            out_of_scope = bool(nearest[i] < self.oos_similarity)
+            best = int(top_k[i, 0])
+            out.append(
+                Prediction(
+                    label=None if out_of_scope else self.labels[best],
+                    confidence=float(numpy.clip(confidence[i], 0.0, 1.0)),
+                    alternatives=tuple((self.labels[j], float(probs[i, j])) for j in top_k[i]),
+                    out_of_scope=out_of_scope,
+                    nearest_similarity=float(nearest[i]),
+                )
+            )
+        return out
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        header = {
+            "magic": _MAGIC,
+            "format_version": FORMAT_VERSION,
+            "labels": list(self.labels),
+            "temperature": self._temperature,
+            "meta_intercept": self._meta_intercept,
+            "has_meta": self._meta_coef is not None,
+            "oos_similarity": self.oos_similarity,
+            "suggested_threshold": self.suggested_threshold,
+            "word_params": _jsonable(self._features.word.get_params()),
+            "char_params": _jsonable(self._features.char.get_params()),
+            "word_vocabulary": _vocabulary_list(self._features.word),
+            "char_vocabulary": _vocabulary_list(self._features.char),
+            "stats": self.stats,
+        }
+        arrays = {
+            "header": numpy.frombuffer(json.dumps(header).encode("utf-8"), dtype=numpy.uint8),
+            "weights": self._weights,
+            "bias": self._bias,
+            "word_idf": numpy.asarray(self._features.word.idf_, dtype=numpy.float64),
+            "char_idf": numpy.asarray(self._features.char.idf_, dtype=numpy.float64),
+            # Half precision is plenty for cosine similarities and halves the blob.
+            "train_embeddings": self._train_embeddings.astype(numpy.float16),
+            "train_y": self._train_y.astype(numpy.int32),
+            "meta_coef": numpy.zeros(5) if self._meta_coef is None else self._meta_coef,
+        }
+        buffer = io.BytesIO()
+        numpy.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> IntentClassifier:
+        try:
+            with numpy.load(io.BytesIO(bytes(raw)), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            header = json.loads(arrays["header"].tobytes().decode("utf-8"))
+        except Exception as exc:
+            raise ClassifierFormatError(f"not a stored intent classifier: {exc}") from exc
+        if header.get("magic") != _MAGIC:
+            raise ClassifierFormatError("not a stored intent classifier")
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ClassifierFormatError(
+                f"stored classifier format {header.get('format_version')} is not the supported "
+                f"format {FORMAT_VERSION}; retrain the classifier"
+            )
+        word = _vectorizer(_params_from_json(header["word_params"]), header["word_vocabulary"])
+        word.idf_ = arrays["word_idf"]
+        char = _vectorizer(_params_from_json(header["char_params"]), header["char_vocabulary"])
+        char.idf_ = arrays["char_idf"]
+        return cls(
+            labels=tuple(header["labels"]),
+            features=_Features(word, char),
+            weights=arrays["weights"],
+            bias=arrays["bias"],
+            temperature=header["temperature"],
+            train_embeddings=arrays["train_embeddings"].astype(numpy.float32),
+            train_y=arrays["train_y"].astype(numpy.int64),
+            meta_coef=arrays["meta_coef"] if header["has_meta"] else None,
+            meta_intercept=header["meta_intercept"],
+            oos_similarity=header["oos_similarity"],
+            suggested_threshold=header["suggested_threshold"],
+            stats=header.get("stats"),
+        )
+
+
+_PARAM_KEYS = ("analyzer", "ngram_range", "sublinear_tf", "token_pattern", "lowercase", "norm", "use_idf", "smooth_idf")
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key in _PARAM_KEYS:
+        value = params.get(key)
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in params.items() if k in _PARAM_KEYS and v is not None}
+    if "analyzer" in out and out["analyzer"] not in ("word", "char", "char_wb"):
+        raise ClassifierFormatError(f"unsupported analyzer {out['analyzer']!r}")
+    if "ngram_range" in out:
+        out["ngram_range"] = tuple(int(n) for n in out["ngram_range"])
+    return out
