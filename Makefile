@@ -14,7 +14,7 @@ demo: setup
 	$(RUN) python manage.py demo
 
 ## The whole test suite against the embedded PostgreSQL (plus the local Redis for the RQ test).
-test: setup
+test: setup browsers
 	$(RUN) pytest
 
 ## Debian's Chromium for the browser tests (Playwright drives it by its executable path).

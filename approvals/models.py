@@ -24,12 +24,18 @@ class ApprovalRequest(models.Model):
     proposed_actions = models.JSONField(default=list)
     draft = models.TextField(blank=True)
     money = models.BooleanField(default=False, help_text="Approving it moves money: needs that permission.")
+    priority_rank = models.PositiveSmallIntegerField(
+        default=2, help_text="0 urgent, 1 high, 2 normal, 3 low: the inbox's most-urgent-first order."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "-created_at"])]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["status", "priority_rank", "-created_at"], name="approval_inbox_urgent"),
+        ]
         permissions = [("approve_money", "Can approve actions that move money")]
 
     def __str__(self) -> str:

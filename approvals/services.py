@@ -9,6 +9,8 @@ from triage.models import Category, PipelineRun
 
 from approvals.models import ApprovalRequest, Decision
 
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}  # ApprovalRequest.priority_rank
+
 
 def approval_request_open(
     *, run: PipelineRun, reason: str, verdicts: list[Verdict], classification: Classification | None, draft: Draft | None
@@ -26,6 +28,7 @@ def approval_request_open(
         "proposed_actions": [a.model_dump(mode="json") for a in classification.proposed_actions] if classification else [],
         "draft": draft.body if draft else "",
         "money": money,
+        "priority_rank": PRIORITY_RANK.get(classification.priority, 2) if classification else 2,
     }
     approval, _ = ApprovalRequest.objects.get_or_create(run=run, defaults=defaults)
     return approval

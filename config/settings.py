@@ -139,7 +139,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 SESSION_COOKIE_AGE = int(os.environ.get("TRIAGE_SESSION_SECONDS", 8 * 3600))
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
@@ -160,3 +162,53 @@ LOGGING = {
         "integrations": {"level": os.environ.get("TRIAGE_LOG_LEVEL", "INFO"), "propagate": True},
     },
 }
+
+# --- Helpdesk intake and write-back (integrations/helpdesks) ----------------------------------------
+# Integrations reach the domain through these paths only.
+TRIAGE_TICKET_CONTRACT = "triage.contracts.TicketIn"
+TRIAGE_INGEST_SERVICE = "triage.services.ticket_ingest"
+TRIAGE_WEBHOOK_MAX_BYTES = int(os.environ.get("TRIAGE_WEBHOOK_MAX_BYTES", 1024 * 1024))
+# Signed timestamps further than this from now are refused as replays.
+TRIAGE_WEBHOOK_REPLAY_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_REPLAY_SECONDS", 300))
+# After a secret is rotated in admin, the previous one stays valid this long.
+TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600))
+TRIAGE_WRITEBACK_TIMEOUT = float(os.environ.get("TRIAGE_WRITEBACK_TIMEOUT", 10))
+TRIAGE_WRITEBACK_ATTEMPTS = int(os.environ.get("TRIAGE_WRITEBACK_ATTEMPTS", 4))
+TRIAGE_WRITEBACK_MAX_WAIT = float(os.environ.get("TRIAGE_WRITEBACK_MAX_WAIT", 60))
+TRIAGE_WRITEBACK_SLEEP_SCALE = float(os.environ.get("TRIAGE_WRITEBACK_SLEEP_SCALE", 1.0))
+
+# --- Claude as the reasoning provider (issue #5) ------------------------------------------------
+# Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible
+# server) turns the classify cascade on: local classifier first, Claude when it is unsure, then a person.
+TRIAGE_PROVIDERS["anthropic"] = "integrations.llm.anthropic.AnthropicProvider"
+ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
+_claude_configured = bool(ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL)
+TRIAGE_CLASSIFY_CASCADE = [
+    p for p in os.environ.get("TRIAGE_CLASSIFY_CASCADE", "anthropic" if _claude_configured else "").split(",") if p
+]
+TRIAGE_DRAFT_PROVIDERS = [p for p in os.environ.get("TRIAGE_DRAFT_PROVIDERS", "local").split(",") if p]
+# Per step, the models in order: the first answers; the next takes over when one is overloaded (529/503).
+# Admin's ProviderSettings overrides these.
+TRIAGE_ANTHROPIC_MODELS = {
+    "classify": [m for m in os.environ.get("TRIAGE_ANTHROPIC_CLASSIFY_MODELS", "claude-haiku-4-5,claude-sonnet-4-6").split(",") if m],
+    "draft": [m for m in os.environ.get("TRIAGE_ANTHROPIC_DRAFT_MODELS", "claude-sonnet-4-6,claude-haiku-4-5").split(",") if m],
+}
+TRIAGE_ANTHROPIC_TIMEOUT = float(os.environ.get("TRIAGE_ANTHROPIC_TIMEOUT", "30"))
+TRIAGE_ANTHROPIC_MAX_TOKENS = int(os.environ.get("TRIAGE_ANTHROPIC_MAX_TOKENS", "1024"))
+# Dollars per million tokens (input, output, 5-minute cache write, cache read); admin's ModelPrice rows
+# override. A model id matches its longest listed prefix; an unknown model is charged at the dearest row.
+TRIAGE_MODEL_PRICES = {
+    "claude-haiku-4-5": {"input": "1.00", "output": "5.00", "cache_write": "1.25", "cache_read": "0.10"},
+    "claude-sonnet-4-5": {"input": "3.00", "output": "15.00", "cache_write": "3.75", "cache_read": "0.30"},
+    "claude-sonnet-4-6": {"input": "3.00", "output": "15.00", "cache_write": "3.75", "cache_read": "0.30"},
+    "claude-opus-4-5": {"input": "5.00", "output": "25.00", "cache_write": "6.25", "cache_read": "0.50"},
+    "claude-opus-4-6": {"input": "5.00", "output": "25.00", "cache_write": "6.25", "cache_read": "0.50"},
+}
+# Dollars per UTC day across all runs; over it, runs use the local models or a person. 0: no cap.
+TRIAGE_DAILY_SPEND_CAP = Decimal(os.environ.get("TRIAGE_DAILY_SPEND_CAP", "25.00"))
+# Circuit breaker (state per worker process): this many consecutive failed calls open it; after the
+# cool-down one probe call is let through (half-open); its success closes the breaker again.
+TRIAGE_BREAKER_FAILURES = int(os.environ.get("TRIAGE_BREAKER_FAILURES", "5"))
+TRIAGE_BREAKER_COOLDOWN = float(os.environ.get("TRIAGE_BREAKER_COOLDOWN", "30"))
+# Ticket sources "<vendor>:<id>" for these vendors are written back to the helpdesk (triage.writeback.helpdesk).
+TRIAGE_WRITEBACK_VENDORS = ("zendesk", "freshdesk", "helpscout", "intercom", "front", "chatwoot", "zammad")

@@ -1,6 +1,16 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from triage import views as triage_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tickets/<int:ticket_id>/", triage_views.ticket_trace, name="ticket-trace"),
+    path("tickets/<int:ticket_id>/mishandled/", triage_views.ticket_mishandled, name="ticket-mishandled"),
+    path("reports/", triage_views.reports, name="reports"),
+    path("", include("integrations.urls")),
+    path("", include("approvals.urls")),
 ]

@@ -180,6 +180,10 @@ class LocalEmbedder:
             options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3
+            # Don't busy-wait between ops: on a 2-core machine shared with the web and worker
+            # processes spinning threads cost more than they save (measured: ~25% faster under load).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             try:
                 session = onnxruntime.InferenceSession(
                     str(model_path), sess_options=options, providers=["CPUExecutionProvider"]

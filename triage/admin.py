@@ -25,6 +25,17 @@ class ArticleAdmin(admin.ModelAdmin):
     list_display = ["title", "slug", "updated_at"]
     search_fields = ["title", "body"]
 
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        """Saving an article re-chunks and re-embeds it, so new runs retrieve what it says now."""
+        from triage.services import article_upsert
+
+        if change and "slug" in form.changed_data:
+            # article_upsert finds the article by slug: move the existing row to its new slug first.
+            Article.objects.filter(pk=obj.pk).update(slug=obj.slug)
+        article = article_upsert(slug=obj.slug, title=obj.title, body=obj.body)
+        obj.pk, obj.updated_at = article.pk, article.updated_at
+        self.message_user(request, f"“{article.title}” re-embedded: {article.chunks.count()} passage(s).")
+
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
@@ -57,3 +68,17 @@ class ActionAdmin(admin.ModelAdmin):
     list_display = ["idempotency_key", "kind", "status", "attempts", "executed_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["run", "kind", "payload", "idempotency_key", "status", "attempts", "result", "error", "executed_at"]
+
+
+from triage.models import ModelPrice, ProviderSettings  # noqa: E402 - appended with the Claude provider
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ["model", "input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_read_per_mtok", "updated_at"]
+    search_fields = ["model"]
+
+
+@admin.register(ProviderSettings)
+class ProviderSettingsAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "classify_models", "draft_models", "timeout_seconds", "daily_spend_cap", "updated_at"]

@@ -13,7 +13,8 @@ Method (chosen by measurement on BANKING77-style data; see the report in the PR)
   the top probability, its margin over the runner-up, whether the nearest training example
   agrees, the similarity to the nearest example of the predicted label and to any example.
   Fitted on 5-fold out-of-fold predictions of the examples, so ``confidence`` is a calibrated
-  probability that the label is right.
+  probability that the label is right. (With fewer than five held-out mistakes to learn from,
+  e.g. a tiny example set, the temperature-scaled top probability is used instead.)
 * **Out of scope.** A ticket is out of scope when its cosine similarity to the nearest
   training example is below the 1st percentile of the same measure for held-out examples (and
   always below :data:`MIN_NEAREST_SIMILARITY`): text unlike anything the team has labelled.
@@ -66,10 +67,17 @@ OOS_PERCENTILE = 1.0
 MIN_NEAREST_SIMILARITY = 0.3
 #: Weight of the embedding block next to the TF-IDF blocks (each row of each block has unit norm).
 EMBEDDING_SCALE = 2.0
-#: LinearSVC regularisation.
+#: LinearSVC regularisation and stopping tolerance.
 SVM_C = 0.5
+SVM_TOL = 1e-4
 #: Cross-validation folds on the examples (fewer when a category has fewer examples).
 CV_FOLDS = 5
+#: With too few held-out mistakes to learn a confidence model from (small or very easy example
+#: sets), the softmax temperature is kept at least this high so that confidence does not saturate
+#: at 1.0 for everything. 0.25 is about what cross-validation picks on BANKING77-sized sets.
+FALLBACK_MIN_TEMPERATURE = 0.25
+#: Held-out mistakes (and correct answers) needed to fit the confidence model.
+MIN_META_EXAMPLES = 5
 
 _WORD_PARAMS: dict[str, Any] = {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
 _CHAR_PARAMS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 2}
@@ -112,11 +120,20 @@ def _vectorizer(params: dict[str, Any], vocabulary: list[str] | None = None):
 
 
 class _Features:
-    """TF-IDF words + TF-IDF characters + scaled embedding, as one sparse matrix."""
+    """TF-IDF words + TF-IDF characters + scaled embedding, as one sparse matrix.
+
+    The vectorisers are fitted with scikit-learn; transforming uses their analysers, vocabularies
+    and IDF weights directly (same numbers as ``TfidfVectorizer.transform``, a fraction of the
+    per-call overhead, which matters when one ticket is classified at a time).
+    """
 
     def __init__(self, word, char) -> None:
         self.word = word
         self.char = char
+        self._blocks = [
+            (v.build_analyzer(), v.vocabulary_, numpy.asarray(v.idf_, dtype=numpy.float64), bool(v.sublinear_tf))
+            for v in (word, char)
+        ]
 
     @classmethod
     def fit(cls, texts: Sequence[str]) -> _Features:
@@ -132,16 +149,37 @@ class _Features:
             char = _vectorizer({**_CHAR_PARAMS, "min_df": 1}).fit(texts)
         return cls(word, char)
 
-    def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
-        return sparse.hstack(
-            [
-                self.word.transform(texts),
-                self.char.transform(texts),
-                sparse.csr_matrix(embeddings * numpy.float32(EMBEDDING_SCALE)),
-            ],
-            format="csr",
-            dtype=numpy.float32,
+    @staticmethod
+    def _tfidf(texts: Sequence[str], analyze, vocabulary, idf, sublinear: bool) -> sparse.csr_matrix:
+        indptr = [0]
+        indices: list[int] = []
+        values: list[float] = []
+        for text in texts:
+            counts: dict[int, int] = {}
+            for token in analyze(text):
+                j = vocabulary.get(token)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            indices.extend(counts)
+            values.extend(counts.values())
+            indptr.append(len(indices))
+        data = numpy.asarray(values, dtype=numpy.float64)
+        cols = numpy.asarray(indices, dtype=numpy.int64)
+        if sublinear:
+            data = numpy.log(data) + 1.0
+        data = data * idf[cols]
+        bounds = numpy.asarray(indptr, dtype=numpy.int64)
+        row_of = numpy.repeat(numpy.arange(len(texts)), numpy.diff(bounds))
+        norms = numpy.sqrt(numpy.bincount(row_of, weights=data * data, minlength=len(texts)))
+        data = data / numpy.where(norms > 0, norms, 1.0)[row_of]
+        return sparse.csr_matrix(
+            (data.astype(numpy.float32), cols, bounds), shape=(len(texts), len(idf)), dtype=numpy.float32
         )
+
+    def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
+        blocks = [self._tfidf(texts, *block) for block in self._blocks]
+        blocks.append(sparse.csr_matrix(numpy.asarray(embeddings, dtype=numpy.float32) * numpy.float32(EMBEDDING_SCALE)))
+        return sparse.hstack(blocks, format="csr", dtype=numpy.float32)
 
     @property
     def size(self) -> int:
@@ -173,7 +211,7 @@ def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = LinearSVC(C=SVM_C, max_iter=5000)
+        model = LinearSVC(C=SVM_C, tol=SVM_TOL, max_iter=5000)
         model.fit(features, y)
     weights = numpy.asarray(model.coef_, dtype=numpy.float32)
     bias = numpy.asarray(model.intercept_, dtype=numpy.float32)
@@ -184,16 +222,33 @@ def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
     return weights, bias, classes
 
 
+class _Neighbours:
+    """Training embeddings grouped by class, for per-class nearest-example similarity."""
+
+    def __init__(self, embeddings: numpy.ndarray, y: numpy.ndarray, n_classes: int) -> None:
+        order = numpy.argsort(y, kind="stable")
+        self.embeddings = numpy.ascontiguousarray(embeddings[order], dtype=numpy.float32)
+        self.y = numpy.asarray(y, dtype=numpy.int64)[order]
+        self.present, self.starts = numpy.unique(self.y, return_index=True)
+        self.n_classes = n_classes
+
+    def class_similarity(self, query: numpy.ndarray) -> numpy.ndarray:
+        """Per-class maximum cosine similarity, shape (n_query, n_classes); -1 where a class has no example."""
+        out = numpy.full((query.shape[0], self.n_classes), -1.0, dtype=numpy.float32)
+        if len(self.embeddings):
+            query = numpy.asarray(query, dtype=numpy.float32)
+            if query.shape[0] <= 16:
+                # A threaded BLAS matrix-vector product is slower here than a plain loop (and
+                # competes with the web or worker process for the cores); einsum avoids BLAS.
+                sims = numpy.einsum("ij,kj->ik", query, self.embeddings, optimize=False)
+            else:
+                sims = query @ self.embeddings.T
+            out[:, self.present] = numpy.maximum.reduceat(sims, self.starts, axis=1)
+        return out
+
+
 def _class_similarity(query: numpy.ndarray, train: numpy.ndarray, train_y: numpy.ndarray, n_classes: int):
-    """Per-class maximum cosine similarity, shape (n_query, n_classes); -1 where a class has no example."""
-    order = numpy.argsort(train_y, kind="stable")
-    sorted_y = train_y[order]
-    sims = query @ train[order].T
-    out = numpy.full((query.shape[0], n_classes), -1.0, dtype=numpy.float32)
-    present, starts = numpy.unique(sorted_y, return_index=True)
-    if sims.shape[1]:
-        out[:, present] = numpy.maximum.reduceat(sims, starts, axis=1)
-    return out
+    return _Neighbours(train, train_y, n_classes).class_similarity(query)
 
 
 def _meta_features(probabilities: numpy.ndarray, class_sims: numpy.ndarray) -> numpy.ndarray:
@@ -238,6 +293,9 @@ def _precision_threshold(confidence: numpy.ndarray, correct: numpy.ndarray, targ
 
 def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx):
     """Fit on `train_idx`, return SVM scores and per-class similarities for `test_idx`."""
+    sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
+    if len(numpy.unique(y[train_idx])) < 2:  # nothing to learn from: every category equally likely
+        return numpy.zeros((len(test_idx), n_classes)), sims
     train_texts = [texts[i] for i in train_idx]
     features = _Features.fit(train_texts)
     weights, bias, classes = _fit_svm(features.transform(train_texts, embeddings[train_idx]), y[train_idx])
@@ -246,7 +304,6 @@ def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx):
     # Categories missing from this fold's training part can never win.
     scores = numpy.full((len(test_idx), n_classes), raw.min() - 10.0 if raw.size else -10.0, dtype=numpy.float64)
     scores[:, classes] = raw
-    sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
     return scores, sims
 
 
@@ -295,8 +352,8 @@ class IntentClassifier:
         self._weights = numpy.asarray(weights, dtype=numpy.float32)
         self._bias = numpy.asarray(bias, dtype=numpy.float32)
         self._temperature = float(temperature)
-        self._train_embeddings = numpy.asarray(train_embeddings, dtype=numpy.float32)
-        self._train_y = numpy.asarray(train_y, dtype=numpy.int64)
+        self._weights_t = numpy.ascontiguousarray(self._weights.T)
+        self._neighbours = _Neighbours(numpy.asarray(train_embeddings, dtype=numpy.float32), train_y, len(self.labels))
         self._meta_coef = None if meta_coef is None else numpy.asarray(meta_coef, dtype=numpy.float64)
         self._meta_intercept = float(meta_intercept)
         self.oos_similarity = float(oos_similarity)
@@ -318,7 +375,7 @@ class IntentClassifier:
     ) -> IntentClassifier:
         from joblib import Parallel, delayed
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import KFold, StratifiedKFold
 
         texts = ["" if t is None else str(t) for t in texts]
         labels = [str(label) for label in labels]
@@ -336,11 +393,15 @@ class IntentClassifier:
         counts = numpy.bincount(y, minlength=n_classes)
 
         # Out-of-fold scores on the examples, and the final model, fitted in parallel.
-        n_splits = int(min(CV_FOLDS, max(2, counts.max() if counts.min() < 2 else counts.min())))
-        n_splits = min(n_splits, len(texts))
+        if counts.max() >= 2:
+            n_splits = int(min(CV_FOLDS, counts.max(), max(2, counts.min())))
+            splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+        else:  # one example per category: plain folds
+            n_splits = int(min(CV_FOLDS, len(texts)))
+            splitter = KFold(n_splits, shuffle=True, random_state=random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "least populated class has only 1 member"
-            folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(texts, y))
+            folds = list(splitter.split(texts, y))
         jobs = [delayed(_final_job)(texts, embeddings, y)] + [
             delayed(_fold_job)(texts, embeddings, y, n_classes, tr, te) for tr, te in folds
         ]
@@ -358,19 +419,21 @@ class IntentClassifier:
             oof_sims[test_idx] = sims
 
         temperature = _fit_temperature(oof_scores, y)
-        oof_probs = softmax(oof_scores / temperature, axis=1)
-        oof_top = oof_probs.argmax(axis=1)
+        oof_top = oof_scores.argmax(axis=1)
         correct = oof_top == y
         nearest = oof_sims.max(axis=1)
+        n_wrong = int((~correct).sum())
+        use_meta = n_wrong >= MIN_META_EXAMPLES and int(correct.sum()) >= MIN_META_EXAMPLES
+        if not use_meta:
+            temperature = max(temperature, FALLBACK_MIN_TEMPERATURE)
+        oof_probs = softmax(oof_scores / temperature, axis=1)
 
         # Calibrated confidence: P(top label right | features), fitted out of fold.
-        meta_x = _meta_features(oof_probs, oof_sims)
         meta_coef, meta_intercept = None, 0.0
-        n_wrong = int((~correct).sum())
-        if n_wrong >= 5 and int(correct.sum()) >= 5:
+        if use_meta:
+            meta_x = _meta_features(oof_probs, oof_sims)
             meta = LogisticRegression(C=1.0, max_iter=5000)
-            meta_folds = int(min(5, n_wrong))
-            inner = StratifiedKFold(meta_folds, shuffle=True, random_state=random_state)
+            inner = StratifiedKFold(int(min(5, n_wrong)), shuffle=True, random_state=random_state)
             oof_conf = numpy.zeros(len(y))
             for tr, te in inner.split(meta_x, correct):
                 meta.fit(meta_x[tr], correct[tr])
@@ -392,6 +455,7 @@ class IntentClassifier:
             "cv_precision_at_threshold": float(correct[covered].mean()) if covered.any() else None,
             "target_precision": float(target_precision),
             "temperature": temperature,
+            "confidence_model": "logistic" if use_meta else "softmax",
         }
         return cls(
             labels=label_names,
@@ -415,14 +479,14 @@ class IntentClassifier:
         if len(texts) == 0:
             return []
         embeddings = _normalize_rows(numpy.asarray(embeddings).reshape(len(texts), -1))
-        if embeddings.shape[1] != self._train_embeddings.shape[1]:
+        if embeddings.shape[1] != self._neighbours.embeddings.shape[1]:
             raise ValueError(
                 f"embeddings have {embeddings.shape[1]} dimensions; the classifier was trained on "
-                f"{self._train_embeddings.shape[1]}"
+                f"{self._neighbours.embeddings.shape[1]}"
             )
-        scores = numpy.asarray(self._features.transform(texts, embeddings) @ self._weights.T) + self._bias
+        scores = numpy.asarray(self._features.transform(texts, embeddings) @ self._weights_t) + self._bias
         probs = softmax(scores.astype(numpy.float64) / self._temperature, axis=1)
-        sims = _class_similarity(embeddings, self._train_embeddings, self._train_y, len(self.labels))
+        sims = self._neighbours.class_similarity(embeddings)
         if self._meta_coef is not None:
             confidence = expit(_meta_features(probs, sims) @ self._meta_coef + self._meta_intercept)
         else:
@@ -471,8 +535,8 @@ class IntentClassifier:
             "word_idf": numpy.asarray(self._features.word.idf_, dtype=numpy.float64),
             "char_idf": numpy.asarray(self._features.char.idf_, dtype=numpy.float64),
             # Half precision is plenty for cosine similarities and halves the blob.
-            "train_embeddings": self._train_embeddings.astype(numpy.float16),
-            "train_y": self._train_y.astype(numpy.int32),
+            "train_embeddings": self._neighbours.embeddings.astype(numpy.float16),
+            "train_y": self._neighbours.y.astype(numpy.int32),
             "meta_coef": numpy.zeros(5) if self._meta_coef is None else self._meta_coef,
         }
         buffer = io.BytesIO()

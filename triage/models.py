@@ -263,7 +263,10 @@ class StepRun(models.Model):
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Of tokens_in: written to the prompt cache.")
+    cache_read_tokens = models.PositiveIntegerField(default=0, help_text="Of tokens_in: read from the prompt cache.")
     model = models.CharField(max_length=100, blank=True)
+    route_reason = models.CharField(max_length=300, blank=True, help_text="Why this model answered (or was skipped).")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -321,3 +324,45 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.status})"
+
+
+class ModelPrice(models.Model):
+    """What one hosted model costs, in dollars per million tokens. Rows override settings' price table."""
+
+    model = models.CharField(max_length=100, unique=True, help_text="Model id or its prefix, e.g. claude-haiku-4-5.")
+    input_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+    output_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+    cache_write_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+    cache_read_per_mtok = models.DecimalField(max_digits=10, decimal_places=4)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class ProviderSettings(models.Model):
+    """How the hosted reasoning provider (Claude) is used. One active row; empty fields: settings' defaults."""
+
+    name = models.CharField(max_length=100, default="default", unique=True)
+    enabled = models.BooleanField(default=True, help_text="Off: no run asks Claude (local models and people only).")
+    classify_models = models.CharField(
+        max_length=500, blank=True, help_text="Comma-separated, in order: the first answers, the next when it is overloaded."
+    )
+    draft_models = models.CharField(max_length=500, blank=True, help_text="Comma-separated, in order.")
+    timeout_seconds = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1), MaxValueValidator(600.0)], help_text="Per call."
+    )
+    daily_spend_cap = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True,
+        help_text="Dollars per UTC day; over it runs use the local models or a person. Empty: settings; 0: no cap.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "provider settings"
+
+    def __str__(self) -> str:
+        return self.name

@@ -52,6 +52,9 @@ class ChainFigures:
     escalations_by_gate: dict[str, int] = field(default_factory=dict)
     tokens_in: int = 0
     tokens_out: int = 0
+    cache_write_tokens: int = 0  # of tokens_in: written to the prompt cache
+    cache_read_tokens: int = 0  # of tokens_in: read from the prompt cache
+    tokens_per_ticket: float = 0.0  # input + output
     llm_cost: float = 0.0
     cost_per_ticket: float = 0.0
     human_cost_per_ticket: float = 0.0
@@ -76,10 +79,13 @@ def chain_figures(*, runs: QuerySet[PipelineRun], money_labels: set[str], human_
     for start in range(0, len(run_ids), 2000):
         chunk = run_ids[start : start + 2000]
         for s in StepRun.objects.filter(run_id__in=chunk).only(
-            "run_id", "step", "status", "output", "verdicts", "tokens_in", "tokens_out", "cost"
+            "run_id", "step", "status", "output", "verdicts", "tokens_in", "tokens_out", "cost", "cache_write_tokens",
+            "cache_read_tokens",
         ):
             totals["tokens_in"] += s.tokens_in
             totals["tokens_out"] += s.tokens_out
+            totals["cache_write_tokens"] += s.cache_write_tokens
+            totals["cache_read_tokens"] += s.cache_read_tokens
             cost += s.cost
             if s.status in StepRun.FINISHED:
                 steps[s.run_id][s.step] = s
@@ -148,6 +154,8 @@ def chain_figures(*, runs: QuerySet[PipelineRun], money_labels: set[str], human_
     f.chain_reliability_measured = chain_right / n
     f.escalations_by_gate = dict(escalations.most_common())
     f.tokens_in, f.tokens_out = totals["tokens_in"], totals["tokens_out"]
+    f.cache_write_tokens, f.cache_read_tokens = totals["cache_write_tokens"], totals["cache_read_tokens"]
+    f.tokens_per_ticket = (f.tokens_in + f.tokens_out) / n
     f.llm_cost = float(cost)
     f.cost_per_ticket = float(cost) / n
     f.saved_cost = float((correct_auto - f.mishandled) * human_cost - cost)

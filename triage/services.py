@@ -95,8 +95,15 @@ def run_actions_execute(*, run: PipelineRun, actions: Sequence[ProposedAction], 
 
 
 def _writeback_for(source: str) -> Callable[..., dict]:
+    """The writer for a ticket's source: a setting per source, else the helpdesk it came from
+    (`<vendor>:<source id>`), else recorded only."""
     backends: dict[str, str] = getattr(settings, "TRIAGE_WRITEBACK_BACKENDS", {})
-    return import_string(backends.get(source, "triage.writeback.record_only"))
+    if source in backends:
+        return import_string(backends[source])
+    vendor, _, source_id = source.partition(":")
+    if source_id.isdigit() and vendor in getattr(settings, "TRIAGE_WRITEBACK_VENDORS", ()):
+        return import_string("triage.writeback.helpdesk")
+    return import_string("triage.writeback.record_only")
 
 
 # --- knowledge base -------------------------------------------------------------------------------
@@ -224,3 +231,31 @@ def classifier_train() -> TrainedClassifier:
         model=f"local-classifier/{MODEL_NAME}", blob=model.to_bytes(), labels=list(model.labels),
         example_count=len(rows), suggested_threshold=float(model.suggested_threshold),
     )
+
+
+# --- staff feedback ---------------------------------------------------------------------------------
+
+
+class MishandledMarkError(ValueError):
+    """The ticket cannot be marked mishandled; `reason` is shown to the person who tried."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def ticket_mark_mishandled(*, ticket_id: int, actor: object) -> Ticket:
+    """Staff say an auto-handled ticket was handled wrongly. Feeds the mishandled rate; marked once.
+
+    Only auto-handled tickets can be marked: a person already owned the outcome of the others.
+    """
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+        if ticket.status != Ticket.Status.AUTO_HANDLED:
+            raise MishandledMarkError("Only an auto-handled ticket can be marked as mishandled.")
+        if ticket.mishandled_at is not None:
+            raise MishandledMarkError("This ticket is already marked as mishandled.")
+        ticket.mishandled_at = timezone.now()
+        ticket.save(update_fields=["mishandled_at", "updated_at"])
+    logger.info("ticket %s marked mishandled by %s", ticket.pk, actor)
+    return ticket

@@ -41,8 +41,11 @@ def submit(run_id: int) -> None:
         _inprocess().submit(run_id)
     elif backend == "immediate":
         run_task(run_id)
+    elif backend == "none":
+        # Intake only: runs stay queued (benchmarks of the webhook path; `resume_runs` works them later).
+        return
     else:
-        raise ValueError(f"unknown TRIAGE_QUEUE_BACKEND {backend!r} (rq, inprocess or immediate)")
+        raise ValueError(f"unknown TRIAGE_QUEUE_BACKEND {backend!r} (rq, inprocess, immediate or none)")
 
 
 class InProcessWorker:

@@ -1,12 +1,70 @@
-"""Where actions land when a ticket's source has no helpdesk to write back to (API, demo)."""
+"""Where a run's actions land: recorded inside the product (API, demo), or written back to the helpdesk
+a ticket came from. `triage.services._writeback_for` picks the writer from the ticket's source.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import transaction
+from django.utils import timezone
+
 from triage.models import Action, Ticket
+
+logger = logging.getLogger(__name__)
 
 
 def record_only(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     """The action is carried out inside the product: recorded on the ticket's run, nothing sent out."""
     return {"recorded": True, "kind": action.kind, "ticket": ticket.pk}
+
+
+def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
+    """Carry out the action on the ticket in its helpdesk (source ``<vendor>:<HelpdeskSource id>``).
+
+    The action's idempotency key goes with every request (``Idempotency-Key``), and a reply is looked
+    for on the remote ticket before it is posted, so a retried write-back never posts twice. Errors
+    propagate: the caller records the action FAILED with the error, and `retry_writebacks` tries again.
+    """
+    from integrations.helpdesks import vendor_module
+    from integrations.models import HelpdeskSource
+
+    vendor, _, source_id = ticket.source.partition(":")
+    source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
+    if source is None:
+        raise LookupError(f"helpdesk source {ticket.source} no longer exists")
+    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token)
+    return client.execute(
+        kind=action.kind, payload=action.payload, ticket_id=ticket.external_id, requester=ticket.requester,
+        key=action.idempotency_key,
+    )
+
+
+def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, int]:
+    """Try FAILED actions again (oldest first), each under its row lock; DONE ones are never touched."""
+    from triage.services import _writeback_for
+
+    counts = {"done": 0, "failed": 0}
+    ids = list(
+        Action.objects.filter(status=Action.Status.FAILED, attempts__lt=max_attempts).order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        with transaction.atomic():
+            action = Action.objects.select_for_update(skip_locked=True).select_related("run__ticket").filter(pk=pk).first()
+            if action is None or action.status != Action.Status.FAILED:
+                continue
+            ticket = action.run.ticket
+            action.attempts += 1
+            try:
+                action.result = _writeback_for(ticket.source)(action=action, ticket=ticket)
+                action.status = Action.Status.DONE
+                action.executed_at = timezone.now()
+                action.error = ""
+                counts["done"] += 1
+            except Exception as exc:  # noqa: BLE001 - stays FAILED with its error, tried again next time
+                logger.warning("write-back retry of action %s failed: %s", pk, exc)
+                action.error = f"{type(exc).__name__}: {exc}"[:5000]
+                counts["failed"] += 1
+            action.save()
+    return counts

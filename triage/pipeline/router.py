@@ -4,6 +4,15 @@ Classify is a cascade: the trained local classifier first; when its confidence i
 category's threshold and a reasoning provider is configured, that provider; when still unsure,
 the gates send the ticket to a person. Draft uses the first configured draft provider, and a step
 policy's fallback provider when that one keeps failing.
+
+Hosted providers (those with `supports_models`, i.e. Claude) are asked with a model chosen per
+step from an ordered list (admin's ProviderSettings, else `TRIAGE_ANTHROPIC_MODELS`); a model that
+answers 529/503 overloaded is passed over for the rest of the run, so the runner's next attempt
+goes to the next model. A hosted provider is skipped, and the trail says why, when it is switched
+off, when today's spend has reached the daily cap, or when its circuit breaker is open. Output
+that breaks its contract gets one repair call (the validation error is sent back); a second
+failure goes to a person. Every reply is priced (`triage.spend`), and what an attempt paid for is
+attached to the error when it fails, so the StepRun of a failed attempt records it too.
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from integrations.llm.base import ProviderError, ProviderReply, ReasoningProvider
-from triage.contracts import Classification, Draft
+from integrations.llm.base import CategoryOption, ClassifyRequest, DraftRequest, PassageText, ProviderError, ProviderReply, ReasoningProvider, Usage
+from integrations.llm.breaker import CircuitBreaker, breaker_for
+from triage.contracts import Classification, ContractError, Draft, Priority, parse_contract
 from triage.pipeline import steps
 
 if TYPE_CHECKING:
@@ -25,6 +35,7 @@ if TYPE_CHECKING:
     from triage.models import PipelineRun
     from triage.pipeline.runner import RunState
 
+OVERLOADED_STATUS = frozenset({503, 529})
 _classifier_cache: dict[int, IntentClassifier] = {}
 _cache_lock = threading.Lock()
 
@@ -65,34 +76,55 @@ class Router:
     classify_cascade: list[str] = field(default_factory=list)
     draft_providers: list[str] = field(default_factory=lambda: ["local"])
     _fallbacks: dict[str, str] = field(default_factory=dict)
+    # Hosted providers: models per step (empty: the provider's defaults), per-call timeout, admin switch.
+    models: dict[str, list[str]] = field(default_factory=dict)
+    timeout: float | None = None
+    hosted_enabled: bool = True
+    # Per run: models that answered "overloaded", and why the last answer of each step came from where it did.
+    _overloaded: dict[str, list[str]] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+    _providers: dict[str, ReasoningProvider] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_run(cls, run: PipelineRun) -> Router:
         from triage.selectors import classifier_latest
 
         latest = classifier_latest()
+        from triage.spend import provider_settings_current
+
         cascade = list(getattr(settings, "TRIAGE_CLASSIFY_CASCADE", []))
         drafters = list(getattr(settings, "TRIAGE_DRAFT_PROVIDERS", ["local"]))
+        models = {step: list(names) for step, names in getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {}).items()}
+        timeout = getattr(settings, "TRIAGE_ANTHROPIC_TIMEOUT", None)
+        enabled = True
+        row = provider_settings_current()
+        if row is not None:
+            enabled = row.enabled
+            for step, listed in (("classify", row.classify_models), ("draft", row.draft_models)):
+                names = [m.strip() for m in listed.split(",") if m.strip()]
+                if names:
+                    models[step] = names
+            timeout = row.timeout_seconds or timeout
         return cls(
             classifier_id=latest.pk if latest else None,
             classifier_model=latest.model if latest else "",
             classifier_threshold=latest.suggested_threshold if latest else 1.0,
             classify_cascade=cascade,
             draft_providers=drafters,
+            models=models,
+            timeout=timeout,
+            hosted_enabled=enabled,
         )
 
     def fresh(self) -> Router:
         """The same configuration with no per-run state (fallback switches), for the next run."""
-        return dataclasses.replace(self, _fallbacks={})
+        return dataclasses.replace(self, _fallbacks={}, _overloaded={}, why={})
 
     def classify(self, *, state: RunState) -> ClassifyDecision:
         provider_name = self._fallbacks.get("classify")
         if provider_name:
-            classification, reply = steps.classify_with_provider(
-                provider=provider_get(provider_name), text=state.text, retrieval=state.retrieval,
-                categories=state.categories,
-            )
-            return ClassifyDecision(classification, reply, [{"model": reply.model, "why": "fallback provider"}])
+            classification, reply, why = self._classify_with(provider_name, state=state, why="fallback provider")
+            return ClassifyDecision(classification, reply, [{"model": reply.model, "why": why}])
         if self.classifier_id is None:
             raise ProviderError("no classifier has been trained yet: run `manage.py import_examples`", retryable=False)
         classification = steps.classify_local(
@@ -104,24 +136,156 @@ class Router:
         ]
         threshold = state.threshold_for(state.categories.get(classification.category))
         if classification.confidence >= threshold or not self.classify_cascade:
+            reason = (f"local confidence {classification.confidence:.2f} >= {threshold:.2f}"
+                      if classification.confidence >= threshold else "local classifier (no stronger model configured)")
+            self.why["classify"] = trail[0]["why"] = reason
             return ClassifyDecision(classification, None, trail)
+        unsure = f"local confidence {classification.confidence:.2f} < {threshold:.2f}"
         for name in self.classify_cascade:
-            stronger, reply = steps.classify_with_provider(
-                provider=provider_get(name), text=state.text, retrieval=state.retrieval, categories=state.categories
-            )
-            trail.append({"model": reply.model, "why": f"local confidence {classification.confidence:.2f} < {threshold:.2f}",
-                          "confidence": stronger.confidence})
+            blocked = self._blocked(name)
+            if blocked:
+                trail.append({"provider": name, "skipped": True, "why": blocked})
+                continue
+            stronger, reply, why = self._classify_with(name, state=state, why=unsure)
+            trail.append({"model": reply.model, "why": why, "confidence": stronger.confidence})
             return ClassifyDecision(stronger, reply, trail)
+        self.why["classify"] = "; ".join([unsure] + [t["why"] for t in trail[1:]] + ["local answer kept, the gates decide"])
         return ClassifyDecision(classification, None, trail)
 
     def draft(self, *, state: RunState) -> tuple[Draft, ProviderReply]:
         assert state.classification is not None and state.retrieval is not None
-        name = self._fallbacks.get("draft") or self.draft_providers[0]
+        names = [self._fallbacks["draft"]] if self._fallbacks.get("draft") else list(self.draft_providers)
         first = state.ticket.requester.split("@")[0].split(".")[0].capitalize() if state.ticket.requester else ""
-        return steps.draft(
-            provider=provider_get(name), text=state.text, classification=state.classification,
-            category=state.category, retrieval=state.retrieval, requester_name=first,
+        skipped: list[str] = []
+        # The local drafter is the last resort when every hosted one is skipped (cap, breaker, switched off).
+        for name in names + ([] if "local" in names else ["local"]):
+            if name not in names and not skipped:
+                break
+            blocked = self._blocked(name)
+            if blocked:
+                skipped.append(blocked)
+                continue
+            why = "; ".join(skipped + ["fallback provider" if self._fallbacks.get("draft") else f"draft provider {name}"])
+            provider = self._provider(name)
+            if not _hosted(provider):
+                self.why["draft"] = why
+                return steps.draft(
+                    provider=provider, text=state.text, classification=state.classification,
+                    category=state.category, retrieval=state.retrieval, requester_name=first,
+                )
+            category = state.category
+            request = DraftRequest(
+                ticket_text=state.text, category=state.classification.category,
+                category_name=(category.name or category.label.replace("_", " ")) if category else state.classification.category,
+                passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state.retrieval.passages),
+                requester_name=first,
+            )
+            return self._ask_hosted(
+                step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw),
+                parse=lambda reply: parse_contract(Draft, {**reply.output, "model": reply.model}),
+            )[:2]  # (draft, reply)
+        raise ProviderError("no draft provider may be used: " + "; ".join(skipped), retryable=False)
+
+    # --- hosted providers ------------------------------------------------------------------------
+
+    def _provider(self, name: str) -> ReasoningProvider:
+        if name not in self._providers:
+            self._providers[name] = provider_get(name)
+        return self._providers[name]
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        return breaker_for(name, failures=int(getattr(settings, "TRIAGE_BREAKER_FAILURES", 5)),
+                           cooldown=float(getattr(settings, "TRIAGE_BREAKER_COOLDOWN", 30.0)))
+
+    def _blocked(self, name: str) -> str | None:
+        """Why hosted provider `name` may not be asked now (None: it may). Asking the breaker is last:
+        in half-open state its yes is the one probe call, which must then be made."""
+        if not _hosted(self._provider(name)):
+            return None
+        if not self.hosted_enabled:
+            return f"{name} is switched off in provider settings"
+        from triage.spend import spend_status
+
+        spend = spend_status()
+        if spend.reached:
+            return f"daily spending cap reached (${spend.spent_today:.4f} of ${spend.cap:.2f}): {name} skipped"
+        breaker = self._breaker(name)
+        if not breaker.allow():
+            return (f"circuit breaker open after {breaker.consecutive_failures} consecutive failures: "
+                    f"{name} skipped until it recovers")
+        return None
+
+    def _model_for(self, step: str, provider: ReasoningProvider) -> tuple[str, str]:
+        """The first listed model not overloaded in this run, and a note when it is a fallback."""
+        listed = self.models.get(step) or getattr(provider, "default_models", {}).get(step) or []
+        if not listed:
+            return "", ""
+        overloaded = self._overloaded.setdefault(step, [])
+        usable = [m for m in listed if m not in overloaded]
+        if not usable:  # every model was overloaded once: start the list again
+            overloaded.clear()
+            usable = listed
+        note = f"fallback model ({', '.join(overloaded)} overloaded)" if overloaded else ""
+        return usable[0], note
+
+    def _classify_with(self, name: str, *, state: RunState, why: str) -> tuple[Classification, ProviderReply, str]:
+        provider = self._provider(name)
+        if not _hosted(provider):
+            classification, reply = steps.classify_with_provider(
+                provider=provider, text=state.text, retrieval=state.retrieval, categories=state.categories
+            )
+            self.why["classify"] = why
+            return classification, reply, why
+        request = ClassifyRequest(
+            ticket_text=state.text,
+            categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
+            passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score)
+                           for p in (state.retrieval.passages if state.retrieval else [])),
         )
+        return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
+                                parse=lambda reply: _classification_from(reply, state=state))
+
+    def _ask_hosted(self, *, step: str, name: str, why: str, call: Any, parse: Any) -> tuple[Any, ProviderReply, str]:
+        """One hosted call (plus one repair call when its output breaks the contract), priced.
+
+        Errors carry `model`, `why` and `charged` (what was paid for before the failure) for the StepRun.
+        """
+        from integrations.llm.anthropic import Repair
+
+        provider = self._provider(name)
+        breaker = self._breaker(name)
+        model, note = self._model_for(step, provider)
+        why = "; ".join(x for x in (why, f"{name} {model}".strip(), note) if x)
+        charged: ProviderReply | None = None
+        repair: Repair | None = None
+        for _ in range(2):
+            try:
+                reply = call(provider, model=model or None, timeout=self.timeout, repair=repair)
+            except ProviderError as exc:
+                breaker.record_failure()
+                if exc.status in OVERLOADED_STATUS and model:
+                    self._overloaded.setdefault(step, []).append(model)
+                _annotate(exc, model=model or name, why=why, charged=charged)
+                raise
+            except Exception:
+                breaker.record_failure()  # an unexpected failure must not leave a half-open probe taken
+                raise
+            breaker.record_success()
+            reply = _priced(reply)
+            charged = reply if charged is None else _combined(charged, reply)
+            try:
+                result = parse(reply)
+            except ContractError as err:
+                if repair is not None:
+                    why = f"{why}; still invalid after one repair: a person decides"
+                    _annotate(err, model=reply.model, why=why, charged=charged)
+                    raise
+                repair = Repair(previous_output=reply.output, error=err.reason)
+                why = f"{why}; repair requested ({err.reason[:120]})"
+                continue
+            self.why[step] = why
+            return result, charged, why
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def use_fallback(self, step: str, provider_name: str) -> bool:
         """Switch `step` to its fallback provider once; False when already switched or not usable."""
@@ -131,3 +295,50 @@ class Router:
             return False
         self._fallbacks[step] = provider_name
         return True
+
+
+def _hosted(provider: ReasoningProvider) -> bool:
+    return bool(getattr(provider, "supports_models", False))
+
+
+def _priced(reply: ProviderReply) -> ProviderReply:
+    if reply.cost:
+        return reply
+    from triage.spend import call_cost
+
+    return dataclasses.replace(reply, cost=call_cost(model=reply.model, usage=reply.usage))
+
+
+def _combined(first: ProviderReply, second: ProviderReply) -> ProviderReply:
+    """Two calls of one attempt (answer and repair) as one charge: usage and cost add up."""
+    a, b = first.usage, second.usage
+    usage = Usage(a.tokens_in + b.tokens_in, a.tokens_out + b.tokens_out, a.cache_write_tokens + b.cache_write_tokens,
+                  a.cache_read_tokens + b.cache_read_tokens)
+    return ProviderReply(output=second.output, model=second.model, usage=usage, cost=first.cost + second.cost)
+
+
+def _annotate(exc: Exception, *, model: str, why: str, charged: ProviderReply | None) -> None:
+    """What the runner records on the StepRun of an attempt that failed or escalated."""
+    exc.model = model  # type: ignore[attr-defined]
+    exc.why = why  # type: ignore[attr-defined]
+    exc.charged = charged  # type: ignore[attr-defined]
+
+
+def _classification_from(reply: ProviderReply, *, state: RunState) -> Classification:
+    """A hosted model's classification, validated against the live categories.
+
+    What handling a category means (its actions, and whether one moves money) is decided by code
+    from the category, never taken from the model's output.
+    """
+    output = dict(reply.output)
+    label = output.get("category")
+    category = state.categories.get(label) if isinstance(label, str) else None
+    try:
+        priority = Priority(output.get("priority", Priority.NORMAL))
+    except ValueError:
+        priority = Priority.NORMAL  # the contract reports the bad value below
+    if priority in (Priority.LOW, Priority.NORMAL) and steps.URGENT.search(state.text):
+        output["priority"] = priority = Priority.HIGH
+    output["proposed_actions"] = [a.model_dump() for a in steps.proposed_actions_for(category=category, priority=priority)]
+    output["model"] = reply.model
+    return parse_contract(Classification, output, context={"categories": set(state.categories)})

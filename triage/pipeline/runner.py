@@ -62,6 +62,9 @@ class StepResult:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: Decimal = Decimal("0")
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    why: str = ""
 
     @classmethod
     def from_reply(cls, output: dict[str, Any], reply: ProviderReply | None, verdicts: list[Verdict]) -> StepResult:
@@ -71,6 +74,7 @@ class StepResult:
         return cls(
             output=output, verdicts=verdicts, model=reply.model, tokens_in=u.tokens_in + u.cache_write_tokens
             + u.cache_read_tokens, tokens_out=u.tokens_out, cost=reply.cost,
+            cache_write_tokens=u.cache_write_tokens, cache_read_tokens=u.cache_read_tokens,
         )
 
 
@@ -152,7 +156,10 @@ def _step_classify(state: RunState) -> StepResult:
             )
         )
     output = decision.classification.model_dump(mode="json") | {"routing": decision.trail}
-    return StepResult.from_reply(output, decision.reply, verdicts)
+    result = StepResult.from_reply(output, decision.reply, verdicts)
+    result.model = result.model or decision.classification.model
+    result.why = state.router.why.get("classify", "")
+    return result
 
 
 def _step_draft(state: RunState) -> StepResult:
@@ -175,7 +182,9 @@ def _step_draft(state: RunState) -> StepResult:
         )
     if state.policy.personal_data_gate:
         verdicts.append(gates.gate_personal_data(draft=draft, retrieval=state.retrieval, requester=state.ticket.requester))
-    return StepResult.from_reply(draft.model_dump(mode="json"), reply, verdicts)
+    result = StepResult.from_reply(draft.model_dump(mode="json"), reply, verdicts)
+    result.why = state.router.why.get("draft", "")
+    return result
 
 
 def _step_validate(state: RunState) -> StepResult:
@@ -284,11 +293,32 @@ def _finish(step_run: StepRun, status: str, started: float, *, result: StepResul
         step_run.tokens_in = result.tokens_in
         step_run.tokens_out = result.tokens_out
         step_run.cost = result.cost
+        step_run.cache_write_tokens = result.cache_write_tokens
+        step_run.cache_read_tokens = result.cache_read_tokens
+        step_run.route_reason = result.why[:300]
         verdicts = result.verdicts
     if output is not None:
         step_run.output = output
     step_run.verdicts = [v.model_dump(mode="json") for v in verdicts or []]
     step_run.save()
+
+
+def _charge(step_run: StepRun, exc: BaseException) -> None:
+    """What a failed or escalated attempt had already paid for, which model it asked and why.
+
+    The router attaches `charged`, `model` and `why` to the error (or to the cause of an Escalate).
+    """
+    source = exc.__cause__ if isinstance(exc, Escalate) and exc.__cause__ is not None else exc
+    charged: ProviderReply | None = getattr(source, "charged", None)
+    step_run.model = str(getattr(source, "model", "") or "")[:100]
+    step_run.route_reason = str(getattr(source, "why", "") or "")[:300]
+    if charged is not None:
+        u = charged.usage
+        step_run.model = charged.model[:100]
+        step_run.tokens_in = u.tokens_in + u.cache_write_tokens + u.cache_read_tokens
+        step_run.tokens_out = u.tokens_out
+        step_run.cache_write_tokens, step_run.cache_read_tokens = u.cache_write_tokens, u.cache_read_tokens
+        step_run.cost = charged.cost
 
 
 def _backoff(policy: StepPolicy, attempt: int, error: BaseException) -> None:
@@ -315,6 +345,7 @@ def _run_step(state: RunState, step: str, policy: StepPolicy) -> None:
             _finish(step_run, StepRun.Status.SKIPPED, started, output={"skipped": str(skip)})
             return
         except Escalate as esc:
+            _charge(step_run, esc)
             _finish(step_run, StepRun.Status.ESCALATED, started, error=esc.reason, verdicts=esc.verdicts,
                     output={"escalated": esc.reason})
             state.verdicts.extend(esc.verdicts)
@@ -323,6 +354,7 @@ def _run_step(state: RunState, step: str, policy: StepPolicy) -> None:
             del state.verdicts[verdicts_before:]
             last_error = exc
             retryable = not (isinstance(exc, ProviderError) and not exc.retryable)
+            _charge(step_run, exc)
             _finish(step_run, StepRun.Status.FAILED, started, error=f"{type(exc).__name__}: {exc}")
             failures += 1
             logger.warning("run %s step %s attempt %s failed: %s", state.run.pk, step, attempt, exc)

@@ -71,6 +71,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Staff login: {login}")
         if not options["no_serve"]:
             self.stdout.write(f"Serving http://{options['addrport']}/ (Ctrl-C to stop)")
+            self.stdout.write(f"  inbox   http://{options['addrport']}/  (sign in at /accounts/login/)")
+            self.stdout.write(f"  reports http://{options['addrport']}/reports/   admin http://{options['addrport']}/admin/")
             call_command("runserver", options["addrport"], use_reloader=False)
 
     def _wait_for_runs(self, bars: Bars, total: int) -> None:
@@ -105,7 +107,7 @@ class Command(BaseCommand):
         agents.permissions.set(Permission.objects.filter(
             content_type__app_label__in=["approvals", "triage"], codename__in=[
                 "view_approvalrequest", "change_approvalrequest", "add_decision", "view_decision", "view_ticket",
-                "view_pipelinerun", "view_steprun",
+                "change_ticket", "view_pipelinerun", "view_steprun", "view_action",
             ]))
         agent, created = users.objects.get_or_create(username="agent", defaults={"is_staff": True})
         if created or not agent.check_password(password):

@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-ungated", action="store_true", help="Skip the run with every gate switched off.")
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
+        parser.add_argument(
+            "--provider", default="local", choices=sorted(settings.TRIAGE_PROVIDERS),
+            help="Reasoning provider: 'anthropic' asks Claude when the local classifier is unsure, and drafts with it "
+                 "(needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         try:
@@ -30,12 +35,15 @@ class Command(BaseCommand):
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
         human_cost = options["human_cost"] or settings.TRIAGE_HUMAN_COST_PER_TICKET
+        provider = options["provider"]
+        if provider == "anthropic" and not (settings.ANTHROPIC_API_KEY or getattr(settings, "ANTHROPIC_BASE_URL", "")):
+            raise CommandError("--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)")
         bars = Bars(enabled=not options["no_progress"])
         try:
             with isolated_database():
                 report = evaluate_dataset(
                     dataset=dataset, human_cost=human_cost, progress=bars, limit=options["limit"],
-                    with_ungated=not options["no_ungated"],
+                    with_ungated=not options["no_ungated"], provider=provider,
                 )
         finally:
             bars.close()
@@ -66,6 +74,13 @@ def render_report(report: dict) -> str:
     for step, value in report["step_reliability"].items():
         lines.append(f"{'  step ' + step:32}{_pct(value):>10}")
     lines.append(f"{'saved cost':32}{report['saved_cost']:>10.2f}  (human cost ${report['human_cost_per_ticket']:.2f}/ticket)")
+    if report.get("provider", "local") != "local" or report.get("llm_cost"):
+        lines.append(
+            f"{'model spend (' + report.get('provider', 'local') + ')':32}${report['llm_cost']:.4f}  "
+            f"(${report['cost_per_ticket']:.5f}/ticket, {report['tokens_per_ticket']:.0f} tokens/ticket: "
+            f"in {report['tokens_in']}, out {report['tokens_out']}, cache write {report['cache_write_tokens']}, "
+            f"cache read {report['cache_read_tokens']})"
+        )
     if report["escalations_by_gate"]:
         lines.append("escalations by gate: " + ", ".join(f"{g} {n}" for g, n in report["escalations_by_gate"].items()))
     return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Template helpers of the staff app: links that keep the inbox's filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context: template.Context, **changes: Any) -> str:
+    """The current path with its query string changed: `""` or None drops a key; the page always resets
+    unless it is the key being set (a new filter starts on page 1)."""
+    request = context["request"]
+    params = request.GET.copy()
+    params.pop("page", None)
+    for key, value in changes.items():
+        if value in ("", None):
+            params.pop(key, None)
+        else:
+            params[key] = value
+    query = params.urlencode()
+    return f"{request.path}?{query}" if query else request.path
+
+
+@register.filter
+def gate_name(value: str) -> str:
+    return str(value).replace("_", " ").capitalize()

@@ -1,0 +1,106 @@
+import secrets
+
+from django import forms
+from django.contrib import admin, messages
+
+from integrations.helpdesks.intake import helpdesk_source_secret_rotate
+from integrations.models import ApiToken, HelpdeskSource, WebhookDelivery
+from integrations.views import token_digest
+
+
+def masked(value: str) -> str:
+    """All but the last four characters hidden (short values entirely)."""
+    if not value:
+        return "—"
+    return "•" * 8 + value[-4:] if len(value) > 8 else "•" * 8
+
+
+class HelpdeskSourceForm(forms.ModelForm):
+    # Secrets are write-only: the form never renders them back; empty keeps the stored value.
+    new_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), label="Webhook secret",
+        help_text="Leave empty to keep the current secret. A new one replaces it; the old one stays valid for the grace period.",
+    )
+    new_api_token = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), label="API token",
+        help_text="Leave empty to keep the current token.",
+    )
+
+    class Meta:
+        model = HelpdeskSource
+        fields = ["name", "vendor", "base_url", "api_user", "active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("new_secret"):
+            self.add_error("new_secret", "A new source needs a webhook secret.")
+        return cleaned
+
+
+@admin.register(HelpdeskSource)
+class HelpdeskSourceAdmin(admin.ModelAdmin):
+    form = HelpdeskSourceForm
+    list_display = ["name", "vendor", "active", "secret_masked", "previous_secret_valid_until", "webhook_path", "base_url"]
+    list_filter = ["vendor", "active"]
+    readonly_fields = ["secret_masked", "previous_secret_masked", "previous_secret_valid_until", "api_token_masked", "webhook_path"]
+
+    @admin.display(description="secret")
+    def secret_masked(self, obj: HelpdeskSource) -> str:
+        return masked(obj.secret)
+
+    @admin.display(description="previous secret")
+    def previous_secret_masked(self, obj: HelpdeskSource) -> str:
+        return masked(obj.previous_secret)
+
+    @admin.display(description="API token")
+    def api_token_masked(self, obj: HelpdeskSource) -> str:
+        return masked(obj.api_token)
+
+    @admin.display(description="webhook URL path")
+    def webhook_path(self, obj: HelpdeskSource) -> str:
+        return f"/webhooks/{obj.vendor}/{obj.pk}" if obj.pk else "—"
+
+    def save_model(self, request, obj, form, change):
+        helpdesk_source_secret_rotate(source=obj, new_secret=form.cleaned_data.get("new_secret") or "")
+        if form.cleaned_data.get("new_api_token"):
+            obj.api_token = form.cleaned_data["new_api_token"]
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "source", "delivery_id", "event", "external_id", "ticket_id", "outcome"]
+    list_filter = ["source", "outcome"]
+    search_fields = ["delivery_id", "external_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "active"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ["name", "token_masked", "active", "created_at", "last_used_at"]
+    readonly_fields = ["token_masked", "created_at", "last_used_at"]
+
+    @admin.display(description="token")
+    def token_masked(self, obj: ApiToken) -> str:
+        return "•" * 8 + obj.last4 if obj.last4 else "—"
+
+    def save_model(self, request, obj, form, change):
+        if not obj.digest:
+            token = secrets.token_urlsafe(32)
+            obj.digest = token_digest(token)
+            obj.last4 = token[-4:]
+            # Shown once: only the digest is stored.
+            messages.warning(request, f"The new token is {token} — copy it now, it will not be shown again.")
+        super().save_model(request, obj, form, change)

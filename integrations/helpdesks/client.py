@@ -1,0 +1,82 @@
+"""The write-back side every vendor client shares: turning an action into REST calls, exactly once."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from integrations.helpdesks.base import comparable
+from integrations.helpdesks.http import RestClient, WritebackError
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+class HelpdeskClient:
+    """Subclasses implement the vendor's REST calls; `execute` is the same for all of them.
+
+    Replies are the one write that is not naturally idempotent, so before a reply is posted (and before
+    every retry of it) the ticket's replies are read back and an identical one counts as posted.
+    Tags, priority and status are set operations: repeating them changes nothing.
+    """
+
+    vendor: ClassVar[str] = ""
+
+    def __init__(self, *, base_url: str, api_user: str, api_token: str):
+        self.api_user = api_user
+        self.api_token = api_token
+        self.http = RestClient(base_url=base_url, headers=self.auth_headers())
+
+    # --- per vendor ---
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token}"}
+
+    def replies(self, *, ticket_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
+        raise NotImplementedError
+
+    def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
+        raise NotImplementedError
+
+    def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
+        raise NotImplementedError
+
+    def solve(self, *, ticket_id: str, key: str) -> Any:
+        raise NotImplementedError
+
+    # --- shared ---
+    def reply_posted(self, *, ticket_id: str, body: str) -> bool:
+        wanted = comparable(body)
+        return any(comparable(existing) == wanted for existing in self.replies(ticket_id=ticket_id))
+
+    def execute(self, *, kind: str, payload: dict[str, Any], ticket_id: str, requester: str, key: str) -> dict[str, Any]:
+        """Carry out one action on the remote ticket; returns what happened, for the trace."""
+        note = str(payload.get("note") or "").strip()
+        if kind == "send_reply":
+            body = str(payload.get("body") or "").strip()
+            if not body:
+                raise WritebackError("send_reply has no reply body")
+            if self.reply_posted(ticket_id=ticket_id, body=body):
+                return {"vendor": self.vendor, "reply": "already posted"}
+
+            def already() -> dict[str, Any] | None:
+                return {"vendor": self.vendor, "reply": "already posted"} if self.reply_posted(ticket_id=ticket_id, body=body) else None
+
+            answer = self.post_reply(ticket_id=ticket_id, body=body, requester=requester, key=key, before_retry=already)
+            return answer if isinstance(answer, dict) and answer.get("reply") == "already posted" else {"vendor": self.vendor, "reply": "posted"}
+        if kind == "set_category":
+            self.add_tags(ticket_id=ticket_id, tags=[f"triage-{note}"] if note else [], key=key)
+            return {"vendor": self.vendor, "category": note}
+        if kind == "add_tags":
+            tags = [t.strip() for t in note.split(",") if t.strip()]
+            self.add_tags(ticket_id=ticket_id, tags=tags, key=key)
+            return {"vendor": self.vendor, "tags": tags}
+        if kind == "set_priority":
+            priority = note if note in PRIORITIES else "normal"
+            self.set_priority(ticket_id=ticket_id, priority=priority, key=key)
+            return {"vendor": self.vendor, "priority": priority}
+        if kind == "solve":
+            self.solve(ticket_id=ticket_id, key=key)
+            return {"vendor": self.vendor, "status": "solved"}
+        # Money moves are decided here but carried out by people in the billing system, not the helpdesk.
+        return {"vendor": self.vendor, "recorded": True, "kind": kind}

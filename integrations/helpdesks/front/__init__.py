@@ -1,0 +1,97 @@
+"""Front: rule webhooks are signed with base64 HMAC-SHA1 of the body (``X-Front-Signature``); application
+webhooks with base64 HMAC-SHA256 of ``<timestamp>:<body>``, the timestamp (ms) in
+``X-Front-Request-Timestamp``. An inbound message event carries the new conversation. Core API for
+write-back (bearer token)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from integrations.helpdesks.base import (
+    IncomingTicket, PayloadError, epoch_seconds, html_to_text, matches_base64, optional, require, requester_email,
+    tag_list, text_id, text_of,
+)
+from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.http import quote
+
+SIGNATURE = "X-Front-Signature"
+TIMESTAMP = "X-Front-Request-Timestamp"
+INBOUND = ("inbound", "inbound_received")  # rule webhooks / application webhooks
+CHALLENGE = "X-Front-Challenge"
+
+
+def verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+    timestamp = headers.get(TIMESTAMP)
+    if timestamp:  # application webhook
+        return matches_base64(headers.get(SIGNATURE), secret, timestamp.encode() + b":" + body, "sha256")
+    return matches_base64(headers.get(SIGNATURE), secret, body, "sha1")  # rule webhook
+
+
+def handshake(*, headers: Mapping[str, str]) -> dict[str, str] | None:
+    """Saving an application webhook sends a signed challenge that must be echoed back."""
+    challenge = headers.get(CHALLENGE)
+    return {"challenge": challenge} if challenge else None
+
+
+def signed_at(*, headers: Mapping[str, str]) -> float | None:
+    if not headers.get(TIMESTAMP):
+        return None  # rule webhooks sign no time; a replay is a duplicate event id
+    return epoch_seconds(headers.get(TIMESTAMP), header=TIMESTAMP)
+
+
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
+    if not isinstance(payload, Mapping):
+        raise PayloadError("(root)", "must be a JSON object")
+    wrapped = isinstance(payload.get("payload"), Mapping)  # application webhooks wrap the event
+    event = payload["payload"] if wrapped else payload
+    at = "payload" if wrapped else ""
+    if event.get("type") not in INBOUND:
+        return None
+    conversation = require(event, "conversation", at=at)
+    message = require(event, "target.data", at=at)
+    recipients = optional(message, "recipients", [])
+    author = optional(message, "author.email") or next(
+        (r.get("handle") for r in (recipients if isinstance(recipients, list) else []) if isinstance(r, Mapping) and r.get("role") == "from"), ""
+    )
+    return IncomingTicket(
+        external_id=text_id(require(conversation, "id", at=f"{at}.conversation".lstrip(".")), "conversation.id"),
+        subject=text_of(optional(conversation, "subject"), "conversation.subject"),
+        body=html_to_text(text_of(optional(message, "text") or require(message, "body", at=f"{at}.target.data".lstrip(".")), "target.data.body")),
+        requester=requester_email(author or optional(conversation, "recipient.handle")),
+        tags=tag_list(optional(conversation, "tags", [])),
+        delivery_id=text_id(optional(event, "id", ""), "id"),
+        event=str(event["type"]),
+    )
+
+
+class Client(HelpdeskClient):
+    """https://dev.frontapp.com/reference/ (bearer token; `api_user` is the teammate id replies are sent as)."""
+
+    vendor = "front"
+
+    def replies(self, *, ticket_id: str) -> list[str]:
+        answer = self.http.send("GET", f"/conversations/{quote(ticket_id)}/messages")
+        return [m.get("text") or m.get("body") or "" for m in answer.get("_results") or [] if not m.get("is_inbound")]
+
+    def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
+        payload: dict[str, Any] = {"body": body}
+        if self.api_user:
+            payload["author_id"] = self.api_user
+        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/messages", body=payload,
+                              idempotency_key=key, before_retry=before_retry)
+
+    def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
+        known = {t.get("name"): t.get("id") for t in self.http.send("GET", "/tags").get("_results") or []}
+        ids = []
+        for name in tags:
+            if name not in known:
+                known[name] = self.http.send("POST", "/tags", body={"name": name}, idempotency_key=f"{key}:{name}").get("id")
+            ids.append(known[name])
+        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/tags", body={"tag_ids": ids}, idempotency_key=key)
+
+    def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
+        return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)  # Front has no priority field
+
+    def solve(self, *, ticket_id: str, key: str) -> Any:
+        return self.http.send("PATCH", f"/conversations/{quote(ticket_id)}", body={"status": "archived"}, idempotency_key=key)

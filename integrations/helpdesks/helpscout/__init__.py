@@ -1,0 +1,82 @@
+"""Help Scout: webhooks signed with base64 HMAC-SHA1 of the body (``X-HelpScout-Signature``), the event in
+``X-HelpScout-Event``; the body is the conversation. Mailbox API 2.0 for write-back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from integrations.helpdesks.base import (
+    IncomingTicket, PayloadError, html_to_text, matches_base64, optional, require, requester_email, tag_list, text_id,
+    text_of,
+)
+from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.http import quote
+
+SIGNATURE = "X-HelpScout-Signature"
+EVENT = "X-HelpScout-Event"
+CREATED = "convo.created"
+
+
+def verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+    return matches_base64(headers.get(SIGNATURE), secret, body, "sha1")
+
+
+def signed_at(*, headers: Mapping[str, str]) -> float | None:
+    return None
+
+
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
+    if headers.get(EVENT) != CREATED:
+        return None
+    if not isinstance(payload, Mapping):
+        raise PayloadError("(root)", "must be a JSON object")
+    threads = optional(payload, "_embedded.threads", [])
+    customer_threads = [t for t in threads if isinstance(t, Mapping) and t.get("type") == "customer" and t.get("body")] if isinstance(threads, list) else []
+    if customer_threads:
+        body = text_of(customer_threads[-1]["body"], "_embedded.threads.body")
+    else:
+        body = text_of(require(payload, "preview"), "preview")
+    return IncomingTicket(
+        external_id=text_id(require(payload, "id"), "id"),
+        subject=text_of(optional(payload, "subject"), "subject"),
+        body=html_to_text(body),
+        requester=requester_email(optional(payload, "primaryCustomer.email") or optional(payload, "customer.email")),
+        tags=tag_list(optional(payload, "tags", [])),
+        event=CREATED,
+    )
+
+
+class Client(HelpdeskClient):
+    """https://developer.helpscout.com/mailbox-api/ (OAuth2 bearer token). Help Scout has no priority:
+    it is written as a tag."""
+
+    vendor = "helpscout"
+
+    def replies(self, *, ticket_id: str) -> list[str]:
+        answer = self.http.send("GET", f"/v2/conversations/{quote(ticket_id)}/threads")
+        threads = (answer.get("_embedded") or {}).get("threads") or []
+        return [t.get("body") or "" for t in threads if t.get("type") == "reply"]
+
+    def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
+        payload: dict[str, Any] = {"text": body}
+        if requester:
+            payload["customer"] = {"email": requester}
+        return self.http.send("POST", f"/v2/conversations/{quote(ticket_id)}/reply", body=payload,
+                              idempotency_key=key, before_retry=before_retry)
+
+    def _tags(self, ticket_id: str) -> list[str]:
+        answer = self.http.send("GET", f"/v2/conversations/{quote(ticket_id)}")
+        return tag_list(answer.get("tags") or [])
+
+    def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
+        # PUT .../tags replaces the conversation's tags: send the union.
+        union = list(dict.fromkeys([*self._tags(ticket_id), *tags]))
+        return self.http.send("PUT", f"/v2/conversations/{quote(ticket_id)}/tags", body={"tags": union}, idempotency_key=key)
+
+    def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
+        return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)
+
+    def solve(self, *, ticket_id: str, key: str) -> Any:
+        return self.http.send("PATCH", f"/v2/conversations/{quote(ticket_id)}",
+                              body={"op": "replace", "path": "/status", "value": "closed"}, idempotency_key=key)

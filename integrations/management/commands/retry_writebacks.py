@@ -1,0 +1,17 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils.module_loading import import_string
+
+
+class Command(BaseCommand):
+    help = "Retry write-backs (actions) that failed, e.g. while a helpdesk was down. Safe to run from cron."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--limit", type=int, default=100, help="At most this many actions per run.")
+        parser.add_argument("--max-attempts", type=int, default=20, help="Leave actions tried this often alone.")
+
+    def handle(self, *args, limit: int, max_attempts: int, **options):
+        # The retry service lives with the domain; integrations reaches it by name only.
+        retry = import_string(getattr(settings, "TRIAGE_WRITEBACK_RETRY_SERVICE", "triage.writeback.writebacks_retry"))
+        counts = retry(limit=limit, max_attempts=max_attempts)
+        self.stdout.write(f"write-backs retried: {counts['done']} done, {counts['failed']} still failing")

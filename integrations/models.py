@@ -1,0 +1,93 @@
+"""Helpdesk connections, webhook deliveries and API tokens.
+
+Models hold fields and constraints only; verification and parsing live in `integrations.helpdesks`.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class HelpdeskSource(models.Model):
+    """One helpdesk connection: where its webhooks come from and where decisions are written back."""
+
+    class Vendor(models.TextChoices):
+        ZENDESK = "zendesk", "Zendesk"
+        FRESHDESK = "freshdesk", "Freshdesk"
+        HELPSCOUT = "helpscout", "Help Scout"
+        INTERCOM = "intercom", "Intercom"
+        FRONT = "front", "Front"
+        CHATWOOT = "chatwoot", "Chatwoot"
+        ZAMMAD = "zammad", "Zammad"
+
+    name = models.CharField(max_length=100, unique=True)
+    vendor = models.CharField(max_length=20, choices=Vendor.choices)
+    secret = models.CharField(max_length=500, help_text="Webhook signing secret (Freshdesk: the shared token).")
+    previous_secret = models.CharField(max_length=500, blank=True, help_text="The secret before the last rotation.")
+    previous_secret_valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="Deliveries signed with the previous secret are accepted until then."
+    )
+    base_url = models.URLField(blank=True, help_text="REST API root, e.g. https://acme.zendesk.com")
+    api_user = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Zendesk agent e-mail, Intercom admin id, Chatwoot account id, Front author id; else empty.",
+    )
+    api_token = models.CharField(max_length=500, blank=True, help_text="REST API token or key.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vendor})"
+
+    @property
+    def ticket_source(self) -> str:
+        """What `Ticket.source` says for tickets from this connection."""
+        return f"{self.vendor}:{self.pk}"
+
+
+class WebhookDelivery(models.Model):
+    """A delivery seen once: a vendor's retry of the same delivery id is answered without effect."""
+
+    class Outcome(models.TextChoices):
+        CREATED = "created"
+        DUPLICATE = "duplicate", "Known ticket"
+
+    source = models.ForeignKey(HelpdeskSource, on_delete=models.CASCADE, related_name="deliveries")
+    delivery_id = models.CharField(max_length=200)
+    event = models.CharField(max_length=100, blank=True)
+    external_id = models.CharField(max_length=200, blank=True)
+    ticket_id = models.BigIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.CREATED)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "delivery_id"], name="webhookdelivery_unique_source_delivery")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}/{self.delivery_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the generic ticket API; only its sha256 is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token.")
+    last4 = models.CharField(max_length=4, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.last4})"

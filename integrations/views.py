@@ -1,0 +1,147 @@
+"""HTTP edges: helpdesk webhooks and the generic ticket API. They read, check size, and hand over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import IntegrityError
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from pydantic import ValidationError
+
+from integrations.helpdesks import VENDORS
+from integrations.helpdesks.intake import webhook_receive
+from integrations.models import ApiToken
+from integrations.openapi import openapi_document
+
+logger = logging.getLogger(__name__)
+
+
+def _limit() -> int:
+    return int(getattr(settings, "TRIAGE_WEBHOOK_MAX_BYTES", 1024 * 1024))
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None when it is over the limit (checked before and while reading)."""
+    limit = _limit()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def _too_large() -> JsonResponse:
+    return JsonResponse({"error": f"body is over {_limit()} bytes"}, status=413)
+
+
+@csrf_exempt
+@require_POST
+def helpdesk_webhook(request: HttpRequest, vendor: str, source_id: int) -> JsonResponse:
+    if vendor not in VENDORS:
+        return JsonResponse({"error": f"unknown vendor {vendor!r}"}, status=404)
+    body = _read_body(request)
+    if body is None:
+        return _too_large()
+    outcome = webhook_receive(vendor=vendor, source_id=source_id, headers=request.headers, body=body)
+    return JsonResponse(outcome.body, status=outcome.status)
+
+
+# --- generic API ------------------------------------------------------------------------------------
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _authenticated(request: HttpRequest) -> ApiToken | None:
+    auth = request.headers.get("Authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    # The token is looked up by its sha256, so no stored value is ever compared with the raw token.
+    return ApiToken.objects.filter(digest=token_digest(token.strip()), active=True).first()
+
+
+def _unauthorized() -> JsonResponse:
+    response = JsonResponse({"error": "a valid bearer token is required"}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="tickets"'
+    return response
+
+
+def _ticket_view(ticket: Any) -> dict[str, Any]:
+    run = ticket.runs.order_by("-pk").first()
+    outcome: dict[str, Any] | None = None
+    if run is not None:
+        outcome = {
+            "run": run.pk,
+            "status": run.status,
+            "route": run.route or None,
+            "error": run.error or None,
+            "actions": [
+                {"kind": a.kind, "status": a.status, "error": a.error or None, "payload": a.payload}
+                for a in run.actions.order_by("pk")
+            ],
+        }
+    return {
+        "id": ticket.pk, "source": ticket.source, "external_id": ticket.external_id, "subject": ticket.subject,
+        "status": ticket.status, "created_at": ticket.created_at.isoformat(), "outcome": outcome,
+    }
+
+
+@csrf_exempt
+@require_POST
+def api_tickets_create(request: HttpRequest) -> JsonResponse:
+    token = _authenticated(request)
+    if token is None:
+        return _unauthorized()
+    body = _read_body(request)
+    if body is None:
+        return _too_large()
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return JsonResponse({"error": f"malformed JSON: {exc}"[:300], "field": "(root)"}, status=400)
+    if not isinstance(data, dict):
+        return JsonResponse({"error": "the body must be a JSON object", "field": "(root)"}, status=400)
+    data = {**data, "source": "api"}
+    contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
+    try:
+        ticket_in = contract.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        return JsonResponse({"error": f"{field}: {err['msg']}", "field": field}, status=400)
+    ingest = import_string(settings.TRIAGE_INGEST_SERVICE)
+    try:
+        result = ingest(ticket_in=ticket_in)
+    except IntegrityError:  # pragma: no cover - ingest answers races itself
+        return JsonResponse({"error": "conflict, retry"}, status=409)
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return JsonResponse(_ticket_view(result.ticket), status=201 if result.created else 200)
+
+
+@require_GET
+def api_ticket_detail(request: HttpRequest, ticket_id: int) -> JsonResponse:
+    if _authenticated(request) is None:
+        return _unauthorized()
+    ticket = apps.get_model("triage", "Ticket").objects.filter(pk=ticket_id).first()
+    if ticket is None:
+        return JsonResponse({"error": "no such ticket"}, status=404)
+    return JsonResponse(_ticket_view(ticket))
+
+
+@require_GET
+def api_openapi(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(openapi_document())

@@ -1,0 +1,121 @@
+"""Gate admin (validated, applied to new runs, articles re-embedded), the audit in admin, hostile text."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from approvals.models import Decision
+from approvals.services import approval_decide
+from triage.models import Article, Category, GatePolicy, PipelineRun
+from triage.pipeline.runner import run_pipeline
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD_TICKET = "I forgot my password and the reset email never arrives, how do I get back into my account?"
+HOSTILE = (
+    '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2"> <b>bold</b> '
+    "[click me](javascript:alert(1)) " + "A" * 400 + " \u202eevil\u202c مرحبا بالعالم 🙂👍🏽"
+)
+
+
+@pytest.fixture
+def admin_client(client, make_user):
+    client.force_login(make_user("root", roles=(), superuser=True))
+    return client
+
+
+def category_form(category: Category, **changes: object) -> dict[str, object]:
+    data = {"label": category.label, "name": category.name, "confidence_threshold": category.confidence_threshold or "",
+            "description": category.description}
+    if category.money:
+        data["money"] = "on"
+    if category.auto_reply:
+        data["auto_reply"] = "on"
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_a_threshold_outside_0_to_1_is_refused_with_a_message(admin_client):
+    category = Category.objects.get(label="order_status")
+    before = category.confidence_threshold
+
+    response = admin_client.post(reverse("admin:triage_category_change", args=[category.pk]),
+                                 category_form(category, confidence_threshold="1.5"))
+
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to 1.0." in response.content.decode()
+    assert Category.objects.get(pk=category.pk).confidence_threshold == before
+
+
+def test_a_gate_policy_with_a_negative_retrieval_score_is_refused(admin_client):
+    count = GatePolicy.objects.count()
+
+    response = admin_client.post(reverse("admin:triage_gatepolicy_add"), {
+        "name": "strict", "retrieval_min_score": "-0.2", "groundedness_min_overlap": "0.8",
+    })
+
+    assert response.status_code == 200
+    assert "Ensure this value is greater than or equal to 0.0." in response.content.decode()
+    assert GatePolicy.objects.count() == count
+
+
+def test_a_category_policy_change_in_admin_applies_to_the_next_run_without_a_restart(admin_client, ingest):
+    category = Category.objects.get(label="account_access")
+    response = admin_client.post(reverse("admin:triage_category_change", args=[category.pk]),
+                                 category_form(category, auto_reply=None))
+    assert response.status_code == 302 and not Category.objects.get(pk=category.pk).auto_reply
+
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+    run = run_pipeline(run_id=result.run.pk)
+
+    assert run.status == PipelineRun.Status.WAITING
+    assert "category_policy" in run.approval.failed_gates
+
+
+def test_editing_an_article_in_admin_re_embeds_its_passages(admin_client):
+    response = admin_client.post(reverse("admin:triage_article_add"), {
+        "slug": "descaling", "title": "Descaling your kettle",
+        "body": "Descale every month.\n\n## Vinegar\nUse one part vinegar to two parts water.",
+    })
+    assert response.status_code == 302
+    article = Article.objects.get(slug="descaling")
+    assert sorted(article.chunks.values_list("heading", flat=True)) == ["", "Vinegar"]
+
+    admin_client.post(reverse("admin:triage_article_change", args=[article.pk]), {
+        "slug": "descaling-kettles", "title": "Descaling your kettle",
+        "body": "Descale every two months.\n\n## Citric acid\nUse citric acid, never vinegar.",
+    })
+
+    article = Article.objects.get(pk=article.pk)
+    assert article.slug == "descaling-kettles" and Article.objects.filter(title="Descaling your kettle").count() == 1
+    texts = dict(article.chunks.values_list("heading", "text"))
+    assert texts == {"": "Descale every two months.", "Citric acid": "Use citric acid, never vinegar."}
+    assert all(len(c.embedding) == 384 for c in article.chunks.all())
+
+
+def test_decisions_are_shown_in_admin_but_cannot_be_changed_or_deleted(admin_client, agent, paused):
+    approval = paused()
+    decision = approval_decide(approval_id=approval.pk, actor=agent, verdict="reject", reason="spam")
+
+    view = admin_client.get(reverse("admin:approvals_decision_change", args=[decision.pk]))
+    change = admin_client.post(reverse("admin:approvals_decision_change", args=[decision.pk]), {"reason": "nothing"})
+    delete = admin_client.post(reverse("admin:approvals_decision_delete", args=[decision.pk]), {"post": "yes"})
+
+    assert view.status_code == 200 and "spam" in view.content.decode()
+    assert change.status_code == 403 and delete.status_code == 403
+    assert Decision.objects.get(pk=decision.pk).reason == "spam"
+
+
+def test_hostile_ticket_text_is_escaped_everywhere_it_is_shown(agent_client, paused):
+    approval = paused(HOSTILE, subject="<i>subject</i> \u202e")
+
+    for url in (reverse("approvals:inbox"), reverse("ticket-trace", args=[approval.ticket_id]),
+                reverse("approvals:detail", args=[approval.pk])):
+        page = agent_client.get(url).content.decode()
+        assert "<script>window.__pwned" not in page and "<img src=x" not in page and "<b>bold</b>" not in page
+        assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
+        assert "&lt;i&gt;subject&lt;/i&gt;" in page
+        assert 'href="javascript:' not in page
+        assert 'class="ticket-body text" dir="auto"' in page
+        assert "مرحبا بالعالم 🙂👍🏽" in page

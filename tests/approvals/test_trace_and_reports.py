@@ -1,0 +1,125 @@
+"""The ticket trace, staff feedback (mark as mishandled) and the reports dashboard's figures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.services import approval_decide
+from triage.dashboard import dashboard_figures
+from triage.models import GatePolicy, StepRun, Ticket
+from triage.services import MishandledMarkError, ticket_mark_mishandled
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_trace_shows_every_step_with_its_figures_gates_routing_and_the_human_decision(agent_client, agent, paused):
+    approval = paused()
+    approval_decide(approval_id=approval.pk, actor=agent, verdict="edit", category="shipping_delay",
+                    reply="Your parcel left the warehouse today.", reason="Wrong category")
+    StepRun.objects.filter(run_id=approval.run_id, step="draft").update(cost=Decimal("0.001234"))
+
+    page = agent_client.get(reverse("ticket-trace", args=[approval.ticket_id])).content.decode()
+
+    for step in ("Retrieve", "Classify", "Draft", "Validate", "Route"):
+        assert f"<h3>{step}" in page
+    assert "12.5 ms" in page and "120 in / 40 out tokens" in page and "$0.001234" in page
+    assert "draft-digest" in page  # the input digest
+    assert "Confidence</span> failed" in page and "Retrieval</span> passed" in page
+    assert "<code>local-classifier/test</code> (local classifier first, confidence 0.55)" in page
+    assert "Routed <strong>human</strong>" in page
+    assert "Edit then approve</strong> by <strong>agent1</strong>" in page and "Wrong category" in page
+    assert "Your parcel left the warehouse today." in page  # after
+    assert approval.draft.split("\n")[0] in page  # before
+
+
+def test_the_trace_shows_step_errors_and_attempts(agent_client, paused):
+    approval = paused()
+    StepRun.objects.create(run_id=approval.run_id, step="execute", attempt=1, status=StepRun.Status.FAILED,
+                           error="TimeoutError: helpdesk did not answer", latency_ms=30_000)
+
+    page = agent_client.get(reverse("ticket-trace", args=[approval.ticket_id])).content.decode()
+
+    assert "TimeoutError: helpdesk did not answer" in page and "Failed (may be retried)" in page
+
+
+def test_staff_mark_an_auto_handled_ticket_as_mishandled_from_its_trace(agent_client, auto_handled):
+    ticket = auto_handled()
+    page = agent_client.get(reverse("ticket-trace", args=[ticket.pk])).content.decode()
+    assert 'data-action="mark-mishandled"' in page
+
+    response = agent_client.post(reverse("ticket-mishandled", args=[ticket.pk]), follow=True)
+
+    assert Ticket.objects.get(pk=ticket.pk).mishandled_at is not None
+    assert "Marked as mishandled" in response.content.decode()
+    assert 'data-action="mark-mishandled"' not in response.content.decode()
+
+
+def test_a_ticket_a_person_handled_cannot_be_marked_mishandled(agent, paused):
+    approval = paused()
+
+    with pytest.raises(MishandledMarkError):
+        ticket_mark_mishandled(ticket_id=approval.ticket_id, actor=agent)
+
+    assert Ticket.objects.get(pk=approval.ticket_id).mishandled_at is None
+
+
+def test_the_dashboard_figures_count_intake_automation_feedback_and_escalations(agent, paused, auto_handled):
+    GatePolicy.objects.update_or_create(name="default", defaults={"human_cost_per_ticket": Decimal("5.00")})
+    for _ in range(3):
+        auto_handled()
+    marked = auto_handled()
+    ticket_mark_mishandled(ticket_id=marked.pk, actor=agent)
+    approved, edited, rejected, waiting = paused(), paused(), paused(money=True), paused()
+    approval_decide(approval_id=approved.pk, actor=agent, verdict="approve")
+    approval_decide(approval_id=edited.pk, actor=agent, verdict="edit", category="shipping_delay")
+    approval_decide(approval_id=rejected.pk, actor=agent, verdict="reject", reason="spam")
+    StepRun.objects.filter(run__ticket__source="test", step="draft").update(cost=Decimal("0.01"))
+    now = timezone.now()
+
+    f = dashboard_figures(start=now - timedelta(days=1), end=now + timedelta(minutes=1))
+
+    assert f.tickets_in == 8 and f.auto_handled == 4 and f.to_person == 4
+    assert (f.approved, f.edited, f.rejected, f.waiting) == (1, 1, 1, 1)
+    assert f.automation_rate == 0.5
+    assert f.mishandled_marked == 1 and f.category_corrected == 1 and f.mishandled_rate == 2 / 8
+    assert dict(f.escalations_by_gate) == {"confidence": 3, "money": 1}
+    assert f.llm_cost == Decimal("0.08") and f.tokens_in == 8 * 120
+    assert f.saved_cost == (3 - 1) * Decimal("5.00") - Decimal("0.08")
+    rel = {r.step: r for r in f.step_reliability}
+    assert (rel["retrieve"].right, rel["retrieve"].counted) == (8, 8)
+    # classify: 3 failed the confidence gate (one of them later corrected), 1 auto-handled ticket was marked
+    assert (rel["classify"].right, rel["classify"].counted) == (4, 8)
+    assert f.chain_predicted == pytest.approx(rel["retrieve"].rate * rel["classify"].rate * rel["draft"].rate)
+    assert f.chain_measured == pytest.approx(rel["classify"].right / 8)
+
+
+def test_the_dashboard_leaves_out_tickets_outside_the_period(auto_handled):
+    auto_handled(age=timedelta(days=40))
+    auto_handled()
+    now = timezone.now()
+
+    f = dashboard_figures(start=now - timedelta(days=30), end=now + timedelta(minutes=1))
+
+    assert f.tickets_in == 1 and len(f.trend) == 31
+
+
+def test_the_reports_page_draws_its_charts_as_inline_svg(agent_client, paused, auto_handled):
+    auto_handled()
+    paused()
+
+    page = agent_client.get(reverse("reports") + "?days=7").content.decode()
+
+    assert page.count("<svg") == 4 and "<polyline" in page and "<script src=\"http" not in page
+    assert 'data-figure="automation-rate">50.0%' in page and 'data-figure="tickets-in">2' in page
+    assert "Where tickets went" in page and "Chain, predicted" in page
+
+
+def test_the_reports_period_form_refuses_a_backwards_period(agent_client):
+    page = agent_client.get(reverse("reports") + "?start=2026-02-01&end=2026-01-01").content.decode()
+
+    assert "The period must start before it ends." in page

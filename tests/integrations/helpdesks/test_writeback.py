@@ -1,0 +1,171 @@
+"""Write-back against loopback helpdesks speaking each vendor's documented REST endpoints."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from integrations.helpdesks import VENDORS
+from integrations.helpdesks.base import comparable
+from triage.contracts import ActionKind, ProposedAction, TicketIn
+from triage.models import Action
+from triage.services import _writeback_for, run_actions_execute, ticket_ingest
+
+REMOTE_IDS = {"zendesk": "5158", "freshdesk": "1042", "helpscout": "2391938111", "intercom": "147",
+              "front": "cnv_55c8c149", "chatwoot": "312", "zammad": "41"}
+REPLY = "Sorry your grinder arrived damaged.\nWe are sending a replacement hopper today."
+DECISION = [
+    ProposedAction(kind=ActionKind.SET_CATEGORY, note="damaged_item"),
+    ProposedAction(kind=ActionKind.SET_PRIORITY, note="high"),
+    ProposedAction(kind=ActionKind.SEND_REPLY),
+    ProposedAction(kind=ActionKind.SOLVE),
+]
+
+
+@pytest.fixture(autouse=True)
+def _fast_writeback(settings, monkeypatch):
+    settings.TRIAGE_WRITEBACK_TIMEOUT = 0.4
+    settings.TRIAGE_WRITEBACK_ATTEMPTS = 5
+    waits: list[float] = []
+    monkeypatch.setattr("integrations.helpdesks.http._sleep", waits.append)
+    return waits
+
+
+@pytest.fixture
+def connected(helpdesk_source, stub_helpdesk):
+    """A stub helpdesk, a source pointing at it, and a run for one of its tickets."""
+
+    def _connected(vendor: str):
+        stub = stub_helpdesk(vendor)
+        source = helpdesk_source(vendor, base_url=stub.base_url, api_user="7", api_token="api-token-123")
+        run = ticket_ingest(
+            ticket_in=TicketIn(source=source.ticket_source, external_id=REMOTE_IDS[vendor], subject="Cracked hopper",
+                               body="My grinder hopper arrived cracked.", requester="maria@example.com"),
+            enqueue=False,
+        ).run
+        return stub, run
+
+    return _connected
+
+
+def replies_on(stub, vendor: str) -> list[str]:
+    return [comparable(r) for r in stub.replies[REMOTE_IDS[vendor]]]
+
+
+def test_helpdesk_tickets_are_written_back_and_others_recorded_only(helpdesk_source):
+    source = helpdesk_source("zendesk")
+
+    assert _writeback_for(source.ticket_source).__name__ == "helpdesk"
+    assert _writeback_for("api").__name__ == "record_only"
+    assert _writeback_for("zendesk:not-a-number").__name__ == "record_only"
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_decision_lands_in_the_helpdesk_with_exactly_one_reply(vendor, connected):
+    # given
+    stub, run = connected(vendor)
+
+    # when: the decision is carried out, then carried out again (a resumed run)
+    first = run_actions_execute(run=run, actions=DECISION, reply=REPLY)
+    again = run_actions_execute(run=run, actions=DECISION, reply=REPLY)
+
+    # then
+    assert [a.status for a in first] == [Action.Status.DONE] * 4, [a.error for a in first]
+    assert [a.attempts for a in again] == [1, 1, 1, 1]
+    remote = REMOTE_IDS[vendor]
+    assert replies_on(stub, vendor) == [comparable(REPLY)]
+    assert stub.reply_posts == 1
+    assert "triage-damaged_item" in stub.tags[remote]
+    if vendor in ("helpscout", "front"):  # no priority field: written as a tag
+        assert "priority-high" in stub.tags[remote]
+    else:
+        assert stub.priority[remote] == "high"
+    assert stub.status[remote] == "solved"
+    writes = [headers for method, _, headers, _ in stub.requests if method != "GET"]
+    assert all(h.get("Idempotency-Key", "").startswith(f"run:{run.pk}:") for h in writes)
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_429_500_and_a_timeout_still_post_exactly_one_reply(vendor, connected, _fast_writeback):
+    # given: the helpdesk rate-limits, then fails, then stores the reply but answers too late
+    stub, run = connected(vendor)
+    stub.faults = [("429", 7), ("500",), ("slow", 1.0)]
+
+    # when
+    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY)
+
+    # then: Retry-After was honoured, and the late-answered reply was found instead of posted again
+    assert actions[0].status == Action.Status.DONE, actions[0].error
+    assert actions[0].result["reply"] == "already posted"
+    assert _fast_writeback[0] == 7.0
+    assert replies_on(stub, vendor) == [comparable(REPLY)]
+    assert stub.reply_posts == 3
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_write_back_that_keeps_failing_is_failed_with_its_error_and_retried_later(vendor, connected):
+    # given: the helpdesk is down while the run finishes
+    stub, run = connected(vendor)
+    stub.fail_all = True
+
+    # when
+    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY), ProposedAction(kind=ActionKind.SOLVE)], reply=REPLY)
+
+    # then: visible as failed, with the error
+    assert [a.status for a in actions] == [Action.Status.FAILED] * 2
+    assert "503" in actions[0].error
+    assert stub.replies[REMOTE_IDS[vendor]] == []
+
+    # when: it is back and the retry command runs (twice)
+    stub.fail_all = False
+    call_command("retry_writebacks")
+    call_command("retry_writebacks")
+
+    # then
+    statuses = list(Action.objects.filter(run=run).order_by("pk").values_list("status", flat=True))
+    assert statuses == [Action.Status.DONE] * 2
+    assert replies_on(stub, vendor) == [comparable(REPLY)]
+    assert stub.status[REMOTE_IDS[vendor]] == "solved"
+
+
+def test_money_actions_are_recorded_not_sent_to_the_helpdesk(connected):
+    stub, run = connected("zendesk")
+
+    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.REFUND, note="duplicate charge")], reply="")
+
+    assert actions[0].status == Action.Status.DONE
+    assert actions[0].result == {"vendor": "zendesk", "recorded": True, "kind": "refund"}
+    assert stub.requests == []
+
+
+def test_webhook_to_decision_to_helpdesk_end_to_end(helpdesk_source, stub_helpdesk, deliver, sign, payload,
+                                                    django_capture_on_commit_callbacks, admin_user, settings):
+    # given: a Zendesk source whose REST API is the loopback stub; runs are worked at once
+    from approvals.models import ApprovalRequest
+    from approvals.services import approval_decide
+    from triage.models import PipelineRun
+
+    settings.TRIAGE_QUEUE_BACKEND = "immediate"
+    stub = stub_helpdesk("zendesk")
+    source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="agent@example.com", api_token="zd")
+    body = payload("zendesk/ticket_created_event.json")
+
+    # when: the ticket arrives, and (if a gate stopped it) a person approves with an edited reply
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(source, body, sign("zendesk", body))
+    run = PipelineRun.objects.get(pk=response.json()["run"])
+    if run.status == PipelineRun.Status.WAITING:
+        approval = ApprovalRequest.objects.get(run=run)
+        with django_capture_on_commit_callbacks(execute=True):
+            approval_decide(approval_id=approval.pk, actor=admin_user, verdict="edit", reply="A new hopper is on its way.")
+        with django_capture_on_commit_callbacks(execute=True):  # a second delivery of the decision changes nothing
+            PipelineRun.objects.filter(pk=run.pk).update(status=PipelineRun.Status.QUEUED)
+            from triage.tasks import run_task
+            run_task(run.pk)
+    run.refresh_from_db()
+
+    # then: exactly one reply per decision reached the helpdesk, and the trace says so
+    sent = Action.objects.filter(run=run, kind=ActionKind.SEND_REPLY, status=Action.Status.DONE)
+    assert run.status == PipelineRun.Status.COMPLETED, (run.status, run.error)
+    assert len(stub.replies["5158"]) == sent.count() == 1
+    assert stub.reply_posts == 1

@@ -1,0 +1,133 @@
+"""The offline embedder: shapes, unit rows, sane similarities, padding, pinned hashes."""
+
+import shutil
+import threading
+
+import numpy
+import pytest
+
+from integrations import embeddings
+from integrations.embeddings import (
+    DIMENSIONS,
+    MODEL_NAME,
+    TOKENIZER_PATH,
+    EmbeddingModelError,
+    LocalEmbedder,
+    get_local_embedder,
+)
+
+
+def cosine(a, b):
+    return float(numpy.dot(a, b))
+
+
+def test_embed_returns_unit_float32_rows_of_384():
+    # given
+    embedder = get_local_embedder()
+    texts = ["My card has not arrived yet", "How do I reset my PIN?", ""]
+    # when
+    vectors = embedder.embed(texts)
+    # then
+    assert vectors.shape == (3, DIMENSIONS) and vectors.dtype == numpy.float32
+    assert numpy.allclose(numpy.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.name == MODEL_NAME and embedder.dimensions == DIMENSIONS
+
+
+def test_empty_input_gives_an_empty_matrix():
+    vectors = get_local_embedder().embed([])
+    assert vectors.shape == (0, DIMENSIONS) and vectors.dtype == numpy.float32
+
+
+def test_a_single_string_is_refused():
+    with pytest.raises(TypeError):
+        get_local_embedder().embed("not a list")
+
+
+def test_paraphrases_are_close_and_unrelated_texts_are_far():
+    # given
+    anchor, paraphrase, unrelated = get_local_embedder().embed(
+        [
+            "My card still hasn't arrived in the post.",
+            "I am still waiting for my card to be delivered.",
+            "Recommend a good recipe for tomato soup.",
+        ]
+    )
+    # then
+    assert cosine(anchor, paraphrase) > 0.7
+    assert cosine(anchor, unrelated) < 0.3
+    assert cosine(anchor, paraphrase) > cosine(anchor, unrelated) + 0.4
+
+
+def test_padding_and_batch_order_do_not_change_a_vector():
+    # given: a short text embedded alone and inside a batch with a much longer one
+    short = "Where is my refund?"
+    long = "I ordered a new card three weeks ago, " * 10
+    embedder = get_local_embedder()
+    # when
+    alone = embedder.embed([short])[0]
+    batched = embedder.embed([long, short, "hi"], batch_size=2)
+    # then: same vector, and rows come back in input order
+    assert numpy.allclose(alone, batched[1], atol=1e-4)
+    assert cosine(batched[0], alone) < 0.99
+
+
+def test_text_longer_than_the_model_limit_is_truncated_not_rejected():
+    vectors = get_local_embedder().embed(["word " * 2000])
+    assert vectors.shape == (1, DIMENSIONS)
+    assert abs(float(numpy.linalg.norm(vectors[0])) - 1.0) < 1e-5
+
+
+def test_get_local_embedder_is_one_instance_across_threads():
+    # given
+    seen = []
+    # when
+    threads = [threading.Thread(target=lambda: seen.append(get_local_embedder())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then
+    assert len({id(e) for e in seen}) == 1 and seen[0] is get_local_embedder()
+
+
+def test_an_altered_tokenizer_file_is_refused_naming_file_and_hashes(tmp_path):
+    # given: a copy of the tokenizer with one byte added
+    altered = tmp_path / "tokenizer.json"
+    shutil.copyfile(TOKENIZER_PATH, altered)
+    with altered.open("ab") as handle:
+        handle.write(b" ")
+    embedder = LocalEmbedder(tokenizer_path=altered)
+    # when / then
+    with pytest.raises(EmbeddingModelError) as caught:
+        embedder.embed(["hello"])
+    message = str(caught.value)
+    assert str(altered) in message
+    assert embeddings.TOKENIZER_SHA256 in message and "actual sha256" in message
+
+
+def test_a_model_that_does_not_match_its_pin_is_refused():
+    # given: the real model file but a different pinned hash
+    embedder = LocalEmbedder(model_sha256="0" * 64)
+    # when / then
+    with pytest.raises(EmbeddingModelError) as caught:
+        embedder.load()
+    assert "0" * 64 in str(caught.value) and embeddings.MODEL_SHA256 in str(caught.value)
+
+
+def test_a_missing_model_file_is_an_embedding_model_error(tmp_path):
+    with pytest.raises(EmbeddingModelError):
+        LocalEmbedder(model_path=tmp_path / "missing.onnx").load()
+
+
+def test_each_file_is_hashed_once_per_process(tmp_path, monkeypatch):
+    # given: a fresh copy of the tokenizer that no embedder has checked yet
+    copy = tmp_path / "tokenizer.json"
+    shutil.copyfile(TOKENIZER_PATH, copy)
+    calls = []
+    real = embeddings._sha256_of
+    monkeypatch.setattr(embeddings, "_sha256_of", lambda path: calls.append(path) or real(path))
+    # when: it is checked twice
+    embeddings._verify_file(copy, embeddings.TOKENIZER_SHA256, "tokenizer")
+    embeddings._verify_file(copy, embeddings.TOKENIZER_SHA256, "tokenizer")
+    # then
+    assert calls.count(copy) == 1

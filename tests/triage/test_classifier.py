@@ -1,0 +1,212 @@
+"""The intent classifier on a small hand-written set: it learns, it knows when nothing fits,
+its confidence behaves like a probability, and it survives a round trip through bytes."""
+
+import io
+import json
+
+import numpy
+import pytest
+from scipy import sparse
+
+from integrations.embeddings import get_local_embedder
+from triage.classifier import (
+    FORMAT_VERSION,
+    MIN_THRESHOLD,
+    ClassifierFormatError,
+    IntentClassifier,
+    Prediction,
+    _Features,
+)
+
+EXAMPLES = {
+    "card_arrival": [
+        "My new card hasn't arrived yet.",
+        "When will my card be delivered?",
+        "I'm still waiting for my card in the post.",
+        "The card you sent me never showed up.",
+        "How long does card delivery take?",
+        "Still no sign of my bank card, it's been two weeks.",
+        "Has my card been shipped?",
+        "Where is the card I ordered?",
+    ],
+    "change_pin": [
+        "How do I change my PIN?",
+        "I want to set a new PIN code.",
+        "Can I update my card PIN in the app?",
+        "I'd like a different PIN number.",
+        "Where can I reset my PIN?",
+        "How can I pick a new PIN for my card?",
+        "Change the PIN on my debit card please.",
+        "Is it possible to modify my PIN?",
+    ],
+    "exchange_rate": [
+        "What exchange rate do you use?",
+        "How much is one euro in dollars with you?",
+        "Is your currency conversion rate fair?",
+        "Where can I see today's exchange rates?",
+        "What rate will I get converting pounds to euros?",
+        "Do you use the interbank exchange rate?",
+        "How are foreign exchange rates calculated?",
+        "Why was the exchange rate so bad on my payment?",
+    ],
+    "terminate_account": [
+        "I want to close my account.",
+        "Please delete my account.",
+        "How do I cancel my membership with you?",
+        "I'd like to terminate my account permanently.",
+        "Close my bank account, I'm leaving.",
+        "Can you remove my account and my data?",
+        "How do I shut down my account?",
+        "I no longer want an account with you.",
+    ],
+}
+
+UNSEEN = {
+    "My card still hasn't come in the mail.": "card_arrival",
+    "I need to choose another PIN.": "change_pin",
+    "What's your rate for converting dollars to yen?": "exchange_rate",
+    "Get rid of my account, I'm done.": "terminate_account",
+}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    texts = [t for texts in EXAMPLES.values() for t in texts]
+    labels = [label for label, texts in EXAMPLES.items() for _ in texts]
+    embedder = get_local_embedder()
+    model = IntentClassifier.fit(texts=texts, embeddings=embedder.embed(texts), labels=labels)
+    return model, embedder
+
+
+def predict(model, embedder, texts):
+    return model.predict(texts=texts, embeddings=embedder.embed(texts))
+
+
+def test_it_learns_the_categories_of_a_hand_written_set(trained):
+    # given
+    model, embedder = trained
+    # when
+    predictions = predict(model, embedder, list(UNSEEN))
+    # then
+    assert model.labels == tuple(sorted(EXAMPLES))
+    assert [p.label for p in predictions] == list(UNSEEN.values())
+    assert all(not p.out_of_scope for p in predictions)
+
+
+def test_predictions_carry_probabilities_and_top_three_alternatives(trained):
+    model, embedder = trained
+    (prediction,) = predict(model, embedder, ["When does my card arrive?"])
+    assert isinstance(prediction, Prediction)
+    assert 0.0 <= prediction.confidence <= 1.0
+    assert len(prediction.alternatives) == 3
+    probabilities = [p for _, p in prediction.alternatives]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-9
+    assert prediction.alternatives[0][0] == prediction.label == "card_arrival"
+    assert 0.5 < prediction.nearest_similarity <= 1.0
+
+
+def test_unrelated_text_is_out_of_scope(trained):
+    # given
+    model, embedder = trained
+    # when
+    weather, recipe = predict(model, embedder, ["What's the weather in Lisbon tomorrow?", "How do I bake sourdough bread?"])
+    # then
+    assert weather.out_of_scope and weather.label is None
+    assert recipe.out_of_scope and recipe.label is None
+    assert weather.nearest_similarity < model.oos_similarity
+
+
+def test_confidence_is_higher_for_a_clear_ticket_than_an_ambiguous_one(trained):
+    model, embedder = trained
+    clear, vague = predict(model, embedder, ["How do I change my PIN?", "card"])
+    assert clear.confidence > vague.confidence
+
+
+def test_suggested_threshold_is_a_probability_not_below_the_floor(trained):
+    model, _ = trained
+    assert MIN_THRESHOLD <= model.suggested_threshold <= 1.0
+    assert 0.0 < model.oos_similarity < 1.0
+
+
+def test_round_trip_through_bytes_predicts_the_same(trained):
+    # given
+    model, embedder = trained
+    texts = list(UNSEEN) + ["What's the weather in Lisbon tomorrow?"]
+    # when
+    restored = IntentClassifier.from_bytes(model.to_bytes())
+    # then
+    before, after = predict(model, embedder, texts), predict(restored, embedder, texts)
+    assert restored.labels == model.labels and restored.suggested_threshold == model.suggested_threshold
+    for a, b in zip(before, after, strict=True):
+        assert a.label == b.label and a.out_of_scope == b.out_of_scope
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-3)
+        assert a.nearest_similarity == pytest.approx(b.nearest_similarity, abs=1e-3)
+
+
+def test_stored_bytes_are_plain_arrays_with_a_format_version(trained):
+    model, _ = trained
+    with numpy.load(io.BytesIO(model.to_bytes()), allow_pickle=False) as archive:
+        header = json.loads(archive["header"].tobytes())
+    assert header["format_version"] == FORMAT_VERSION and header["labels"] == list(model.labels)
+
+
+def test_garbage_and_other_format_versions_are_refused(trained):
+    model, _ = trained
+    with pytest.raises(ClassifierFormatError):
+        IntentClassifier.from_bytes(b"not a classifier")
+    # given: a blob whose header claims a future format
+    with numpy.load(io.BytesIO(model.to_bytes()), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["format_version"] = FORMAT_VERSION + 1
+    arrays["header"] = numpy.frombuffer(json.dumps(header).encode(), dtype=numpy.uint8)
+    buffer = io.BytesIO()
+    numpy.savez(buffer, **arrays)
+    with pytest.raises(ClassifierFormatError, match="format"):
+        IntentClassifier.from_bytes(buffer.getvalue())
+
+
+def test_synthetic_clusters_are_separated_and_a_far_point_is_out_of_scope():
+    # given: three tight clusters in embedding space with matching keywords
+    rng = numpy.random.default_rng(7)
+    centres = rng.normal(size=(3, 384))
+    texts, labels, vectors = [], [], []
+    for c, word in enumerate(["alpha", "bravo", "charlie"]):
+        for i in range(12):
+            texts.append(f"{word} request number {i}")
+            labels.append(word)
+            vectors.append(centres[c] + 0.25 * rng.normal(size=384))
+    model = IntentClassifier.fit(texts=texts, embeddings=numpy.asarray(vectors), labels=labels)
+    # when
+    queries = ["bravo question", "something else entirely"]
+    embeddings = numpy.vstack([centres[1] + 0.25 * rng.normal(size=384), rng.normal(size=384)])
+    near, far = model.predict(texts=queries, embeddings=embeddings)
+    # then
+    assert near.label == "bravo" and not near.out_of_scope and near.confidence > 0.5
+    assert far.out_of_scope and far.label is None and far.nearest_similarity < 0.3
+
+
+def test_fit_refuses_a_single_category_and_mismatched_inputs():
+    vectors = numpy.eye(3, 384)
+    with pytest.raises(ValueError):
+        IntentClassifier.fit(texts=["a", "b", "c"], embeddings=vectors, labels=["x", "x", "x"])
+    with pytest.raises(ValueError):
+        IntentClassifier.fit(texts=["a", "b"], embeddings=vectors, labels=["x", "y", "y"])
+
+
+def test_predict_on_nothing_returns_nothing(trained):
+    model, _ = trained
+    assert model.predict(texts=[], embeddings=numpy.zeros((0, 384), dtype=numpy.float32)) == []
+
+
+def test_fast_tfidf_matches_scikit_learn():
+    # given
+    texts = [t for texts in EXAMPLES.values() for t in texts]
+    features = _Features.fit(texts)
+    queries = ["My PIN card hasn't arrived!!", "unknown words only zzz", ""]
+    embeddings = numpy.zeros((3, 384), dtype=numpy.float32)
+    # when
+    ours = features.transform(queries, embeddings)
+    reference = sparse.hstack([features.word.transform(queries), features.char.transform(queries)]).tocsr()
+    # then
+    assert abs(ours[:, : reference.shape[1]] - reference).max() < 1e-6

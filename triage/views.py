@@ -1,0 +1,156 @@
+"""Staff pages of the triage domain: the ticket trace and the reports dashboard.
+
+Only signed-in staff see anything (`staff_required`); the approvals app uses the same gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from triage import dashboard
+from triage.dashboard import bar_chart, dashboard_figures, funnel_chart, line_chart
+from triage.models import Ticket
+from triage.services import MishandledMarkError, ticket_mark_mishandled
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(*perms: str) -> Callable[[View], View]:
+    """Signed-in, active staff holding `perms`; anyone else is sent to sign in (or refused: 403).
+
+    An htmx request whose session expired is redirected as a whole page, not swapped into a card.
+    """
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = request.user
+            if not user.is_authenticated:
+                if getattr(request, "htmx", False):
+                    return HttpResponseClientRedirect(f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}")
+                return redirect_to_login(request.get_full_path())
+            if not (user.is_active and user.is_staff and user.has_perms(perms)):
+                raise PermissionDenied("You do not have permission to see this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@require_GET
+@staff_required("triage.view_ticket")
+def ticket_trace(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    try:
+        trace = dashboard.ticket_trace(ticket_id=ticket_id)
+    except Ticket.DoesNotExist:
+        raise Http404("No such ticket.") from None
+    can_mark = trace.can_mark_mishandled and request.user.has_perm("triage.change_ticket")
+    return render(request, "triage/ticket.html", {"trace": trace, "ticket": trace.ticket, "can_mark": can_mark})
+
+
+@require_POST
+@staff_required("triage.view_ticket", "triage.change_ticket")
+def ticket_mishandled(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    if not Ticket.objects.filter(pk=ticket_id).exists():
+        raise Http404("No such ticket.")
+    try:
+        ticket_mark_mishandled(ticket_id=ticket_id, actor=request.user)
+    except MishandledMarkError as exc:
+        messages.error(request, exc.reason)
+        response = redirect("ticket-trace", ticket_id=ticket_id)
+        response.status_code = 303
+        return response
+    messages.success(request, "Marked as mishandled. It now counts in the mishandled rate.")
+    response = redirect("ticket-trace", ticket_id=ticket_id)
+    response.status_code = 303
+    return response
+
+
+PERIODS = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    days = forms.IntegerField(required=False, min_value=0, max_value=3660, help_text="0: all time")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError("The period must start before it ends.")
+        return data
+
+    def period(self, *, today: date) -> tuple[date | None, date]:
+        """(first day or None for all time, last day), both inclusive. Default: the last 30 days."""
+        data = self.cleaned_data if self.is_valid() else {}
+        end = data.get("end") or today
+        if data.get("days") == 0:
+            return None, end
+        if data.get("start"):
+            return data["start"], end
+        days = data.get("days") or 30
+        return end - timedelta(days=days - 1), end
+
+
+@require_GET
+@staff_required("triage.view_pipelinerun")
+def reports(request: HttpRequest) -> HttpResponse:
+    form = PeriodForm(request.GET or None)
+    today = timezone.localdate()
+    first, last = form.period(today=today)
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(first, time.min, tzinfo=tz) if first else None
+    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
+    figures = dashboard_figures(start=start, end=end)
+    reliability = bar_chart(items=[
+        *[(r.step.capitalize(), r.rate, _share(r.rate, f"{r.right}/{r.counted}"), "bar-step") for r in figures.step_reliability],
+        ("Chain, predicted", figures.chain_predicted, _share(figures.chain_predicted), "bar-predicted"),
+        ("Chain, measured", figures.chain_measured, _share(figures.chain_measured), "bar-measured"),
+    ])
+    funnel = funnel_chart(figures=figures)
+    escalations = bar_chart(items=[
+        (gate.replace("_", " ").capitalize(), n / max(figures.to_person, 1), str(n), "bar-gate")
+        for gate, n in figures.escalations_by_gate
+    ])
+    f = figures
+    tiles = [
+        ("tickets-in", "Tickets in", str(f.tickets_in), f"{f.auto_handled} auto-handled, {f.to_person} to a person"),
+        ("automation-rate", "Automation rate", _percent(f.automation_rate), "auto-handled / tickets in"),
+        ("mishandled-rate", "Mishandled rate", _percent(f.mishandled_rate),
+         f"{f.mishandled_marked} marked by staff, {f.category_corrected} category corrected"),
+        ("chain", "Chain reliability", _percent(f.chain_measured), f"predicted {_percent(f.chain_predicted)}"),
+        ("escalations", "Escalations", str(f.to_person), f"{f.waiting} still waiting"),
+        ("llm-spend", "LLM spend", f"${f.llm_cost:,.4f}", f"{f.tokens_in + f.tokens_out:,} tokens"),
+        ("saved-cost", "Saved cost", f"${f.saved_cost:,.2f}", f"at ${f.human_cost_per_ticket} per ticket a person handles"),
+    ]
+    context = {
+        "form": form, "figures": figures, "tiles": tiles, "nav": "reports", "first": first, "last": last, "periods": PERIODS,
+        "trend": line_chart(trend=figures.trend),
+        "reliability": reliability, "funnel": funnel, "escalations": escalations,
+    }
+    return render(request, "triage/reports.html", context)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _share(value: float | None, detail: str = "") -> str:
+    if value is None:
+        return "did not run"
+    return f"{value:.1%}" + (f" ({detail})" if detail else "")
