@@ -70,7 +70,7 @@ def seed() -> None:
     for a in range(20):
         article = Article.objects.create(slug=f"a{a}", title=f"Article {a}", body="")
         for c in range(4):
-            noise = RNG.normal(scale=0.3, size=384).astype(np.float32)
+            noise = RNG.normal(scale=0.02, size=384).astype(np.float32)
             Chunk.objects.create(article=article, ordinal=c, embedding=(VECTOR + noise) / np.linalg.norm(VECTOR + noise),
                                  text=f"Your order ships within two working days from our roastery. "
                                       f"You can track order number {a}-{c} from Account > Orders.")

@@ -42,13 +42,21 @@ class TicketAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "external_id", "status", "created_at"]
     list_filter = ["status", "source"]
     search_fields = ["external_id", "subject", "body", "requester"]
+    # What the customer sent and what the chain did are records, not drafts: nobody edits them here
+    # (agents hold change_ticket only to mark a ticket mishandled from its trace page).
+    readonly_fields = ["source", "external_id", "subject", "body", "requester", "tags", "status", "reference_label",
+                       "mishandled_at", "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
 
 
 class StepRunInline(admin.TabularInline):
     model = StepRun
     extra = 0
     can_delete = False
-    fields = ["step", "attempt", "status", "latency_ms", "tokens_in", "tokens_out", "cost", "model", "error"]
+    fields = ["step", "attempt", "status", "latency_ms", "tokens_in", "tokens_out", "cache_write_tokens",
+              "cache_read_tokens", "cost", "model", "route_reason", "error"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]

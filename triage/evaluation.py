@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ def isolated_database(alias: str = "default") -> Iterator[str]:
     original = conn.settings_dict["NAME"]
     name = f"triage_eval_{os.getpid()}_{secrets.token_hex(3)}"
     with conn._nodb_cursor() as cursor:
+        _drop_abandoned(cursor)
         cursor.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     conn.settings_dict["NAME"] = name
@@ -46,6 +48,25 @@ def isolated_database(alias: str = "default") -> Iterator[str]:
         conn.settings_dict["NAME"] = original
         with conn._nodb_cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _drop_abandoned(cursor: Any) -> None:
+    """Drop evaluation databases left by a process that was killed before it could clean up."""
+    cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'triage\\_eval\\_%%'")
+    for (name,) in cursor.fetchall():
+        match = re.fullmatch(r"triage_eval_(\d+)_[0-9a-f]+", name)
+        if match and not _alive(int(match.group(1))):
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def evaluate_dataset(

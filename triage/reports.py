@@ -11,9 +11,9 @@ Definitions (the README repeats them):
   true label (out of scope counts only when flagged); draft, the draft passes the groundedness
   and personal-data checks. Steps that did not run (no knowledge base) are null.
 - chain_reliability_predicted: the product of those step reliabilities.
-- chain_reliability_measured: the share of tickets whose outcome was right. Gated: auto-handled
-  correctly, or stopped for a person. Ungated (every ticket is acted on): every step was right and
-  the ticket was safe to act on.
+- chain_reliability_measured: gated, the share of tickets whose outcome was right (auto-handled
+  correctly, or stopped for a person); ungated, the share where every step was right at once, the
+  figure the predicted product estimates. (Money safety is counted by mishandled_rate.)
 - saved_cost: (correctly auto-handled - mishandled) x human cost per ticket - model spend. A
   mishandled ticket costs a person's time to put right, so it is subtracted, not ignored.
 """
@@ -141,7 +141,7 @@ def chain_figures(*, runs: QuerySet[PipelineRun], money_labels: set[str], human_
                     if not v.get("passed"):
                         escalations[v.get("gate", "?")] += 1
         if ungated:
-            chain_right += all(step_right.values()) and safe
+            chain_right += all(step_right.values())
         else:
             chain_right += status != PipelineRun.Status.FAILED and (not auto or (safe and run_id not in money_runs))
     n = max(f.tickets, 1)
