@@ -4,8 +4,11 @@ Definitions (the README repeats them):
 - automation_rate: auto-handled tickets / all tickets.
 - mishandled_rate: tickets auto-handled although the category was wrong, the ticket was out of
   scope, or it moves money; over all tickets.
-- money_auto_executed: auto-handled tickets that move money (true category money-flagged, or a
-  money action was carried out). Must be 0.
+- money_auto_executed: runs that carried out a money-moving action (refund, cancellation, credit)
+  without a person. Must be 0 with the gates on.
+- money_tickets_auto_handled: auto-handled tickets whose true category is money-flagged: the
+  classifier put them in a non-money category, so they got an informational reply and no money
+  moved. They are counted in mishandled.
 - step_reliability: per step, the share of tickets where the step's own output was right:
   retrieve, the best passage clears the retrieval threshold; classify, the category equals the
   true label (out of scope counts only when flagged); draft, the draft passes the groundedness
@@ -44,6 +47,7 @@ class ChainFigures:
     mishandled: int = 0
     mishandled_rate: float = 0.0
     money_auto_executed: int = 0
+    money_tickets_auto_handled: int = 0
     out_of_scope_auto_handled: int = 0
     accuracy: float | None = None
     step_reliability: dict[str, float | None] = field(default_factory=dict)
@@ -130,8 +134,10 @@ def chain_figures(*, runs: QuerySet[PipelineRun], money_labels: set[str], human_
                 correct_auto += 1
             else:
                 f.mishandled += 1
-            if truth in money_labels or run_id in money_runs:
+            if run_id in money_runs:
                 f.money_auto_executed += 1
+            if truth in money_labels:
+                f.money_tickets_auto_handled += 1
             if truth == OUT_OF_SCOPE:
                 f.out_of_scope_auto_handled += 1
         else:

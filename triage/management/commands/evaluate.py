@@ -70,7 +70,8 @@ def render_report(report: dict) -> str:
     lines.append(f"{'':32}{'gated':>10}{'ungated':>10}")
     for title, key in rows:
         lines.append(f"{title:32}{_pct(report[key]):>10}{_pct(ungated[key]) if ungated else '':>10}")
-    lines.append(f"{'money auto-executed':32}{report['money_auto_executed']:>10}{ungated['money_auto_executed'] if ungated else '':>10}")
+    for title, key in (("money auto-executed", "money_auto_executed"), ("money tickets auto-handled", "money_tickets_auto_handled")):
+        lines.append(f"{title:32}{report[key]:>10}{ungated[key] if ungated else '':>10}")
     for step, value in report["step_reliability"].items():
         lines.append(f"{'  step ' + step:32}{_pct(value):>10}")
     lines.append(f"{'saved cost':32}{report['saved_cost']:>10.2f}  (human cost ${report['human_cost_per_ticket']:.2f}/ticket)")
