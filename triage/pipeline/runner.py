@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -331,8 +332,11 @@ def _backoff(policy: StepPolicy, attempt: int, error: BaseException) -> None:
 
 def _run_step(state: RunState, step: str, policy: StepPolicy) -> None:
     fn = STEP_FUNCTIONS[step]
-    attempt = StepRun.objects.filter(run=state.run, step=step).count()
-    failures = StepRun.objects.filter(run=state.run, step=step, status=StepRun.Status.FAILED).count()
+    # Earlier attempts (a resumed run): one query for both counts, on the hot path of every step.
+    counts = StepRun.objects.filter(run=state.run, step=step).aggregate(
+        attempts=Count("pk"), failures=Count("pk", filter=Q(status=StepRun.Status.FAILED))
+    )
+    attempt, failures = counts["attempts"], counts["failures"]
     last_error: BaseException | None = None
     while True:
         attempt += 1
