@@ -109,6 +109,8 @@ def approval_decide(
             "category": after["category"],
             "reason": reason,
             "decision_id": decision.pk,
+            # The runner checks this person's money permission again before any money moves.
+            "decided_by": actor.pk,
         }
         run.status = PipelineRun.Status.QUEUED
         run.save(update_fields=["resolution", "status"])

@@ -62,13 +62,16 @@ def _missing_run(ticket: Ticket) -> PipelineRun:
     raise RuntimeError(f"ticket {ticket.pk} has no run; tickets are created with their run in one transaction")
 
 
-def run_actions_execute(*, run: PipelineRun, actions: Sequence[ProposedAction], reply: str) -> list[Action]:
+def run_actions_execute(
+    *, run: PipelineRun, actions: Sequence[ProposedAction], reply: str, record_only: bool = False
+) -> list[Action]:
     """Carry out a run's actions, each exactly once.
 
     Every action gets an idempotency key from the run and its position; the row is created once
     (unique key) and locked while it executes, so a retry or a resumed run finds it done.
+    `record_only` (shadow runs of an evaluation) records the actions and sends nothing anywhere.
     """
-    writer = _writeback_for(run.ticket.source)
+    writer = import_string("triage.writeback.record_only") if record_only else _writeback_for(run.ticket.source)
     done: list[Action] = []
     for position, proposed in enumerate(actions):
         payload = proposed.model_dump(mode="json")

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 STEP_ORDER = ("retrieve", "classify", "draft", "validate", "route", "execute")
 ADVISORY_LOCK_NAMESPACE = 7_301
+# The permission a person needs for a decision that moves money (defined by the approvals app's model).
+MONEY_PERMISSION = "approvals.approve_money"
 
 
 class StepSkipped(Exception):
@@ -148,14 +150,14 @@ def _step_classify(state: RunState) -> StepResult:
         verdicts.append(
             gates.gate_confidence(classification=decision.classification, threshold=state.threshold_for(state.category))
         )
-    if state.policy.money_gate:
-        verdicts.append(
-            gates.gate_money(
-                classification=decision.classification,
-                category_moves_money=bool(state.category and state.category.money),
-                ticket_text=state.text,
-            )
+    # Always on, whatever the gate policy says: money never moves without a person (see _money_hold).
+    verdicts.append(
+        gates.gate_money(
+            classification=decision.classification,
+            category_moves_money=bool(state.category and state.category.money),
+            ticket_text=state.text,
         )
+    )
     output = decision.classification.model_dump(mode="json") | {"routing": decision.trail}
     result = StepResult.from_reply(output, decision.reply, verdicts)
     result.model = result.model or decision.classification.model
@@ -203,18 +205,41 @@ def _step_validate(state: RunState) -> StepResult:
     )
 
 
+class MoneyWithoutPerson(Exception):
+    """A money-moving action reached execution without a permitted person's decision. Never retried."""
+
+
+def _money_hold(state: RunState) -> Verdict | None:
+    """The money invariant, decided here and not behind any switch: on a gated run, a ticket whose
+    category, proposed actions or text moves money goes to a person. The admin's settings can only
+    add caution (more money categories); nothing in them can take a ticket off this path."""
+    if not state.run.gates_enabled:
+        return None  # a shadow run (evaluation): its actions are recorded only, see _step_execute
+    verdict = gates.gate_money(
+        classification=state.classification,
+        category_moves_money=bool(state.category and state.category.money),
+        ticket_text=state.text,
+    )
+    return None if verdict.passed else verdict.model_copy(update={"step": "route"})
+
+
 def _step_route(state: RunState) -> StepResult:
-    if state.classification is not None and (state.passed or not state.run.gates_enabled):
+    hold = _money_hold(state)
+    if hold is None and state.classification is not None and (state.passed or not state.run.gates_enabled):
         state.route = PipelineRun.Route.AUTO
         return StepResult(output={"route": "auto", "reason": "every gate passed" if state.passed else "gates are off"})
     state.route = PipelineRun.Route.HUMAN
     failed = [v for v in state.verdicts if not v.passed]
+    verdicts = []
+    if hold is not None and not any(v.gate == hold.gate for v in failed):
+        verdicts.append(hold)
+        failed.append(hold)
     reason = " ".join(v.reason for v in failed) or "The chain could not produce a valid answer."
     handler: Callable[..., Any] = import_string(settings.TRIAGE_ESCALATION_HANDLER)
     with transaction.atomic():
-        approval = handler(run=state.run, reason=reason, verdicts=state.verdicts,
+        approval = handler(run=state.run, reason=reason, verdicts=state.verdicts + verdicts,
                            classification=state.classification, draft=state.draft)
-    return StepResult(output={"route": "human", "reason": reason, "approval_id": approval.pk})
+    return StepResult(output={"route": "human", "reason": reason, "approval_id": approval.pk}, verdicts=verdicts)
 
 
 def _step_execute(state: RunState) -> StepResult:
@@ -226,18 +251,37 @@ def _step_execute(state: RunState) -> StepResult:
         assert state.classification is not None
         proposed = state.classification.proposed_actions
         reply = state.draft.body if state.draft else ""
+        if state.run.gates_enabled and any(a.moves_money for a in proposed):
+            # Unreachable while _step_route holds money for a person; a second lock on the same door.
+            raise MoneyWithoutPerson("Refused: an automatic run proposed a money-moving action; a person must decide.")
     else:
         resolution = state.run.resolution or {}
         if resolution.get("verdict") == "reject":
             raise StepSkipped(f"Rejected by a person: {resolution.get('reason', '')}".strip())
         proposed = [ProposedAction.model_validate(a) for a in resolution.get("actions", [])]
         reply = resolution.get("reply", "")
-    actions = run_actions_execute(run=state.run, actions=proposed, reply=reply)
+        if any(a.moves_money for a in proposed) and not _money_permitted(resolution.get("decided_by")):
+            raise MoneyWithoutPerson(
+                "Refused: this decision moves money and was not taken by a person with the money-approval permission."
+            )
+    # A shadow run (gates off, evaluation only) records what it would do and sends nothing anywhere.
+    actions = run_actions_execute(run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled)
     failed = [a for a in actions if a.status != a.Status.DONE]
     if failed:
         # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.
         raise RuntimeError("actions not carried out: " + ", ".join(f"{a.kind} ({a.error})" for a in failed))
     return StepResult(output={"actions": [{"kind": a.kind, "status": a.status, "key": a.idempotency_key} for a in actions]})
+
+
+def _money_permitted(user_id: Any) -> bool:
+    """Checked again at execution, not only when the decision was taken: a permission revoked in between,
+    or a resolution written by anything but `approval_decide`, moves no money."""
+    from django.contrib.auth import get_user_model
+
+    if not isinstance(user_id, int):
+        return False
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and user.has_perm(MONEY_PERMISSION)
 
 
 STEP_FUNCTIONS: dict[str, Callable[[RunState], StepResult]] = {
@@ -357,7 +401,7 @@ def _run_step(state: RunState, step: str, policy: StepPolicy) -> None:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or escalated
             del state.verdicts[verdicts_before:]
             last_error = exc
-            retryable = not (isinstance(exc, ProviderError) and not exc.retryable)
+            retryable = not (isinstance(exc, ProviderError) and not exc.retryable or isinstance(exc, MoneyWithoutPerson))
             _charge(step_run, exc)
             _finish(step_run, StepRun.Status.FAILED, started, error=f"{type(exc).__name__}: {exc}")
             failures += 1
