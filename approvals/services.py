@@ -63,8 +63,8 @@ def approval_decide(
     from django.db import transaction
     from django.utils import timezone
 
-    from triage.contracts import Priority
-    from triage.pipeline.steps import proposed_actions_for
+    from triage.contracts import Priority, Resolution
+    from triage.pipeline.handling import proposed_actions_for
     from triage.tasks import enqueue_run
 
     if verdict not in Decision.Verdict.values:
@@ -102,16 +102,16 @@ def approval_decide(
         approval.decided_at = timezone.now()
         approval.save(update_fields=["status", "decided_at"])
         run = approval.run
-        run.resolution = {
-            "verdict": "reject" if verdict == Decision.Verdict.REJECT else "approve",
-            "actions": after["actions"] if verdict != Decision.Verdict.REJECT else [],
-            "reply": after["reply"],
-            "category": after["category"],
-            "reason": reason,
-            "decision_id": decision.pk,
+        run.resolution = Resolution(
+            verdict="reject" if verdict == Decision.Verdict.REJECT else "approve",
+            actions=after["actions"] if verdict != Decision.Verdict.REJECT else [],
+            reply=after["reply"],
+            category=after["category"],
+            reason=reason,
+            decision_id=decision.pk,
             # The runner checks this person's money permission again before any money moves.
-            "decided_by": actor.pk,
-        }
+            decided_by=actor.pk,
+        ).model_dump(mode="json")
         run.status = PipelineRun.Status.QUEUED
         run.save(update_fields=["resolution", "status"])
         enqueue_run(run_id=run.pk)

@@ -17,7 +17,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import approval_request_open
 from triage.contracts import Classification, Draft, Passage, Priority, Retrieval, Verdict
 from triage.models import Category, PipelineRun, StepRun, Ticket
-from triage.pipeline.steps import proposed_actions_for
+from triage.pipeline.handling import proposed_actions_for
 
 _serial = itertools.count(1)
 

@@ -38,7 +38,7 @@ from triage.contracts import Priority  # noqa: E402
 from triage.datasets import dataset_load  # noqa: E402
 from triage.evaluation import isolated_database  # noqa: E402
 from triage.models import PipelineRun, StepRun, Ticket  # noqa: E402
-from triage.pipeline.steps import proposed_actions_for  # noqa: E402
+from triage.pipeline.handling import proposed_actions_for  # noqa: E402
 from triage.services import categories_import  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "triage" / "demo"

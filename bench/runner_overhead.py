@@ -27,12 +27,14 @@ django.setup()
 
 import numpy as np  # noqa: E402
 
-from integrations.llm.local import LocalProvider, boilerplate_lines  # noqa: E402
+from integrations.llm.base import DraftRequest, PassageText  # noqa: E402
+from integrations.llm.local import LocalProvider  # noqa: E402
 from triage import embedding as embedding_module  # noqa: E402
 from triage.contracts import TicketIn  # noqa: E402
 from triage.evaluation import isolated_database  # noqa: E402
 from triage.models import Article, Category, Chunk, PipelineRun, TrainedClassifier  # noqa: E402
-from triage.pipeline import gates, steps  # noqa: E402
+from triage.contracts import Draft  # noqa: E402
+from triage.pipeline import gates  # noqa: E402
 from triage.pipeline import router as router_module  # noqa: E402
 from triage.pipeline.router import Router  # noqa: E402
 from triage.pipeline.runner import run_pipeline  # noqa: E402
@@ -81,17 +83,21 @@ def plain_chain(text: str) -> None:
     policy = gate_policy_current()
     categories = categories_by_label()
     vector = embedding_module.embed_texts([text])[0]
-    retrieval = steps.retrieve(embedding=vector, search=chunk_search)
-    classification = steps.classify_local(text=text, embedding=vector, predictor=StubClassifier(),
-                                          categories=categories, model="stub")
-    draft, _ = steps.draft(provider=LocalProvider(), text=text, classification=classification,
-                           category=categories[classification.category], retrieval=retrieval)
+    retrieval = chunk_search(embedding=vector, limit=4)
+    classification = router_module.classify_local(text=text, embedding=vector, predictor=StubClassifier(),
+                                                  categories=categories, model="stub")
+    drafter = LocalProvider()
+    reply = drafter.draft(DraftRequest(
+        ticket_text=text, category=classification.category, category_name="Order status",
+        passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in retrieval.passages),
+    ))
+    draft = Draft.model_validate({**reply.output, "model": reply.model})
     verdicts = [
         gates.gate_retrieval(retrieval=retrieval, min_score=policy.retrieval_min_score),
         gates.gate_schema(classification=classification, error=None),
         gates.gate_confidence(classification=classification, threshold=0.5),
         gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
-        gates.gate_groundedness(draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=boilerplate_lines()),
+        gates.gate_groundedness(draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate),
         gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
     ]
     assert verdicts

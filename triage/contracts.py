@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -169,3 +169,19 @@ class Verdict(Contract):
     reason: str
     step: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Resolution(Contract):
+    """What a person decided for a run that waited for them; the runner carries out exactly this.
+
+    Written by `approvals.services.approval_decide` onto `PipelineRun.resolution`; read back by the execute
+    step, which checks `decided_by`'s money permission again before any money moves.
+    """
+
+    verdict: Literal["approve", "reject"]
+    actions: list[ProposedAction] = Field(default_factory=list, max_length=10)
+    reply: str = Field(default="", max_length=20_000)
+    category: str | None = None
+    reason: str = ""
+    decision_id: int | None = None
+    decided_by: int | None = None

@@ -62,53 +62,6 @@ def _missing_run(ticket: Ticket) -> PipelineRun:
     raise RuntimeError(f"ticket {ticket.pk} has no run; tickets are created with their run in one transaction")
 
 
-def run_actions_execute(
-    *, run: PipelineRun, actions: Sequence[ProposedAction], reply: str, record_only: bool = False
-) -> list[Action]:
-    """Carry out a run's actions, each exactly once.
-
-    Every action gets an idempotency key from the run and its position; the row is created once
-    (unique key) and locked while it executes, so a retry or a resumed run finds it done.
-    `record_only` (shadow runs of an evaluation) records the actions and sends nothing anywhere.
-    """
-    writer = import_string("triage.writeback.record_only") if record_only else _writeback_for(run.ticket.source)
-    done: list[Action] = []
-    for position, proposed in enumerate(actions):
-        payload = proposed.model_dump(mode="json")
-        if proposed.kind == "send_reply":
-            payload["body"] = reply
-        key = f"run:{run.pk}:{position}:{proposed.kind}"
-        action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
-        with transaction.atomic():
-            action = Action.objects.select_for_update().get(pk=action.pk)
-            if action.status != Action.Status.DONE:
-                action.attempts += 1
-                try:
-                    action.result = writer(action=action, ticket=run.ticket)
-                    action.status = Action.Status.DONE
-                    action.executed_at = timezone.now()
-                    action.error = ""
-                except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
-                    logger.warning("action %s failed: %s", key, exc)
-                    action.status = Action.Status.FAILED
-                    action.error = f"{type(exc).__name__}: {exc}"[:5000]
-                action.save()
-        done.append(action)
-    return done
-
-
-def _writeback_for(source: str) -> Callable[..., dict]:
-    """The writer for a ticket's source: a setting per source, else the helpdesk it came from
-    (`<vendor>:<source id>`), else recorded only."""
-    backends: dict[str, str] = getattr(settings, "TRIAGE_WRITEBACK_BACKENDS", {})
-    if source in backends:
-        return import_string(backends[source])
-    vendor, _, source_id = source.partition(":")
-    if source_id.isdigit() and vendor in getattr(settings, "TRIAGE_WRITEBACK_VENDORS", ()):
-        return import_string("triage.writeback.helpdesk")
-    return import_string("triage.writeback.record_only")
-
-
 # --- knowledge base -------------------------------------------------------------------------------
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*)$")

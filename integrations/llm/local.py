@@ -52,6 +52,8 @@ class LocalProvider:
     """Offline provider: drafts extractively. Classification is the trained local classifier's job."""
 
     name = "local"
+    # Template text around the passages: ours, so the groundedness gate does not ask a passage for it.
+    boilerplate = (GREETING, OPENING, CLOSING)
     max_sentences = 4
     max_passages = 3
 

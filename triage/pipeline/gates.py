@@ -19,7 +19,8 @@ CONFIDENCE = "confidence"
 MONEY = "money"
 GROUNDEDNESS = "groundedness"
 PERSONAL_DATA = "personal_data"
-ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA)
+CATEGORY_POLICY = "category_policy"
+ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA, CATEGORY_POLICY)
 
 
 def _verdict(gate: str, step: str, passed: bool, reason: str, **details: object) -> Verdict:
@@ -83,6 +84,13 @@ def gate_money(*, classification: Classification | None, category_moves_money: b
         return _verdict(MONEY, "classify", False, "A person must approve: " + "; ".join(reasons) + ".",
                         terms=list(signals.terms), amounts=list(signals.amounts))
     return _verdict(MONEY, "classify", True, "Nothing in the ticket or the proposed actions moves money.")
+
+
+def gate_category_policy(*, category: str, auto_reply: bool) -> Verdict:
+    """The category may be answered without a person (admin's per-category auto-reply switch)."""
+    if not auto_reply:
+        return _verdict(CATEGORY_POLICY, "validate", False, f"Category '{category}' is set to always wait for a person.")
+    return _verdict(CATEGORY_POLICY, "validate", True, f"Category '{category}' may be answered automatically.")
 
 
 def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,

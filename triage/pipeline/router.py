@@ -27,13 +27,13 @@ from django.utils.module_loading import import_string
 
 from integrations.llm.base import CategoryOption, ClassifyRequest, DraftRequest, PassageText, ProviderError, ProviderReply, ReasoningProvider, Usage
 from integrations.llm.breaker import CircuitBreaker, breaker_for
-from triage.contracts import Classification, ContractError, Draft, Priority, parse_contract
-from triage.pipeline import steps
+from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Priority, parse_contract
+from triage.pipeline.handling import priority_for, proposed_actions_for
 
 if TYPE_CHECKING:
     from triage.classifier import IntentClassifier
-    from triage.models import PipelineRun
-    from triage.pipeline.runner import RunState
+    from triage.models import Category, PipelineRun
+    from triage.pipeline.steps.base import RunState
 
 OVERLOADED_STATUS = frozenset({503, 529})
 _classifier_cache: dict[int, IntentClassifier] = {}
@@ -63,9 +63,23 @@ def classifier_load(pk: int) -> IntentClassifier:
 
 @dataclass
 class ClassifyDecision:
+    """The classify step's answer: what was decided, the reply that was paid for (None: local), the
+    trail of models asked or skipped, and why the answer came from where it did."""
+
     classification: Classification
     reply: ProviderReply | None
     trail: list[dict[str, Any]] = field(default_factory=list)
+    why: str = ""
+
+
+@dataclass
+class DraftAnswer:
+    """The draft step's answer; `boilerplate` is the drafter's own template text (greeting, closing)."""
+
+    draft: Draft
+    reply: ProviderReply | None
+    why: str
+    boilerplate: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,9 +94,8 @@ class Router:
     models: dict[str, list[str]] = field(default_factory=dict)
     timeout: float | None = None
     hosted_enabled: bool = True
-    # Per run: models that answered "overloaded", and why the last answer of each step came from where it did.
+    # Per run: models that answered "overloaded" (the next attempt goes to the next model).
     _overloaded: dict[str, list[str]] = field(default_factory=dict)
-    why: dict[str, str] = field(default_factory=dict)
     _providers: dict[str, ReasoningProvider] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -118,16 +131,16 @@ class Router:
 
     def fresh(self) -> Router:
         """The same configuration with no per-run state (fallback switches), for the next run."""
-        return dataclasses.replace(self, _fallbacks={}, _overloaded={}, why={})
+        return dataclasses.replace(self, _fallbacks={}, _overloaded={})
 
     def classify(self, *, state: RunState) -> ClassifyDecision:
         provider_name = self._fallbacks.get("classify")
         if provider_name:
             classification, reply, why = self._classify_with(provider_name, state=state, why="fallback provider")
-            return ClassifyDecision(classification, reply, [{"model": reply.model, "why": why}])
+            return ClassifyDecision(classification, reply, [{"model": reply.model, "why": why}], why)
         if self.classifier_id is None:
             raise ProviderError("no classifier has been trained yet: run `manage.py import_examples`", retryable=False)
-        classification = steps.classify_local(
+        classification = classify_local(
             text=state.text, embedding=state.embedding, predictor=classifier_load(self.classifier_id),
             categories=state.categories, model=self.classifier_model,
         )
@@ -138,8 +151,8 @@ class Router:
         if classification.confidence >= threshold or not self.classify_cascade:
             reason = (f"local confidence {classification.confidence:.2f} >= {threshold:.2f}"
                       if classification.confidence >= threshold else "local classifier (no stronger model configured)")
-            self.why["classify"] = trail[0]["why"] = reason
-            return ClassifyDecision(classification, None, trail)
+            trail[0]["why"] = reason
+            return ClassifyDecision(classification, None, trail, reason)
         unsure = f"local confidence {classification.confidence:.2f} < {threshold:.2f}"
         for name in self.classify_cascade:
             blocked = self._blocked(name)
@@ -148,14 +161,13 @@ class Router:
                 continue
             stronger, reply, why = self._classify_with(name, state=state, why=unsure)
             trail.append({"model": reply.model, "why": why, "confidence": stronger.confidence})
-            return ClassifyDecision(stronger, reply, trail)
-        self.why["classify"] = "; ".join([unsure] + [t["why"] for t in trail[1:]] + ["local answer kept, the gates decide"])
-        return ClassifyDecision(classification, None, trail)
+            return ClassifyDecision(stronger, reply, trail, why)
+        why = "; ".join([unsure] + [t["why"] for t in trail[1:]] + ["local answer kept, the gates decide"])
+        return ClassifyDecision(classification, None, trail, why)
 
-    def draft(self, *, state: RunState) -> tuple[Draft, ProviderReply]:
-        assert state.classification is not None and state.retrieval is not None
+    def draft(self, *, state: RunState) -> DraftAnswer:
         names = [self._fallbacks["draft"]] if self._fallbacks.get("draft") else list(self.draft_providers)
-        first = state.ticket.requester.split("@")[0].split(".")[0].capitalize() if state.ticket.requester else ""
+        request = _draft_request(state)
         skipped: list[str] = []
         # The local drafter is the last resort when every hosted one is skipped (cap, breaker, switched off).
         for name in names + ([] if "local" in names else ["local"]):
@@ -167,23 +179,14 @@ class Router:
                 continue
             why = "; ".join(skipped + ["fallback provider" if self._fallbacks.get("draft") else f"draft provider {name}"])
             provider = self._provider(name)
+            boilerplate = tuple(getattr(provider, "boilerplate", ()))
             if not _hosted(provider):
-                self.why["draft"] = why
-                return steps.draft(
-                    provider=provider, text=state.text, classification=state.classification,
-                    category=state.category, retrieval=state.retrieval, requester_name=first,
-                )
-            category = state.category
-            request = DraftRequest(
-                ticket_text=state.text, category=state.classification.category,
-                category_name=(category.name or category.label.replace("_", " ")) if category else state.classification.category,
-                passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state.retrieval.passages),
-                requester_name=first,
+                reply = provider.draft(request)
+                return DraftAnswer(_draft_from(reply), reply, why, boilerplate)
+            draft, reply, why = self._ask_hosted(
+                step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw), parse=_draft_from,
             )
-            return self._ask_hosted(
-                step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw),
-                parse=lambda reply: parse_contract(Draft, {**reply.output, "model": reply.model}),
-            )[:2]  # (draft, reply)
+            return DraftAnswer(draft, reply, why, boilerplate)
         raise ProviderError("no draft provider may be used: " + "; ".join(skipped), retryable=False)
 
     # --- hosted providers ------------------------------------------------------------------------
@@ -230,18 +233,10 @@ class Router:
 
     def _classify_with(self, name: str, *, state: RunState, why: str) -> tuple[Classification, ProviderReply, str]:
         provider = self._provider(name)
+        request = _classify_request(state)
         if not _hosted(provider):
-            classification, reply = steps.classify_with_provider(
-                provider=provider, text=state.text, retrieval=state.retrieval, categories=state.categories
-            )
-            self.why["classify"] = why
-            return classification, reply, why
-        request = ClassifyRequest(
-            ticket_text=state.text,
-            categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
-            passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score)
-                           for p in (state.retrieval.passages if state.retrieval else [])),
-        )
+            reply = provider.classify(request)
+            return _classification_from(reply, state=state), reply, why
         return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
                                 parse=lambda reply: _classification_from(reply, state=state))
 
@@ -283,7 +278,6 @@ class Router:
                 repair = Repair(previous_output=reply.output, error=err.reason)
                 why = f"{why}; repair requested ({err.reason[:120]})"
                 continue
-            self.why[step] = why
             return result, charged, why
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -324,8 +318,63 @@ def _annotate(exc: Exception, *, model: str, why: str, charged: ProviderReply | 
     exc.charged = charged  # type: ignore[attr-defined]
 
 
+def _classify_request(state: RunState) -> ClassifyRequest:
+    return ClassifyRequest(
+        ticket_text=state.text,
+        categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
+        passages=_passages(state),
+    )
+
+
+def _draft_request(state: RunState) -> DraftRequest:
+    assert state.classification is not None
+    category = state.category
+    label = state.classification.category
+    return DraftRequest(
+        ticket_text=state.text, category=label,
+        category_name=(category.name or category.label.replace("_", " ")) if category else label,
+        passages=_passages(state), requester_name=_first_name(state.ticket.requester),
+    )
+
+
+def _first_name(requester: str) -> str:
+    return requester.split("@")[0].split(".")[0].capitalize() if requester else ""
+
+
+def _passages(state: RunState) -> tuple[PassageText, ...]:
+    if state.retrieval is None:
+        return ()
+    return tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state.retrieval.passages)
+
+
+def _draft_from(reply: ProviderReply) -> Draft:
+    return parse_contract(Draft, {**reply.output, "model": reply.model})
+
+
+def classify_local(
+    *, text: str, embedding: Any, predictor: IntentClassifier, categories: dict[str, Category], model: str
+) -> Classification:
+    """The trained local classifier's answer, as a contract validated against the live categories."""
+    prediction = predictor.predict(texts=[text], embeddings=embedding.reshape(1, -1))[0]
+    label = OUT_OF_SCOPE if prediction.out_of_scope or prediction.label is None else prediction.label
+    priority = priority_for(text=text)
+    raw: dict[str, Any] = {
+        "category": label,
+        "confidence": float(min(1.0, max(0.0, prediction.confidence))),
+        "out_of_scope": label == OUT_OF_SCOPE,
+        "priority": priority,
+        "alternatives": [(a, float(p)) for a, p in prediction.alternatives[:3]],
+        "proposed_actions": [
+            a.model_dump() for a in proposed_actions_for(category=categories.get(label), priority=priority)
+        ],
+        "rationale": f"nearest past ticket similarity {prediction.nearest_similarity:.2f}",
+        "model": model,
+    }
+    return parse_contract(Classification, raw, context={"categories": set(categories)})
+
+
 def _classification_from(reply: ProviderReply, *, state: RunState) -> Classification:
-    """A hosted model's classification, validated against the live categories.
+    """A model's classification, validated against the live categories.
 
     What handling a category means (its actions, and whether one moves money) is decided by code
     from the category, never taken from the model's output.
@@ -334,11 +383,12 @@ def _classification_from(reply: ProviderReply, *, state: RunState) -> Classifica
     label = output.get("category")
     category = state.categories.get(label) if isinstance(label, str) else None
     try:
-        priority = Priority(output.get("priority", Priority.NORMAL))
+        stated = Priority(output.get("priority", Priority.NORMAL))
     except ValueError:
-        priority = Priority.NORMAL  # the contract reports the bad value below
-    if priority in (Priority.LOW, Priority.NORMAL) and steps.URGENT.search(state.text):
-        output["priority"] = priority = Priority.HIGH
-    output["proposed_actions"] = [a.model_dump() for a in steps.proposed_actions_for(category=category, priority=priority)]
+        stated = Priority.NORMAL  # the contract reports the bad value below
+    priority = priority_for(text=state.text, stated=stated)
+    if priority != stated:
+        output["priority"] = priority
+    output["proposed_actions"] = [a.model_dump() for a in proposed_actions_for(category=category, priority=priority)]
     output["model"] = reply.model
     return parse_contract(Classification, output, context={"categories": set(state.categories)})

@@ -18,7 +18,7 @@ from approvals.models import ApprovalRequest
 from integrations.llm.base import Usage
 from integrations.llm.breaker import breaker_for
 from triage.models import ModelPrice, PipelineRun, ProviderSettings, StepRun
-from triage.pipeline import runner
+from triage.pipeline import retry
 from triage.pipeline.runner import run_pipeline
 from triage.spend import call_cost, llm_spend_today, spending_cap_reached
 
@@ -116,7 +116,7 @@ def test_a_429_is_retried_after_the_time_the_server_asked_for(claude, ingest, se
     fake = claude([error(429, "rate_limit_error", retry_after="7"), answer(classification("account_access"))])
     settings.TRIAGE_BACKOFF_SCALE = 1.0
     slept: list[float] = []
-    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=real_time.perf_counter, sleep=slept.append))
+    monkeypatch.setattr(retry, "time", types.SimpleNamespace(sleep=slept.append))
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
     run = run_pipeline(run_id=result.run.pk)

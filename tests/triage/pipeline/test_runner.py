@@ -107,7 +107,7 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     def crash(state):
         raise SimulatedCrash
 
-    monkeypatch.setitem(runner.STEP_FUNCTIONS, "draft", crash)
+    monkeypatch.setattr(runner.STEPS["draft"], "run", crash)
     with pytest.raises(SimulatedCrash):
         run_pipeline(run_id=result.run.pk)
     monkeypatch.undo()
@@ -142,7 +142,7 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
 
 def test_a_transient_failure_is_retried_and_every_attempt_recorded(ingest, monkeypatch):
     result = ingest(PASSWORD_TICKET, enqueue=False)
-    real = runner.STEP_FUNCTIONS["draft"]
+    real = runner.STEPS["draft"].run
     failures = iter([TimeoutError("provider timed out"), ConnectionError("reset by peer")])
 
     def flaky(state):
@@ -151,7 +151,7 @@ def test_a_transient_failure_is_retried_and_every_attempt_recorded(ingest, monke
             raise error
         return real(state)
 
-    monkeypatch.setitem(runner.STEP_FUNCTIONS, "draft", flaky)
+    monkeypatch.setattr(runner.STEPS["draft"], "run", flaky)
 
     run = run_pipeline(run_id=result.run.pk)
 
@@ -168,7 +168,7 @@ def test_a_step_that_keeps_failing_escalates_to_a_person_after_its_attempts(inge
     def broken(state):
         raise RuntimeError("drafting service down")
 
-    monkeypatch.setitem(runner.STEP_FUNCTIONS, "draft", broken)
+    monkeypatch.setattr(runner.STEPS["draft"], "run", broken)
 
     run = run_pipeline(run_id=result.run.pk)
 

@@ -1,0 +1,118 @@
+"""What every step is to the runner: contract in (the run's state), contract out (a `StepResult`),
+and how it is put back from its checkpoint.
+
+A step is one object in one file (`retrieve.py`, `classify.py`, ...): `run` does the work and applies
+the step's own gates; `restore` puts a finished step's recorded output back into the state, exactly as
+`run` had left it, so a resumed run never recomputes (or pays for) a finished step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from integrations.llm.base import ProviderReply
+from triage.contracts import Classification, Draft, Retrieval, Verdict
+from triage import embedding
+from triage.models import Category, GatePolicy, PipelineRun, Ticket
+
+if TYPE_CHECKING:  # the router is handed in by the runner; importing it here would only serve the type
+    from triage.pipeline.router import Router
+
+
+class StepSkipped(Exception):
+    """A step that does not apply to this ticket (no knowledge base, nothing to draft)."""
+
+
+class Escalate(Exception):
+    """A step cannot produce valid output; the run goes to a person. Not retried."""
+
+    def __init__(self, reason: str, verdicts: list[Verdict] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.verdicts = verdicts or []
+
+
+class NotRetryable(Exception):
+    """A failure that no retry can mend (a refused money action); escalated after its one attempt."""
+
+
+@dataclass
+class StepResult:
+    """What one attempt of a step produced: the checkpoint's output, verdicts, and what it cost."""
+
+    output: dict[str, Any]
+    verdicts: list[Verdict] = field(default_factory=list)
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal("0")
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    why: str = ""
+
+    @classmethod
+    def from_reply(
+        cls, output: dict[str, Any], reply: ProviderReply | None, verdicts: list[Verdict], *, model: str = "",
+        why: str = "",
+    ) -> StepResult:
+        if reply is None:
+            return cls(output=output, verdicts=verdicts, model=model, why=why)
+        u = reply.usage
+        return cls(
+            output=output, verdicts=verdicts, model=reply.model or model, why=why,
+            tokens_in=u.tokens_in + u.cache_write_tokens + u.cache_read_tokens, tokens_out=u.tokens_out,
+            cost=reply.cost, cache_write_tokens=u.cache_write_tokens, cache_read_tokens=u.cache_read_tokens,
+        )
+
+
+@dataclass
+class RunState:
+    """What the steps of one run know, rebuilt from checkpoints on resume."""
+
+    run: PipelineRun
+    ticket: Ticket
+    policy: GatePolicy
+    categories: dict[str, Category]
+    router: Router
+    retrieval: Retrieval | None = None
+    classification: Classification | None = None
+    draft: Draft | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    passed: bool = False
+    route: str = ""
+    _embedding: Any = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.ticket.subject}\n{self.ticket.body}".strip() if self.ticket.subject else self.ticket.body
+
+    @property
+    def embedding(self) -> Any:
+        if self._embedding is None:
+            self._embedding = embedding.embed_texts([self.text])[0]
+        return self._embedding
+
+    @property
+    def category(self) -> Category | None:
+        return self.categories.get(self.classification.category) if self.classification else None
+
+    def threshold_for(self, category: Category | None) -> float:
+        if category is not None and category.confidence_threshold is not None:
+            return category.confidence_threshold
+        if self.policy.default_confidence_threshold is not None:
+            return self.policy.default_confidence_threshold
+        return self.router.classifier_threshold
+
+
+class Step(Protocol):
+    name: ClassVar[str]
+
+    def run(self, state: RunState) -> StepResult:
+        """Do the step's work on `state` (setting what it produced), with its gates' verdicts."""
+        ...
+
+    def restore(self, state: RunState, output: dict[str, Any]) -> None:
+        """Put a succeeded checkpoint's output back into `state`."""
+        ...

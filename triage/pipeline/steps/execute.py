@@ -1,0 +1,67 @@
+"""Execute: carry out the chain's own actions when auto-handled, else exactly what a person decided.
+
+Money moves only from a person's decision, and that person's money permission is checked again here
+at execution, not only when the decision was taken: a permission revoked in between, or a resolution
+written by anything but `approval_decide`, moves no money.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth import get_user_model
+
+from triage.contracts import Resolution
+from triage.models import PipelineRun
+from triage.pipeline.steps.base import NotRetryable, RunState, StepResult, StepSkipped
+from triage.writeback import run_actions_execute
+
+# The permission a person needs for a decision that moves money (declared by the approvals app's model).
+MONEY_PERMISSION = "approvals.approve_money"
+
+
+class MoneyWithoutPerson(NotRetryable):
+    """A money-moving action reached execution without a permitted person's decision."""
+
+
+def money_permitted(user_id: int | None) -> bool:
+    if user_id is None:
+        return False
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and user.has_perm(MONEY_PERMISSION)
+
+
+class ExecuteStep:
+    name: ClassVar[str] = "execute"
+
+    def run(self, state: RunState) -> StepResult:
+        if state.route == PipelineRun.Route.AUTO:
+            assert state.classification is not None
+            proposed = state.classification.proposed_actions
+            reply = state.draft.body if state.draft else ""
+            if state.run.gates_enabled and any(a.moves_money for a in proposed):
+                # Unreachable while the route step holds money for a person; a second lock on the same door.
+                raise MoneyWithoutPerson("Refused: an automatic run proposed a money-moving action; a person must decide.")
+        else:
+            resolution = Resolution.model_validate(state.run.resolution or {})
+            if resolution.verdict == "reject":
+                raise StepSkipped(f"Rejected by a person: {resolution.reason}".strip())
+            proposed = resolution.actions
+            reply = resolution.reply
+            if any(a.moves_money for a in proposed) and not money_permitted(resolution.decided_by):
+                raise MoneyWithoutPerson(
+                    "Refused: this decision moves money and was not taken by a person with the money-approval "
+                    "permission."
+                )
+        # A shadow run (gates off, evaluation only) records what it would do and sends nothing anywhere.
+        actions = run_actions_execute(run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled)
+        failed = [a for a in actions if a.status != a.Status.DONE]
+        if failed:
+            # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.
+            raise RuntimeError("actions not carried out: " + ", ".join(f"{a.kind} ({a.error})" for a in failed))
+        return StepResult(
+            output={"actions": [{"kind": a.kind, "status": a.status, "key": a.idempotency_key} for a in actions]}
+        )
+
+    def restore(self, state: RunState, output: dict[str, Any]) -> None:
+        """Nothing follows execute: a finished execute means the run is done."""
