@@ -159,26 +159,31 @@ def normalize_text(text: str) -> str:
     else:
         # A lone surrogate (JSON allows "\\ud800") cannot be encoded for RE2; it is no letter either.
         text = _SURROGATE.sub("\ufffd", text)
-        text = unicodedata.normalize("NFKC", text)
-        text = text.translate(_INVISIBLE).casefold()
-        text = unicodedata.normalize("NFKD", text).translate(_COMBINING_MARKS)
-        text = text.translate(_CONFUSABLES)
+        text = unicodedata.normalize("NFKC", text).casefold()
+        # Invisible characters, combining marks and look-alikes in one pass (casefold and NFKD
+        # neither make nor move any of them, so the order the tables were once applied in is moot).
+        text = unicodedata.normalize("NFKD", text).translate(_FOLD_TABLE)
     text = _join_spaced_letters(text)
     text = _WHITESPACE.sub(" ", text).strip()
     return text
 
 
-class _CombiningMarkTable(dict[int, int | None]):
-    """A ``str.translate`` table that drops combining marks, filled as characters are met."""
+class _FoldTable(dict[int, int | str | None]):
+    """A ``str.translate`` table: invisible characters and combining marks dropped, look-alikes
+    mapped; filled as characters are met, so a text pays once per distinct character."""
 
-    def __missing__(self, codepoint: int) -> int | None:
-        value = None if unicodedata.combining(chr(codepoint)) else codepoint
+    def __missing__(self, codepoint: int) -> int | str | None:
+        value: int | str | None
+        if codepoint in _INVISIBLE or unicodedata.combining(chr(codepoint)):
+            value = None
+        else:
+            value = _CONFUSABLES.get(codepoint, codepoint)
         if len(self) < 65_536:
             self[codepoint] = value
         return value
 
 
-_COMBINING_MARKS = _CombiningMarkTable()
+_FOLD_TABLE = _FoldTable()
 
 
 def _deleet(text: str) -> str:
