@@ -400,13 +400,14 @@ _UNCHECKED_REASON = (
 )
 
 
-def money_signals(text: str, *, budget_seconds: float = SCAN_BUDGET_SECONDS) -> MoneySignals:
+def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySignals:
     """Find money-movement requests, currency amounts and rule-override attempts in ``text``.
 
     Fails closed: if the scan takes longer than ``budget_seconds`` (checked between rules), the
-    result says money may move, with what was found so far and ``checked=False``.
+    result says money may move, with what was found so far and ``checked=False``. The default
+    budget is ``SCAN_BUDGET_SECONDS``.
     """
-    deadline = time.monotonic() + budget_seconds
+    deadline = time.monotonic() + (SCAN_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
     terms: list[str] = []
     kinds: list[str] = []
     amounts: list[str] = []
