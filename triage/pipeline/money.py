@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -186,13 +187,29 @@ class _FoldTable(dict[int, int | str | None]):
 _FOLD_TABLE = _FoldTable()
 
 
+def _spans(pattern: re2._Regexp, text: str) -> Iterator[tuple[int, int]]:
+    """Character spans of ``pattern``'s matches. ASCII text goes to RE2 as bytes, where offsets
+    need no translating: on 100 KB of short matches that is several times faster."""
+    return (match.span() for match in pattern.finditer(text.encode() if text.isascii() else text))
+
+
+def _replace(pattern: re2._Regexp, text: str, replace: Callable[[str], str]) -> str:
+    pieces: list[str] = []
+    done = 0
+    for start, end in _spans(pattern, text):
+        pieces.append(text[done:start])
+        pieces.append(replace(text[start:end]))
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def _deleet(text: str) -> str:
     """Read digits inside letter words as letters ("r3fund" -> "refund"), leaving numbers alone."""
     pieces: list[str] = []
     done = 0
     # Words are ASCII, so the shadow's spans cut the text itself at the right places.
-    for match in _LEET_WORD.finditer(_word_shadow(text)):
-        start, end = match.span()
+    for start, end in _spans(_LEET_WORD, _word_shadow(text)):
         pieces.append(text[done:start])
         pieces.append(text[start:end].translate(_LEET))
         done = end
@@ -431,8 +448,7 @@ def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySig
     if out_of_time():
         return unchecked()
 
-    for match in _AMOUNT.finditer(_amount_shadow(normalized)):
-        start, end = match.span()
+    for start, end in _spans(_AMOUNT, _amount_shadow(normalized)):
         amount = normalized[start:end].strip()
         if amount not in amounts:
             amounts.append(amount)
@@ -451,7 +467,7 @@ def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySig
     # Blank policy questions before looking for money requests. Only where each rule first
     # matches matters (terms are listed in order of first appearance), and byte offsets order
     # the rules as character offsets would.
-    request_text = _POLICY_SPANS.sub(" ", readable_shadow).encode()
+    request_text = _replace(_POLICY_SPANS, readable_shadow, lambda _: " ").encode()
     found: list[tuple[int, str, str]] = []
     for name, pattern, kind in _RULES:
         if out_of_time():
