@@ -23,15 +23,29 @@ words joined ("r e f u n d", "r.e.f.u.n.d"), digits inside words read as
 letters ("r3fund"), and one-typo misspellings of the core vocabulary
 ("refnud", "reimbursment").
 
+Every pattern that sees ticket text runs on RE2 (linear time: the ticket is
+customer-controlled and the old backtracking patterns could be made to take
+minutes), and the whole scan has a time budget that fails closed: a ticket
+that cannot be checked in time is reported as moving money, for a person to
+read. RE2 has no look-arounds and its ``\\b``, ``\\w`` and ``\\d`` are ASCII-only,
+so the patterns run on a "shadow" of the text (see ``_word_shadow``) and the
+few look-arounds are checked in Python on the match span; the results are the
+ones Python's ``re`` gave on the same patterns.
+
 No Django imports: this is used by the pipeline and by offline evaluation.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+
+import re2
+from rapidfuzz.distance import OSA
 
 __all__ = ["MoneySignals", "money_signals", "normalize_text"]
 
@@ -47,6 +61,9 @@ class MoneySignals:
     amounts: tuple[str, ...] = ()
     #: One sentence for a support agent; empty when no money movement was found.
     reason: str = ""
+    #: False when the scan ran out of its time budget: then ``moves_money`` is True whatever was
+    #: found so far, because text nobody checked must not pass as harmless.
+    checked: bool = True
 
 
 # --------------------------------------------------------------------------
@@ -81,26 +98,123 @@ _CONFUSABLES = str.maketrans(
     }
 )
 
-# Single letters separated by a space, dot, dash, underscore or asterisk: "r e f u n d".
-_SPACED_LETTERS = re.compile(r"(?<![a-z0-9])(?:[a-z][ .\-_*·]{1,2}){3,}[a-z](?![a-z0-9])")
+# Single letters separated by a space, dot, dash, underscore or asterisk: "r e f u n d". The
+# look-arounds of the original pattern, (?<![a-z0-9]) and (?![a-z0-9]), are consumed instead: the
+# text is padded with a space at each end and the search resumes at the end of the letters, so
+# the character after one run can be the one before the next.
+_SPACED_LETTERS = re2.compile(r"[^a-z0-9]((?:[a-z][ .\-_*·]{1,2}){3,}[a-z])[^a-z0-9]")
+_NOT_LETTER = re.compile(r"[^a-z]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
-_LEET_WORD = re.compile(r"\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z][a-z0-9@$]{2,}\b|\b[0-9@$][a-z][a-z0-9@$]{2,}\b")
+# A word that starts with a letter and holds a digit, "@" or "$" ("r3fund", "c@sh"), or that starts
+# with one of those and then a letter ("4ccount"). The look-aheads of the original pattern are
+# spelt out: a word of letters only would be translated to itself, so it need not match.
+_LEET_WORD = re2.compile(
+    r"\b[a-z](?:[0-9@$][a-z0-9@$]+|[a-z][a-z0-9@$]*[0-9@$][a-z0-9@$]*)\b|\b[0-9@$][a-z][a-z0-9@$]{2,}\b"
+)
+_WHITESPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NON_ASCII_WORD = re.compile(r"[^\W\x00-\x7f]")
+_NON_ASCII_DIGIT = re.compile(r"[^\D\x00-\x7f]")
+
+
+def _word_shadow(text: str) -> str:
+    """``text`` with every non-ASCII word character replaced by "_", one character for one.
+
+    Python's ``re`` reads \\b and \\w by Unicode; RE2 by ASCII. "_" is a word character to both and
+    no pattern here names it, so on the shadow RE2 finds the matches ``re`` finds on the text, at the
+    same offsets.
+    """
+    return text if text.isascii() else _NON_ASCII_WORD.sub("_", text)
+
+
+def _amount_shadow(text: str) -> str:
+    """Like ``_word_shadow``, but decimal digits of any script become ASCII digits (``re``'s \\d)."""
+    if text.isascii():
+        return text
+    text = _NON_ASCII_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group(0))), text)
+    return _NON_ASCII_WORD.sub("_", text)
+
+
+def _join_spaced_letters(text: str) -> str:
+    if len(text) < 7:  # the shortest run, "a b c d", has seven characters
+        return text
+    padded = (" " + text + " ").encode()
+    pieces: list[bytes] = []
+    done = 1
+    position = 0
+    while (match := _SPACED_LETTERS.search(padded, position)) is not None:
+        start, end = match.span(1)
+        pieces.append(padded[done:start])
+        pieces.append(_NOT_LETTER.sub("", match.group(1).decode()).encode())
+        done = position = end
+    pieces.append(padded[done:-1])
+    return b"".join(pieces).decode()
 
 
 def normalize_text(text: str) -> str:
     """Fold ``text`` to the form the rules match against (see module docstring)."""
-    text = unicodedata.normalize("NFKC", text or "")
-    text = text.translate(_INVISIBLE).casefold()
-    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    text = text.translate(_CONFUSABLES)
-    text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[^a-z]", "", m.group(0)), text)
-    text = re.sub(r"\s+", " ", text).strip()
+    text = text or ""
+    if text.isascii():
+        # NFKC, NFKD, the invisible and look-alike tables all leave ASCII alone.
+        text = text.lower()
+    else:
+        # A lone surrogate (JSON allows "\\ud800") cannot be encoded for RE2; it is no letter either.
+        text = _SURROGATE.sub("\ufffd", text)
+        text = unicodedata.normalize("NFKC", text).casefold()
+        # Invisible characters, combining marks and look-alikes in one pass (casefold and NFKD
+        # neither make nor move any of them, so the order the tables were once applied in is moot).
+        text = unicodedata.normalize("NFKD", text).translate(_FOLD_TABLE)
+    text = _join_spaced_letters(text)
+    text = _WHITESPACE.sub(" ", text).strip()
     return text
+
+
+class _FoldTable(dict[int, int | str | None]):
+    """A ``str.translate`` table: invisible characters and combining marks dropped, look-alikes
+    mapped; filled as characters are met, so a text pays once per distinct character."""
+
+    def __missing__(self, codepoint: int) -> int | str | None:
+        value: int | str | None
+        if codepoint in _INVISIBLE or unicodedata.combining(chr(codepoint)):
+            value = None
+        else:
+            value = _CONFUSABLES.get(codepoint, codepoint)
+        if len(self) < 65_536:
+            self[codepoint] = value
+        return value
+
+
+_FOLD_TABLE = _FoldTable()
+
+
+def _spans(pattern: re2._Regexp, text: str) -> Iterator[tuple[int, int]]:
+    """Character spans of ``pattern``'s matches. ASCII text goes to RE2 as bytes, where offsets
+    need no translating: on 100 KB of short matches that is several times faster."""
+    return (match.span() for match in pattern.finditer(text.encode() if text.isascii() else text))
+
+
+def _replace(pattern: re2._Regexp, text: str, replace: Callable[[str], str]) -> str:
+    pieces: list[str] = []
+    done = 0
+    for start, end in _spans(pattern, text):
+        pieces.append(text[done:start])
+        pieces.append(replace(text[start:end]))
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _deleet(text: str) -> str:
     """Read digits inside letter words as letters ("r3fund" -> "refund"), leaving numbers alone."""
-    return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
+    pieces: list[str] = []
+    done = 0
+    # Words are ASCII, so the shadow's spans cut the text itself at the right places.
+    for start, end in _spans(_LEET_WORD, _word_shadow(text)):
+        pieces.append(text[done:start])
+        pieces.append(text[start:end].translate(_LEET))
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 # --------------------------------------------------------------------------
@@ -123,7 +237,7 @@ _NUMBER_WORDS = (
     r"forty|fifty|sixty|seventy|eighty|ninety|hundred|a hundred|a thousand|thousand|a million|million|"
     r"couple(?: of)?|few)"
 )
-_AMOUNT = re.compile(
+_AMOUNT = re2.compile(
     rf"(?:(?:us|a|c|nz|hk|s)?[{re.escape(_SYMBOLS)}] ?{_NUMBER})"  # $20, £5.99, US$ 1,200
     rf"|(?:\b{_NUMBER} ?[{re.escape(_SYMBOLS)}])"  # 20€
     rf"|(?:\b{_NUMBER} ?(?:{_CODES}|{_WORDS})\b)"  # 20 EUR, 30 dollars, 5k usd
@@ -139,7 +253,7 @@ _AMOUNT = re.compile(
 # Questions about the refund *policy* are not requests to move money. These
 # spans are blanked before the vocabulary is matched; anything else in the
 # ticket (an amount, "refund me", an injection) still counts.
-_POLICY_SPANS = re.compile(
+_POLICY_SPANS = re2.compile(
     r"\b(?:refunds?|reimbursements?|money[- ]?back|returns?|compensation|cancellation|exchange)"
     r" ?(?:polic(?:y|ies)|guarantees?|rules?|terms|conditions|process|procedure|times?|period|window)\b"
     r"|\b(?:in )?(?:what|which) ?(?:cases?|situations?|circumstances?|conditions?)"
@@ -150,7 +264,13 @@ _POLICY_SPANS = re.compile(
 )
 
 _YOU = r"(?:you|u|ya|y'all|your (?:team|bank|company|store|support|agent)s?)"
-_ASK = rf"(?:please|pls|plz|kindly|just|{_YOU} (?:must|need to|have to|should|better|will|shall|owe it to me to)|(?:can|could|would|will) {_YOU}(?: please)?(?= \w+(?: back)? (?:me|us|back|my money)\b)|i (?:want|need|expect|demand|require|would like|'d like|d like) {_YOU} to|i (?:want|need|demand|expect) {_YOU}r? (?:bank |company |team )?to)"
+# Asking *us* to do something. "can you ..." only counts when what follows is "... me", "... us",
+# "... back" or "... my money" ("can you send me", not "can you send money to a friend"): RE2 has
+# no look-ahead, so that branch is its own pattern (_ASK_CAN_YOU) and the check (_CAN_YOU_OBJECT)
+# runs where its match leaves off.
+_ASK_PLAIN = rf"(?:please|pls|plz|kindly|just|{_YOU} (?:must|need to|have to|should|better|will|shall|owe it to me to)|i (?:want|need|expect|demand|require|would like|'d like|d like) {_YOU} to|i (?:want|need|demand|expect) {_YOU}r? (?:bank |company |team )?to)"
+_ASK_CAN_YOU = rf"(?:can|could|would|will) {_YOU}(?: please)?"
+_CAN_YOU_OBJECT = re2.compile(r" \w+(?: back)? (?:me|us|back|my money)\b")
 _MONEY_OBJECT = (
     r"(?:(?:me|us|him|her|them) )?(?:(?:my|the|our|all|all my|all the|that|this|those|some|back|the full|my full)"
     r" )?(?:money|funds|cash|payment|amount|sum|balance|difference|deposit|compensation|reimbursement|refund)"
@@ -158,8 +278,8 @@ _MONEY_OBJECT = (
     r"|what (?:you|is|was|i am|i'm) owed|what you owe"
 )
 
-_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
-    (name, re.compile(pattern), kind)
+_RULES: tuple[tuple[str, re2._Regexp, str], ...] = tuple(
+    (name, re2.compile(pattern), kind)
     for name, pattern, kind in (
         # Refund family: any mention outside a policy question.
         ("refund", r"\b(?:re-?funds?|re-?funded|re-?funding|re-?fundable)\b", "refund"),
@@ -173,14 +293,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("reverse the charge", r"\brevers(?:e|al of|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|transfers?|fees?|debits?)\b", "refund"),
         ("dispute a charge", r"\bdisput(?:e|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|debits?)\b", "refund"),
         # Credit as a verb or a payout, never "credit card" / "credit score".
-        ("credit", r"\bcredit (?:me|us|my account|my card|it|this|that|the (?:money|amount|difference|fee|funds)|back|the account)\b(?! (?:card|score|limit|line|history|report|check|rating))|\b(?:store|account|goodwill) credit\b|\b(?:issue|give|apply|grant|add) (?:me |us )?(?:a |the )?credit\b", "credit"),
+        # Its other form, "credit me ..." but not "credit it card ...", is _CREDIT_VERB below.
+        ("credit", r"\b(?:store|account|goodwill) credit\b|\b(?:issue|give|apply|grant|add) (?:me |us )?(?:a |the )?credit\b", "credit"),
         # Fees.
         ("waive fee", r"\bwaiv(?:e|ed|er|ing)\b|\b(?:remove|drop|cancel|take off|refund|write off) (?:the |this |that |these |those |my |all |all the )?(?:fees?|charges?|penalt(?:y|ies)|interest)\b", "fee"),
         # Cancel-and-refund, cancelling a money movement.
         ("cancel and refund", r"\bcancel\w* (?:it |this |that |the order |my order )?(?:and|&) (?:get |give |issue |send )?(?:me |us )?(?:a |my |the )?(?:re-?fund|money back|reimburse)", "refund"),
         ("cancel payment", r"\b(?:cancel|cancell?ing|stop|call off|revoke) (?:the |this |that |my |a |these |those )?(?:pending )?(?:transfers?|payments?|transactions?|direct debits?|standing orders?|charges?|wire|subscription payments?)\b", "cancel"),
         # Asking *us* to move money.
-        ("send money", rf"\b{_ASK} (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b", "transfer"),
+        ("send money", rf"\b{_ASK_PLAIN} (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b", "transfer"),
         ("send money", r"(?:^|[.!?:;] )(?:now |just |please )?(?:send|transfer|wire|pay|give|deposit|return) (?:me|us) (?:my |the |our |back )?(?:money|funds|cash|payment|amount|compensation|back)\b", "transfer"),
         ("send money", r"\b(?:send|transfer|wire|deposit|give|return|put) (?:the |my |that |this |our )?(?:money|funds|cash|payment|amount|it) back (?:to|into|onto|in) (?:me|us|my|our)\b", "transfer"),
         ("pay me", rf"\b(?:{_YOU} (?:owe|must pay|need to pay|have to pay|should pay|will pay)|pay me back|payout|pay out)\b", "transfer"),
@@ -188,9 +309,35 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     )
 )
 
+# The two rules whose original patterns had a look-around, as (name, pattern, kind, accept): a match
+# counts only when ``accept(text, match)`` holds on the (bytes) text; otherwise the search goes on
+# from the next character, as the backtracking engine did.
+_CREDIT_VERB = re2.compile(
+    r"\bcredit (?:me|us|my account|my card|it|this|that|the (?:money|amount|difference|fee|funds)|back|the account)\b"
+)
+# "credit it card ..." is about a card, not a payout (the original (?! (?:card|score|...))).
+_CREDIT_NOUNS = tuple(f" {word}".encode() for word in "card score limit line history report check rating".split())
+_SEND_CAN_YOU = re2.compile(
+    rf"\b{_ASK_CAN_YOU}( (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b)"
+)
+
+
+def _credit_accepts(text: bytes, match: re2._Match) -> bool:
+    return not text.startswith(_CREDIT_NOUNS, match.end())
+
+
+def _can_you_accepts(text: bytes, match: re2._Match) -> bool:
+    return _CAN_YOU_OBJECT.match(text, match.start(1)) is not None
+
+
+_CHECKED_RULES = (
+    ("credit", _CREDIT_VERB, "credit", _credit_accepts),
+    ("send money", _SEND_CAN_YOU, "transfer", _can_you_accepts),
+)
+
 # Prompt-injection and authority-spoofing phrasings. A ticket that tries to
 # override the rules is held for a person whatever it asks for.
-_INJECTION = re.compile(
+_INJECTION = re2.compile(
     r"\b(?:ignore|disregard|forget|bypass|override|skip)\b(?: all| any| of)?(?: the| your| my| these| those| previous| prior| above| earlier| existing| standard| usual| system| safety| internal| company)*"
     r" (?:rules?|instructions?|polic(?:y|ies)|guidelines?|prompts?|restrictions?|limits?|checks?|guardrails?|protocols?|procedures?|programming|training|constraints?)\b"
     r"|(?:^|[\s\[(<{\"'#*])(?:system|sys|admin|administrator|developer|assistant|operator|supervisor|root)\s*(?:\]|>|\)|:|-{1,2}>|message:|note:|override|prompt)"
@@ -202,8 +349,9 @@ _INJECTION = re.compile(
 
 # Words read with a one-typo tolerance ("refnud", "reimbursment", "whikch caess"):
 # the money vocabulary, and the words of the policy questions above so that a
-# misspelt policy question is still recognised as one.
-_VOCABULARY = frozenset(
+# misspelt policy question is still recognised as one. When a word is one typo
+# from two of them, the first in this order wins.
+_VOCABULARY_ORDER = tuple(
     """
     refund refunds refunded refunding refundable reimburse reimbursed reimbursing reimbursement
     reimbursements reimbursable compensate compensated compensation compensations restitution
@@ -211,41 +359,42 @@ _VOCABULARY = frozenset(
     policy policies guarantee which situations situation cases circumstances usually
     """.split()
 )
+_VOCABULARY = frozenset(_VOCABULARY_ORDER)
+_SHORTEST = min(map(len, _VOCABULARY))
+_LONGEST = max(map(len, _VOCABULARY))
 
 
-def _within_one_edit(a: str, b: str) -> bool:
-    """Damerau-Levenshtein distance <= 1 (one insertion, deletion, substitution or swap)."""
-    if a == b:
-        return True
-    la, lb = len(a), len(b)
-    if abs(la - lb) > 1:
-        return False
-    if la == lb:
-        diff = [i for i in range(la) if a[i] != b[i]]
-        if len(diff) == 1:
-            return True
-        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
-    if la > lb:
-        a, b = b, a
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i:] == b[i + 1 :]
+def _candidates_by(key) -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for word in _VOCABULARY_ORDER:
+        index.setdefault(key(word), []).append(word)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+# Only words that share the first letter, or whose first two letters are the word's swapped, are
+# compared: a typo in the first letter is too likely to be another word.
+_BY_FIRST_LETTER = _candidates_by(lambda word: word[0])
+_BY_FIRST_TWO = _candidates_by(lambda word: word[:2])
+_RANK = {word: rank for rank, word in enumerate(_VOCABULARY_ORDER)}
 
 
 @lru_cache(maxsize=8192)
 def _correct_word(word: str) -> str:
-    if len(word) < 5 or word in _VOCABULARY:
+    if len(word) < 5 or word in _VOCABULARY or not _SHORTEST - 1 <= len(word) <= _LONGEST + 1:
         return word
-    for candidate in _VOCABULARY:
-        if abs(len(candidate) - len(word)) <= 1 and (candidate[0] == word[0] or candidate[:2] == word[1::-1]):
-            if _within_one_edit(word, candidate):
-                return candidate
+    candidates = _BY_FIRST_LETTER.get(word[0], ()) + _BY_FIRST_TWO.get(word[1::-1], ())
+    for candidate in sorted(set(candidates), key=_RANK.__getitem__):
+        # Optimal string alignment: one insertion, deletion, substitution or swap of neighbours.
+        if OSA.distance(word, candidate, score_cutoff=1) <= 1:
+            return candidate
     return word
 
 
+_ASCII_WORD = re.compile(r"[a-z]+")
+
+
 def _spell_correct(text: str) -> str:
-    return re.sub(r"[a-z]+", lambda m: _correct_word(m.group(0)), text)
+    return _ASCII_WORD.sub(lambda m: _correct_word(m.group(0)), text)
 
 
 _KIND_PHRASES = {
@@ -258,15 +407,34 @@ _KIND_PHRASES = {
 }
 
 
-def money_signals(text: str) -> MoneySignals:
-    """Find money-movement requests, currency amounts and rule-override attempts in ``text``."""
-    normalized = normalize_text(text)
-    if not normalized:
-        return MoneySignals(moves_money=False)
-    readable = _spell_correct(_deleet(normalized))
+#: How long one ticket may take to scan. The scan is linear (about 50 ms for the largest ticket
+#: intake accepts), so only an overloaded machine gets near this; then the ticket waits for a person.
+SCAN_BUDGET_SECONDS = 2.0
 
+_UNCHECKED_REASON = (
+    "The ticket text could not be checked for money requests in time ({length:,} characters), "
+    "so a person must read it."
+)
+
+
+def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySignals:
+    """Find money-movement requests, currency amounts and rule-override attempts in ``text``.
+
+    Fails closed: if the scan takes longer than ``budget_seconds`` (checked between rules), the
+    result says money may move, with what was found so far and ``checked=False``. The default
+    budget is ``SCAN_BUDGET_SECONDS``.
+    """
+    deadline = time.monotonic() + (SCAN_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
     terms: list[str] = []
     kinds: list[str] = []
+    amounts: list[str] = []
+
+    def out_of_time() -> bool:
+        return time.monotonic() > deadline
+
+    def unchecked() -> MoneySignals:
+        return MoneySignals(moves_money=True, terms=tuple(terms), amounts=tuple(amounts),
+                            reason=_UNCHECKED_REASON.format(length=len(text or "")), checked=False)
 
     def add(term: str, kind: str) -> None:
         if term not in terms:
@@ -274,23 +442,51 @@ def money_signals(text: str) -> MoneySignals:
         if kind not in kinds:
             kinds.append(kind)
 
-    amounts: list[str] = []
-    for match in _AMOUNT.finditer(normalized):
-        amount = match.group(0).strip()
+    normalized = normalize_text(text)
+    if not normalized:
+        return MoneySignals(moves_money=False)
+    if out_of_time():
+        return unchecked()
+
+    for start, end in _spans(_AMOUNT, _amount_shadow(normalized)):
+        amount = normalized[start:end].strip()
         if amount not in amounts:
             amounts.append(amount)
+    if out_of_time():
+        return unchecked()
 
-    if _INJECTION.search(readable) or _INJECTION.search(normalized):
+    readable = _spell_correct(_deleet(normalized))
+    if out_of_time():
+        return unchecked()
+    readable_shadow = _word_shadow(readable)
+    if _INJECTION.search(readable_shadow) or _INJECTION.search(_word_shadow(normalized)):
         add("rule override", "injection")
+    if out_of_time():
+        return unchecked()
 
-    # Blank policy questions before looking for money requests.
-    request_text = _POLICY_SPANS.sub(" ", readable)
+    # Blank policy questions before looking for money requests. Only where each rule first
+    # matches matters (terms are listed in order of first appearance), and byte offsets order
+    # the rules as character offsets would.
+    request_text = _replace(_POLICY_SPANS, readable_shadow, lambda _: " ").encode()
     found: list[tuple[int, str, str]] = []
     for name, pattern, kind in _RULES:
-        for match in pattern.finditer(request_text):
+        if out_of_time():
+            return unchecked()
+        if (match := pattern.search(request_text)) is not None:
             found.append((match.start(), name, kind))
+    for name, pattern, kind, accepts in _CHECKED_RULES:
+        position = 0
+        while (match := pattern.search(request_text, position)) is not None:
+            if accepts(request_text, match):
+                found.append((match.start(), name, kind))
+                break
+            if out_of_time():
+                return unchecked()
+            position = match.start() + 1
     for _, name, kind in sorted(found):
         add(name, kind)
+    if out_of_time():
+        return unchecked()
 
     moves_money = bool(terms or amounts)
     if not moves_money:
