@@ -1,11 +1,9 @@
-import secrets
-
 from django import forms
 from django.contrib import admin, messages
 
 from integrations.helpdesks.intake import helpdesk_source_secret_rotate
 from integrations.models import ApiToken, HelpdeskSource, WebhookDelivery
-from integrations.views import token_digest
+from integrations.tokens import api_token_issue
 
 
 def masked(value: str) -> str:
@@ -89,18 +87,22 @@ class ApiTokenForm(forms.ModelForm):
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     form = ApiTokenForm
-    list_display = ["name", "token_masked", "active", "created_at", "last_used_at"]
-    readonly_fields = ["token_masked", "created_at", "last_used_at"]
+    list_display = ["name", "source", "token_masked", "active", "created_at", "last_used_at"]
+    readonly_fields = ["source", "token_masked", "created_at", "last_used_at"]
 
     @admin.display(description="token")
     def token_masked(self, obj: ApiToken) -> str:
         return "•" * 8 + obj.last4 if obj.last4 else "—"
 
     def save_model(self, request, obj, form, change):
-        if not obj.digest:
-            token = secrets.token_urlsafe(32)
-            obj.digest = token_digest(token)
-            obj.last4 = token[-4:]
-            # Shown once: only the digest is stored.
-            messages.warning(request, f"The new token is {token} — copy it now, it will not be shown again.")
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued, raw = api_token_issue(name=obj.name, active=obj.active)
+        obj.pk, obj.source, obj.digest, obj.last4 = issued.pk, issued.source, issued.digest, issued.last4
+        # Shown once: only the digest is stored.
+        messages.warning(
+            request,
+            f"The new token is {raw} — copy it now, it will not be shown again. "
+            f"It creates and reads only tickets of source {issued.source}.",
+        )

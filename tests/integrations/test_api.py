@@ -15,7 +15,7 @@ TOKEN = "tok_live_7d1f0a9e4b2c"
 
 @pytest.fixture
 def api_token(db):
-    return ApiToken.objects.create(name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:])
+    return ApiToken.objects.create(name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:], source="api:crm")
 
 
 def post(client, data, *, token=TOKEN, raw: bytes | None = None):
@@ -33,7 +33,7 @@ def test_create_returns_201_with_the_ticket_and_a_queued_run(client, api_token, 
     assert response.status_code == 201, response.content
     data = response.json()
     ticket = Ticket.objects.get(pk=data["id"])
-    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == ("api", "crm-1", "kim@example.com", ["crm"])
+    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == ("api:crm", "crm-1", "kim@example.com", ["crm"])
     assert data["outcome"]["status"] == PipelineRun.Status.QUEUED
     assert ApiToken.objects.get(pk=api_token.pk).last_used_at is not None
 
