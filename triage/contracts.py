@@ -113,7 +113,7 @@ class TicketIn(Contract):
         raise LookupError(f"TicketIn.{field} has no length limit")
 
     @classmethod
-    def fitted(cls, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def fitted(cls, *, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """`fields` with the free text made to fit, and a line for each change, for senders that cannot fix and resend.
 
         A helpdesk webhook that is refused is retried until the helpdesk gives up, and the ticket never

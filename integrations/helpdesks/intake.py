@@ -112,7 +112,7 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
     ticket_contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
     delivery_id = _delivery_key(incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest(),
                                 limit=ticket_contract.max_length("delivery_id"))
-    fields, adjustments = ticket_contract.fitted({
+    fields, adjustments = ticket_contract.fitted(fields={
         "source": source.ticket_source,
         "external_id": incoming.external_id,
         "subject": incoming.subject.strip(),
