@@ -67,9 +67,13 @@ class HelpdeskSourceAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "source", "delivery_id", "event", "external_id", "ticket_id", "outcome"]
+    list_display = ["received_at", "source", "delivery_id", "event", "external_id", "ticket_id", "outcome", "adjusted"]
     list_filter = ["source", "outcome"]
     search_fields = ["delivery_id", "external_id"]
+
+    @admin.display(description="fitted to limits")
+    def adjusted(self, obj: WebhookDelivery) -> str:
+        return "; ".join(obj.adjustments) if obj.adjustments else "—"
 
     def has_add_permission(self, request):
         return False

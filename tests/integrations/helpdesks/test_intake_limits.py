@@ -211,3 +211,13 @@ def test_the_same_over_long_body_is_a_400_on_the_api(client, db):
     assert response.status_code == 400
     assert response.json()["field"] == "body"
     assert counts() == (0, 0, 0)
+
+
+def test_staff_see_what_was_fitted_in_the_delivery_list(admin_client, helpdesk_source, deliver, sign, payload):
+    source = helpdesk_source("zendesk")
+    body = body_with("zendesk", payload, body="B" * 150_000)
+    assert deliver(source, body, sign("zendesk", body)).status_code == 202
+
+    page = admin_client.get("/admin/integrations/webhookdelivery/").content.decode()
+
+    assert "body: truncated from 150000 to 100000 characters, marked in the text" in page
