@@ -1,11 +1,9 @@
-import secrets
-
 from django import forms
 from django.contrib import admin, messages
 
 from integrations.helpdesks.intake import helpdesk_source_secret_rotate
 from integrations.models import ApiToken, HelpdeskSource, WebhookDelivery
-from integrations.views import token_digest
+from integrations.tokens import api_token_issue
 
 
 def masked(value: str) -> str:
@@ -69,9 +67,13 @@ class HelpdeskSourceAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "source", "delivery_id", "event", "external_id", "ticket_id", "outcome"]
+    list_display = ["received_at", "source", "delivery_id", "event", "external_id", "ticket_id", "outcome", "adjusted"]
     list_filter = ["source", "outcome"]
     search_fields = ["delivery_id", "external_id"]
+
+    @admin.display(description="fitted to limits")
+    def adjusted(self, obj: WebhookDelivery) -> str:
+        return "; ".join(obj.adjustments) if obj.adjustments else "—"
 
     def has_add_permission(self, request):
         return False
@@ -89,18 +91,22 @@ class ApiTokenForm(forms.ModelForm):
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     form = ApiTokenForm
-    list_display = ["name", "token_masked", "active", "created_at", "last_used_at"]
-    readonly_fields = ["token_masked", "created_at", "last_used_at"]
+    list_display = ["name", "source", "token_masked", "active", "created_at", "last_used_at"]
+    readonly_fields = ["source", "token_masked", "created_at", "last_used_at"]
 
     @admin.display(description="token")
     def token_masked(self, obj: ApiToken) -> str:
         return "•" * 8 + obj.last4 if obj.last4 else "—"
 
     def save_model(self, request, obj, form, change):
-        if not obj.digest:
-            token = secrets.token_urlsafe(32)
-            obj.digest = token_digest(token)
-            obj.last4 = token[-4:]
-            # Shown once: only the digest is stored.
-            messages.warning(request, f"The new token is {token} — copy it now, it will not be shown again.")
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued, raw = api_token_issue(name=obj.name, active=obj.active)
+        obj.pk, obj.source, obj.digest, obj.last4 = issued.pk, issued.source, issued.digest, issued.last4
+        # Shown once: only the digest is stored.
+        messages.warning(
+            request,
+            f"The new token is {raw} — copy it now, it will not be shown again. "
+            f"It creates and reads only tickets of source {issued.source}.",
+        )

@@ -63,6 +63,10 @@ class WebhookDelivery(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     ticket_id = models.BigIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.CREATED)
+    adjustments = models.JSONField(
+        default=list, blank=True,
+        help_text="What the intake changed to fit the ticket's limits (e.g. a body truncated), one line each.",
+    )
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,9 +81,17 @@ class WebhookDelivery(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token for the generic ticket API; only its sha256 is stored."""
+    """A bearer token for the generic ticket API; only its sha256 is stored.
+
+    Each token is its own ticket source: it creates tickets under `source` and sees only those, so an
+    `external_id` is one client's id and never reaches another client's ticket.
+    """
 
     name = models.CharField(max_length=100, unique=True)
+    source = models.CharField(
+        max_length=50, unique=True, editable=False,
+        help_text="`Ticket.source` of this token's tickets (api:<token id>; plain `api` for tickets from before tokens were scoped).",
+    )
     digest = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token.")
     last4 = models.CharField(max_length=4, blank=True)
     active = models.BooleanField(default=True)

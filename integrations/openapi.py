@@ -4,25 +4,53 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from integrations.helpdesks.base import MAX_INTEGER_DIGITS
+
 ERROR = {
     "type": "object",
     "required": ["error"],
     "properties": {"error": {"type": "string"}, "field": {"type": "string", "description": "The offending field, when one is to blame."}},
 }
 
-TICKET_IN = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["external_id", "body"],
-    "properties": {
-        "external_id": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Your id; a second POST with the same id returns the existing ticket."},
-        "subject": {"type": "string", "maxLength": 500},
-        "body": {"type": "string", "minLength": 1, "maxLength": 100000, "description": "Plain text."},
-        "requester": {"type": "string", "format": "email", "maxLength": 320},
-        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
-        "delivery_id": {"type": "string", "maxLength": 200},
-    },
+# What the API says about each field besides the limits; the limits themselves are the contract's
+# (`TRIAGE_TICKET_CONTRACT`), read from its JSON schema, so the document cannot drift from the code.
+TICKET_IN_DESCRIPTIONS = {
+    "external_id": "Your id, unique among this token's tickets; a second POST with the same id returns the existing "
+                   "ticket. Each token has tickets of its own: another token's external_id is another ticket. "
+                   "NUL characters and lone surrogates are refused (400 naming the field).",
+    "subject": "Plain text. NUL characters are removed and lone surrogates become U+FFFD (neither can be stored); "
+               "over the limit is a 400.",
+    "body": "Plain text, not blank. NUL characters are removed and lone surrogates become U+FFFD; over the limit is a 400.",
+    "requester": "The requester's e-mail address.",
+    "tags": "Labels; NUL characters are removed and lone surrogates become U+FFFD.",
+    "delivery_id": "Your id for this request, kept for tracing.",
 }
+
+
+def ticket_in_schema() -> dict[str, Any]:
+    contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
+    schema = contract.model_json_schema()
+    properties = {}
+    for name, prop in schema["properties"].items():
+        if name == "source":  # set from the token, never by the client
+            continue
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if name == "requester":
+            prop["format"] = "email"
+        if name in TICKET_IN_DESCRIPTIONS:
+            prop["description"] = TICKET_IN_DESCRIPTIONS[name]
+        properties[name] = prop
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [f for f in schema["required"] if f != "source"],
+        "properties": properties,
+        "description": f"Integers in the body may have at most {MAX_INTEGER_DIGITS} digits (a longer one is a 400 naming its field).",
+    }
+
 
 ACTION = {
     "type": "object",
@@ -70,7 +98,8 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Gated triage ticket API", "version": "1.0.0",
-                 "description": "Create tickets for triage and read their outcome. Bearer tokens are issued in the admin (API tokens)."},
+                 "description": "Create tickets for triage and read their outcome. Bearer tokens are issued in the admin (API tokens); "
+                                "each token creates and reads only its own tickets."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": {
@@ -81,8 +110,9 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TicketIn"}}}},
                     "responses": {
                         "201": _ticket_response("Created; the run is queued."),
-                        "200": _ticket_response("A ticket with this external_id exists; nothing new was created."),
-                        "400": _error_response("Malformed JSON or an invalid field (named in `field`)."),
+                        "200": _ticket_response("A ticket of this token with this external_id exists; nothing new was created."),
+                        "400": _error_response("Malformed JSON or an invalid field (named in `field`): missing, too long, "
+                                               f"an identifier with NUL or a lone surrogate, an integer over {MAX_INTEGER_DIGITS} digits."),
                         "401": _error_response("Missing or unknown token."),
                         "413": _error_response("Body over the size limit."),
                     },
@@ -96,13 +126,13 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ticket_response("The ticket."),
                         "401": _error_response("Missing or unknown token."),
-                        "404": _error_response("No such ticket."),
+                        "404": _error_response("No such ticket among this token's tickets (another token's ticket is 404 too)."),
                     },
                 }
             },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"TicketIn": TICKET_IN, "Ticket": TICKET, "Action": ACTION, "Error": ERROR},
+            "schemas": {"TicketIn": ticket_in_schema(), "Ticket": TICKET, "Action": ACTION, "Error": ERROR},
         },
     }

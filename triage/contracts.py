@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 OUT_OF_SCOPE = "out_of_scope"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -47,16 +49,135 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# PostgreSQL refuses NUL in text, and a lone UTF-16 surrogate (JSON allows "\ud800") cannot be encoded
+# as UTF-8 at all; either would be a 500 at INSERT, which a helpdesk retries forever.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable_text(value: str) -> str:
+    """`value` as PostgreSQL can store it: NUL removed, each lone surrogate replaced by U+FFFD."""
+    return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else REPLACEMENT, value)
+
+
+def _unstorable_count(value: str) -> int:
+    return len(_UNSTORABLE.findall(value))
+
+
+def _truncated(value: str, *, limit: int, marker: str) -> str:
+    """`value` cut to `limit` characters, the marker included (it may say how many characters it keeps)."""
+    kept = limit
+    for _ in range(3):  # the marker's length depends on the number it states, which depends on its length
+        text = marker.format(kept=kept, total=len(value))
+        kept = limit - len(text)
+    return value[:kept] + marker.format(kept=kept, total=len(value))
+
+
+def unstorable_reason(value: str) -> str | None:
+    """Why `value` cannot be stored as it is, or None."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    if _UNSTORABLE.search(value):
+        return "must not contain lone surrogates (invalid Unicode)"
+    return None
+
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+SUBJECT_MARKER = " […]"
+BODY_MARKER = "\n\n[Truncated at intake: the first {kept} of {total} characters are kept.]"
+
+
 class TicketIn(Contract):
-    """A ticket as it enters the product, from any helpdesk or the API."""
+    """A ticket as it enters the product, from any helpdesk or the API. The one home of the field limits.
+
+    Free text (subject, body, tags) is cleaned rather than refused: NUL characters are removed and lone
+    surrogates become U+FFFD, since neither can be stored and a person reads the rest just as well.
+    Identifiers (source, external_id, requester, delivery_id) are refused with the field named: cleaning
+    an identifier would silently make it another ticket's.
+    """
 
     source: str = Field(min_length=1, max_length=50)
     external_id: str = Field(min_length=1, max_length=200)
     subject: str = Field(default="", max_length=500)
     body: str = Field(min_length=1, max_length=100_000)
     requester: str = Field(default="", max_length=320)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     delivery_id: str = Field(default="", max_length=200)
+
+    @classmethod
+    def max_length(cls, field: str) -> int:
+        """The longest value `field` takes (characters, or items for tags), from the field's own constraint."""
+        for constraint in cls.model_fields[field].metadata:
+            if (limit := getattr(constraint, "max_length", None)) is not None:
+                return limit
+        raise LookupError(f"TicketIn.{field} has no length limit")
+
+    @classmethod
+    def fitted(cls, *, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """`fields` with the free text made to fit, and a line for each change, for senders that cannot fix and resend.
+
+        A helpdesk webhook that is refused is retried until the helpdesk gives up, and the ticket never
+        arrives; a person can read a truncated ticket. So subject and body over their limit are cut with a
+        visible marker, tags beyond the limits are cut or dropped, and unstorable characters are cleaned
+        as the validators would, each change described. Identifiers are left alone: cut, two tickets could
+        become one, so an over-long identifier stays an error naming it.
+        """
+        fitted = dict(fields)
+        notes: list[str] = []
+        for name in ("subject", "body"):
+            value = fitted.get(name)
+            if not isinstance(value, str):
+                continue
+            clean = storable_text(value)
+            if clean != value:
+                notes.append(f"{name}: {_unstorable_count(value)} unstorable characters (NUL, lone surrogates) cleaned")
+            limit = cls.max_length(name)
+            if len(clean) > limit:
+                total = len(clean)
+                clean = _truncated(clean, limit=limit, marker=SUBJECT_MARKER if name == "subject" else BODY_MARKER)
+                notes.append(f"{name}: truncated from {total} to {limit} characters, marked in the text")
+            fitted[name] = clean
+        tags = fitted.get("tags")
+        if isinstance(tags, list):
+            tag_limit, count_limit = cls.max_length_of_tag(), cls.max_length("tags")
+            kept: list[Any] = []
+            for tag in tags:
+                if isinstance(tag, str):
+                    clean = storable_text(tag)[:tag_limit]
+                    if clean != tag:
+                        notes.append(f"tags: {tag[:40]!r}… cleaned or cut to {tag_limit} characters")
+                    if not clean.strip() or clean in kept:
+                        continue
+                    tag = clean
+                kept.append(tag)
+            if len(kept) > count_limit:
+                notes.append(f"tags: {len(kept) - count_limit} of {len(kept)} dropped (at most {count_limit})")
+                kept = kept[:count_limit]
+            fitted["tags"] = kept
+        return fitted, notes
+
+    @classmethod
+    def max_length_of_tag(cls) -> int:
+        return next(m.max_length for m in Tag.__metadata__ if getattr(m, "max_length", None) is not None)
+
+    @field_validator("subject", "body", mode="before")
+    @classmethod
+    def _free_text_storable(cls, value: Any) -> Any:
+        return storable_text(value) if isinstance(value, str) else value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags_storable(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [storable_text(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("source", "external_id", "requester", "delivery_id", mode="before")
+    @classmethod
+    def _identifier_storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and (reason := unstorable_reason(value)):
+            raise ValueError(reason)
+        return value
 
     @field_validator("requester")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,57 @@ def epoch_seconds(value: str | None, *, header: str) -> float:
 
 # --- payload access -------------------------------------------------------------------------------
 
+# The longest JSON integer kept as a number: an integer is only ever used as an id, and no id is longer
+# than the 200 characters `TicketIn.external_id` takes. Python itself refuses to convert more than 4,300
+# digits (a ValueError out of json.loads, before any field is known), so the limit must be applied while
+# parsing; the field that holds such a number is named later, by whoever reads it.
+MAX_INTEGER_DIGITS = 200
+
+
+class OutOfRangeInteger:
+    """A JSON integer over `MAX_INTEGER_DIGITS` digits, left in place of the number so a reader can name its field."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, literal: str):
+        self.digits = len(literal.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"<integer of {self.digits} digits>"
+
+    @property
+    def reason(self) -> str:
+        return f"is an integer of {self.digits} digits (at most {MAX_INTEGER_DIGITS} are accepted)"
+
+
+def _bounded_int(literal: str) -> int | OutOfRangeInteger:
+    return int(literal) if len(literal.lstrip("-")) <= MAX_INTEGER_DIGITS else OutOfRangeInteger(literal)
+
+
+def json_load(body: bytes | str) -> Any:
+    """JSON as `json.loads` reads it, except that an integer too long to be an id becomes an `OutOfRangeInteger`.
+
+    Raises what `json.loads` raises for malformed input (`ValueError`, `RecursionError`).
+    """
+    return json.loads(body, parse_int=_bounded_int)
+
+
+def out_of_range_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first `OutOfRangeInteger` in `value` (``(root)`` for the value itself), or None."""
+    if isinstance(value, OutOfRangeInteger):
+        return path or "(root)"
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := out_of_range_path(item, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None
+
+
 
 def require(payload: Any, path: str, *, at: str = "") -> Any:
     """The value at dotted `path`; a `PayloadError` naming the path (under `at`) when it is missing or empty."""
@@ -112,6 +164,8 @@ def optional(payload: Any, path: str, default: Any = "") -> Any:
 
 
 def text_id(value: Any, path: str) -> str:
+    if isinstance(value, OutOfRangeInteger):
+        raise PayloadError(path, value.reason)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise PayloadError(path, "must be a string or an integer")
     return str(value).strip()
@@ -124,7 +178,11 @@ def text_of(value: Any, path: str) -> str:
 
 
 def tag_list(value: Any) -> list[str]:
-    """Tags as vendors send them: a list of strings or of {"name"|"tag": ...}, or one separated string."""
+    """Tags as vendors send them: a list of strings or of {"name"|"tag": ...}, or one separated string.
+
+    Every tag is kept whole; the intake fits them to `TicketIn`'s limits and records what it cut. NUL is
+    dropped here so that a tag of nothing else disappears rather than becoming an empty tag.
+    """
     if isinstance(value, str):
         items: list[Any] = re.split(r"[,\s]+", value)
     elif isinstance(value, list):
@@ -137,9 +195,16 @@ def tag_list(value: Any) -> list[str]:
     for item in items:
         if isinstance(item, Mapping):
             item = item.get("name") or item.get("tag") or ""
-        if isinstance(item, str) and item.strip() and item.strip() not in tags:
-            tags.append(item.strip()[:100])
-    return tags[:50]
+        if isinstance(item, str):
+            item = item.replace("\x00", "").strip()
+            if item and item not in tags:
+                tags.append(item)
+    return tags
+
+
+# Control characters and lone surrogates are excluded as well: PostgreSQL can store neither NUL nor a lone surrogate.
+_EMAIL_PART = r"[^@\s<>\x00-\x1f\ud800-\udfff]+"
+_EMAIL_TWO_PARTS = re.compile(rf"{_EMAIL_PART}@{_EMAIL_PART}")
 
 
 def requester_email(value: Any) -> str:
@@ -147,10 +212,10 @@ def requester_email(value: Any) -> str:
     if not isinstance(value, str):
         return ""
     value = value.strip()
-    # The dot is looked for in plain code: as a third regex part, "[^@\\s<>]+\\.[^@\\s<>]+" made the
-    # match quadratic on a long run of dots from the sender.
-    if re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value) and "." in value.split("@", 1)[1][1:-1]:
-        return value[:320]
+    # The dot is looked for in plain code: as a third regex part it made the match quadratic on a long
+    # run of dots from the sender.
+    if len(value) <= 320 and _EMAIL_TWO_PARTS.fullmatch(value) and "." in value.split("@", 1)[1][1:-1]:
+        return value
     return ""
 
 

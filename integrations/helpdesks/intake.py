@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,10 +22,14 @@ from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
 from integrations.helpdesks import vendor_module
-from integrations.helpdesks.base import IncomingTicket, PayloadError, SignatureError
+from integrations.helpdesks.base import IncomingTicket, PayloadError, SignatureError, json_load
 from integrations.models import HelpdeskSource, WebhookDelivery
 
 logger = logging.getLogger(__name__)
+
+# NUL and lone surrogates: PostgreSQL stores neither in text. (The contract cleans the ticket's own
+# fields; this is for what the delivery row keeps besides them.)
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,11 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
     if handshake is not None and (answer := handshake(headers=headers)) is not None:
         return IntakeOutcome(200, answer)
 
-    # 2. The payload.
-    import json
-
+    # 2. The payload. An integer too long for Python is kept as a marker, refused only if a field that is
+    # read holds it (a vendor's unused metadata must not turn a ticket away).
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        payload = json_load(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _error(400, f"malformed JSON: {exc}"[:300], "(root)")
     try:
         incoming = module.parse(payload=payload, headers=headers)
@@ -100,30 +104,50 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
         logger.info("webhook %s/%s: event %r ignored", vendor, source_id, event or headers.get("X-HelpScout-Event"))
         return IntakeOutcome(202, {"ignored": True})
 
+    # 3. The contract. The helpdesk cannot correct a delivery, and one that is refused is retried until it
+    # gives up and the ticket is lost; so free text is fitted to the limits (cut with a visible marker,
+    # unstorable characters cleaned) and the change recorded on the delivery, where the API refuses the
+    # same input with a 400 its client can act on. An identifier is never cut (two tickets would become
+    # one): an unusable external id is a 400 naming it on both paths.
     ticket_contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
-    delivery_id = incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest()
+    delivery_id = _delivery_key(incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest(),
+                                limit=ticket_contract.max_length("delivery_id"))
+    fields, adjustments = ticket_contract.fitted(fields={
+        "source": source.ticket_source,
+        "external_id": incoming.external_id,
+        "subject": incoming.subject.strip(),
+        "body": incoming.body,
+        "requester": incoming.requester,
+        "tags": incoming.tags,
+        "delivery_id": delivery_id,
+    })
     try:
-        ticket_in = ticket_contract.model_validate(_contract_fields(incoming, source=source, delivery_id=delivery_id))
+        ticket_in = ticket_contract.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        logger.warning("webhook %s/%s refused: %s: %s", vendor, source_id, field, err["msg"])
         return _error(400, f"{field}: {err['msg']}", field)
-    return _store(source=source, incoming=incoming, ticket_in=ticket_in, delivery_id=delivery_id)
+    if adjustments:
+        logger.warning("webhook %s/%s delivery %s fitted to the limits: %s", vendor, source_id, delivery_id, "; ".join(adjustments))
+    return _store(source=source, incoming=incoming, ticket_in=ticket_in, delivery_id=delivery_id, adjustments=adjustments)
 
 
-def _contract_fields(incoming: IncomingTicket, *, source: HelpdeskSource, delivery_id: str) -> dict[str, Any]:
-    return {
-        "source": source.ticket_source,
-        "external_id": incoming.external_id[:200],
-        "subject": incoming.subject.strip()[:500],
-        "body": incoming.body[:100_000],
-        "requester": incoming.requester,
-        "tags": incoming.tags,
-        "delivery_id": delivery_id[:200],
-    }
+def _delivery_key(delivery_id: str, *, limit: int) -> str:
+    """The delivery id as stored: one too long or unstorable as text is replaced by its sha256, which still
+    tells a retry of the same delivery from a new one (cutting it could make two deliveries one)."""
+    if len(delivery_id) <= limit and not _UNSTORABLE.search(delivery_id):
+        return delivery_id
+    return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, delivery_id: str) -> IntakeOutcome:
+def _storable_label(value: str, *, limit: int) -> str:
+    """An informational label (the event name) as text PostgreSQL can store, cut to `limit`."""
+    return _UNSTORABLE.sub("", value)[:limit]
+
+
+def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, delivery_id: str,
+           adjustments: list[str]) -> IntakeOutcome:
     ingest = import_string(settings.TRIAGE_INGEST_SERVICE)
     # One transaction: the delivery row, the ticket and its run exist together or not at all; the run
     # is enqueued by the ingest service on commit.
@@ -131,7 +155,8 @@ def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, 
         try:
             with transaction.atomic():
                 delivery = WebhookDelivery.objects.create(
-                    source=source, delivery_id=delivery_id[:200], event=incoming.event[:100], external_id=incoming.external_id[:200]
+                    source=source, delivery_id=delivery_id, event=_storable_label(incoming.event, limit=100),
+                    external_id=ticket_in.external_id, adjustments=adjustments,
                 )
         except IntegrityError:
             logger.info("webhook %s: delivery %s already received", source.ticket_source, delivery_id)
@@ -142,4 +167,7 @@ def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, 
         delivery.save(update_fields=["ticket_id", "outcome"])
     if not result.created:
         return IntakeOutcome(200, {"duplicate": True, "ticket": result.ticket.pk})
-    return IntakeOutcome(202, {"ticket": result.ticket.pk, "run": result.run.pk})
+    answer: dict[str, Any] = {"ticket": result.ticket.pk, "run": result.run.pk}
+    if adjustments:
+        answer["adjusted"] = adjustments
+    return IntakeOutcome(202, answer)

@@ -15,7 +15,7 @@ TOKEN = "tok_live_7d1f0a9e4b2c"
 
 @pytest.fixture
 def api_token(db):
-    return ApiToken.objects.create(name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:])
+    return ApiToken.objects.create(name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:], source="api:crm")
 
 
 def post(client, data, *, token=TOKEN, raw: bytes | None = None):
@@ -33,7 +33,7 @@ def test_create_returns_201_with_the_ticket_and_a_queued_run(client, api_token, 
     assert response.status_code == 201, response.content
     data = response.json()
     ticket = Ticket.objects.get(pk=data["id"])
-    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == ("api", "crm-1", "kim@example.com", ["crm"])
+    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == ("api:crm", "crm-1", "kim@example.com", ["crm"])
     assert data["outcome"]["status"] == PipelineRun.Status.QUEUED
     assert ApiToken.objects.get(pk=api_token.pk).last_used_at is not None
 
@@ -128,3 +128,120 @@ def test_openapi_document_describes_the_endpoints(client):
     from triage.contracts import TicketIn
 
     assert set(doc["components"]["schemas"]["TicketIn"]["properties"]) == set(TicketIn.model_fields) - {"source"}
+
+
+# --- unstorable text, huge integers, limits (the API client can fix its request: 400 naming the field) ----
+
+
+def counts() -> tuple[int, int, int]:
+    from integrations.models import WebhookDelivery
+
+    return Ticket.objects.count(), PipelineRun.objects.count(), WebhookDelivery.objects.count()
+
+
+def test_nul_and_lone_surrogates_in_free_text_are_cleaned_and_the_ticket_created(client, api_token):
+    # given: NUL in the subject, a lone surrogate (as a JSON escape) in the body, NUL in a tag
+    raw = b'{"external_id": "crm-nul", "subject": "Late\\u0000 parcel", "body": "Where\\u0000 is it \\ud800?", "tags": ["vip\\u0000"]}'
+    before = counts()
+
+    # when
+    response = post(client, None, raw=raw)
+
+    # then
+    assert response.status_code == 201, response.content
+    ticket = Ticket.objects.get(pk=response.json()["id"])
+    assert (ticket.subject, ticket.body, ticket.tags) == ("Late parcel", "Where is it \ufffd?", ["vip"])
+    assert counts() == (before[0] + 1, before[1] + 1, before[2])
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "says"),
+    [
+        (b'{"external_id": "crm\\u0000-1", "body": "Hi"}', "external_id", "NUL"),
+        (b'{"external_id": "crm-\\udfff", "body": "Hi"}', "external_id", "surrogate"),
+        (b'{"external_id": "crm-1", "body": "Hi", "requester": "kim\\u0000@example.com"}', "requester", "NUL"),
+        (b'{"external_id": "crm-1", "body": "Hi", "delivery_id": "d\\ud800"}', "delivery_id", "surrogate"),
+        (b'{"external_id": "crm-1", "body": "\\u0000\\u0000"}', "body", "at least 1 character"),
+        (b'{"external_id\\u0000": "crm-1", "body": "Hi"}', "external_id", "Field required"),  # the key with NUL is not external_id
+    ],
+)
+def test_nul_or_lone_surrogate_in_an_identifier_is_400_naming_it_and_nothing_stored(client, api_token, raw, field, says):
+    before = counts()
+
+    response = post(client, None, raw=raw)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    assert says in response.json()["error"]
+    assert counts() == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"external_id": ' + b"9" * 5000 + b', "body": "Hi"}', "external_id"),
+        (b'{"external_id": "crm-1", "body": "Hi", "tags": ["a", -' + b"1" * 4301 + b"]}", "tags.1"),
+        (b'{"external_id": "crm-1", "body": "Hi", "meta": {"ids": [' + b"7" * 201 + b"]}}", "meta.ids.0"),
+        (b"[" + b"1" * 5000 + b"]", "(root)"),
+    ],
+)
+def test_huge_integer_is_400_naming_its_field_and_nothing_stored(client, api_token, raw, field):
+    before = counts()
+
+    response = post(client, None, raw=raw)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    assert "digits" in response.json()["error"] or "JSON object" in response.json()["error"]
+    assert counts() == before
+
+
+def test_integer_of_200_digits_is_parsed_and_refused_as_the_wrong_type_only(client, api_token):
+    # an integer as long as an id may be is a number, and external_id must be a string: the contract says so
+    response = post(client, None, raw=b'{"external_id": ' + b"9" * 200 + b', "body": "Hi"}')
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "external_id"
+    assert "valid string" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"external_id": "x" * 201, "body": "Hi"}, "external_id"),
+        ({"external_id": "crm-1", "subject": "s" * 501, "body": "Hi"}, "subject"),
+        ({"external_id": "crm-1", "body": "b" * 100_001}, "body"),
+        ({"external_id": "crm-1", "body": "Hi", "tags": ["ok", "t" * 101]}, "tags.1"),
+        ({"external_id": "crm-1", "body": "Hi", "tags": [f"t{i}" for i in range(51)]}, "tags"),
+        ({"external_id": "crm-1", "body": "Hi", "tags": [""]}, "tags.0"),
+    ],
+)
+def test_field_over_its_limit_is_400_naming_it_and_nothing_stored(client, api_token, data, field):
+    before = counts()
+
+    response = post(client, data)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    assert counts() == before
+
+
+def test_fields_at_their_limits_are_accepted_unchanged(client, api_token):
+    data = {"external_id": "x" * 200, "subject": "s" * 500, "body": "b" * 100_000, "tags": [f"{i:0>100}" for i in range(50)]}
+
+    response = post(client, data)
+
+    assert response.status_code == 201, response.content
+    ticket = Ticket.objects.get(pk=response.json()["id"])
+    assert (ticket.external_id, ticket.subject, ticket.body, ticket.tags) == (data["external_id"], data["subject"], data["body"], data["tags"])
+
+
+def test_openapi_limits_are_the_contracts(client):
+    from triage.contracts import TicketIn
+
+    schema = client.get("/api/openapi.json").json()["components"]["schemas"]["TicketIn"]["properties"]
+
+    assert schema["body"]["maxLength"] == TicketIn.max_length("body") == 100_000
+    assert schema["subject"]["maxLength"] == TicketIn.max_length("subject")
+    assert schema["tags"]["maxItems"] == TicketIn.max_length("tags")
+    assert schema["tags"]["items"]["maxLength"] == TicketIn.max_length_of_tag() == 100

@@ -1,9 +1,14 @@
-"""Property test over the intake endpoints: whatever arrives, no 500s and no partial rows."""
+"""Property test over the intake endpoints: whatever arrives, no 500s and no partial rows.
+
+Text includes what PostgreSQL cannot store (NUL; lone surrogates, which JSON writes as ``\\ud800``) and
+integers longer than Python converts (5,000 digits), anywhere in the document.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,8 +18,12 @@ from integrations.helpdesks import VENDORS
 from integrations.models import WebhookDelivery
 from triage.models import PipelineRun, Ticket
 
+HUGE = "__huge_integer__"  # written into the JSON text as a 5,000-digit integer by `encoded`
+nasty_text = st.text(
+    alphabet=st.characters() | st.sampled_from(["\x00", "\ud800", "\udfff", "\udc00"]), max_size=30
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30) | nasty_text | st.just(HUGE),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
     max_leaves=20,
 )
@@ -39,10 +48,17 @@ shaped = st.fixed_dictionaries(
         "messages": st.lists(st.dictionaries(st.just("content"), json_values, max_size=1), max_size=2),
     },
 )
+
+
+def encoded(value) -> bytes:
+    """JSON as a helpdesk would write it (NUL and surrogates as \\u escapes), with HUGE as a 5,000-digit integer."""
+    return json.dumps(value).replace(json.dumps(HUGE), "9" * 5000).encode()
+
+
 bodies = st.one_of(
     st.binary(max_size=300),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    shaped.map(lambda v: json.dumps(v).encode()),
+    json_values.map(encoded),
+    shaped.map(encoded),
 )
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,7 +78,7 @@ def mutated(draw_data, vendor: str) -> bytes:
             del parent[key]
         else:
             parent[key] = draw_data.draw(json_values)
-    return json.dumps(doc).encode()
+    return encoded(doc)
 
 
 header_names = st.sampled_from([
@@ -112,3 +128,46 @@ def test_intake_never_answers_500_nor_leaves_partial_rows(client, helpdesk_sourc
     assert response.status_code in (200, 202, 400, 401, 413), (response.status_code, response.content)
     assert response["Content-Type"] == "application/json"
     invariant_holds()
+
+
+# --- the generic API -------------------------------------------------------------------------------
+
+# Mostly well-formed documents, so that cleaning and storing are reached as often as refusing.
+api_documents = st.fixed_dictionaries(
+    {
+        "external_id": st.text(min_size=1, max_size=10) | nasty_text | st.just(HUGE),
+        "body": st.text(min_size=1, max_size=30) | nasty_text,
+    },
+    optional={
+        "subject": nasty_text | json_values,
+        "requester": st.sampled_from(["kim@example.com", "kim\x00@example.com", "k\ud800@example.com"]) | json_values,
+        "tags": st.lists(nasty_text, max_size=3) | json_values,
+        "delivery_id": nasty_text | json_values,
+        "source": st.just("zendesk:1"),
+        "extra": json_values,
+    },
+)
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=st.one_of(api_documents.map(encoded), json_values.map(encoded), st.binary(max_size=200)))
+def test_api_never_answers_500_nor_leaves_partial_rows(client, body):
+    from integrations.tokens import api_token_issue
+
+    token, raw = api_token_issue(name=f"crm-{uuid.uuid4().hex}")  # examples share the test's transaction
+    before = Ticket.objects.count()
+
+    response = client.post("/api/tickets", data=body, content_type="application/json", headers={"Authorization": f"Bearer {raw}"})
+
+    event(f"HTTP {response.status_code}")
+    assert response.status_code in (200, 201, 400), (response.status_code, response.content)
+    if response.status_code == 400:
+        assert response.json()["field"]
+        assert Ticket.objects.count() == before
+    else:
+        ticket = Ticket.objects.get(pk=response.json()["id"])
+        assert ticket.source == token.source
+        assert "\x00" not in ticket.subject + ticket.body + "".join(ticket.tags)
+        assert PipelineRun.objects.filter(ticket=ticket).count() == 1
+    assert not WebhookDelivery.objects.exists()
