@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -66,7 +67,8 @@ def run_actions_execute(*, run: PipelineRun, actions: Sequence[ProposedAction], 
     """Carry out a run's actions, each exactly once.
 
     Every action gets an idempotency key from the run and its position; the row is created once
-    (unique key) and locked while it executes, so a retry or a resumed run finds it done.
+    (unique key). Each is carried out by `action_carry_out`: no transaction or row lock is held while
+    the helpdesk is called, so call this outside any transaction.
     """
     writer = _writeback_for(run.ticket.source)
     done: list[Action] = []
@@ -76,22 +78,72 @@ def run_actions_execute(*, run: PipelineRun, actions: Sequence[ProposedAction], 
             payload["body"] = reply
         key = f"run:{run.pk}:{position}:{proposed.kind}"
         action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
-        with transaction.atomic():
-            action = Action.objects.select_for_update().get(pk=action.pk)
-            if action.status != Action.Status.DONE:
-                action.attempts += 1
-                try:
-                    action.result = writer(action=action, ticket=run.ticket)
-                    action.status = Action.Status.DONE
-                    action.executed_at = timezone.now()
-                    action.error = ""
-                except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
-                    logger.warning("action %s failed: %s", key, exc)
-                    action.status = Action.Status.FAILED
-                    action.error = f"{type(exc).__name__}: {exc}"[:5000]
-                action.save()
-        done.append(action)
+        done.append(action_carry_out(action_id=action.pk, writer=writer))
     return done
+
+
+def action_carry_out(*, action_id: int, writer: Callable[..., dict]) -> Action:
+    """Claim the action, call `writer` with no transaction open, record the outcome.
+
+    Three steps instead of one locked transaction: a helpdesk that does not answer must not hold a row
+    lock (and with it the run's staff pages and the retry command) for as long as it takes. The claim
+    (status IN_FLIGHT, one more attempt, `claimed_at`) is what keeps two workers from calling the
+    helpdesk for the same action at once. An action that is done, or claimed by another worker within
+    TRIAGE_WRITEBACK_LEASE, is returned as it is.
+    """
+    action = _action_claim(action_id=action_id)
+    if action is None:
+        return Action.objects.get(pk=action_id)
+    try:
+        result = writer(action=action, ticket=action.run.ticket)
+    except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
+        logger.warning("action %s failed: %s", action.idempotency_key, exc)
+        return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+    return _action_record(action=action, result=result)
+
+
+def _action_claim(*, action_id: int) -> Action | None:
+    """Mark the action in flight in a short transaction of its own; None when it is not ours to carry out."""
+    now = timezone.now()
+    lease = timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+    with transaction.atomic():
+        action = Action.objects.select_for_update(of=("self",)).select_related("run__ticket").get(pk=action_id)
+        if action.status == Action.Status.DONE:
+            return None
+        if action.status == Action.Status.IN_FLIGHT and action.claimed_at is not None and action.claimed_at > now - lease:
+            return None
+        action.status = Action.Status.IN_FLIGHT
+        action.attempts += 1
+        action.claimed_at = now
+        action.save(update_fields=["status", "attempts", "claimed_at"])
+    return action
+
+
+def _action_record(*, action: Action, result: dict | None = None, error: str = "") -> Action:
+    """Record the outcome of a claimed attempt in a second short transaction.
+
+    A success is always recorded: the helpdesk has it. A failure is recorded only while the claim is still
+    this attempt's; if the lease ran out and another worker claimed the action meanwhile, its outcome wins.
+    """
+    with transaction.atomic():
+        current = Action.objects.select_for_update().get(pk=action.pk)
+        if current.status == Action.Status.DONE:
+            return current
+        if not error:
+            current.status = Action.Status.DONE
+            current.result = result
+            current.executed_at = timezone.now()
+            current.error = ""
+        elif current.status == Action.Status.IN_FLIGHT and current.attempts == action.attempts:
+            current.status = Action.Status.FAILED
+            current.error = error
+        else:
+            logger.warning("action %s: attempt %s failed after another worker claimed it; left to that worker",
+                           action.idempotency_key, action.attempts)
+            return current
+        current.claimed_at = None
+        current.save(update_fields=["status", "result", "executed_at", "error", "claimed_at"])
+    return current
 
 
 def _writeback_for(source: str) -> Callable[..., dict]:

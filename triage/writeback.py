@@ -5,9 +5,11 @@ a ticket came from. `triage.services._writeback_for` picks the writer from the t
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from triage.models import Action, Ticket
@@ -26,6 +28,8 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     The action's idempotency key goes with every request (``Idempotency-Key``), and a reply is looked
     for on the remote ticket before it is posted, so a retried write-back never posts twice. Errors
     propagate: the caller records the action FAILED with the error, and `retry_writebacks` tries again.
+    Every request goes through the source's circuit breaker: while it is open nothing is sent and the
+    error says until when.
     """
     from integrations.helpdesks import vendor_module
     from integrations.models import HelpdeskSource
@@ -34,7 +38,8 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
     if source is None:
         raise LookupError(f"helpdesk source {ticket.source} no longer exists")
-    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token)
+    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token,
+                                          source=ticket.source)
     return client.execute(
         kind=action.kind, payload=action.payload, ticket_id=ticket.external_id, requester=ticket.requester,
         key=action.idempotency_key,
@@ -42,29 +47,37 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
 
 
 def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, int]:
-    """Try FAILED actions again (oldest first), each under its row lock; DONE ones are never touched."""
-    from triage.services import _writeback_for
+    """Try again, oldest first, the actions that FAILED and those left IN_FLIGHT by a worker that stopped
+    (claimed longer ago than TRIAGE_WRITEBACK_LEASE); DONE ones are never touched.
 
-    counts = {"done": 0, "failed": 0}
-    ids = list(
-        Action.objects.filter(status=Action.Status.FAILED, attempts__lt=max_attempts).order_by("pk").values_list("pk", flat=True)[:limit]
+    Actions of a helpdesk whose circuit is open are left for a later run without spending an attempt.
+    Each action is claimed, called and recorded like a run's own (`action_carry_out`): no row lock is held
+    during the call, and a second retry command running at the same time skips what this one claimed.
+    """
+    from integrations.helpdesks.breaker import open_until
+    from triage.services import _writeback_for, action_carry_out
+
+    counts = {"done": 0, "failed": 0, "waiting": 0}
+    stale = timezone.now() - timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+    candidates = (
+        Action.objects.filter(attempts__lt=max_attempts)
+        .filter(Q(status=Action.Status.FAILED) | Q(status=Action.Status.IN_FLIGHT, claimed_at__lt=stale))
+        .order_by("pk")
+        .values_list("pk", "run__ticket__source")[:limit]
     )
-    for pk in ids:
-        with transaction.atomic():
-            action = Action.objects.select_for_update(skip_locked=True).select_related("run__ticket").filter(pk=pk).first()
-            if action is None or action.status != Action.Status.FAILED:
+    circuits: dict[str, bool] = {}
+    for pk, source in list(candidates):
+        writer = _writeback_for(source)
+        if writer is helpdesk:
+            if source not in circuits:
+                circuits[source] = open_until(source) is not None
+            if circuits[source]:
+                counts["waiting"] += 1
                 continue
-            ticket = action.run.ticket
-            action.attempts += 1
-            try:
-                action.result = _writeback_for(ticket.source)(action=action, ticket=ticket)
-                action.status = Action.Status.DONE
-                action.executed_at = timezone.now()
-                action.error = ""
-                counts["done"] += 1
-            except Exception as exc:  # noqa: BLE001 - stays FAILED with its error, tried again next time
-                logger.warning("write-back retry of action %s failed: %s", pk, exc)
-                action.error = f"{type(exc).__name__}: {exc}"[:5000]
-                counts["failed"] += 1
-            action.save()
+        action = action_carry_out(action_id=pk, writer=writer)
+        if action.status == Action.Status.DONE:
+            counts["done"] += 1
+        elif action.status == Action.Status.FAILED:
+            logger.warning("write-back retry of action %s failed: %s", pk, action.error)
+            counts["failed"] += 1
     return counts
