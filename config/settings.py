@@ -173,8 +173,9 @@ TRIAGE_WEBHOOK_REPLAY_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_REPLAY_SECOND
 # After a secret is rotated in admin, the previous one stays valid this long.
 TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600))
 # One write-back (every request of one action, read-backs and retries included) stays within
-# TRIAGE_WRITEBACK_BUDGET seconds, so a helpdesk that is down holds a worker ~15 s per ticket, not minutes:
-# each request waits at most TIMEOUT, at most ATTEMPTS tries, Retry-After honoured up to MAX_WAIT.
+# TRIAGE_WRITEBACK_BUDGET seconds: each request waits at most TIMEOUT, at most ATTEMPTS tries, Retry-After
+# honoured up to MAX_WAIT. With the breaker below, a helpdesk that does not answer holds a worker about
+# 15-20 s for its first ticket, then its circuit opens; not minutes per ticket.
 TRIAGE_WRITEBACK_TIMEOUT = float(os.environ.get("TRIAGE_WRITEBACK_TIMEOUT", 5))
 TRIAGE_WRITEBACK_ATTEMPTS = int(os.environ.get("TRIAGE_WRITEBACK_ATTEMPTS", 3))
 TRIAGE_WRITEBACK_MAX_WAIT = float(os.environ.get("TRIAGE_WRITEBACK_MAX_WAIT", 10))

@@ -244,3 +244,34 @@ def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(settings, he
         Action.Status.DONE, 2, {"vendor": "zendesk", "reply": "already posted"}, None)
     assert stub.replies[run.ticket.external_id] == [REPLY]
     assert stub.reply_posts == 0
+
+
+def test_with_redis_an_open_circuit_is_shared_by_every_worker(settings, dead_helpdesk, helpdesk_source, ticket_for):
+    # given: breaker state in Redis (database 11 of the local Redis), a helpdesk on a closed port
+    import redis
+
+    from integrations.helpdesks.breaker import breakers_forget
+
+    settings.REDIS_URL = "redis://127.0.0.1:6379/11"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    dead_url, _ = dead_helpdesk("closed port")
+    dead = helpdesk_source("zendesk", base_url=dead_url, api_user="a@example.com", api_token="t")
+    first, second = ticket_for(dead), ticket_for(dead)
+    keys = f"triage:helpdesk:{dead.ticket_source}:pybreaker:*"
+    try:
+        # when: one worker's write-back opens the circuit, and another worker (a new process: nothing
+        # in memory) writes back the next ticket
+        opened = run_actions_execute(run=first, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")[0]
+        breakers_forget()
+        actions, took = timed(lambda: run_actions_execute(run=second, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply=""))
+
+        # then: the second worker knew the circuit was open and sent nothing
+        assert opened.status == Action.Status.FAILED and "circuit open until" in opened.error
+        assert client.get(f"triage:helpdesk:{dead.ticket_source}:pybreaker:state") == b"open"
+        assert took < 0.5
+        assert actions[0].status == Action.Status.FAILED
+        assert actions[0].error.endswith(" UTC: not sent"), actions[0].error
+    finally:
+        for key in client.scan_iter(keys):
+            client.delete(key)
+        breakers_forget()
