@@ -65,15 +65,12 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         .order_by("pk")
         .values_list("pk", "run__ticket__source")[:limit]
     )
-    circuits: dict[str, bool] = {}
     for pk, source in list(candidates):
         writer = _writeback_for(source)
-        if writer is helpdesk:
-            if source not in circuits:
-                circuits[source] = open_until(source) is not None
-            if circuits[source]:
-                counts["waiting"] += 1
-                continue
+        # Asked for every action: a probe earlier in this pass may have opened the circuit again.
+        if writer is helpdesk and open_until(source) is not None:
+            counts["waiting"] += 1
+            continue
         action = action_carry_out(action_id=pk, writer=writer)
         if action.status == Action.Status.DONE:
             counts["done"] += 1

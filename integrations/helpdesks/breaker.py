@@ -4,6 +4,11 @@ fails its write-backs at once instead of holding a worker for every ticket; othe
 pybreaker does the state machine (closed, open for a cool-down, one half-open probe). With REDIS_URL set
 the state lives in Redis: RQ runs each job in a forked work horse, so a breaker kept in process memory
 would forget every failure when the job ends. Without Redis (the in-process worker) it is kept in memory.
+
+pybreaker holds a breaker's thread lock for the length of a guarded call, so threads of one process
+send to one helpdesk source one request at a time (other sources are not affected). RQ work horses and
+`retry_writebacks` are single-threaded; for the in-process pool this bounds how many of its threads
+one dead helpdesk can tie up to the breaker's first few failures, each within TRIAGE_WRITEBACK_TIMEOUT.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class RestClient:
 
         def log(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            logger.info("write-back %s %s: %s; retrying in %.1fs", method, path, exc, state.upcoming_sleep)
+            logger.info("write-back %s; retrying in %.1fs", exc, state.upcoming_sleep)
 
         retrying = Retrying(
             retry=retry_if_exception(_retryable), wait=wait, stop=stop, before_sleep=log, reraise=True,
