@@ -171,10 +171,23 @@ TRIAGE_WEBHOOK_MAX_BYTES = int(os.environ.get("TRIAGE_WEBHOOK_MAX_BYTES", 1024 *
 TRIAGE_WEBHOOK_REPLAY_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_REPLAY_SECONDS", 300))
 # After a secret is rotated in admin, the previous one stays valid this long.
 TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600))
-TRIAGE_WRITEBACK_TIMEOUT = float(os.environ.get("TRIAGE_WRITEBACK_TIMEOUT", 10))
-TRIAGE_WRITEBACK_ATTEMPTS = int(os.environ.get("TRIAGE_WRITEBACK_ATTEMPTS", 4))
-TRIAGE_WRITEBACK_MAX_WAIT = float(os.environ.get("TRIAGE_WRITEBACK_MAX_WAIT", 60))
+# One write-back (every request of one action, read-backs and retries included) stays within
+# TRIAGE_WRITEBACK_BUDGET seconds: each request waits at most TIMEOUT, at most ATTEMPTS tries, Retry-After
+# honoured up to MAX_WAIT. With the breaker below, a helpdesk that does not answer holds a worker about
+# 15-20 s for its first ticket, then its circuit opens; not minutes per ticket.
+TRIAGE_WRITEBACK_TIMEOUT = float(os.environ.get("TRIAGE_WRITEBACK_TIMEOUT", 5))
+TRIAGE_WRITEBACK_ATTEMPTS = int(os.environ.get("TRIAGE_WRITEBACK_ATTEMPTS", 3))
+TRIAGE_WRITEBACK_MAX_WAIT = float(os.environ.get("TRIAGE_WRITEBACK_MAX_WAIT", 10))
 TRIAGE_WRITEBACK_SLEEP_SCALE = float(os.environ.get("TRIAGE_WRITEBACK_SLEEP_SCALE", 1.0))
+TRIAGE_WRITEBACK_BUDGET = float(os.environ.get("TRIAGE_WRITEBACK_BUDGET", 15))
+# A circuit breaker per helpdesk source: after this many consecutive requests that got no answer
+# (connection refused, timeout, 5xx), write-backs to that source fail at once for COOLDOWN seconds.
+# Its state is in Redis when REDIS_URL is set (shared by every worker), else in the process.
+TRIAGE_WRITEBACK_BREAKER_FAILURES = int(os.environ.get("TRIAGE_WRITEBACK_BREAKER_FAILURES", 3))
+TRIAGE_WRITEBACK_BREAKER_COOLDOWN = float(os.environ.get("TRIAGE_WRITEBACK_BREAKER_COOLDOWN", 60))
+# An action in flight longer than this is taken as abandoned by a stopped worker: `retry_writebacks`
+# (and a resumed run) may claim it again; the reply is read back before it is posted, so not doubled.
+TRIAGE_WRITEBACK_LEASE = float(os.environ.get("TRIAGE_WRITEBACK_LEASE", 600))
 
 # --- Claude as the reasoning provider (issue #5) ------------------------------------------------
 # Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible

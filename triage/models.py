@@ -305,6 +305,7 @@ class Action(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        IN_FLIGHT = "in_flight"  # claimed by a worker that is calling the helpdesk now (see claimed_at)
         DONE = "done"
         FAILED = "failed"
 
@@ -318,6 +319,8 @@ class Action(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     executed_at = models.DateTimeField(null=True, blank=True)
+    # When the current attempt was claimed; a claim older than TRIAGE_WRITEBACK_LEASE is abandoned.
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run_id", "id"]

@@ -1,19 +1,22 @@
 """Where a run's actions land: recorded inside the product (API, demo), or written back to the helpdesk
 a ticket came from. `writer_for` picks the writer from the ticket's source; `run_actions_execute`
-carries a run's actions out, each exactly once.
+carries a run's actions out, each exactly once, with no transaction open during a helpdesk call.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from integrations.helpdesks.breaker import open_until
 from triage.contracts import ProposedAction
 from triage.models import Action, PipelineRun, Ticket
 
@@ -25,7 +28,7 @@ def record_only(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     return {"recorded": True, "kind": action.kind, "ticket": ticket.pk}
 
 
-_record_only = record_only
+_record_only = record_only  # the parameter of run_actions_execute shadows the name
 
 
 def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
@@ -34,6 +37,8 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     The action's idempotency key goes with every request (``Idempotency-Key``), and a reply is looked
     for on the remote ticket before it is posted, so a retried write-back never posts twice. Errors
     propagate: the caller records the action FAILED with the error, and `retry_writebacks` tries again.
+    Every request goes through the source's circuit breaker: while it is open nothing is sent and the
+    error says until when.
     """
     from integrations.helpdesks import vendor_module
     from integrations.models import HelpdeskSource
@@ -42,7 +47,8 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
     if source is None:
         raise LookupError(f"helpdesk source {ticket.source} no longer exists")
-    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token)
+    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token,
+                                          source=ticket.source)
     return client.execute(
         kind=action.kind, payload=action.payload, ticket_id=ticket.external_id, requester=ticket.requester,
         key=action.idempotency_key,
@@ -55,8 +61,9 @@ def run_actions_execute(
     """Carry out a run's actions, each exactly once.
 
     Every action gets an idempotency key from the run and its position; the row is created once
-    (unique key) and locked while it executes, so a retry or a resumed run finds it done.
-    `record_only` (shadow runs of an evaluation) records the actions and sends nothing anywhere.
+    (unique key). Each is carried out by `action_carry_out`: no transaction or row lock is held while
+    the helpdesk is called, so call this outside any transaction. `record_only` (shadow runs of an
+    evaluation) records the actions and sends nothing anywhere.
     """
     writer = _record_only if record_only else writer_for(run.ticket.source)
     done: list[Action] = []
@@ -66,22 +73,72 @@ def run_actions_execute(
             payload["body"] = reply
         key = f"run:{run.pk}:{position}:{proposed.kind}"
         action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
-        with transaction.atomic():
-            action = Action.objects.select_for_update().get(pk=action.pk)
-            if action.status != Action.Status.DONE:
-                action.attempts += 1
-                try:
-                    action.result = writer(action=action, ticket=run.ticket)
-                    action.status = Action.Status.DONE
-                    action.executed_at = timezone.now()
-                    action.error = ""
-                except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
-                    logger.warning("action %s failed: %s", key, exc)
-                    action.status = Action.Status.FAILED
-                    action.error = f"{type(exc).__name__}: {exc}"[:5000]
-                action.save()
-        done.append(action)
+        done.append(action_carry_out(action_id=action.pk, writer=writer))
     return done
+
+
+def action_carry_out(*, action_id: int, writer: Callable[..., dict]) -> Action:
+    """Claim the action, call `writer` with no transaction open, record the outcome.
+
+    Three steps instead of one locked transaction: a helpdesk that does not answer must not hold a row
+    lock (and with it the run's staff pages and the retry command) for as long as it takes. The claim
+    (status IN_FLIGHT, one more attempt, `claimed_at`) is what keeps two workers from calling the
+    helpdesk for the same action at once. An action that is done, or claimed by another worker within
+    TRIAGE_WRITEBACK_LEASE, is returned as it is.
+    """
+    action = _action_claim(action_id=action_id)
+    if action is None:
+        return Action.objects.get(pk=action_id)
+    try:
+        result = writer(action=action, ticket=action.run.ticket)
+    except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
+        logger.warning("action %s failed: %s", action.idempotency_key, exc)
+        return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+    return _action_record(action=action, result=result)
+
+
+def _action_claim(*, action_id: int) -> Action | None:
+    """Mark the action in flight in a short transaction of its own; None when it is not ours to carry out."""
+    now = timezone.now()
+    lease = timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+    with transaction.atomic():
+        action = Action.objects.select_for_update(of=("self",)).select_related("run__ticket").get(pk=action_id)
+        if action.status == Action.Status.DONE:
+            return None
+        if action.status == Action.Status.IN_FLIGHT and action.claimed_at is not None and action.claimed_at > now - lease:
+            return None
+        action.status = Action.Status.IN_FLIGHT
+        action.attempts += 1
+        action.claimed_at = now
+        action.save(update_fields=["status", "attempts", "claimed_at"])
+    return action
+
+
+def _action_record(*, action: Action, result: dict | None = None, error: str = "") -> Action:
+    """Record the outcome of a claimed attempt in a second short transaction.
+
+    A success is always recorded: the helpdesk has it. A failure is recorded only while the claim is still
+    this attempt's; if the lease ran out and another worker claimed the action meanwhile, its outcome wins.
+    """
+    with transaction.atomic():
+        current = Action.objects.select_for_update().get(pk=action.pk)
+        if current.status == Action.Status.DONE:
+            return current
+        if not error:
+            current.status = Action.Status.DONE
+            current.result = result
+            current.executed_at = timezone.now()
+            current.error = ""
+        elif current.status == Action.Status.IN_FLIGHT and current.attempts == action.attempts:
+            current.status = Action.Status.FAILED
+            current.error = error
+        else:
+            logger.warning("action %s: attempt %s failed after another worker claimed it; left to that worker",
+                           action.idempotency_key, action.attempts)
+            return current
+        current.claimed_at = None
+        current.save(update_fields=["status", "result", "executed_at", "error", "claimed_at"])
+    return current
 
 
 def writer_for(source: str) -> Callable[..., dict[str, Any]]:
@@ -92,32 +149,36 @@ def writer_for(source: str) -> Callable[..., dict[str, Any]]:
         return import_string(backends[source])
     vendor, _, source_id = source.partition(":")
     if source_id.isdigit() and vendor in getattr(settings, "TRIAGE_WRITEBACK_VENDORS", ()):
-        return import_string("triage.writeback.helpdesk")
-    return import_string("triage.writeback.record_only")
+        return helpdesk
+    return record_only
 
 
 def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, int]:
-    """Try FAILED actions again (oldest first), each under its row lock; DONE ones are never touched."""
-    counts = {"done": 0, "failed": 0}
-    ids = list(
-        Action.objects.filter(status=Action.Status.FAILED, attempts__lt=max_attempts).order_by("pk").values_list("pk", flat=True)[:limit]
+    """Try again, oldest first, the actions that FAILED and those left IN_FLIGHT by a worker that stopped
+    (claimed longer ago than TRIAGE_WRITEBACK_LEASE); DONE ones are never touched.
+
+    Actions of a helpdesk whose circuit is open are left for a later run without spending an attempt.
+    Each action is claimed, called and recorded like a run's own (`action_carry_out`): no row lock is held
+    during the call, and a second retry command running at the same time skips what this one claimed.
+    """
+    counts = {"done": 0, "failed": 0, "waiting": 0}
+    stale = timezone.now() - timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+    candidates = (
+        Action.objects.filter(attempts__lt=max_attempts)
+        .filter(Q(status=Action.Status.FAILED) | Q(status=Action.Status.IN_FLIGHT, claimed_at__lt=stale))
+        .order_by("pk")
+        .values_list("pk", "run__ticket__source")[:limit]
     )
-    for pk in ids:
-        with transaction.atomic():
-            action = Action.objects.select_for_update(skip_locked=True).select_related("run__ticket").filter(pk=pk).first()
-            if action is None or action.status != Action.Status.FAILED:
-                continue
-            ticket = action.run.ticket
-            action.attempts += 1
-            try:
-                action.result = writer_for(ticket.source)(action=action, ticket=ticket)
-                action.status = Action.Status.DONE
-                action.executed_at = timezone.now()
-                action.error = ""
-                counts["done"] += 1
-            except Exception as exc:  # noqa: BLE001 - stays FAILED with its error, tried again next time
-                logger.warning("write-back retry of action %s failed: %s", pk, exc)
-                action.error = f"{type(exc).__name__}: {exc}"[:5000]
-                counts["failed"] += 1
-            action.save()
+    for pk, source in list(candidates):
+        writer = writer_for(source)
+        # Asked for every action: a probe earlier in this pass may have opened the circuit again.
+        if writer is helpdesk and open_until(source) is not None:
+            counts["waiting"] += 1
+            continue
+        action = action_carry_out(action_id=pk, writer=writer)
+        if action.status == Action.Status.DONE:
+            counts["done"] += 1
+        elif action.status == Action.Status.FAILED:
+            logger.warning("write-back retry of action %s failed: %s", pk, action.error)
+            counts["failed"] += 1
     return counts

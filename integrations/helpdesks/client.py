@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from integrations.helpdesks.base import comparable
+from integrations.helpdesks.breaker import breaker_for
 from integrations.helpdesks.http import RestClient, WritebackError
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -20,10 +21,11 @@ class HelpdeskClient:
 
     vendor: ClassVar[str] = ""
 
-    def __init__(self, *, base_url: str, api_user: str, api_token: str):
+    def __init__(self, *, base_url: str, api_user: str, api_token: str, source: str = ""):
+        """`source` (``<vendor>:<HelpdeskSource id>``) names the circuit breaker every request goes through."""
         self.api_user = api_user
         self.api_token = api_token
-        self.http = RestClient(base_url=base_url, headers=self.auth_headers())
+        self.http = RestClient(base_url=base_url, headers=self.auth_headers(), breaker=breaker_for(source) if source else None)
 
     # --- per vendor ---
     def auth_headers(self) -> dict[str, str]:
@@ -50,7 +52,11 @@ class HelpdeskClient:
         return any(comparable(existing) == wanted for existing in self.replies(ticket_id=ticket_id))
 
     def execute(self, *, kind: str, payload: dict[str, Any], ticket_id: str, requester: str, key: str) -> dict[str, Any]:
-        """Carry out one action on the remote ticket; returns what happened, for the trace."""
+        """Carry out one action on the remote ticket; returns what happened, for the trace.
+
+        All its requests share one time budget, so a helpdesk that does not answer costs one bounded wait.
+        """
+        self.http.budget_start()
         note = str(payload.get("note") or "").strip()
         if kind == "send_reply":
             body = str(payload.get("body") or "").strip()

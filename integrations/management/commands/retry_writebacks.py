@@ -4,7 +4,11 @@ from django.utils.module_loading import import_string
 
 
 class Command(BaseCommand):
-    help = "Retry write-backs (actions) that failed, e.g. while a helpdesk was down. Safe to run from cron."
+    help = (
+        "Retry write-backs (actions) that failed, e.g. while a helpdesk was down, and those a stopped worker "
+        "left in flight longer than TRIAGE_WRITEBACK_LEASE. Helpdesks whose circuit is open are left for a "
+        "later run. Safe to run from cron."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--limit", type=int, default=100, help="At most this many actions per run.")
@@ -14,4 +18,7 @@ class Command(BaseCommand):
         # The retry service lives with the domain; integrations reaches it by name only.
         retry = import_string(getattr(settings, "TRIAGE_WRITEBACK_RETRY_SERVICE", "triage.writeback.writebacks_retry"))
         counts = retry(limit=limit, max_attempts=max_attempts)
-        self.stdout.write(f"write-backs retried: {counts['done']} done, {counts['failed']} still failing")
+        self.stdout.write(
+            f"write-backs retried: {counts['done']} done, {counts['failed']} still failing, "
+            f"{counts.get('waiting', 0)} waiting for their helpdesk's circuit to close"
+        )

@@ -24,8 +24,13 @@ DECISION = [
 
 @pytest.fixture(autouse=True)
 def _fast_writeback(settings, monkeypatch):
+    from integrations.helpdesks.breaker import breakers_forget
+
     settings.TRIAGE_WRITEBACK_TIMEOUT = 0.4
     settings.TRIAGE_WRITEBACK_ATTEMPTS = 5
+    # The circuit still opens, but is ready for a probe again at once (the breaker has tests of its own).
+    settings.TRIAGE_WRITEBACK_BREAKER_COOLDOWN = 0.0
+    breakers_forget()
     waits: list[float] = []
     monkeypatch.setattr("integrations.helpdesks.http._sleep", waits.append)
     return waits

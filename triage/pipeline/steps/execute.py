@@ -58,7 +58,9 @@ class ExecuteStep:
         failed = [a for a in actions if a.status != a.Status.DONE]
         if failed:
             # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.
-            raise RuntimeError("actions not carried out: " + ", ".join(f"{a.kind} ({a.error})" for a in failed))
+            raise RuntimeError("actions not carried out: " + ", ".join(
+                f"{a.kind} ({a.error or 'being carried out by another worker'})" for a in failed
+            ))
         return StepResult(
             output={"actions": [{"kind": a.kind, "status": a.status, "key": a.idempotency_key} for a in actions]}
         )
