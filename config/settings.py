@@ -47,7 +47,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 # --- Mode, secret key, hosts ------------------------------------------------------------------
 DEV_MODE = env_bool("DJANGO_DEV_MODE", False)
 DEBUG = env_bool("DJANGO_DEBUG", DEV_MODE)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Read as is, not through environ: environ takes a value starting with "$" for the name of another
+# variable, and Django's own generated keys may start with "$".
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not (DEV_MODE or DEBUG):
         raise ImproperlyConfigured(

@@ -47,6 +47,10 @@ def test_production_is_the_default_debug_off_secure_cookies_hsts_and_https():
     assert s["SECRET_KEY"] == KEY and s["AXES_FAILURE_LIMIT"] == 5
 
 
+def test_a_secret_key_starting_with_a_dollar_is_taken_as_it_is():
+    assert read_settings(DJANGO_SECRET_KEY="$" + KEY)["SECRET_KEY"] == "$" + KEY
+
+
 def test_without_a_secret_key_production_refuses_to_start_and_names_it():
     result = run(["-c", READ])
 
