@@ -2,6 +2,9 @@
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
+# The settings are production-safe by default; the demo, the tests and the benches run on this
+# machine, in the development mode (debug pages, development secret key, localhost, plain HTTP).
+export DJANGO_DEV_MODE ?= 1
 
 .PHONY: setup demo test bench evaluate browsers stop-db
 

@@ -1,49 +1,65 @@
-"""Settings: read the environment, with safe local defaults.
+"""Settings: read the environment (django-environ); the defaults are production-safe.
+
+`DJANGO_DEV_MODE=1` is the one switch for the local demo and the tests (`make demo`, `make test`,
+and pytest through `[tool.pytest.ini_options] env` in pyproject.toml): it turns on DEBUG, the insecure
+development secret key, localhost as allowed hosts and plain-HTTP cookies. Without it DEBUG is off,
+a missing `DJANGO_SECRET_KEY` stops start-up with a message naming it, and cookies, HSTS and the
+HTTPS redirect are those of a TLS deployment.
 
 Unset `DATABASE_URL` means the embedded PostgreSQL (started on demand, data under `var/`).
-Unset `REDIS_URL` means runs are worked by an in-process worker. In production
-(`DJANGO_DEBUG=0`) a missing `DJANGO_SECRET_KEY` stops start-up with a message naming it.
+Unset `REDIS_URL` means runs are worked by an in-process worker.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("TRIAGE_VAR_DIR", BASE_DIR / "var"))
+env = environ.Env()
+VAR_DIR = Path(env.str("TRIAGE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+_BOOLEAN_WORDS = {"1", "true", "yes", "on", "0", "false", "no", "off"}
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+    """environ's `bool`, but a typo is an error: `DJANGO_SECURE_COOKIES=flase` must not mean off."""
+    raw = env.str(name, default="")
+    if raw == "":
         return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    if raw.lower() not in _BOOLEAN_WORDS:
+        raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    return env.bool(name)
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+def env_list(name: str, default: list[str]) -> list[str]:
+    """environ's comma-separated `list`, with blanks trimmed and empty items dropped."""
+    return [item.strip() for item in env.list(name, default=default) if item.strip()]
+
+
+# --- Mode, secret key, hosts ------------------------------------------------------------------
+DEV_MODE = env_bool("DJANGO_DEV_MODE", False)
+DEBUG = env_bool("DJANGO_DEBUG", DEV_MODE)
+# Read as is, not through environ: environ takes a value starting with "$" for the name of another
+# variable, and Django's own generated keys may start with "$".
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
+    if not (DEV_MODE or DEBUG):
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Production (DJANGO_DEBUG=0) needs a secret key."
+            "DJANGO_SECRET_KEY is not set. Production needs a secret key "
+            "(DJANGO_DEV_MODE=1 runs the local demo and tests with a development key)."
         )
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = [
-    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()
-]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEV_MODE else [])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -53,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "axes",
     "django_htmx",
     "django_rq",
     "triage",
@@ -62,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -69,6 +87,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -84,6 +104,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -107,24 +128,24 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue ----------------------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env.str("REDIS_URL", default="")
 RQ_QUEUES = {"default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600}}
 RQ = {"COMMIT_MODE": "auto"}  # we enqueue on commit ourselves (triage.tasks.enqueue_run)
 # "rq" when REDIS_URL is set, else "inprocess"; TRIAGE_QUEUE_BACKEND overrides.
-TRIAGE_QUEUE_BACKEND = os.environ.get("TRIAGE_QUEUE_BACKEND", "rq" if REDIS_URL else "inprocess")
+TRIAGE_QUEUE_BACKEND = env.str("TRIAGE_QUEUE_BACKEND", default="rq" if REDIS_URL else "inprocess")
 
 # --- The chain ------------------------------------------------------------------------------
-TRIAGE_LLM_PROVIDER = os.environ.get("TRIAGE_LLM_PROVIDER", "local")
+TRIAGE_LLM_PROVIDER = env.str("TRIAGE_LLM_PROVIDER", default="local")
 TRIAGE_PROVIDERS = {
     "local": "integrations.llm.local.LocalProvider",
 }
-ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 # Who receives a run that a gate stopped: approvals owns the inbox, triage only knows this path.
 TRIAGE_ESCALATION_HANDLER = "approvals.services.approval_request_open"
 # A human's cost of handling one ticket, in dollars; admins can override it (GatePolicy).
-TRIAGE_HUMAN_COST_PER_TICKET = Decimal(os.environ.get("TRIAGE_HUMAN_COST_PER_TICKET", "4.00"))
+TRIAGE_HUMAN_COST_PER_TICKET = Decimal(env.str("TRIAGE_HUMAN_COST_PER_TICKET", default="4.00"))
 # Sleep between retries is real in production; tests shrink it.
-TRIAGE_BACKOFF_SCALE = float(os.environ.get("TRIAGE_BACKOFF_SCALE", "1.0"))
+TRIAGE_BACKOFF_SCALE = env.float("TRIAGE_BACKOFF_SCALE", default=1.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -142,23 +163,73 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-SESSION_COOKIE_AGE = int(os.environ.get("TRIAGE_SESSION_SECONDS", 8 * 3600))
+SESSION_COOKIE_AGE = env.int("TRIAGE_SESSION_SECONDS", default=8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
-if not DEBUG:
+
+# --- Sign-in throttling (django-axes) ---------------------------------------------------------
+# Both sign-in pages (/accounts/login/, /admin/login/) authenticate through AxesBackend: after
+# TRIAGE_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused
+# (429, registration/locked_out.html) for TRIAGE_LOGIN_LOCKOUT_MINUTES, right password or not.
+# Locking by username+address, not username alone, so a stranger cannot lock a colleague out.
+# Staff unlock in admin (Axes › Access attempts: delete) or with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("TRIAGE_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("TRIAGE_LOGIN_LOCKOUT_MINUTES", default=60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address is REMOTE_ADDR unless a trusted proxy count is given; a client-set
+# X-Forwarded-For must not buy fresh attempts.
+AXES_IPWARE_PROXY_COUNT = env.int("TRIAGE_TRUSTED_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
+
+# --- HTTP security headers and cookies --------------------------------------------------------
+# Content-Security-Policy through Django's own middleware (django.middleware.csp, Django 6.0+).
+# No inline script anywhere; inline <style> only with the per-request nonce (the admin's change list
+# uses one); the SVG charts are drawn with classes from staff.css.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEV_MODE:
+    # A TLS deployment. Behind a TLS-terminating proxy, DJANGO_SECURE_PROXY_SSL_HEADER=1 trusts its
+    # X-Forwarded-Proto (only when the proxy always sets it).
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is a commitment for the whole domain, hard to undo: the operator opts in.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("TRIAGE_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": env.str("TRIAGE_LOG_LEVEL", default="WARNING")},
     "loggers": {
-        "triage": {"level": os.environ.get("TRIAGE_LOG_LEVEL", "INFO"), "propagate": True},
-        "integrations": {"level": os.environ.get("TRIAGE_LOG_LEVEL", "INFO"), "propagate": True},
+        "triage": {"level": env.str("TRIAGE_LOG_LEVEL", default="INFO"), "propagate": True},
+        "integrations": {"level": env.str("TRIAGE_LOG_LEVEL", default="INFO"), "propagate": True},
     },
 }
 
@@ -166,47 +237,45 @@ LOGGING = {
 # Integrations reach the domain through these paths only.
 TRIAGE_TICKET_CONTRACT = "triage.contracts.TicketIn"
 TRIAGE_INGEST_SERVICE = "triage.services.ticket_ingest"
-TRIAGE_WEBHOOK_MAX_BYTES = int(os.environ.get("TRIAGE_WEBHOOK_MAX_BYTES", 1024 * 1024))
+TRIAGE_WEBHOOK_MAX_BYTES = env.int("TRIAGE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Signed timestamps further than this from now are refused as replays.
-TRIAGE_WEBHOOK_REPLAY_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_REPLAY_SECONDS", 300))
+TRIAGE_WEBHOOK_REPLAY_SECONDS = env.int("TRIAGE_WEBHOOK_REPLAY_SECONDS", default=300)
 # After a secret is rotated in admin, the previous one stays valid this long.
-TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = int(os.environ.get("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600))
+TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = env.int("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600)
 # One write-back (every request of one action, read-backs and retries included) stays within
 # TRIAGE_WRITEBACK_BUDGET seconds: each request waits at most TIMEOUT, at most ATTEMPTS tries, Retry-After
 # honoured up to MAX_WAIT. With the breaker below, a helpdesk that does not answer holds a worker about
 # 15-20 s for its first ticket, then its circuit opens; not minutes per ticket.
-TRIAGE_WRITEBACK_TIMEOUT = float(os.environ.get("TRIAGE_WRITEBACK_TIMEOUT", 5))
-TRIAGE_WRITEBACK_ATTEMPTS = int(os.environ.get("TRIAGE_WRITEBACK_ATTEMPTS", 3))
-TRIAGE_WRITEBACK_MAX_WAIT = float(os.environ.get("TRIAGE_WRITEBACK_MAX_WAIT", 10))
-TRIAGE_WRITEBACK_SLEEP_SCALE = float(os.environ.get("TRIAGE_WRITEBACK_SLEEP_SCALE", 1.0))
-TRIAGE_WRITEBACK_BUDGET = float(os.environ.get("TRIAGE_WRITEBACK_BUDGET", 15))
+TRIAGE_WRITEBACK_TIMEOUT = env.float("TRIAGE_WRITEBACK_TIMEOUT", default=5.0)
+TRIAGE_WRITEBACK_ATTEMPTS = env.int("TRIAGE_WRITEBACK_ATTEMPTS", default=3)
+TRIAGE_WRITEBACK_MAX_WAIT = env.float("TRIAGE_WRITEBACK_MAX_WAIT", default=10.0)
+TRIAGE_WRITEBACK_SLEEP_SCALE = env.float("TRIAGE_WRITEBACK_SLEEP_SCALE", default=1.0)
+TRIAGE_WRITEBACK_BUDGET = env.float("TRIAGE_WRITEBACK_BUDGET", default=15.0)
 # A circuit breaker per helpdesk source: after this many consecutive requests that got no answer
 # (connection refused, timeout, 5xx), write-backs to that source fail at once for COOLDOWN seconds.
 # Its state is in Redis when REDIS_URL is set (shared by every worker), else in the process.
-TRIAGE_WRITEBACK_BREAKER_FAILURES = int(os.environ.get("TRIAGE_WRITEBACK_BREAKER_FAILURES", 3))
-TRIAGE_WRITEBACK_BREAKER_COOLDOWN = float(os.environ.get("TRIAGE_WRITEBACK_BREAKER_COOLDOWN", 60))
+TRIAGE_WRITEBACK_BREAKER_FAILURES = env.int("TRIAGE_WRITEBACK_BREAKER_FAILURES", default=3)
+TRIAGE_WRITEBACK_BREAKER_COOLDOWN = env.float("TRIAGE_WRITEBACK_BREAKER_COOLDOWN", default=60.0)
 # An action in flight longer than this is taken as abandoned by a stopped worker: `retry_writebacks`
 # (and a resumed run) may claim it again; the reply is read back before it is posted, so not doubled.
-TRIAGE_WRITEBACK_LEASE = float(os.environ.get("TRIAGE_WRITEBACK_LEASE", 600))
+TRIAGE_WRITEBACK_LEASE = env.float("TRIAGE_WRITEBACK_LEASE", default=600.0)
 
 # --- Claude as the reasoning provider (issue #5) ------------------------------------------------
 # Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible
 # server) turns the classify cascade on: local classifier first, Claude when it is unsure, then a person.
 TRIAGE_PROVIDERS["anthropic"] = "integrations.llm.anthropic.AnthropicProvider"
-ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 _claude_configured = bool(ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL)
-TRIAGE_CLASSIFY_CASCADE = [
-    p for p in os.environ.get("TRIAGE_CLASSIFY_CASCADE", "anthropic" if _claude_configured else "").split(",") if p
-]
-TRIAGE_DRAFT_PROVIDERS = [p for p in os.environ.get("TRIAGE_DRAFT_PROVIDERS", "local").split(",") if p]
+TRIAGE_CLASSIFY_CASCADE = env_list("TRIAGE_CLASSIFY_CASCADE", ["anthropic"] if _claude_configured else [])
+TRIAGE_DRAFT_PROVIDERS = env_list("TRIAGE_DRAFT_PROVIDERS", ["local"])
 # Per step, the models in order: the first answers; the next takes over when one is overloaded (529/503).
 # Admin's ProviderSettings overrides these.
 TRIAGE_ANTHROPIC_MODELS = {
-    "classify": [m for m in os.environ.get("TRIAGE_ANTHROPIC_CLASSIFY_MODELS", "claude-haiku-4-5,claude-sonnet-4-6").split(",") if m],
-    "draft": [m for m in os.environ.get("TRIAGE_ANTHROPIC_DRAFT_MODELS", "claude-sonnet-4-6,claude-haiku-4-5").split(",") if m],
+    "classify": env_list("TRIAGE_ANTHROPIC_CLASSIFY_MODELS", ["claude-haiku-4-5", "claude-sonnet-4-6"]),
+    "draft": env_list("TRIAGE_ANTHROPIC_DRAFT_MODELS", ["claude-sonnet-4-6", "claude-haiku-4-5"]),
 }
-TRIAGE_ANTHROPIC_TIMEOUT = float(os.environ.get("TRIAGE_ANTHROPIC_TIMEOUT", "30"))
-TRIAGE_ANTHROPIC_MAX_TOKENS = int(os.environ.get("TRIAGE_ANTHROPIC_MAX_TOKENS", "1024"))
+TRIAGE_ANTHROPIC_TIMEOUT = env.float("TRIAGE_ANTHROPIC_TIMEOUT", default=30.0)
+TRIAGE_ANTHROPIC_MAX_TOKENS = env.int("TRIAGE_ANTHROPIC_MAX_TOKENS", default=1024)
 # Dollars per million tokens (input, output, 5-minute cache write, cache read); admin's ModelPrice rows
 # override. A model id matches its longest listed prefix; an unknown model is charged at the dearest row.
 TRIAGE_MODEL_PRICES = {
@@ -217,10 +286,10 @@ TRIAGE_MODEL_PRICES = {
     "claude-opus-4-6": {"input": "5.00", "output": "25.00", "cache_write": "6.25", "cache_read": "0.50"},
 }
 # Dollars per UTC day across all runs; over it, runs use the local models or a person. 0: no cap.
-TRIAGE_DAILY_SPEND_CAP = Decimal(os.environ.get("TRIAGE_DAILY_SPEND_CAP", "25.00"))
+TRIAGE_DAILY_SPEND_CAP = Decimal(env.str("TRIAGE_DAILY_SPEND_CAP", default="25.00"))
 # Circuit breaker (state per worker process): this many consecutive failed calls open it; after the
 # cool-down one probe call is let through (half-open); its success closes the breaker again.
-TRIAGE_BREAKER_FAILURES = int(os.environ.get("TRIAGE_BREAKER_FAILURES", "5"))
-TRIAGE_BREAKER_COOLDOWN = float(os.environ.get("TRIAGE_BREAKER_COOLDOWN", "30"))
+TRIAGE_BREAKER_FAILURES = env.int("TRIAGE_BREAKER_FAILURES", default=5)
+TRIAGE_BREAKER_COOLDOWN = env.float("TRIAGE_BREAKER_COOLDOWN", default=30.0)
 # Ticket sources "<vendor>:<id>" for these vendors are written back to the helpdesk (triage.writeback.helpdesk).
 TRIAGE_WRITEBACK_VENDORS = ("zendesk", "freshdesk", "helpscout", "intercom", "front", "chatwoot", "zammad")

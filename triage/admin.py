@@ -45,7 +45,7 @@ class TicketAdmin(admin.ModelAdmin):
     # What the customer sent and what the chain did are records, not drafts: nobody edits them here
     # (agents hold change_ticket only to mark a ticket mishandled from its trace page).
     readonly_fields = ["source", "external_id", "subject", "body", "requester", "tags", "status", "reference_label",
-                       "mishandled_at", "created_at", "updated_at"]
+                       "mishandled_at", "mishandled_by", "created_at", "updated_at"]
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
@@ -68,7 +68,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
     list_display = ["id", "ticket", "status", "route", "gates_enabled", "created_at"]
     list_filter = ["status", "route"]
     inlines = [StepRunInline]
-    readonly_fields = ["ticket", "status", "route", "gates_enabled", "provider", "error", "started_at", "finished_at"]
+    # The resolution is the person's decision the execute step carries out: recorded by approval_decide
+    # alongside the Decision row, never edited here, or what runs could differ from what was decided.
+    readonly_fields = ["ticket", "status", "route", "gates_enabled", "provider", "resolution", "error", "started_at",
+                       "finished_at"]
 
 
 @admin.register(Action)

@@ -80,7 +80,7 @@ class TicketTrace:
 
 def ticket_trace(*, ticket_id: int) -> TicketTrace:
     """The ticket with every run as a timeline of step attempts, its actions and the human decision."""
-    ticket = Ticket.objects.get(pk=ticket_id)
+    ticket = Ticket.objects.select_related("mishandled_by").get(pk=ticket_id)
     runs = (
         PipelineRun.objects.filter(ticket=ticket)
         .order_by("created_at", "pk")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
@@ -123,6 +124,10 @@ class Ticket(models.Model):
         help_text="True category from a labelled import, for measuring; never shown to the chain.",
     )
     mishandled_at = models.DateTimeField(null=True, blank=True, help_text="Staff marked the outcome wrong.")
+    mishandled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who marked the outcome wrong (empty for marks made before this was recorded).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

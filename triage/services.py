@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -200,7 +201,7 @@ class MishandledMarkError(ValueError):
         self.reason = reason
 
 
-def ticket_mark_mishandled(*, ticket_id: int, actor: object) -> Ticket:
+def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket:
     """Staff say an auto-handled ticket was handled wrongly. Feeds the mishandled rate; marked once.
 
     Only auto-handled tickets can be marked: a person already owned the outcome of the others.
@@ -212,6 +213,7 @@ def ticket_mark_mishandled(*, ticket_id: int, actor: object) -> Ticket:
         if ticket.mishandled_at is not None:
             raise MishandledMarkError("This ticket is already marked as mishandled.")
         ticket.mishandled_at = timezone.now()
-        ticket.save(update_fields=["mishandled_at", "updated_at"])
+        ticket.mishandled_by = actor
+        ticket.save(update_fields=["mishandled_at", "mishandled_by", "updated_at"])
     logger.info("ticket %s marked mishandled by %s", ticket.pk, actor)
     return ticket

@@ -82,37 +82,78 @@ def ticket_mishandled(request: HttpRequest, ticket_id: int) -> HttpResponse:
 
 
 PERIODS = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
+DEFAULT_DAYS = 30
+# One report covers at most a year (a leap year's 366 days), from 1 January ten years ago to today: the figures are
+# read row by row and the trend has a point per day, so an unbounded range (years 1000-9999) cost
+# tens of seconds and hundreds of megabytes. "All time" (days=0) is bounded by the tickets there are.
+MAX_SPAN_DAYS = 366
+OLDEST_YEARS = 10
 
 
 class PeriodForm(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    days = forms.IntegerField(required=False, min_value=0, max_value=3660, help_text="0: all time")
+    days = forms.IntegerField(required=False, min_value=0, max_value=MAX_SPAN_DAYS,
+                              help_text=f"1 to {MAX_SPAN_DAYS} days; 0: all time")
+
+    def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.today = today
+        self.oldest = date(today.year - OLDEST_YEARS, 1, 1)
+        for name in ("start", "end"):
+            self.fields[name].widget.attrs.update(min=self.oldest.isoformat(), max=today.isoformat())
+
+    def _clean_day(self, name: str, label: str) -> date | None:
+        value: date | None = self.cleaned_data.get(name)
+        if value is not None and value > self.today:
+            raise forms.ValidationError(f"The {label} date cannot be in the future (today is {self.today:%-d %b %Y}).")
+        if value is not None and value < self.oldest:
+            raise forms.ValidationError(f"The {label} date cannot be before {self.oldest:%-d %b %Y}.")
+        return value
+
+    def clean_start(self) -> date | None:
+        return self._clean_day("start", "start")
+
+    def clean_end(self) -> date | None:
+        return self._clean_day("end", "end")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("start") and data.get("end") and data["start"] > data["end"]:
-            raise forms.ValidationError("The period must start before it ends.")
+        start, end = data.get("start"), data.get("end") or self.today
+        if self.errors:
+            return data
+        if start is not None:
+            if start > end:
+                raise forms.ValidationError("The period must start before it ends.")
+            if (end - start).days + 1 > MAX_SPAN_DAYS:
+                raise forms.ValidationError(
+                    f"A report covers at most {MAX_SPAN_DAYS} days; this period has {(end - start).days + 1}. "
+                    "Choose a shorter one."
+                )
         return data
 
-    def period(self, *, today: date) -> tuple[date | None, date]:
-        """(first day or None for all time, last day), both inclusive. Default: the last 30 days."""
-        data = self.cleaned_data if self.is_valid() else {}
-        end = data.get("end") or today
+    def period(self) -> tuple[date | None, date]:
+        """(first day or None for all time, last day), both inclusive; call after is_valid().
+
+        Default (and for invalid input): the last 30 days.
+        """
+        data = self.cleaned_data if self.is_bound and not self.errors else {}
+        end = data.get("end") or self.today
         if data.get("days") == 0:
             return None, end
         if data.get("start"):
             return data["start"], end
-        days = data.get("days") or 30
+        days = data.get("days") or DEFAULT_DAYS
         return end - timedelta(days=days - 1), end
 
 
 @require_GET
 @staff_required("triage.view_pipelinerun")
 def reports(request: HttpRequest) -> HttpResponse:
-    form = PeriodForm(request.GET or None)
-    today = timezone.localdate()
-    first, last = form.period(today=today)
+    form = PeriodForm(request.GET or None, today=timezone.localdate())
+    # Invalid input is answered 400 with the form's errors over the default period's figures.
+    status = 400 if form.is_bound and not form.is_valid() else 200
+    first, last = form.period()
     tz = timezone.get_current_timezone()
     start = datetime.combine(first, time.min, tzinfo=tz) if first else None
     end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
@@ -143,7 +184,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         "trend": line_chart(trend=figures.trend),
         "reliability": reliability, "funnel": funnel, "escalations": escalations,
     }
-    return render(request, "triage/reports.html", context)
+    return render(request, "triage/reports.html", context, status=status)
 
 
 def _percent(value: float | None) -> str:

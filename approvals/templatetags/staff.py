@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import template
@@ -28,3 +29,14 @@ def query_with(context: template.Context, **changes: Any) -> str:
 @register.filter
 def gate_name(value: str) -> str:
     return str(value).replace("_", " ").capitalize()
+
+
+@register.filter
+def durationlabel(value: timedelta) -> str:
+    """A lockout's length in words: "1 hour", "30 minutes", "1 hour 30 minutes"."""
+    minutes = max(1, round(value.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    if minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " ".join(parts)

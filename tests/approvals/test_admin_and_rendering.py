@@ -119,3 +119,32 @@ def test_hostile_ticket_text_is_escaped_everywhere_it_is_shown(agent_client, pau
         assert 'href="javascript:' not in page
         assert 'class="ticket-body text" dir="auto"' in page
         assert "مرحبا بالعالم 🙂👍🏽" in page
+
+
+def test_a_runs_resolution_is_read_only_in_admin_so_a_post_cannot_change_what_runs(admin_client, agent, paused):
+    approval = paused()
+    approval_decide(approval_id=approval.pk, actor=agent, verdict="reject", reason="spam")
+    run = PipelineRun.objects.get(pk=approval.run_id)
+    before = run.resolution
+    assert before is not None
+    url = reverse("admin:triage_pipelinerun_change", args=[run.pk])
+
+    page = admin_client.get(url).content.decode()
+    response = admin_client.post(url, {
+        "resolution": '{"verdict": "approve", "actions": [{"kind": "refund", "amount": "999.00"}]}',
+        "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "0",
+    })
+
+    assert 'name="resolution"' not in page
+    assert response.status_code == 302
+    assert PipelineRun.objects.get(pk=run.pk).resolution == before
+
+
+def test_who_marked_a_ticket_mishandled_is_shown_read_only_in_admin(admin_client, agent, auto_handled):
+    from triage.services import ticket_mark_mishandled
+
+    ticket = ticket_mark_mishandled(ticket_id=auto_handled().pk, actor=agent)
+
+    page = admin_client.get(reverse("admin:triage_ticket_change", args=[ticket.pk])).content.decode()
+
+    assert "Mishandled by" in page and "agent1" in page and 'name="mishandled_by"' not in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -123,3 +124,66 @@ def test_the_reports_period_form_refuses_a_backwards_period(agent_client):
     page = agent_client.get(reverse("reports") + "?start=2026-02-01&end=2026-01-01").content.decode()
 
     assert "The period must start before it ends." in page
+
+
+def test_marking_mishandled_records_who_and_when_and_the_trace_shows_it(agent_client, agent, auto_handled):
+    ticket = auto_handled()
+    before = timezone.now()
+
+    agent_client.post(reverse("ticket-mishandled", args=[ticket.pk]))
+
+    ticket.refresh_from_db()
+    assert ticket.mishandled_by == agent and before <= ticket.mishandled_at <= timezone.now()
+    page = agent_client.get(reverse("ticket-trace", args=[ticket.pk])).content.decode()
+    assert f"marked mishandled by agent1 on <time datetime=\"{ticket.mishandled_at.isoformat()}\">" in page
+
+
+def relative(query: str) -> str:
+    """Fill `{today-N}` with the date N days before today (the form's window moves with the date)."""
+    today = timezone.localdate()
+    return re.sub(r"\{today-(\d+)\}", lambda m: (today - timedelta(days=int(m.group(1)))).isoformat(), query)
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("start=1000-01-01&end=9999-12-31", "cannot be"),
+    ("start=1000-01-01", "The start date cannot be before 1 Jan"),
+    ("end=9999-12-31", "The end date cannot be in the future"),
+    ("start={today-400}&end={today-34}", "A report covers at most 366 days; this period has 367."),
+    ("start=2026-02-01&end=2026-01-01", "The period must start before it ends."),
+    ("start=2026-02-30", "Enter a valid date."),
+    ("start=0000-01-01", "Enter a valid date."),
+    ("end=99999-01-01", "Enter a valid date."),
+    ("days=3660", "Ensure this value is less than or equal to 366."),
+    ("days=-1", "Ensure this value is greater than or equal to 0."),
+    ("days=abc", "Enter a whole number."),
+])
+def test_the_reports_period_form_refuses_bad_periods_with_a_400_and_says_why(agent_client, query, message):
+    response = agent_client.get(reverse("reports") + "?" + relative(query))
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert 'id="period-errors"' in page and message in page
+    assert "Below: the last 30 days." in page and 'data-figure="tickets-in">' in page
+
+
+def test_the_years_1000_to_9999_period_is_refused_without_reading_the_tickets(agent_client, auto_handled,
+                                                                            django_assert_max_num_queries):
+    auto_handled()
+
+    with django_assert_max_num_queries(12):
+        response = agent_client.get(reverse("reports") + "?start=1000-01-01&end=9999-12-31")
+
+    assert response.status_code == 400
+    assert 'data-figure="tickets-in">1<' in response.content.decode()
+    assert (response.context["first"], response.context["last"]) == (
+        timezone.localdate() - timedelta(days=29), timezone.localdate())
+
+
+@pytest.mark.parametrize("query", ["", "days=7", "days=366", "days=0", "start={today-365}&end={today-0}",
+                                   "start={today-365}", "end={today-3}"])
+def test_the_reports_page_accepts_periods_up_to_a_year_and_all_time(agent_client, auto_handled, query):
+    auto_handled()
+
+    response = agent_client.get(reverse("reports") + "?" + relative(query))
+
+    assert response.status_code == 200 and 'id="period-errors"' not in response.content.decode()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0002_provider_routing_and_costs'),
+        ('triage', '0003_ticket_mishandled_by'),
     ]
 
     operations = [
