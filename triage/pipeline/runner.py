@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from integrations.llm.base import ProviderError, ProviderReply
-from integrations.llm.local import boilerplate_lines
+from integrations.llm.local import boilerplate_lines, requester_first_name
 from triage.contracts import Classification, ContractError, Draft, Retrieval, Verdict
 from triage.models import Category, GatePolicy, PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import gates, steps
@@ -173,12 +173,18 @@ def _step_draft(state: RunState) -> StepResult:
     except ContractError as exc:
         raise Escalate(f"The draft is invalid: {exc.reason}.") from exc
     state.draft = draft
-    verdicts = []
+    kb = [p.text for p in state.retrieval.passages]
+    # Always on, whatever the policy switches say: a reply that says money moved is never sent by the chain.
+    verdicts = [gates.gate_reply_money(reply=draft.body, policy_text=kb)]
     if state.policy.groundedness_gate:
+        category = state.category
         verdicts.append(
             gates.gate_groundedness(
                 draft=draft, retrieval=state.retrieval, min_overlap=state.policy.groundedness_min_overlap,
-                boilerplate=boilerplate_lines(),
+                boilerplate=boilerplate_lines(
+                    name=requester_first_name(state.ticket.requester),
+                    topic=(category.name or category.label.replace("_", " ")) if category else state.classification.category,
+                ),
             )
         )
     if state.policy.personal_data_gate:

@@ -2,7 +2,7 @@
 
 from triage.contracts import ActionKind, Classification, ContractError, Draft, Passage, ProposedAction, Retrieval
 from triage.pipeline import gates
-from integrations.llm.local import boilerplate_lines
+from integrations.llm.local import CLOSING, boilerplate_lines
 
 PASSAGE = Passage(
     chunk_id=7, article_id=1, article_title="Pausing your subscription", score=0.71,
@@ -81,9 +81,9 @@ def test_money_gate_cannot_be_talked_out_of_it_by_prompt_injection():
 def test_groundedness_gate_passes_sentences_taken_from_cited_passages():
     body = ("Hi Sam,\n\nThanks for getting in touch about subscription change.\n\n"
             "You can pause your subscription for up to eight weeks from Account > Subscriptions. "
-            "Paused subscriptions are not charged.\n\n" + boilerplate_lines()[2])
+            "Paused subscriptions are not charged.\n\n" + CLOSING)
     verdict = gates.gate_groundedness(draft=Draft(body=body, citations=[7]), retrieval=RETRIEVAL, min_overlap=0.8,
-                                      boilerplate=boilerplate_lines())
+                                      boilerplate=boilerplate_lines(name="Sam", topic="subscription change"))
     assert verdict.passed, verdict.reason
 
 
