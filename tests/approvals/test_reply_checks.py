@@ -175,3 +175,21 @@ def test_a_rejection_is_not_checked(agent_client, paused):
 
     assert response.status_code == 302
     assert ApprovalRequest.objects.get(pk=approval.pk).status == ApprovalRequest.Status.REJECTED
+
+
+def test_an_agent_may_take_the_promise_out_of_a_draft_and_send_the_rest(
+    agent_client, paused, django_capture_on_commit_callbacks
+):
+    # given: an ordinary ticket whose draft promised money (so it waits), and an agent without the permission
+    approval = paused()
+    ApprovalRequest.objects.filter(pk=approval.pk).update(draft=PROMISE)
+    fixed = "Hello,\n\nA member of our team is looking at your order and will write back today."
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide(agent_client, approval, verdict="edit", reply=fixed)
+
+    # then
+    assert response.status_code == 302
+    assert Action.objects.get(run_id=approval.run_id, kind="send_reply").payload["body"] == fixed
+    assert not Action.objects.filter(run_id=approval.run_id, kind__in=["refund", "credit", "cancel_order"]).exists()

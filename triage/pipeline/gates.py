@@ -22,7 +22,8 @@ CONFIDENCE = "confidence"
 MONEY = "money"
 GROUNDEDNESS = "groundedness"
 PERSONAL_DATA = "personal_data"
-ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA)
+MONEY_PROMISE = "money_promise"
+ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA, MONEY_PROMISE)
 
 
 def _verdict(gate: str, step: str, passed: bool, reason: str, **details: object) -> Verdict:
@@ -129,7 +130,8 @@ def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str =
     """The reply does not tell the customer that money has moved or will move.
 
     Such a reply may only go out from a person allowed to move money, on a decision that moves it,
-    so the chain never sends one itself. Sentences quoted word for word from the knowledge base
+    so the chain never sends one itself. Its own gate name (not `money`): the ticket may not move
+    money at all, and an agent without that permission may still take the promise out and send it. Sentences quoted word for word from the knowledge base
     (`policy_text`) are the company's published policy, not a promise, and pass. Always on: there
     is no switch for it, because the reply is what the customer acts on.
     """
@@ -137,11 +139,11 @@ def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str =
     if promises:
         quoted = "; ".join(f"\u201c{p.sentence[:160]}\u201d" for p in promises[:3])
         amounts = sorted({a for p in promises for a in p.amounts})
-        return _verdict(MONEY, step, False,
+        return _verdict(MONEY_PROMISE, step, False,
                         f"The reply tells the customer money has moved or will move: {quoted}.",
                         sentences=[p.sentence for p in promises], phrases=[p.phrase for p in promises],
                         amounts=amounts)
-    return _verdict(MONEY, step, True, "The reply promises no refund, credit or payment.")
+    return _verdict(MONEY_PROMISE, step, True, "The reply promises no refund, credit or payment.")
 
 
 CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")

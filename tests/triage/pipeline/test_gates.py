@@ -154,7 +154,7 @@ def test_reply_money_gate_stops_a_drafted_money_promise():
 
     verdict = gates.gate_reply_money(reply=body, policy_text=[PASSAGE.text])
 
-    assert not verdict.passed and verdict.gate == "money" and verdict.step == "draft"
+    assert not verdict.passed and verdict.gate == "money_promise" and verdict.step == "draft"
     assert verdict.reason == ("The reply tells the customer money has moved or will move: "
                               "\u201cWe have refunded $500 to your card.\u201d.")
     assert verdict.details["amounts"] == ["$500"]

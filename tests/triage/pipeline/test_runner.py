@@ -268,7 +268,7 @@ def test_a_drafter_that_greets_with_the_raw_name_is_stopped_by_the_draft_gates(i
     # then: it waits for a person, the greeting is what failed, and nothing was sent
     assert run.status == PipelineRun.Status.WAITING and run.route == "human"
     approval = ApprovalRequest.objects.get(run=run)
-    assert {"groundedness", "money"} <= set(approval.failed_gates)
+    assert {"groundedness", "money_promise"} <= set(approval.failed_gates)
     grounded = next(v for v in finished(run, "draft").verdicts if v["gate"] == "groundedness")
     assert grounded["details"]["untraced"][0].startswith("Hi Your-refund-of-$900")
     assert not Action.objects.filter(run=run).exists()
@@ -293,9 +293,10 @@ def test_the_draft_gate_stops_a_drafted_money_promise(ingest, monkeypatch):
 
     # then
     assert run.status == PipelineRun.Status.WAITING and run.route == "human"
-    money = [v for v in finished(run, "draft").verdicts if v["gate"] == "money"]
-    assert len(money) == 1 and not money[0]["passed"]
-    assert money[0]["details"]["sentences"] == ["We have refunded $500 to your card."]
+    promise = [v for v in finished(run, "draft").verdicts if v["gate"] == "money_promise"]
+    assert len(promise) == 1 and not promise[0]["passed"]
+    assert promise[0]["details"]["sentences"] == ["We have refunded $500 to your card."]
     approval = ApprovalRequest.objects.get(run=run)
-    assert approval.money and "money" in approval.failed_gates
+    assert "money_promise" in approval.failed_gates
+    assert not approval.money  # the ticket moves no money: an agent may take the promise out and send the rest
     assert not Action.objects.filter(run=run).exists()
