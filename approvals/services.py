@@ -88,7 +88,8 @@ def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[st
 
 
 def _retrieved_passages(run: PipelineRun) -> list[str]:
-    step = StepRun.objects.filter(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED).order_by("-attempt").first()
+    step = (StepRun.objects.filter(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED)
+            .order_by("-attempt").first())
     passages = ((step.output or {}).get("passages") or []) if step else []
     return [str(p.get("text", "")) for p in passages if isinstance(p, dict)]
 
