@@ -97,10 +97,17 @@ def test_every_sentence_of_the_demo_knowledge_base_passes_when_quoted_from_it():
     assert money_promises(quoted, policy_text=articles) == []
 
 
-def test_long_hostile_text_is_checked_in_linear_time():
+@pytest.mark.parametrize(
+    "text",
+    [
+        "your refund has " + "now " * 5000 + "x",  # a run of adverbs between subject and verb
+        "you will " + "now " * 5000 + "x",
+        ("we have " + "a " * 5000 + "$5 ") * 3 + "your refund " * 3000,
+    ],
+)
+def test_long_hostile_text_is_checked_without_backtracking(text):
     import time
 
-    text = ("we have " + "a " * 5000 + "$5 ") * 3 + "your refund " * 3000
     started = time.perf_counter()
     money_promises(text)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 1.0
