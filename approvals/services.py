@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from triage.contracts import Classification, Draft, Verdict
-from triage.models import Category, PipelineRun
+from triage.contracts import MONEY_ACTIONS, Classification, Draft, Verdict
+from triage.models import Category, Chunk, PipelineRun, StepRun
 
 from approvals.models import ApprovalRequest, Decision
 
@@ -50,6 +50,69 @@ class MoneyPermissionRequired(DecisionError):
     pass
 
 
+class ReplyRefused(DecisionError):
+    """The reply that would be sent fails a check every reply must pass, whoever sends it."""
+
+
+def _money_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for a in actions if a.get("kind") in MONEY_ACTIONS or a.get("amount")]
+
+
+def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[str, Any]], actor: Any) -> None:
+    """The reply a decision will send passes the same checks as a drafted one, or nothing happens.
+
+    Personal data is refused for everyone. A reply that tells the customer money has moved or will
+    move ("we have refunded $500") is only sent by someone with the money permission, on a decision
+    that carries a money action; anyone else would be promising money no one has approved.
+    """
+    from triage.pipeline.gates import gate_reply_money, gate_reply_personal_data
+
+    passages = _retrieved_passages(approval.run)
+    personal = gate_reply_personal_data(reply=reply, policy_text=passages, requester=approval.ticket.requester,
+                                        step="decision")
+    if not personal.passed:
+        raise ReplyRefused(personal.reason + " Take it out of the reply; nothing was sent.")
+    money = gate_reply_money(reply=reply, policy_text=passages + _knowledge_base_quotes(reply), step="decision")
+    if money.passed:
+        return
+    if not actor.has_perm("approvals.approve_money"):
+        raise MoneyPermissionRequired(
+            money.reason + " Only someone with the money-approval permission can send that, on a decision that "
+            "refunds or credits; take the promise out of the reply or leave it for them. Nothing was sent."
+        )
+    if not _money_actions(actions):
+        raise ReplyRefused(
+            money.reason + " This decision moves no money (no refund, credit or cancellation among its actions): "
+            "choose a category whose actions move it, or take the promise out of the reply. Nothing was sent."
+        )
+
+
+def _retrieved_passages(run: PipelineRun) -> list[str]:
+    step = (StepRun.objects.filter(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED)
+            .order_by("-attempt").first())
+    passages = ((step.output or {}).get("passages") or []) if step else []
+    return [str(p.get("text", "")) for p in passages if isinstance(p, dict)]
+
+
+def _knowledge_base_quotes(reply: str) -> list[str]:
+    """Knowledge-base chunks that hold one of the reply's flagged sentences word for word.
+
+    A person may quote any article, not only the ones this run retrieved; the promise detector
+    then decides whether the whole sentence is the article's (policy) or merely contains it.
+    """
+    from django.db.models import Q
+
+    from triage.pipeline.promises import money_promises
+
+    flagged = [p.sentence for p in money_promises(reply)]
+    if not flagged:
+        return []
+    query = Q()
+    for sentence in flagged:
+        query |= Q(text__contains=sentence)
+    return list(Chunk.objects.filter(query).values_list("text", flat=True)[:20])
+
+
 def approval_decide(
     *, approval_id: int, actor: Any, verdict: str, reason: str = "", category: str | None = None,
     reply: str | None = None,
@@ -58,7 +121,9 @@ def approval_decide(
 
     Two people deciding the same request at once: the row lock makes one wait, and it then finds
     the request decided (`AlreadyDecided`). Approving anything that moves money needs the
-    `approvals.approve_money` permission; without it nothing changes.
+    `approvals.approve_money` permission; without it nothing changes. The reply that will be sent,
+    drafted or edited, is checked again (`ReplyRefused`, `MoneyPermissionRequired`): nothing
+    changes either when it fails.
     """
     from django.db import transaction
     from django.utils import timezone
@@ -89,13 +154,14 @@ def approval_decide(
                                     proposed_actions_for(category=new_category, priority=Priority.NORMAL)]
             if reply is not None:
                 after["reply"] = reply
-        moves_money = approval.money or any(a.get("kind") in ("refund", "cancel_order", "credit") or a.get("amount")
-                                            for a in after["actions"])
+        moves_money = approval.money or bool(_money_actions(after["actions"]))
         if verdict != Decision.Verdict.REJECT:
             if moves_money and not actor.has_perm("approvals.approve_money"):
                 raise MoneyPermissionRequired("Approving this ticket moves money; you need the money-approval permission.")
-            if not after["reply"].strip() and any(a.get("kind") == "send_reply" for a in after["actions"]):
-                raise DecisionError("the reply is empty")
+            if any(a.get("kind") == "send_reply" for a in after["actions"]):
+                if not after["reply"].strip():
+                    raise DecisionError("the reply is empty")
+                _reply_check(approval=approval, reply=after["reply"], actions=after["actions"], actor=actor)
         decision = Decision.objects.create(approval=approval, actor=actor, verdict=verdict, before=before,
                                            after=after if verdict != Decision.Verdict.REJECT else {}, reason=reason)
         approval.status = ApprovalRequest.Status.REJECTED if verdict == Decision.Verdict.REJECT else ApprovalRequest.Status.APPROVED

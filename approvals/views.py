@@ -103,7 +103,9 @@ def approval_detail(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
 def decide(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     """Approve, edit-then-approve or reject. Refusals change nothing and say why:
 
-    403 without the money permission, 409 when someone else decided first, 422 for invalid input.
+    403 without the money permission (also for a reply that promises money), 409 when someone else
+    decided first, 422 for invalid input or a reply that fails its checks (personal data, a money
+    promise on a decision that moves no money).
     """
     if not ApprovalRequest.objects.filter(pk=approval_id).exists():
         raise Http404("No such approval request.")
@@ -115,6 +117,9 @@ def decide(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
         return _refused(request, approval_id, problems, status=422, next_url=next_url)
     data = form.cleaned_data
     edit = data["verdict"] == Decision.Verdict.EDIT
+    reply = data["reply"] if edit and "reply" in request.POST else None
+    # A refused edit is shown again as the person wrote it, so fixing it does not mean retyping it.
+    kept = {"edited_reply": reply}
     try:
         decision = approval_decide(
             approval_id=approval_id,
@@ -122,14 +127,14 @@ def decide(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
             verdict=data["verdict"],
             reason=data["reason"],
             category=(data["category"] or None) if edit else None,
-            reply=data["reply"] if edit and "reply" in request.POST else None,
+            reply=reply,
         )
     except MoneyPermissionRequired as exc:
-        return _refused(request, approval_id, exc.reason, status=403, next_url=next_url)
+        return _refused(request, approval_id, exc.reason, status=403, next_url=next_url, **kept)
     except AlreadyDecided as exc:
         return _refused(request, approval_id, exc.reason, status=409, next_url=next_url)
     except DecisionError as exc:
-        return _refused(request, approval_id, _sentence(exc.reason), status=422, next_url=next_url)
+        return _refused(request, approval_id, _sentence(exc.reason), status=422, next_url=next_url, **kept)
     done = {"approve": "Approved", "edit": "Edited and approved", "reject": "Rejected"}[decision.verdict]
     message = f"{done}: ticket #{decision.approval.ticket_id}. The run carries it out now."
     if _partial_request(request):
@@ -140,9 +145,11 @@ def decide(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     return redirect(next_url)
 
 
-def _refused(request: HtmxHttpRequest, approval_id: int, reason: str, *, status: int, next_url: str) -> HttpResponse:
+def _refused(request: HtmxHttpRequest, approval_id: int, reason: str, *, status: int, next_url: str,
+             edited_reply: str | None = None) -> HttpResponse:
     context = {"item": inbox_item_get(approval_id=approval_id), "categories": _categories(), "error": reason,
-               "next": next_url, "status": status, "pending_total": pending_count(), **_permissions(request)}
+               "next": next_url, "status": status, "pending_total": pending_count(), "edited_reply": edited_reply,
+               **_permissions(request)}
     template = "approvals/inbox.html#card" if _partial_request(request) else "approvals/decision_refused.html"
     return render(request, template, context, status=status)
 

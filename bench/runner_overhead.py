@@ -87,17 +87,18 @@ def plain_chain(text: str) -> None:
     classification = router_module.classify_local(text=text, embedding=vector, predictor=StubClassifier(),
                                                   categories=categories, model="stub")
     drafter = LocalProvider()
-    reply = drafter.draft(DraftRequest(
+    request = DraftRequest(
         ticket_text=text, category=classification.category, category_name="Order status",
         passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in retrieval.passages),
-    ))
+    )
+    reply = drafter.draft(request)
     draft = Draft.model_validate({**reply.output, "model": reply.model})
     verdicts = [
         gates.gate_retrieval(retrieval=retrieval, min_score=policy.retrieval_min_score),
         gates.gate_schema(classification=classification, error=None),
         gates.gate_confidence(classification=classification, threshold=0.5),
         gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
-        gates.gate_groundedness(draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate),
+        gates.gate_groundedness(draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate_for(request)),
         gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
     ]
     assert verdicts

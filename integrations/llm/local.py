@@ -7,6 +7,7 @@ sentences: the ones that share the most content words with the ticket, from the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from integrations.llm.base import ClassifyRequest, DraftRequest, ProviderError, ProviderReply
@@ -24,6 +25,7 @@ STOPWORDS = frozenset(
 )
 
 GREETING = "Hi {name},"
+NEUTRAL_GREETING = "Hello,"
 OPENING = "Thanks for getting in touch about {topic}."
 CLOSING = "If this does not answer your question, reply to this message and a member of our team will help."
 
@@ -43,19 +45,64 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def boilerplate_lines() -> tuple[str, ...]:
-    """Template text the drafter adds around the passages; the groundedness gate knows it."""
-    return (GREETING, OPENING, CLOSING)
+# A plausible personal name: letters (accented too), joined by single spaces, hyphens or apostrophes.
+# Anything else in a requester's name or address (digits, @, $, dots, "!", URLs, whole sentences) is
+# customer-controlled text an attacker can use to make our reply say what they like, so it is dropped.
+SAFE_NAME = re.compile(r"[^\W\d_]+(?:[ '\u2019-][^\W\d_]+){0,2}")
+SAFE_NAME_MAX = 30
+SAFE_NAME_PART_MAX = 15
+
+
+def safe_greeting_name(raw: str) -> str:
+    """The requester's name as it may appear in a reply, or "" when it does not look like a name.
+
+    Short (at most three parts, 30 characters), letters only between the separators; a part longer
+    than a plausible name ("Yourrefundisapproved") is refused too. Nothing is repaired or trimmed:
+    a name that is not safe as given is not used at all, and the reply greets neutrally.
+    """
+    name = unicodedata.normalize("NFC", raw or "").strip()
+    if not name or len(name) > SAFE_NAME_MAX or not SAFE_NAME.fullmatch(name):
+        return ""
+    if any(len(part) > SAFE_NAME_PART_MAX for part in re.split(r"[ '\u2019-]", name)):
+        return ""
+    return name
+
+
+def requester_first_name(requester: str) -> str:
+    """A safe first name from the requester's e-mail address ("maria.lopez@x.io" -> "Maria"), else ""."""
+    local = (requester or "").split("@")[0].split(".")[0]
+    return safe_greeting_name(local[:1].upper() + local[1:].lower())
+
+
+def greeting(name: str) -> str:
+    """The reply's first line: the name only when it is safe, otherwise a greeting with no name."""
+    safe = safe_greeting_name(name)
+    return GREETING.format(name=safe) if safe else NEUTRAL_GREETING
+
+
+def boilerplate_lines(*, name: str = "", topic: str = "") -> tuple[str, ...]:
+    """The exact template lines the drafter adds around the passages; the groundedness gate knows them.
+
+    Filled in, never patterns: a greeting that carries anything but the safe name is not ours and
+    is checked like any other sentence.
+    """
+    return tuple(dict.fromkeys((greeting(name), NEUTRAL_GREETING, OPENING.format(topic=topic_for(topic)), CLOSING)))
+
+
+def topic_for(category_name: str) -> str:
+    return (category_name or "").lower() or "your request"
 
 
 class LocalProvider:
     """Offline provider: drafts extractively. Classification is the trained local classifier's job."""
 
     name = "local"
-    # Template text around the passages: ours, so the groundedness gate does not ask a passage for it.
-    boilerplate = (GREETING, OPENING, CLOSING)
     max_sentences = 4
     max_passages = 3
+
+    def boilerplate_for(self, request: DraftRequest) -> tuple[str, ...]:
+        """The exact template lines this drafter adds to the reply for `request` (see boilerplate_lines)."""
+        return boilerplate_lines(name=request.requester_name, topic=request.category_name)
 
     def classify(self, request: ClassifyRequest) -> ProviderReply:
         raise ProviderError("the local provider does not classify; the trained classifier does", retryable=False)
@@ -79,8 +126,8 @@ class LocalProvider:
         cited = _unique(request.passages[rank].chunk_id for _, rank, _, _ in chosen)
         body = "\n\n".join(
             [
-                GREETING.format(name=request.requester_name or "there"),
-                OPENING.format(topic=request.category_name.lower() or "your request"),
+                greeting(request.requester_name),
+                OPENING.format(topic=topic_for(request.category_name)),
                 " ".join(sentence for *_, sentence in chosen),
                 CLOSING,
             ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import phonenumbers
 import re2
 
 from integrations.llm.local import content_words, split_sentences
 from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Retrieval, Verdict
 from triage.pipeline.money import money_signals
+from triage.pipeline.promises import money_promises
 
 SCHEMA = "schema"
 RETRIEVAL = "retrieval"
@@ -21,8 +23,9 @@ CONFIDENCE = "confidence"
 MONEY = "money"
 GROUNDEDNESS = "groundedness"
 PERSONAL_DATA = "personal_data"
+MONEY_PROMISE = "money_promise"
 CATEGORY_POLICY = "category_policy"
-ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA, CATEGORY_POLICY)
+ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA, MONEY_PROMISE, CATEGORY_POLICY)
 
 
 def _verdict(gate: str, step: str, passed: bool, reason: str, **details: object) -> Verdict:
@@ -100,7 +103,9 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
     """Every sentence of the draft can be traced to a passage the draft cites.
 
     A sentence is traced when at least `min_overlap` of its content words appear in one cited
-    passage. The template's own greeting and closing (`boilerplate`) are ours and exempt.
+    passage. The template's own lines (`boilerplate`, filled in: the greeting with the safe name
+    only) are ours and exempt when they match exactly; a greeting that says anything else is
+    checked like every other sentence.
     """
     passages = {p.chunk_id: p for p in retrieval.passages}
     unknown = [c for c in draft.citations if c not in passages]
@@ -108,11 +113,11 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
         return _verdict(GROUNDEDNESS, "draft", False,
                         f"The draft cites passages that were not retrieved: {unknown}.", unknown=unknown)
     cited = [content_words(passages[c].text) for c in draft.citations]
-    templates = [_template_regex(b) for b in boilerplate]
+    ours = {line.strip() for line in boilerplate}
     untraced = []
     checked = 0
     for sentence in split_sentences(draft.body):
-        if any(t.fullmatch(sentence) for t in templates):
+        if sentence in ours:
             continue
         words = content_words(sentence)
         if not words:
@@ -130,9 +135,24 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
     return _verdict(GROUNDEDNESS, "draft", True, f"All {checked} sentences trace to cited passages.")
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{[a-z_]+\}", template)
-    return re.compile(".{1,120}".join(re.escape(p) for p in parts), re.DOTALL)
+def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str = "draft") -> Verdict:
+    """The reply does not tell the customer that money has moved or will move.
+
+    Such a reply may only go out from a person allowed to move money, on a decision that moves it,
+    so the chain never sends one itself. Its own gate name (not `money`): the ticket may not move
+    money at all, and an agent without that permission may still take the promise out and send it. Sentences quoted word for word from the knowledge base
+    (`policy_text`) are the company's published policy, not a promise, and pass. Always on: there
+    is no switch for it, because the reply is what the customer acts on.
+    """
+    promises = money_promises(reply, policy_text=policy_text)
+    if promises:
+        quoted = "; ".join(f"\u201c{p.sentence[:160]}\u201d" for p in promises[:3])
+        amounts = sorted({a for p in promises for a in p.amounts})
+        return _verdict(MONEY_PROMISE, step, False,
+                        f"The reply tells the customer money has moved or will move: {quoted}.",
+                        sentences=[p.sentence for p in promises], phrases=[p.phrase for p in promises],
+                        amounts=amounts)
+    return _verdict(MONEY_PROMISE, step, True, "The reply promises no refund, credit or payment.")
 
 
 CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -149,6 +169,19 @@ STREET_ADDRESS = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|"
     r"Way|Place|Pl|Terrace|Close|Crescent)\b\.?"
 )
+
+
+# Numbers written without a country code are read as North American ones (the demo shop's); a number
+# with "+" and a country code is found whatever the region.
+PHONE_REGION = "US"
+
+
+def find_phone_numbers(text: str) -> list[str]:
+    """Valid phone numbers in `text`, as E.164, by Google's libphonenumber rules (not a digit-run guess)."""
+    return [
+        phonenumbers.format_number(m.number, phonenumbers.PhoneNumberFormat.E164)
+        for m in phonenumbers.PhoneNumberMatcher(text, PHONE_REGION, leniency=phonenumbers.Leniency.VALID)
+    ]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -173,23 +206,35 @@ def find_card_numbers(text: str) -> list[str]:
 
 
 def gate_personal_data(*, draft: Draft, retrieval: Retrieval, requester: str, allowed_emails: Iterable[str] = ()) -> Verdict:
-    """The draft exposes no card number and no one else's e-mail or postal address.
+    """The draft exposes no card number and no one else's e-mail, phone number or postal address.
 
-    Addresses that appear in the cited knowledge-base passages (the company's own) are allowed.
+    Contact details that appear in the cited knowledge-base passages (the company's own) are allowed.
     """
+    return gate_reply_personal_data(reply=draft.body, policy_text=[p.text for p in retrieval.passages],
+                                    requester=requester, allowed_emails=allowed_emails)
+
+
+def gate_reply_personal_data(*, reply: str, policy_text: Iterable[str], requester: str,
+                             allowed_emails: Iterable[str] = (), step: str = "draft") -> Verdict:
+    """Any reply about to be sent (drafted or written by a person) exposes no card number and no one
+    else's e-mail, phone number or postal address; those in `policy_text` (the knowledge base) are the company's."""
     problems = []
-    cards = find_card_numbers(draft.body)
+    cards = find_card_numbers(reply)
     if cards:
         problems.append(f"card number(s) ending {', '.join(cards)}")
     allowed = {e.lower() for e in allowed_emails} | ({requester.lower()} if requester else set())
-    kb_text = " ".join(p.text for p in retrieval.passages)
+    kb_text = " ".join(policy_text)
     allowed |= {e.lower() for e in find_emails(kb_text)}
-    emails = sorted({e for e in find_emails(draft.body) if e.lower() not in allowed})
+    emails = sorted({e for e in find_emails(reply) if e.lower() not in allowed})
     if emails:
         problems.append(f"e-mail address(es) of someone else: {', '.join(emails)}")
-    addresses = [a for a in STREET_ADDRESS.findall(draft.body) if a not in kb_text]
+    phones = sorted(set(find_phone_numbers(reply)) - set(find_phone_numbers(kb_text)))
+    if phones:
+        problems.append(f"phone number(s) not from the knowledge base: {', '.join(phones)}")
+    addresses = [a for a in STREET_ADDRESS.findall(reply) if a not in kb_text]
     if addresses:
         problems.append(f"postal address(es) not from the knowledge base: {', '.join(addresses)}")
+    what = "draft" if step == "draft" else "reply"
     if problems:
-        return _verdict(PERSONAL_DATA, "draft", False, "The draft contains personal data: " + "; ".join(problems) + ".")
-    return _verdict(PERSONAL_DATA, "draft", True, "No card numbers or other people's contact details in the draft.")
+        return _verdict(PERSONAL_DATA, step, False, f"The {what} contains personal data: " + "; ".join(problems) + ".")
+    return _verdict(PERSONAL_DATA, step, True, f"No card numbers, phone numbers or other people's contact details in the {what}.")

@@ -179,7 +179,10 @@ class Router:
                 continue
             why = "; ".join(skipped + ["fallback provider" if self._fallbacks.get("draft") else f"draft provider {name}"])
             provider = self._provider(name)
-            boilerplate = tuple(getattr(provider, "boilerplate", ()))
+            # The drafter's own template lines for this request (greeting with the safe name, closing): the
+            # groundedness gate exempts exactly these, nothing shaped like them.
+            boilerplate_for = getattr(provider, "boilerplate_for", None)
+            boilerplate = tuple(boilerplate_for(request)) if boilerplate_for else ()
             if not _hosted(provider):
                 reply = provider.draft(request)
                 return DraftAnswer(_draft_from(reply), reply, why, boilerplate)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.html import linebreaks
+
 from integrations.helpdesks.base import (
     IncomingTicket, PayloadError, epoch_seconds, html_to_text, matches_base64, optional, require, requester_email,
     tag_list, text_id, text_of,
@@ -74,8 +76,13 @@ class Client(HelpdeskClient):
         answer = self.http.send("GET", f"/conversations/{quote(ticket_id)}/messages")
         return [m.get("text") or m.get("body") or "" for m in answer.get("_results") or [] if not m.get("is_inbound")]
 
+    def reply_posted(self, *, ticket_id: str, body: str) -> bool:
+        # Compared as posted (escaped HTML), so a reply that contains "<" is still recognised.
+        return super().reply_posted(ticket_id=ticket_id, body=linebreaks(body, autoescape=True))
+
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        payload: dict[str, Any] = {"body": body}
+        # Front renders a message body as HTML: the reply is text, so it is escaped, its lines kept.
+        payload: dict[str, Any] = {"body": linebreaks(body, autoescape=True)}
         if self.api_user:
             payload["author_id"] = self.api_user
         return self.http.send("POST", f"/conversations/{quote(ticket_id)}/messages", body=payload,

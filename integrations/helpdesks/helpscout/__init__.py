@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.html import linebreaks
+
 from integrations.helpdesks.base import (
     IncomingTicket, PayloadError, html_to_text, matches_base64, optional, require, requester_email, tag_list, text_id,
     text_of,
@@ -58,8 +60,13 @@ class Client(HelpdeskClient):
         threads = (answer.get("_embedded") or {}).get("threads") or []
         return [t.get("body") or "" for t in threads if t.get("type") == "reply"]
 
+    def reply_posted(self, *, ticket_id: str, body: str) -> bool:
+        # Compared as posted (escaped HTML), so a reply that contains "<" is still recognised.
+        return super().reply_posted(ticket_id=ticket_id, body=linebreaks(body, autoescape=True))
+
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        payload: dict[str, Any] = {"text": body}
+        # Help Scout stores and e-mails a thread's text as HTML: the reply is text, so it is escaped, its lines kept.
+        payload: dict[str, Any] = {"text": linebreaks(body, autoescape=True)}
         if requester:
             payload["customer"] = {"email": requester}
         return self.http.send("POST", f"/v2/conversations/{quote(ticket_id)}/reply", body=payload,

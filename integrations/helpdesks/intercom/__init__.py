@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.html import linebreaks
+
 from integrations.helpdesks.base import (
     IncomingTicket, PayloadError, html_to_text, matches_hex, optional, require, requester_email, tag_list, text_id,
     text_of,
@@ -57,9 +59,15 @@ class Client(HelpdeskClient):
         parts = (answer.get("conversation_parts") or {}).get("conversation_parts") or []
         return [p.get("body") or "" for p in parts if p.get("part_type") == "comment" and (p.get("author") or {}).get("type") == "admin"]
 
+    def reply_posted(self, *, ticket_id: str, body: str) -> bool:
+        # Compared as posted (escaped HTML), so a reply that contains "<" is still recognised.
+        return super().reply_posted(ticket_id=ticket_id, body=linebreaks(body, autoescape=True))
+
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
         return self.http.send("POST", f"/conversations/{quote(ticket_id)}/reply",
-                              body={"message_type": "comment", "type": "admin", "admin_id": self.api_user, "body": body},
+                              # Intercom renders a reply body as HTML: the reply is text, so it is escaped, its lines kept.
+                              body={"message_type": "comment", "type": "admin", "admin_id": self.api_user,
+                                    "body": linebreaks(body, autoescape=True)},
                               idempotency_key=key, before_retry=before_retry)
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:

@@ -174,3 +174,43 @@ def test_webhook_to_decision_to_helpdesk_end_to_end(helpdesk_source, stub_helpde
     assert run.status == PipelineRun.Status.COMPLETED, (run.status, run.error)
     assert len(stub.replies["5158"]) == sent.count() == 1
     assert stub.reply_posts == 1
+
+
+HOSTILE_REPLY = 'Hi there,\n\n<img src=x onerror="alert(1)"> & <a href="https://evil.example.com">confirm your card</a>\nThanks'
+# Vendors whose reply field is rendered as HTML get escaped text with its line breaks as markup; the others
+# take plain text (Zendesk `comment.body`, Zammad `content_type: text/plain`, Chatwoot `content`).
+HTML_REPLY = {
+    "front": '<p>Hi there,</p>\n\n<p>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;'
+             'https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks</p>',
+    "freshdesk": 'Hi there,<br><br>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;'
+                 'https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks',
+}
+HTML_REPLY["intercom"] = HTML_REPLY["helpscout"] = HTML_REPLY["front"]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_reply_reaches_each_helpdesk_escaped_where_it_renders_html(vendor, connected):
+    # given
+    stub, run = connected(vendor)
+
+    # when
+    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=HOSTILE_REPLY)
+
+    # then: exactly the body the vendor needs, no live markup where it renders HTML
+    assert actions[0].status == Action.Status.DONE, actions[0].error
+    assert stub.replies[REMOTE_IDS[vendor]] == [HTML_REPLY.get(vendor, HOSTILE_REPLY)]
+
+
+@pytest.mark.parametrize("vendor", ["front", "intercom", "helpscout"])
+def test_an_escaped_reply_answered_too_late_is_recognised_as_posted(vendor, connected, _fast_writeback):
+    # given: the helpdesk stores the reply but answers after the timeout
+    stub, run = connected(vendor)
+    stub.faults = [("slow", 1.0)]
+
+    # when
+    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=HOSTILE_REPLY)
+
+    # then: found as already posted (compared as escaped HTML), not posted twice
+    assert actions[0].status == Action.Status.DONE, actions[0].error
+    assert actions[0].result["reply"] == "already posted"
+    assert stub.replies[REMOTE_IDS[vendor]] == [HTML_REPLY[vendor]]

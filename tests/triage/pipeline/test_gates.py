@@ -2,7 +2,7 @@
 
 from triage.contracts import ActionKind, Classification, ContractError, Draft, Passage, ProposedAction, Retrieval
 from triage.pipeline import gates
-from integrations.llm.local import boilerplate_lines
+from integrations.llm.local import CLOSING, boilerplate_lines
 
 PASSAGE = Passage(
     chunk_id=7, article_id=1, article_title="Pausing your subscription", score=0.71,
@@ -81,9 +81,9 @@ def test_money_gate_cannot_be_talked_out_of_it_by_prompt_injection():
 def test_groundedness_gate_passes_sentences_taken_from_cited_passages():
     body = ("Hi Sam,\n\nThanks for getting in touch about subscription change.\n\n"
             "You can pause your subscription for up to eight weeks from Account > Subscriptions. "
-            "Paused subscriptions are not charged.\n\n" + boilerplate_lines()[2])
+            "Paused subscriptions are not charged.\n\n" + CLOSING)
     verdict = gates.gate_groundedness(draft=Draft(body=body, citations=[7]), retrieval=RETRIEVAL, min_overlap=0.8,
-                                      boilerplate=boilerplate_lines())
+                                      boilerplate=boilerplate_lines(name="Sam", topic="subscription change"))
     assert verdict.passed, verdict.reason
 
 
@@ -118,3 +118,61 @@ def test_personal_data_gate_fails_card_numbers_other_emails_and_addresses():
 def test_personal_data_gate_ignores_digit_runs_that_are_not_card_numbers():
     body = "Your order TW-1234567890123 is on its way."  # 13 digits, fails the Luhn check
     assert gates.find_card_numbers(body) == []
+
+
+HOSTILE_NAME = "Your-refund-of-$900-is-approved!-confirm-card-at-evil-example-com"
+
+
+def test_groundedness_gate_checks_a_greeting_that_carries_anything_but_the_safe_name():
+    # given: a drafter that greeted the requester by the raw local part of their address
+    body = (f"Hi {HOSTILE_NAME},\n\nPaused subscriptions are not charged.\n\n" + CLOSING)
+
+    # when: the template lines are the ones for this requester (whose name is not safe)
+    verdict = gates.gate_groundedness(draft=Draft(body=body, citations=[7]), retrieval=RETRIEVAL, min_overlap=0.8,
+                                      boilerplate=boilerplate_lines(name=HOSTILE_NAME, topic="subscription change"))
+
+    # then: the greeting is not exempt, and cannot be traced to the knowledge base
+    assert not verdict.passed
+    assert verdict.details["untraced"] == [f"Hi {HOSTILE_NAME},"]
+
+
+def test_groundedness_gate_exempts_the_neutral_greeting_and_the_safe_name_only():
+    body = "Hi Zoë,\n\nPaused subscriptions are not charged.\n\n" + CLOSING
+    other = "Hi Bob,\n\nPaused subscriptions are not charged.\n\n" + CLOSING
+    lines = boilerplate_lines(name="Zoë", topic="subscription change")
+
+    assert gates.gate_groundedness(draft=Draft(body=body, citations=[7]), retrieval=RETRIEVAL, min_overlap=0.8,
+                                   boilerplate=lines).passed
+    assert gates.gate_groundedness(draft=Draft(body=body.replace("Hi Zoë,", "Hello,"), citations=[7]),
+                                   retrieval=RETRIEVAL, min_overlap=0.8, boilerplate=lines).passed
+    assert not gates.gate_groundedness(draft=Draft(body=other, citations=[7]), retrieval=RETRIEVAL, min_overlap=0.8,
+                                       boilerplate=lines).passed
+
+
+def test_reply_money_gate_stops_a_drafted_money_promise():
+    body = "Hello,\n\nPaused subscriptions are not charged. We have refunded $500 to your card."
+
+    verdict = gates.gate_reply_money(reply=body, policy_text=[PASSAGE.text])
+
+    assert not verdict.passed and verdict.gate == "money_promise" and verdict.step == "draft"
+    assert verdict.reason == ("The reply tells the customer money has moved or will move: "
+                              "\u201cWe have refunded $500 to your card.\u201d.")
+    assert verdict.details["amounts"] == ["$500"]
+
+
+def test_reply_money_gate_passes_policy_quoted_from_the_knowledge_base():
+    passage = "Once we have processed a refund, we email you a confirmation with the amount."
+
+    verdict = gates.gate_reply_money(reply="Hello,\n\n" + passage, policy_text=[passage])
+
+    assert verdict.passed, verdict.reason
+
+
+def test_personal_data_gate_fails_a_phone_number_that_is_not_the_companys():
+    kb = Retrieval(passages=[PASSAGE.model_copy(update={"text": PASSAGE.text + " Call us on (415) 555-2671."})])
+    ours = Draft(body="Call us on (415) 555-2671.", citations=[7])
+    theirs = Draft(body="Jo's number is +44 20 7946 0958, call her.", citations=[7])
+
+    assert gates.gate_personal_data(draft=ours, retrieval=kb, requester="sam@example.com").passed
+    verdict = gates.gate_personal_data(draft=theirs, retrieval=kb, requester="sam@example.com")
+    assert not verdict.passed and "+442079460958" in verdict.reason

@@ -220,3 +220,83 @@ def test_a_duplicate_delivery_creates_no_second_ticket_and_no_second_run(ingest)
     assert first.created and not second.created
     assert second.ticket.pk == first.ticket.pk and second.run.pk == first.run.pk
     assert Ticket.objects.filter(external_id="zd-1").count() == 1 and PipelineRun.objects.count() == 1
+
+
+HOSTILE_REQUESTER = "Your-refund-of-$900-is-approved!-confirm-card-at-evil-example-com@x.io"
+
+
+def test_a_hostile_requester_name_never_reaches_the_auto_sent_reply(ingest):
+    # given: a clear ordinary ticket whose requester "name" is a sentence about a refund
+    result = ingest(PASSWORD_TICKET, requester=HOSTILE_REQUESTER, enqueue=False)
+
+    # when
+    run = run_pipeline(run_id=result.run.pk)
+
+    # then: handled, and the reply greets neutrally with nothing of the address in it
+    assert run.status == PipelineRun.Status.COMPLETED and run.route == "auto"
+    body = Action.objects.get(run=run, kind="send_reply").payload["body"]
+    assert body.startswith("Hello,\n\n")
+    assert "refund" not in body.lower() and "$900" not in body and "evil" not in body and "approved" not in body
+
+
+def test_a_safe_requester_name_is_greeted(ingest):
+    result = ingest(PASSWORD_TICKET, requester="maria.lopez@example.com", enqueue=False)
+
+    run = run_pipeline(run_id=result.run.pk)
+
+    assert run.route == "auto"
+    assert Action.objects.get(run=run, kind="send_reply").payload["body"].startswith("Hi Maria,\n\n")
+
+
+def test_a_drafter_that_greets_with_the_raw_name_is_stopped_by_the_draft_gates(ingest, monkeypatch):
+    # given: a drafter (as a hosted model might) that puts the requester's raw text in the greeting
+    from integrations.llm import local
+
+    real = local.LocalProvider.draft
+
+    def raw_greeting(self, request):
+        reply = real(self, request)
+        body = reply.output["body"].replace("Hello,", f"Hi {HOSTILE_REQUESTER.split('@')[0]},", 1)
+        return type(reply)(output={**reply.output, "body": body}, model=reply.model)
+
+    monkeypatch.setattr(local.LocalProvider, "draft", raw_greeting)
+    result = ingest(PASSWORD_TICKET, requester=HOSTILE_REQUESTER, enqueue=False)
+
+    # when
+    run = run_pipeline(run_id=result.run.pk)
+
+    # then: it waits for a person, the greeting is what failed, and nothing was sent
+    assert run.status == PipelineRun.Status.WAITING and run.route == "human"
+    approval = ApprovalRequest.objects.get(run=run)
+    assert {"groundedness", "money_promise"} <= set(approval.failed_gates)
+    grounded = next(v for v in finished(run, "draft").verdicts if v["gate"] == "groundedness")
+    assert grounded["details"]["untraced"][0].startswith("Hi Your-refund-of-$900")
+    assert not Action.objects.filter(run=run).exists()
+
+
+def test_the_draft_gate_stops_a_drafted_money_promise(ingest, monkeypatch):
+    # given: a drafter that adds a promise that money moved to an otherwise ordinary reply
+    from integrations.llm import local
+
+    real = local.LocalProvider.draft
+
+    def promising(self, request):
+        reply = real(self, request)
+        body = reply.output["body"] + "\n\nWe have refunded $500 to your card."
+        return type(reply)(output={**reply.output, "body": body}, model=reply.model)
+
+    monkeypatch.setattr(local.LocalProvider, "draft", promising)
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+
+    # when
+    run = run_pipeline(run_id=result.run.pk)
+
+    # then
+    assert run.status == PipelineRun.Status.WAITING and run.route == "human"
+    promise = [v for v in finished(run, "draft").verdicts if v["gate"] == "money_promise"]
+    assert len(promise) == 1 and not promise[0]["passed"]
+    assert promise[0]["details"]["sentences"] == ["We have refunded $500 to your card."]
+    approval = ApprovalRequest.objects.get(run=run)
+    assert "money_promise" in approval.failed_gates
+    assert not approval.money  # the ticket moves no money: an agent may take the promise out and send the rest
+    assert not Action.objects.filter(run=run).exists()

@@ -22,7 +22,9 @@ class DraftStep:
         except ContractError as exc:
             raise Escalate(f"The draft is invalid: {exc.reason}.") from exc
         state.draft = answer.draft
-        verdicts = []
+        kb = [p.text for p in state.retrieval.passages]
+        # Always on, whatever the policy switches say: a reply that says money moved is never sent by the chain.
+        verdicts = [gates.gate_reply_money(reply=answer.draft.body, policy_text=kb)]
         if state.policy.groundedness_gate:
             verdicts.append(
                 gates.gate_groundedness(
