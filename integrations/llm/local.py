@@ -6,52 +6,26 @@ sentences: the ones that share the most content words with the ticket, from the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from integrations.llm.base import ClassifyRequest, DraftRequest, ProviderError, ProviderReply
-
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having
-    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too under until up very
-    was we were what when where which while who whom why will with would you your yours yourself yourselves
-    hi hello thanks thank please can't won't don't i'm i've it's get got""".split()
-)
+from integrations.llm.text import content_words, split_sentences
 
 GREETING = "Hi {name},"
 OPENING = "Thanks for getting in touch about {topic}."
 CLOSING = "If this does not answer your question, reply to this message and a member of our team will help."
 
 
-def content_words(text: str) -> set[str]:
-    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a passage, with Markdown list markers and headings stripped."""
-    out = []
-    for line in text.splitlines():
-        line = re.sub(r"^\s*(?:#+|[-*+]|\d+[.)])\s+", "", line).strip()
-        if not line:
-            continue
-        out.extend(s.strip() for s in SENTENCE_SPLIT.split(line) if s.strip())
-    return out
-
-
 def boilerplate_lines() -> tuple[str, ...]:
     """Template text the drafter adds around the passages; the groundedness gate knows it."""
-    return (GREETING, OPENING, CLOSING)
+    return LocalProvider.boilerplate
 
 
 class LocalProvider:
     """Offline provider: drafts extractively. Classification is the trained local classifier's job."""
 
     name = "local"
+    boilerplate = (GREETING, OPENING, CLOSING)
     max_sentences = 4
     max_passages = 3
 

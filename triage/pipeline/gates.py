@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from integrations.llm.local import content_words, split_sentences
+from integrations.llm.text import content_words, split_sentences
 from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Retrieval, Verdict
 from triage.pipeline.money import money_signals
 

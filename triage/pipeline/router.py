@@ -25,15 +25,35 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from integrations.llm.base import CategoryOption, ClassifyRequest, DraftRequest, PassageText, ProviderError, ProviderReply, ReasoningProvider, Usage
-from integrations.llm.breaker import CircuitBreaker, breaker_for
-from triage.contracts import Classification, ContractError, Draft, Priority, parse_contract
+from integrations.llm.base import (
+    CategoryOption,
+    ClassifyRequest,
+    DraftRequest,
+    PassageText,
+    ProviderError,
+    ProviderReply,
+    ReasoningProvider,
+    Repair,
+    Usage,
+)
+from integrations.llm.breaker import ProviderBreaker, breaker_for
+from triage.contracts import (
+    Classification,
+    ContractError,
+    Draft,
+    Priority,
+    classification_answer_schema,
+    draft_answer_schema,
+    parse_contract,
+)
+from triage.classifier import IntentClassifier
+from triage.models import PipelineRun, TrainedClassifier
 from triage.pipeline import steps
+from triage.selectors import classifier_latest
+from triage.spend import call_cost, provider_settings_current, spend_status
 
 if TYPE_CHECKING:
-    from triage.classifier import IntentClassifier
-    from triage.models import PipelineRun
-    from triage.pipeline.runner import RunState
+    from triage.pipeline.runner import RunState  # the runner imports this module
 
 OVERLOADED_STATUS = frozenset({503, 529})
 _classifier_cache: dict[int, IntentClassifier] = {}
@@ -49,11 +69,17 @@ def provider_get(name: str) -> ReasoningProvider:
     return import_string(path)()
 
 
+def boilerplate_lines() -> tuple[str, ...]:
+    """Template lines the configured providers write around the passages' sentences (each provider's
+    `boilerplate`), which the groundedness gate exempts. Read from the classes: nothing is built."""
+    lines: dict[str, None] = {}
+    for path in settings.TRIAGE_PROVIDERS.values():
+        lines.update(dict.fromkeys(getattr(import_string(path), "boilerplate", ())))
+    return tuple(lines)
+
+
 def classifier_load(pk: int) -> IntentClassifier:
     """The trained classifier row `pk`, unpickled once per process."""
-    from triage.classifier import IntentClassifier
-    from triage.models import TrainedClassifier
-
     with _cache_lock:
         if pk not in _classifier_cache:
             blob = TrainedClassifier.objects.values_list("blob", flat=True).get(pk=pk)
@@ -87,11 +113,7 @@ class Router:
 
     @classmethod
     def for_run(cls, run: PipelineRun) -> Router:
-        from triage.selectors import classifier_latest
-
         latest = classifier_latest()
-        from triage.spend import provider_settings_current
-
         cascade = list(getattr(settings, "TRIAGE_CLASSIFY_CASCADE", []))
         drafters = list(getattr(settings, "TRIAGE_DRAFT_PROVIDERS", ["local"]))
         models = {step: list(names) for step, names in getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {}).items()}
@@ -174,11 +196,12 @@ class Router:
                     category=state.category, retrieval=state.retrieval, requester_name=first,
                 )
             category = state.category
+            passages = tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state.retrieval.passages)
             request = DraftRequest(
                 ticket_text=state.text, category=state.classification.category,
                 category_name=(category.name or category.label.replace("_", " ")) if category else state.classification.category,
-                passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state.retrieval.passages),
-                requester_name=first,
+                passages=passages, requester_name=first,
+                output_schema=draft_answer_schema(chunk_ids=[p.chunk_id for p in passages]),
             )
             return self._ask_hosted(
                 step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw),
@@ -193,7 +216,7 @@ class Router:
             self._providers[name] = provider_get(name)
         return self._providers[name]
 
-    def _breaker(self, name: str) -> CircuitBreaker:
+    def _breaker(self, name: str) -> ProviderBreaker:
         return breaker_for(name, failures=int(getattr(settings, "TRIAGE_BREAKER_FAILURES", 5)),
                            cooldown=float(getattr(settings, "TRIAGE_BREAKER_COOLDOWN", 30.0)))
 
@@ -204,8 +227,6 @@ class Router:
             return None
         if not self.hosted_enabled:
             return f"{name} is switched off in provider settings"
-        from triage.spend import spend_status
-
         spend = spend_status()
         if spend.reached:
             return f"daily spending cap reached (${spend.spent_today:.4f} of ${spend.cap:.2f}): {name} skipped"
@@ -241,6 +262,7 @@ class Router:
             categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
             passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score)
                            for p in (state.retrieval.passages if state.retrieval else [])),
+            output_schema=classification_answer_schema(labels=state.categories),
         )
         return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
                                 parse=lambda reply: _classification_from(reply, state=state))
@@ -250,8 +272,6 @@ class Router:
 
         Errors carry `model`, `why` and `charged` (what was paid for before the failure) for the StepRun.
         """
-        from integrations.llm.anthropic import Repair
-
         provider = self._provider(name)
         breaker = self._breaker(name)
         model, note = self._model_for(step, provider)
@@ -304,8 +324,6 @@ def _hosted(provider: ReasoningProvider) -> bool:
 def _priced(reply: ProviderReply) -> ProviderReply:
     if reply.cost:
         return reply
-    from triage.spend import call_cost
-
     return dataclasses.replace(reply, cost=call_cost(model=reply.model, usage=reply.usage))
 
 

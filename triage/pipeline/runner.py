@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,11 +29,11 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from integrations.llm.base import ProviderError, ProviderReply
-from integrations.llm.local import boilerplate_lines
+from integrations.llm.retry import wait_seconds
 from triage.contracts import Classification, ContractError, Draft, Retrieval, Verdict
 from triage.models import Category, GatePolicy, PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import gates, steps
-from triage.pipeline.router import Router
+from triage.pipeline.router import Router, boilerplate_lines
 
 logger = logging.getLogger(__name__)
 
@@ -367,11 +366,8 @@ def _charge(step_run: StepRun, exc: BaseException) -> None:
 
 
 def _backoff(policy: StepPolicy, attempt: int, error: BaseException) -> None:
-    delay = policy.backoff_seconds * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        delay = max(delay, float(retry_after))
-    time.sleep(min(delay, 60.0) * settings.TRIAGE_BACKOFF_SCALE)
+    # Exponential with jitter, never sooner than a `retry_after` the error carries (429s), at most a minute.
+    time.sleep(wait_seconds(attempt=attempt, error=error, base=policy.backoff_seconds) * settings.TRIAGE_BACKOFF_SCALE)
 
 
 def _run_step(state: RunState, step: str, policy: StepPolicy) -> None:

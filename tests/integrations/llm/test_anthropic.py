@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time as real_time
 import types
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -206,7 +207,7 @@ def test_the_circuit_breaker_skips_a_failing_provider_then_probes_it_after_the_c
     trail = second.steps.get(step="classify").output["routing"]
     assert trail[-1]["skipped"] and "circuit breaker open" in trail[-1]["why"]
 
-    breaker_for("anthropic", failures=2, cooldown=60.0).opened_at -= 61  # the cool-down is over:
+    breaker_for("anthropic", failures=2, cooldown=60.0).storage.opened_at -= timedelta(seconds=61)  # cool-down over:
     # one probe goes through, succeeds, and closes the breaker; the next run calls as usual.
     third = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
     fourth = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
