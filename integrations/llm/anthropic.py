@@ -3,16 +3,17 @@
 The answer is requested as a forced tool call whose `input_schema` is the request's
 `output_schema`: the JSON schema the triage domain derives from the contract it validates the
 answer against (with the live category labels, or the given chunk ids, as enums), so the model
-fills a form instead of writing prose, and the form cannot drift from the contract. The ticket is passed as data
-inside <ticket> tags; nothing it says can change the gates, which are code that runs afterwards.
+fills a form instead of writing prose, and the form cannot drift from the contract. The ticket
+is passed as data inside <ticket> tags; nothing it says can change the gates, which are code that
+runs afterwards.
 
 The stable system prompt and the knowledge-base passages are marked `cache_control: ephemeral`,
 so repeated calls read them from the prompt cache.
 
 The SDK's own retries are off (`max_retries=0`): the runner retries, one `StepRun` per attempt,
-and the router falls back to the next model (see `integrations.llm.retry`). Every SDK error
-becomes a `ProviderError` saying whether trying again can help, with the HTTP status and
-`retry-after` when there is one.
+after the wait `integrations.llm.retry` gives, and the router falls back to the next model. Every
+SDK error becomes a `ProviderError` saying whether trying again can help, with the HTTP status
+and `retry-after` when there is one.
 """
 
 from __future__ import annotations

@@ -11,14 +11,17 @@ answers 529/503 overloaded is passed over for the rest of the run, so the runner
 goes to the next model. A hosted provider is skipped, and the trail says why, when it is switched
 off, when today's spend has reached the daily cap, or when its circuit breaker is open. Output
 that breaks its contract gets one repair call (the validation error is sent back); a second
-failure goes to a person. Every reply is priced (`triage.spend`), and what an attempt paid for is
-attached to the error when it fails, so the StepRun of a failed attempt records it too.
+failure goes to a person. What a hosted model is asked to fill in is the JSON schema of the very
+contract its answer is validated against (`triage.contracts`), so the two cannot drift. Every
+reply is priced (`triage.spend`), and what an attempt paid for is attached to the error when it
+fails, so the StepRun of a failed attempt records it too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,7 @@ from integrations.llm.base import (
     Usage,
 )
 from integrations.llm.breaker import ProviderBreaker, breaker_for
+from triage.classifier import IntentClassifier
 from triage.contracts import (
     Classification,
     ContractError,
@@ -46,7 +50,6 @@ from triage.contracts import (
     draft_answer_schema,
     parse_contract,
 )
-from triage.classifier import IntentClassifier
 from triage.models import PipelineRun, TrainedClassifier
 from triage.pipeline import steps
 from triage.selectors import classifier_latest
@@ -262,12 +265,13 @@ class Router:
             categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
             passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score)
                            for p in (state.retrieval.passages if state.retrieval else [])),
-            output_schema=classification_answer_schema(labels=state.categories),
+            output_schema=classification_answer_schema(labels=list(state.categories)),
         )
         return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
                                 parse=lambda reply: _classification_from(reply, state=state))
 
-    def _ask_hosted(self, *, step: str, name: str, why: str, call: Any, parse: Any) -> tuple[Any, ProviderReply, str]:
+    def _ask_hosted(self, *, step: str, name: str, why: str, call: Callable[..., ProviderReply],
+                    parse: Callable[[ProviderReply], Any]) -> tuple[Any, ProviderReply, str]:
         """One hosted call (plus one repair call when its output breaks the contract), priced.
 
         Errors carry `model`, `why` and `charged` (what was paid for before the failure) for the StepRun.
