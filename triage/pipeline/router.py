@@ -23,7 +23,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -32,6 +32,7 @@ from integrations.llm.base import (
     CategoryOption,
     ClassifyRequest,
     DraftRequest,
+    HostedProvider,
     PassageText,
     ProviderError,
     ProviderReply,
@@ -321,7 +322,7 @@ class Router:
         return True
 
 
-def _hosted(provider: ReasoningProvider) -> bool:
+def _hosted(provider: ReasoningProvider) -> TypeGuard[HostedProvider]:
     return bool(getattr(provider, "supports_models", False))
 
 
