@@ -7,6 +7,7 @@ category that does not exist is a `ContractError`, never a new category.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -247,17 +248,21 @@ class ProposedAction(Contract):
         return self.kind in MONEY_ACTIONS or self.amount is not None
 
 
-class Classification(Contract):
-    """What the classify step hands on. Validation context `categories` is the set of known labels."""
+class ClassificationAnswer(Contract):
+    """The part of a classification a model answers; the tool schema Claude fills in is derived from it
+    (`classification_answer_schema`). Validation context `categories` is the set of known labels."""
 
-    category: str
-    confidence: float = Field(ge=0.0, le=1.0)
-    out_of_scope: bool = False
+    # Every field is in the tool schema's `required` list: a model answers all of them.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    category: str = Field(description="One label from the list.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability (0 to 1) that the category is right.")
+    out_of_scope: bool = Field(default=False, description="True exactly when category is out_of_scope.")
     priority: Priority = Priority.NORMAL
-    proposed_actions: list[ProposedAction] = Field(default_factory=list, max_length=10)
-    alternatives: list[tuple[str, float]] = Field(default_factory=list, max_length=5)
-    rationale: str = Field(default="", max_length=2000)
-    model: str = ""
+    alternatives: list[tuple[str, float]] = Field(
+        default_factory=list, max_length=5, description="Next most likely [category, probability] pairs."
+    )
+    rationale: str = Field(default="", max_length=2000, description="One sentence: why this category.")
 
     @field_validator("category")
     @classmethod
@@ -273,15 +278,49 @@ class Classification(Contract):
             raise ValueError("out_of_scope must be true exactly when category is 'out_of_scope'")
         return self
 
+
+class Classification(ClassificationAnswer):
+    """What the classify step hands on: the answer, plus what code decides (actions) and who answered."""
+
+    proposed_actions: list[ProposedAction] = Field(default_factory=list, max_length=10)
+    model: str = ""
+
     @property
     def moves_money(self) -> bool:
         return any(a.moves_money for a in self.proposed_actions)
 
 
-class Draft(Contract):
+class DraftAnswer(Contract):
+    """The part of a draft a model writes; the tool schema is derived from it (`draft_answer_schema`)."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     body: str = Field(min_length=1, max_length=20_000)
     citations: list[int] = Field(default_factory=list, description="Chunk ids the reply is built from.")
+
+
+class Draft(DraftAnswer):
     model: str = ""
+
+
+def classification_answer_schema(*, labels: Iterable[str]) -> dict[str, Any]:
+    """The JSON schema a model's classification must satisfy: `ClassificationAnswer`'s, with the live
+    labels (and `out_of_scope`) as the enum of the category and of each alternative's category."""
+    schema = ClassificationAnswer.model_json_schema(mode="serialization")
+    schema.pop("description", None)  # the docstring is for developers; the tool has its own description
+    enum = [*dict.fromkeys([*labels, OUT_OF_SCOPE])]
+    properties = schema["properties"]
+    properties["category"]["enum"] = enum
+    properties["alternatives"]["items"]["prefixItems"][0]["enum"] = enum
+    return schema
+
+
+def draft_answer_schema(*, chunk_ids: Iterable[int]) -> dict[str, Any]:
+    """The JSON schema a model's draft must satisfy: `DraftAnswer`'s, citing only the passages given."""
+    schema = DraftAnswer.model_json_schema(mode="serialization")
+    schema.pop("description", None)
+    schema["properties"]["citations"]["items"]["enum"] = list(dict.fromkeys(chunk_ids))
+    return schema
 
 
 class Verdict(Contract):

@@ -1,23 +1,26 @@
 """Claude as a reasoning provider, through the official `anthropic` SDK.
 
-The answer is requested as a forced tool call whose `input_schema` is the JSON schema of the
-contract the triage domain validates it against (category is an enum of the live labels plus
-`out_of_scope`), so the model fills a form instead of writing prose. The ticket is passed as data
-inside <ticket> tags; nothing it says can change the gates, which are code that runs afterwards.
+The answer is requested as a forced tool call whose `input_schema` is the request's
+`output_schema`: the JSON schema the triage domain derives from the contract it validates the
+answer against (with the live category labels, or the given chunk ids, as enums), so the model
+fills a form instead of writing prose, and the form cannot drift from the contract. The ticket
+is passed as data inside <ticket> tags; nothing it says can change the gates, which are code that
+runs afterwards.
 
 The stable system prompt and the knowledge-base passages are marked `cache_control: ephemeral`,
 so repeated calls read them from the prompt cache.
 
 The SDK's own retries are off (`max_retries=0`): the runner retries, one `StepRun` per attempt,
-and the router falls back to the next model. Every SDK error becomes a `ProviderError` saying
-whether trying again can help, with the HTTP status and `retry-after` when there is one.
+after the wait `integrations.llm.retry` gives, and the router falls back to the next model. Every
+SDK error becomes a `ProviderError` saying whether trying again can help, with the HTTP status
+and `retry-after` when there is one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -29,12 +32,13 @@ from integrations.llm.base import (
     PassageText,
     ProviderError,
     ProviderReply,
+    Repair,
     Usage,
 )
+from integrations.llm.retry import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
-OUT_OF_SCOPE = "out_of_scope"
 CLASSIFY_TOOL = "record_classification"
 DRAFT_TOOL = "write_reply"
 # 408 (request timeout), 409 (conflict), 429 (rate limit) and every 5xx, incl. 529 overloaded.
@@ -58,48 +62,11 @@ passages. Reuse the passages' own sentences where you can, cite the chunk id of 
 and do not invent policies, amounts, addresses or contact details. Keep it short and friendly."""
 
 
-@dataclass(frozen=True, slots=True)
-class Repair:
-    """A second chance for output that broke its contract: what was returned and why it was refused."""
-
-    previous_output: dict[str, Any]
-    error: str
-
-
-def classification_schema(request: ClassifyRequest) -> dict[str, Any]:
-    """The JSON schema of the Classification contract, with the live categories as an enum."""
-    labels = [c.label for c in request.categories] + [OUT_OF_SCOPE]
-    return {
-        "type": "object",
-        "properties": {
-            "category": {"type": "string", "enum": labels, "description": "One label from the list."},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "out_of_scope": {"type": "boolean", "description": "True exactly when category is out_of_scope."},
-            "priority": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
-            "alternatives": {
-                "type": "array", "maxItems": 3,
-                "items": {"type": "array", "prefixItems": [{"type": "string", "enum": labels}, {"type": "number"}],
-                          "minItems": 2, "maxItems": 2},
-                "description": "Next most likely [category, probability] pairs.",
-            },
-            "rationale": {"type": "string", "maxLength": 500, "description": "One sentence: why this category."},
-        },
-        "required": ["category", "confidence", "out_of_scope", "priority", "rationale"],
-        "additionalProperties": False,
-    }
-
-
-def draft_schema(request: DraftRequest) -> dict[str, Any]:
-    """The JSON schema of the Draft contract; citations may only name the passages given."""
-    return {
-        "type": "object",
-        "properties": {
-            "body": {"type": "string", "minLength": 1, "maxLength": 20000},
-            "citations": {"type": "array", "items": {"type": "integer", "enum": [p.chunk_id for p in request.passages]}},
-        },
-        "required": ["body", "citations"],
-        "additionalProperties": False,
-    }
+def _input_schema(schema: Mapping[str, Any] | None, *, step: str) -> dict[str, Any]:
+    if not schema:
+        # A programming error, not the model's: the domain builds every request it sends here.
+        raise ProviderError(f"the {step} request carries no output schema to ask Claude for", retryable=False)
+    return dict(schema)
 
 
 def _ticket_block(text: str) -> str:
@@ -136,20 +103,9 @@ def provider_error_from(exc: Exception, *, model: str) -> ProviderError:
         hint = "" if retryable else " (not retried: the request or the credentials need fixing)"
         return ProviderError(
             f"{model}: HTTP {status} {kind}: {message}{hint}", retryable=retryable, status=status,
-            retry_after=_retry_after(exc.response.headers) if retryable else None,
+            retry_after=retry_after_seconds(exc.response.headers) if retryable else None,
         )
     return ProviderError(f"{model}: {type(exc).__name__}: {exc}", retryable=False)
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue  # an HTTP date: fall back to our own backoff
-    return None
 
 
 class AnthropicProvider:
@@ -157,6 +113,7 @@ class AnthropicProvider:
 
     name = "anthropic"
     supports_models = True
+    boilerplate: tuple[str, ...] = ()
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
                  max_tokens: int | None = None, client: anthropic.Anthropic | None = None):
@@ -182,7 +139,7 @@ class AnthropicProvider:
             system.append({"type": "text", "text": _passages_block(request.passages), "cache_control": {"type": "ephemeral"}})
         user = "Classify this ticket by calling record_classification.\n" + _ticket_block(request.ticket_text)
         tool = {"name": CLASSIFY_TOOL, "description": "Record the ticket's category, confidence and priority.",
-                "input_schema": classification_schema(request)}
+                "input_schema": _input_schema(request.output_schema, step="classify")}
         return self._call(step="classify", model=model, system=system, user=user, tool=tool, repair=repair,
                           timeout=timeout)
 
@@ -197,7 +154,7 @@ class AnthropicProvider:
             f"{request.requester_name or 'the customer'}, by calling write_reply.\n" + _ticket_block(request.ticket_text)
         )
         tool = {"name": DRAFT_TOOL, "description": "The reply to send and the chunk ids it is built from.",
-                "input_schema": draft_schema(request)}
+                "input_schema": _input_schema(request.output_schema, step="draft")}
         return self._call(step="draft", model=model, system=system, user=user, tool=tool, repair=repair,
                           timeout=timeout)
 

@@ -1,11 +1,14 @@
 """The small protocol every reasoning provider speaks (local, Anthropic, ...).
 
 Providers take plain, immutable requests and hand back untrusted JSON plus usage; the triage
-domain parses that JSON with its own contracts. Nothing here imports the domain.
+domain parses that JSON with its own contracts. Nothing here imports the domain: a request carries
+the JSON schema of the contract its answer must satisfy (`output_schema`, built by the domain from
+that contract), so a hosted model is asked for exactly what will be validated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -57,6 +60,8 @@ class ClassifyRequest:
     ticket_text: str
     categories: tuple[CategoryOption, ...]
     passages: tuple[PassageText, ...] = ()
+    # The JSON schema of the classification a model must return (None: the provider does not ask a model).
+    output_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +71,36 @@ class DraftRequest:
     category_name: str
     passages: tuple[PassageText, ...]
     requester_name: str = ""
+    # The JSON schema of the draft a model must return (None: the provider does not ask a model).
+    output_schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """A second chance for output that broke its contract: what was returned and why it was refused."""
+
+    previous_output: dict[str, Any]
+    error: str
 
 
 class ReasoningProvider(Protocol):
     name: str
+    # Template lines the provider writes around the passages' own sentences (the groundedness gate exempts them).
+    boilerplate: tuple[str, ...]
 
     def classify(self, request: ClassifyRequest) -> ProviderReply: ...
 
     def draft(self, request: DraftRequest) -> ProviderReply: ...
+
+
+class HostedProvider(ReasoningProvider, Protocol):
+    """A provider that asks a hosted model: the caller picks the model, the timeout, and may ask for a repair."""
+
+    supports_models: bool
+    default_models: dict[str, list[str]]
+
+    def classify(self, request: ClassifyRequest, *, model: str | None = None, repair: Repair | None = None,
+                 timeout: float | None = None) -> ProviderReply: ...
+
+    def draft(self, request: DraftRequest, *, model: str | None = None, repair: Repair | None = None,
+              timeout: float | None = None) -> ProviderReply: ...

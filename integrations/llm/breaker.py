@@ -1,72 +1,101 @@
-"""A circuit breaker per hosted provider, so a provider that keeps failing is skipped, not hammered.
+"""A circuit breaker per hosted provider (pybreaker), so a provider that keeps failing is skipped, not hammered.
 
-State lives in the worker process (a dict under a lock), not in the database: each worker learns on
-its own within `failures` calls, and nothing has to be written on the hot path. Closed: calls go
-through. After `failures` consecutive failed calls: open, every call is refused for `cooldown`
-seconds. Then half-open: exactly one probe call goes through; its success closes the breaker, its
-failure opens it for another cool-down.
+State lives in the worker process (pybreaker's memory storage), not in the database: each worker
+learns on its own within `failures` calls, and nothing has to be written on the hot path. Closed:
+calls go through. After `failures` consecutive failed calls: open, every call is refused for
+`cooldown` seconds. Then half-open: exactly one probe call goes through; its success closes the
+breaker, its failure opens it for another cool-down.
+
+pybreaker's own `call()` holds the breaker's lock for the whole guarded call, which would make the
+in-process queue's worker threads wait for each other's Claude calls (up to the timeout each). So
+the network call is made outside it: `allow()` asks before the call (and hands out the one probe),
+and the call's outcome is then passed through `breaker.call()` with a function that returns or
+raises at once, so pybreaker does the counting, opening, half-opening and closing as usual.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+import pybreaker
 
 
-@dataclass
-class CircuitBreaker:
-    failures: int = 5
-    cooldown: float = 30.0
-    clock: object = field(default=time.monotonic, repr=False)
-    state: str = CLOSED
-    consecutive_failures: int = 0
-    opened_at: float = 0.0
-    _probe_out: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+class _CallFailed(Exception):
+    """Stands for a provider call that failed, when its outcome is passed through pybreaker."""
+
+
+def _succeeded() -> None:
+    return None
+
+
+def _failed() -> None:
+    raise _CallFailed
+
+
+class ProviderBreaker:
+    """One provider's breaker: ask `allow()` before a call, then report `record_success()` or `record_failure()`."""
+
+    def __init__(self, name: str, *, failures: int, cooldown: float):
+        self.storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        # throw_new_error_on_trip=False: the call that opens the breaker keeps its own error (caught below).
+        self.breaker = pybreaker.CircuitBreaker(fail_max=failures, reset_timeout=cooldown, name=name,
+                                                state_storage=self.storage, throw_new_error_on_trip=False)
+        self._gate = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        """'closed', 'open' or 'half-open' (pybreaker's names)."""
+        return self.breaker.current_state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.breaker.fail_counter
+
+    def configure(self, *, failures: int, cooldown: float) -> None:
+        self.breaker.fail_max = failures
+        self.breaker.reset_timeout = cooldown
 
     def allow(self) -> bool:
-        """May a call go out now? In half-open state only one caller gets True (the probe)."""
-        with self._lock:
-            if self.state == CLOSED:
+        """May a call go out now? Closed: yes. Open: no, until the cool-down is over; then the breaker
+        turns half-open and this caller's yes is the probe. Half-open: the probe is out, so no."""
+        with self._gate:
+            state = self.breaker.current_state
+            if state == pybreaker.STATE_CLOSED:
                 return True
-            if self.state == OPEN and self.clock() - self.opened_at >= self.cooldown:  # type: ignore[operator]
-                self.state = HALF_OPEN
-                self._probe_out = False
-            if self.state == HALF_OPEN and not self._probe_out:
-                self._probe_out = True
-                return True
-            return False
+            if state == pybreaker.STATE_HALF_OPEN:
+                return False
+            opened_at = self.storage.opened_at
+            if opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self.breaker.reset_timeout):
+                return False
+            self.breaker.half_open()
+            return True
 
     def record_success(self) -> None:
-        with self._lock:
-            self.state = CLOSED
-            self.consecutive_failures = 0
-            self._probe_out = False
+        try:
+            self.breaker.call(_succeeded)
+        except pybreaker.CircuitBreakerError:
+            pass  # other calls opened it while this one was out: their cool-down stands
 
     def record_failure(self) -> None:
-        with self._lock:
-            self.consecutive_failures += 1
-            if self.state == HALF_OPEN or self.consecutive_failures >= self.failures:
-                self.state = OPEN
-                self.opened_at = self.clock()  # type: ignore[operator]
-                self._probe_out = False
+        try:
+            self.breaker.call(_failed)
+        except (_CallFailed, pybreaker.CircuitBreakerError):
+            pass  # counted (or the breaker is open already); the caller raises the real error
 
 
-_breakers: dict[str, CircuitBreaker] = {}
+_breakers: dict[str, ProviderBreaker] = {}
 _registry_lock = threading.Lock()
 
 
-def breaker_for(name: str, *, failures: int, cooldown: float) -> CircuitBreaker:
-    """The process-wide breaker of provider `name` (created on first use with these limits)."""
+def breaker_for(name: str, *, failures: int, cooldown: float) -> ProviderBreaker:
+    """The process-wide breaker of provider `name` (created on first use; the limits follow the settings)."""
     with _registry_lock:
         breaker = _breakers.get(name)
         if breaker is None:
-            breaker = _breakers[name] = CircuitBreaker(failures=failures, cooldown=cooldown)
+            breaker = _breakers[name] = ProviderBreaker(name, failures=failures, cooldown=cooldown)
         else:
-            breaker.failures, breaker.cooldown = failures, cooldown
+            breaker.configure(failures=failures, cooldown=cooldown)
         return breaker
 
 

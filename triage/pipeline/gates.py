@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import phonenumbers
 import re2
 
-from integrations.llm.local import content_words, split_sentences
+from integrations.llm.text import content_words, split_sentences
 from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Retrieval, Verdict
 from triage.pipeline.money import money_signals
 from triage.pipeline.promises import money_promises

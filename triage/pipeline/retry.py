@@ -1,22 +1,21 @@
 """Retry and fallback: what happens to a step attempt that failed.
 
 Per step (`StepPolicy`): transient errors are retried with exponential backoff and jitter, honouring a
-provider's Retry-After; then the step's fallback provider is tried once; then a person decides.
-Output that breaks its contract, and errors no retry can mend, are never retried into a loop.
+provider's Retry-After (the wait is tenacity's, see `integrations.llm.retry`); then the step's fallback
+provider is tried once; then a person decides. Output that breaks its contract, and errors no retry can
+mend, are never retried into a loop.
 """
 
 from __future__ import annotations
 
-import random
 import time
 
 from django.conf import settings
 
 from integrations.llm.base import ProviderError
+from integrations.llm.retry import wait_seconds
 from triage.models import StepPolicy
 from triage.pipeline.steps.base import NotRetryable
-
-MAX_BACKOFF_SECONDS = 60.0
 
 
 def retryable(error: BaseException) -> bool:
@@ -26,12 +25,8 @@ def retryable(error: BaseException) -> bool:
 
 
 def backoff(policy: StepPolicy, attempt: int, error: BaseException) -> None:
-    """Sleep before the next attempt: exponential with jitter, never less than the provider asked for."""
-    delay = policy.backoff_seconds * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-    retry_after = error.retry_after if isinstance(error, ProviderError) else None
-    if retry_after:
-        delay = max(delay, float(retry_after))
-    time.sleep(min(delay, MAX_BACKOFF_SECONDS) * settings.TRIAGE_BACKOFF_SCALE)
+    """Sleep before the next attempt: exponential with jitter, never sooner than the provider asked for."""
+    time.sleep(wait_seconds(attempt=attempt, error=error, base=policy.backoff_seconds) * settings.TRIAGE_BACKOFF_SCALE)
 
 
 def fallback_policy(policy: StepPolicy, failures: int) -> StepPolicy:

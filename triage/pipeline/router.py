@@ -11,28 +11,54 @@ answers 529/503 overloaded is passed over for the rest of the run, so the runner
 goes to the next model. A hosted provider is skipped, and the trail says why, when it is switched
 off, when today's spend has reached the daily cap, or when its circuit breaker is open. Output
 that breaks its contract gets one repair call (the validation error is sent back); a second
-failure goes to a person. Every reply is priced (`triage.spend`), and what an attempt paid for is
-attached to the error when it fails, so the StepRun of a failed attempt records it too.
+failure goes to a person. What a hosted model is asked to fill in is the JSON schema of the very
+contract its answer is validated against (`triage.contracts`), so the two cannot drift. Every
+reply is priced (`triage.spend`), and what an attempt paid for is attached to the error when it
+fails, so the StepRun of a failed attempt records it too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from integrations.llm.base import CategoryOption, ClassifyRequest, DraftRequest, PassageText, ProviderError, ProviderReply, ReasoningProvider, Usage
-from integrations.llm.breaker import CircuitBreaker, breaker_for
-from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Priority, parse_contract
+from integrations.llm.base import (
+    CategoryOption,
+    ClassifyRequest,
+    DraftRequest,
+    HostedProvider,
+    PassageText,
+    ProviderError,
+    ProviderReply,
+    ReasoningProvider,
+    Repair,
+    Usage,
+)
+from integrations.llm.breaker import ProviderBreaker, breaker_for
+from integrations.llm.text import requester_first_name
+from triage.classifier import IntentClassifier
+from triage.contracts import (
+    OUT_OF_SCOPE,
+    Classification,
+    ContractError,
+    Draft,
+    Priority,
+    classification_answer_schema,
+    draft_answer_schema,
+    parse_contract,
+)
+from triage.models import Category, PipelineRun, TrainedClassifier
 from triage.pipeline.handling import priority_for, proposed_actions_for
+from triage.selectors import classifier_latest
+from triage.spend import call_cost, provider_settings_current, spend_status
 
-if TYPE_CHECKING:
-    from triage.classifier import IntentClassifier
-    from triage.models import Category, PipelineRun
+if TYPE_CHECKING:  # the steps hand the router their state; importing them here would only serve the type
     from triage.pipeline.steps.base import RunState
 
 OVERLOADED_STATUS = frozenset({503, 529})
@@ -51,14 +77,36 @@ def provider_get(name: str) -> ReasoningProvider:
 
 def classifier_load(pk: int) -> IntentClassifier:
     """The trained classifier row `pk`, unpickled once per process."""
-    from triage.classifier import IntentClassifier
-    from triage.models import TrainedClassifier
-
     with _cache_lock:
         if pk not in _classifier_cache:
             blob = TrainedClassifier.objects.values_list("blob", flat=True).get(pk=pk)
             _classifier_cache[pk] = IntentClassifier.from_bytes(bytes(blob))
         return _classifier_cache[pk]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one failed attempt asked and paid for; its checkpoint records it."""
+
+    model: str
+    why: str
+    charged: ProviderReply | None = None
+
+
+class ModelCallFailed(ProviderError):
+    """A provider call failed; retryable exactly as the provider's error was."""
+
+    def __init__(self, error: ProviderError, attempt: Attempt):
+        super().__init__(str(error), retryable=error.retryable, status=error.status, retry_after=error.retry_after)
+        self.attempt = attempt
+
+
+class AnswerInvalid(ContractError):
+    """A model's answer broke its contract, and the one repair call did not mend it."""
+
+    def __init__(self, error: ContractError, attempt: Attempt):
+        super().__init__(error.contract, error.reason, error.fields)
+        self.attempt = attempt
 
 
 @dataclass
@@ -73,7 +121,7 @@ class ClassifyDecision:
 
 
 @dataclass
-class DraftAnswer:
+class DraftDecision:
     """The draft step's answer; `boilerplate` is the drafter's own template text (greeting, closing)."""
 
     draft: Draft
@@ -100,11 +148,7 @@ class Router:
 
     @classmethod
     def for_run(cls, run: PipelineRun) -> Router:
-        from triage.selectors import classifier_latest
-
         latest = classifier_latest()
-        from triage.spend import provider_settings_current
-
         cascade = list(getattr(settings, "TRIAGE_CLASSIFY_CASCADE", []))
         drafters = list(getattr(settings, "TRIAGE_DRAFT_PROVIDERS", ["local"]))
         models = {step: list(names) for step, names in getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {}).items()}
@@ -165,7 +209,7 @@ class Router:
         why = "; ".join([unsure] + [t["why"] for t in trail[1:]] + ["local answer kept, the gates decide"])
         return ClassifyDecision(classification, None, trail, why)
 
-    def draft(self, *, state: RunState) -> DraftAnswer:
+    def draft(self, *, state: RunState) -> DraftDecision:
         names = [self._fallbacks["draft"]] if self._fallbacks.get("draft") else list(self.draft_providers)
         request = _draft_request(state)
         skipped: list[str] = []
@@ -185,11 +229,11 @@ class Router:
             boilerplate = tuple(boilerplate_for(request)) if boilerplate_for else ()
             if not _hosted(provider):
                 reply = provider.draft(request)
-                return DraftAnswer(_draft_from(reply), reply, why, boilerplate)
+                return DraftDecision(_draft_from(reply), reply, why, boilerplate)
             draft, reply, why = self._ask_hosted(
                 step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw), parse=_draft_from,
             )
-            return DraftAnswer(draft, reply, why, boilerplate)
+            return DraftDecision(draft, reply, why, boilerplate)
         raise ProviderError("no draft provider may be used: " + "; ".join(skipped), retryable=False)
 
     # --- hosted providers ------------------------------------------------------------------------
@@ -199,7 +243,7 @@ class Router:
             self._providers[name] = provider_get(name)
         return self._providers[name]
 
-    def _breaker(self, name: str) -> CircuitBreaker:
+    def _breaker(self, name: str) -> ProviderBreaker:
         return breaker_for(name, failures=int(getattr(settings, "TRIAGE_BREAKER_FAILURES", 5)),
                            cooldown=float(getattr(settings, "TRIAGE_BREAKER_COOLDOWN", 30.0)))
 
@@ -210,8 +254,6 @@ class Router:
             return None
         if not self.hosted_enabled:
             return f"{name} is switched off in provider settings"
-        from triage.spend import spend_status
-
         spend = spend_status()
         if spend.reached:
             return f"daily spending cap reached (${spend.spent_today:.4f} of ${spend.cap:.2f}): {name} skipped"
@@ -243,13 +285,13 @@ class Router:
         return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
                                 parse=lambda reply: _classification_from(reply, state=state))
 
-    def _ask_hosted(self, *, step: str, name: str, why: str, call: Any, parse: Any) -> tuple[Any, ProviderReply, str]:
+    def _ask_hosted(self, *, step: str, name: str, why: str, call: Callable[..., ProviderReply],
+                    parse: Callable[[ProviderReply], Any]) -> tuple[Any, ProviderReply, str]:
         """One hosted call (plus one repair call when its output breaks the contract), priced.
 
-        Errors carry `model`, `why` and `charged` (what was paid for before the failure) for the StepRun.
+        A failure is raised as `ModelCallFailed` or `AnswerInvalid`, carrying the `Attempt`: the model asked,
+        why, and what was paid for before the failure, which the step's checkpoint records.
         """
-        from integrations.llm.anthropic import Repair
-
         provider = self._provider(name)
         breaker = self._breaker(name)
         model, note = self._model_for(step, provider)
@@ -263,8 +305,7 @@ class Router:
                 breaker.record_failure()
                 if exc.status in OVERLOADED_STATUS and model:
                     self._overloaded.setdefault(step, []).append(model)
-                _annotate(exc, model=model or name, why=why, charged=charged)
-                raise
+                raise ModelCallFailed(exc, Attempt(model=model or name, why=why, charged=charged)) from exc
             except Exception:
                 breaker.record_failure()  # an unexpected failure must not leave a half-open probe taken
                 raise
@@ -276,8 +317,7 @@ class Router:
             except ContractError as err:
                 if repair is not None:
                     why = f"{why}; still invalid after one repair: a person decides"
-                    _annotate(err, model=reply.model, why=why, charged=charged)
-                    raise
+                    raise AnswerInvalid(err, Attempt(model=reply.model, why=why, charged=charged)) from err
                 repair = Repair(previous_output=reply.output, error=err.reason)
                 why = f"{why}; repair requested ({err.reason[:120]})"
                 continue
@@ -294,15 +334,13 @@ class Router:
         return True
 
 
-def _hosted(provider: ReasoningProvider) -> bool:
+def _hosted(provider: ReasoningProvider) -> TypeGuard[HostedProvider]:
     return bool(getattr(provider, "supports_models", False))
 
 
 def _priced(reply: ProviderReply) -> ProviderReply:
     if reply.cost:
         return reply
-    from triage.spend import call_cost
-
     return dataclasses.replace(reply, cost=call_cost(model=reply.model, usage=reply.usage))
 
 
@@ -314,18 +352,12 @@ def _combined(first: ProviderReply, second: ProviderReply) -> ProviderReply:
     return ProviderReply(output=second.output, model=second.model, usage=usage, cost=first.cost + second.cost)
 
 
-def _annotate(exc: Exception, *, model: str, why: str, charged: ProviderReply | None) -> None:
-    """What the runner records on the StepRun of an attempt that failed or escalated."""
-    exc.model = model  # type: ignore[attr-defined]
-    exc.why = why  # type: ignore[attr-defined]
-    exc.charged = charged  # type: ignore[attr-defined]
-
-
 def _classify_request(state: RunState) -> ClassifyRequest:
     return ClassifyRequest(
         ticket_text=state.text,
         categories=tuple(CategoryOption(c.label, c.description or c.name, c.money) for c in state.categories.values()),
         passages=_passages(state),
+        output_schema=classification_answer_schema(labels=list(state.categories)),
     )
 
 
@@ -336,12 +368,9 @@ def _draft_request(state: RunState) -> DraftRequest:
     return DraftRequest(
         ticket_text=state.text, category=label,
         category_name=(category.name or category.label.replace("_", " ")) if category else label,
-        passages=_passages(state), requester_name=_first_name(state.ticket.requester),
+        passages=_passages(state), requester_name=requester_first_name(state.ticket.requester),
+        output_schema=draft_answer_schema(chunk_ids=[p.chunk_id for p in state.retrieval.passages] if state.retrieval else []),
     )
-
-
-def _first_name(requester: str) -> str:
-    return requester.split("@")[0].split(".")[0].capitalize() if requester else ""
 
 
 def _passages(state: RunState) -> tuple[PassageText, ...]:

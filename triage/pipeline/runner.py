@@ -20,12 +20,11 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from integrations.llm.base import ProviderReply
 from triage.contracts import Verdict
 from triage.models import PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import retry
 from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, checkpoint_open
-from triage.pipeline.router import Router
+from triage.pipeline.router import AnswerInvalid, ModelCallFailed, Router
 from triage.pipeline.steps import CHAIN, Escalate, RunState, Step, StepSkipped
 from triage.selectors import categories_by_label, gate_policy_current, step_policies, step_runs_finished
 
@@ -37,11 +36,11 @@ ADVISORY_LOCK_NAMESPACE = 7_301
 
 
 def _attempt_charge(step_run: StepRun, exc: BaseException) -> None:
-    """Record what a failed or escalated attempt asked and paid for (the router puts it on the error)."""
+    """Record what a failed or escalated attempt asked and paid for (the router's errors carry it)."""
     source = exc.__cause__ if isinstance(exc, Escalate) and exc.__cause__ is not None else exc
-    charged: ProviderReply | None = getattr(source, "charged", None)
-    checkpoint_charge(step_run, model=str(getattr(source, "model", "") or ""), why=str(getattr(source, "why", "") or ""),
-                      charged=charged)
+    if isinstance(source, (ModelCallFailed, AnswerInvalid)):
+        attempt = source.attempt
+        checkpoint_charge(step_run, model=attempt.model, why=attempt.why, charged=attempt.charged)
 
 
 def _restore(state: RunState, step_run: StepRun) -> None:

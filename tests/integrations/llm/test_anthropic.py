@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import time as real_time
 import types
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from annotated_types import MaxLen
 from fake_anthropic import answer, classification, error, valid_answer
 
 from approvals.models import ApprovalRequest
-from integrations.llm.base import Usage
+from integrations.llm.anthropic import AnthropicProvider
+from integrations.llm.base import CategoryOption, ClassifyRequest, ProviderError, Usage
 from integrations.llm.breaker import breaker_for
-from triage.models import ModelPrice, PipelineRun, ProviderSettings, StepRun
+from triage.contracts import ClassificationAnswer, DraftAnswer
+from triage.models import Category, ModelPrice, PipelineRun, ProviderSettings, StepRun
 from triage.pipeline import retry
 from triage.pipeline.runner import run_pipeline
 from triage.spend import call_cost, llm_spend_today, spending_cap_reached
@@ -35,6 +39,10 @@ def account_access(body):
 
 def classify_attempts(run: PipelineRun) -> list[tuple[int, str, str]]:
     return list(run.steps.filter(step="classify").order_by("attempt").values_list("attempt", "status", "model"))
+
+
+def max_length(contract, field: str) -> int:
+    return next(m.max_length for m in contract.model_fields[field].metadata if isinstance(m, MaxLen))
 
 
 def classify_cost(run: PipelineRun) -> Decimal:
@@ -206,7 +214,7 @@ def test_the_circuit_breaker_skips_a_failing_provider_then_probes_it_after_the_c
     trail = second.steps.get(step="classify").output["routing"]
     assert trail[-1]["skipped"] and "circuit breaker open" in trail[-1]["why"]
 
-    breaker_for("anthropic", failures=2, cooldown=60.0).opened_at -= 61  # the cool-down is over:
+    breaker_for("anthropic", failures=2, cooldown=60.0).storage.opened_at -= timedelta(seconds=61)  # cool-down over:
     # one probe goes through, succeeds, and closes the breaker; the next run calls as usual.
     third = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
     fourth = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
@@ -269,3 +277,49 @@ def test_evaluate_with_claude_needs_a_key_or_a_base_url(settings):
 
     with pytest.raises(CommandError, match="ANTHROPIC_API_KEY"):
         call_command("evaluate", "triage/demo", "--provider", "anthropic", "--limit", "1")
+
+
+def test_the_tool_schemas_on_the_wire_are_the_contracts_with_their_limits(claude, ingest, settings):
+    settings.TRIAGE_DRAFT_PROVIDERS = ["anthropic"]
+    fake = claude([answer(classification("account_access"))], default=account_access)
+
+    run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
+
+    classify_schema = fake.requests[0]["tools"][0]["input_schema"]
+    props = classify_schema["properties"]
+    assert set(props) == set(ClassificationAnswer.model_fields)  # nothing the model must not fill (model, actions)
+    assert props["rationale"]["maxLength"] == max_length(ClassificationAnswer, "rationale") == 2000
+    assert props["alternatives"]["maxItems"] == max_length(ClassificationAnswer, "alternatives")
+    assert (props["confidence"]["minimum"], props["confidence"]["maximum"]) == (0, 1)
+    labels = set(Category.objects.values_list("label", flat=True))
+    assert set(props["category"]["enum"]) == labels | {"out_of_scope"}
+    assert set(props["alternatives"]["items"]["prefixItems"][0]["enum"]) == labels | {"out_of_scope"}
+    assert set(classify_schema["required"]) == set(props) and classify_schema["additionalProperties"] is False
+    draft_schema = fake.requests[1]["tools"][0]["input_schema"]
+    assert set(draft_schema["properties"]) == set(DraftAnswer.model_fields) == {"body", "citations"}
+    assert draft_schema["properties"]["body"]["maxLength"] == max_length(DraftAnswer, "body") == 20_000
+    retrieved = [p["chunk_id"] for p in run.steps.get(step="retrieve").output["passages"]]
+    assert draft_schema["properties"]["citations"]["items"]["enum"] == retrieved
+
+
+def test_a_rationale_over_the_contracts_limit_is_sent_back_for_repair(claude, ingest):
+    limit = max_length(ClassificationAnswer, "rationale")
+    fake = claude([answer(classification("account_access", rationale="x" * (limit + 1))),
+                   answer(classification("account_access", rationale="x" * limit))])
+
+    run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
+
+    assert run.route == "auto" and len(fake.requests) == 2
+    assert "rationale" in fake.requests[1]["messages"][0]["content"]
+    assert len(run.steps.get(step="classify").output["rationale"]) == limit
+
+
+def test_a_request_without_an_output_schema_is_refused_before_anything_is_sent(claude):
+    fake = claude([])
+    provider = AnthropicProvider(api_key="sk-test", base_url=fake.base_url)
+    request = ClassifyRequest(ticket_text=PASSWORD_TICKET, categories=(CategoryOption("account_access"),))
+
+    with pytest.raises(ProviderError, match="no output schema") as raised:
+        provider.classify(request)
+
+    assert raised.value.retryable is False and fake.requests == []

@@ -3,7 +3,8 @@
 import pytest
 
 from integrations.llm.base import DraftRequest, PassageText
-from integrations.llm.local import LocalProvider, greeting, requester_first_name, safe_greeting_name
+from integrations.llm.local import LocalProvider, greeting
+from integrations.llm.text import requester_first_name, safe_greeting_name
 
 HOSTILE = "Your-refund-of-$900-is-approved!-confirm-card-at-evil-example-com@x.io"
 PASSAGES = (PassageText(1, "Reset your password", "Use the Forgot password link on the sign-in page to reset your "
