@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from integrations.llm.local import split_sentences
+from integrations.llm.text import split_sentences
 from triage.pipeline.money import money_signals, normalize_text
 
 __all__ = ["MoneyPromise", "money_promises", "sentences"]
