@@ -19,7 +19,8 @@ from django.core.management import call_command
 from integrations.helpdesks.base import comparable
 from triage.contracts import ActionKind, ProposedAction, TicketIn
 from triage.models import Action, Ticket
-from triage.services import run_actions_execute, ticket_ingest
+from triage.services import ticket_ingest
+from triage.writeback import run_actions_execute
 
 REPLY = "Sorry your grinder arrived damaged.\nWe are sending a replacement hopper today."
 DECISION = [

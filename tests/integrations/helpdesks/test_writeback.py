@@ -9,7 +9,8 @@ from integrations.helpdesks import VENDORS
 from integrations.helpdesks.base import comparable
 from triage.contracts import ActionKind, ProposedAction, TicketIn
 from triage.models import Action
-from triage.services import _writeback_for, run_actions_execute, ticket_ingest
+from triage.services import ticket_ingest
+from triage.writeback import run_actions_execute, writer_for
 
 REMOTE_IDS = {"zendesk": "5158", "freshdesk": "1042", "helpscout": "2391938111", "intercom": "147",
               "front": "cnv_55c8c149", "chatwoot": "312", "zammad": "41"}
@@ -60,9 +61,9 @@ def replies_on(stub, vendor: str) -> list[str]:
 def test_helpdesk_tickets_are_written_back_and_others_recorded_only(helpdesk_source):
     source = helpdesk_source("zendesk")
 
-    assert _writeback_for(source.ticket_source).__name__ == "helpdesk"
-    assert _writeback_for("api").__name__ == "record_only"
-    assert _writeback_for("zendesk:not-a-number").__name__ == "record_only"
+    assert writer_for(source.ticket_source).__name__ == "helpdesk"
+    assert writer_for("api").__name__ == "record_only"
+    assert writer_for("zendesk:not-a-number").__name__ == "record_only"
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

@@ -18,7 +18,8 @@ from django.db import connection, transaction
 from integrations.helpdesks.base import comparable
 from triage.contracts import ActionKind, ProposedAction, TicketIn
 from triage.models import Action, PipelineRun
-from triage.services import run_actions_execute, ticket_ingest
+from triage.services import ticket_ingest
+from triage.writeback import run_actions_execute
 
 SECRET = "whsec-test-4f1c2b9a7e"
 REPLY = "Sorry your grinder arrived damaged.\nWe are sending a replacement hopper today."
