@@ -342,7 +342,9 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
     counted: Counter[str] = Counter()
     in_scope = in_scope_right = chain_right = chain_counted = 0
     for run_id, run in facts.items():
-        j = judged[run_id]
+        j = judged.get(run_id)
+        if j is None:  # deleted between the two reads
+            continue
         f.tickets += 1
         day = f.by_day.setdefault(run.created.date(), [0, 0, 0])
         day[0] += 1

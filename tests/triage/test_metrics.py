@@ -130,3 +130,16 @@ def test_the_reports_page_shows_the_figures_the_module_computes(client, staff):
     assert f'data-figure="saved-cost">${f.saved_cost:,.2f}<' in page
     for r in f.step_reliability:
         assert f"{r.rate:.1%} ({r.right}/{r.counted})" in page
+
+
+@pytest.mark.parametrize("tickets", [2, 8])
+def test_the_figures_take_the_same_five_queries_however_many_tickets(staff, tickets, django_assert_num_queries):
+    for i in range(tickets // 2):
+        build_run(body=f"How do I reset my password? ({i})", category="account_access", auto=True)
+        _, _, approval = build_run(body=f"Where is my order? ({i})", category="order_status")
+        approval_decide(approval_id=approval.pk, actor=staff, verdict="approve")
+
+    with django_assert_num_queries(5):  # runs, steps, money actions, totals, staff feedback
+        f = chain_figures(runs=_test_runs(), truth=StaffFeedback(), human_cost=Decimal("4.00"))
+
+    assert (f.tickets, f.auto_handled, f.approved) == (tickets, tickets // 2, tickets // 2)
