@@ -65,7 +65,9 @@ from triage.contracts import MONEY_ACTIONS, OUT_OF_SCOPE
 from triage.models import Action, PipelineRun, StepRun
 
 CHAIN_STEPS = ("retrieve", "classify", "draft")
-STEP_GATES = {"retrieve": {"retrieval"}, "classify": {"schema", "confidence"}, "draft": {"groundedness", "personal_data"}}
+STEP_GATES = {
+    "retrieve": {"retrieval"}, "classify": {"schema", "confidence"}, "draft": {"groundedness", "personal_data"},
+}
 
 Decided = Literal["waiting", "approved", "edited", "rejected"]
 
@@ -181,11 +183,11 @@ class StaffFeedback:
             "approval__decisions__before__reply", "approval__decisions__after__reply",
         )
         out: dict[int, Judgement] = {}
-        for run_id, marked_at, approval_status, verdict, before_category, after_category, before_reply, after_reply in rows:
-            if run_id in out or run_id not in facts:  # the decision join repeats a run only if it had two decisions
+        for run_id, marked_at, approval_status, verdict, category_was, category_now, reply_was, reply_now in rows:
+            if run_id in out or run_id not in facts:  # the decision join repeats a run that had two decisions
                 continue
-            corrected = verdict == "edit" and before_category != after_category
-            rewritten = verdict == "edit" and before_reply != after_reply
+            corrected = verdict == "edit" and category_was != category_now
+            rewritten = verdict == "edit" and reply_was != reply_now
             marked = marked_at is not None
             run = facts[run_id]
             steps = {}
@@ -201,7 +203,7 @@ class StaffFeedback:
                 steps[step] = ok
             decided: Decided = "waiting"
             if approval_status not in (None, "pending"):
-                decided = {"reject": "rejected", "edit": "edited"}.get(verdict or "", "approved")  # type: ignore[assignment]
+                decided = "rejected" if verdict == "reject" else "edited" if verdict == "edit" else "approved"
             out[run_id] = Judgement(steps=steps, wrong_if_auto=marked, decided=decided, category_corrected=corrected,
                                     reply_rewritten=rewritten)
         return out
@@ -329,9 +331,11 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
         cost=Sum("cost"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"),
         cache_write_tokens=Sum("cache_write_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
     )
-    f = Figures(human_cost_per_ticket=human_cost, labelled=truth.labelled, llm_cost=totals["cost"] or Decimal("0"),
-                tokens_in=totals["tokens_in"] or 0, tokens_out=totals["tokens_out"] or 0,
-                cache_write_tokens=totals["cache_write_tokens"] or 0, cache_read_tokens=totals["cache_read_tokens"] or 0)
+    f = Figures(
+        human_cost_per_ticket=human_cost, labelled=truth.labelled, llm_cost=totals["cost"] or Decimal("0"),
+        tokens_in=totals["tokens_in"] or 0, tokens_out=totals["tokens_out"] or 0,
+        cache_write_tokens=totals["cache_write_tokens"] or 0, cache_read_tokens=totals["cache_read_tokens"] or 0,
+    )
     if truth.labelled:
         f.money_tickets_auto_handled = f.out_of_scope_auto_handled = 0
     # Only a label judges every outcome; without gates every ticket is acted on, so there the chain is
