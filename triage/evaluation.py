@@ -20,10 +20,10 @@ from django.db import connections
 
 from triage.contracts import TicketIn
 from triage.datasets import Dataset
+from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
-from triage.reports import chain_figures
 from triage.services import categories_import, classifier_train, examples_import, knowledge_base_import, ticket_ingest
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -108,14 +108,14 @@ def evaluate_dataset(
             run_pipeline(run_id=ungated.pk, router=router.fresh())
             ungated_ids.append(ungated.pk)
             tick(1)
-    money = dataset.money_labels
-    gated = chain_figures(runs=PipelineRun.objects.filter(pk__in=gated_ids), money_labels=money, human_cost=human_cost)
+    truth = ReferenceLabels(money_labels=frozenset(dataset.money_labels))
+    gated = chain_figures(runs=PipelineRun.objects.filter(pk__in=gated_ids), truth=truth, human_cost=human_cost)
     report: dict[str, Any] = {"dataset": dataset.name, "classifier_threshold": trained.suggested_threshold,
                               "provider": provider,
                               "knowledge_base": dataset.kb_dir is not None, **gated.as_dict()}
     if with_ungated:
         ungated_figures = chain_figures(
-            runs=PipelineRun.objects.filter(pk__in=ungated_ids), money_labels=money, human_cost=human_cost
+            runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost
         )
         report["ungated"] = ungated_figures.as_dict()
     return report

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from pgvector.django import CosineDistance
 
 from triage.contracts import Passage, Retrieval
-from triage.models import Category, Chunk, GatePolicy, StepPolicy, StepRun, TrainedClassifier
+from triage.models import (
+    Action,
+    Category,
+    Chunk,
+    GatePolicy,
+    PipelineRun,
+    StepPolicy,
+    StepRun,
+    Ticket,
+    TrainedClassifier,
+)
 
 
 def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> Retrieval:
@@ -62,3 +76,80 @@ def classifier_latest() -> TrainedClassifier | None:
 
 def step_runs_finished(*, run_id: int) -> QuerySet[StepRun]:
     return StepRun.objects.filter(run_id=run_id, status__in=StepRun.FINISHED)
+
+
+# --- the ticket trace (the staff app's trace page) ----------------------------------------------
+
+
+@dataclass
+class StepView:
+    step_run: StepRun
+    verdicts: list[dict[str, Any]]
+    routing: list[dict[str, Any]]
+    output: dict[str, Any]
+    output_json: str
+
+    @property
+    def failed_verdicts(self) -> list[dict[str, Any]]:
+        return [v for v in self.verdicts if not v.get("passed")]
+
+
+@dataclass
+class RunTrace:
+    run: PipelineRun
+    steps: list[StepView]
+    actions: list[Action]
+    approval: Any | None
+    decisions: list[Any]
+    latency_ms: float
+    tokens: int
+    cost: Decimal
+
+
+@dataclass
+class TicketTrace:
+    ticket: Ticket
+    runs: list[RunTrace]
+
+    @property
+    def can_mark_mishandled(self) -> bool:
+        return self.ticket.status == Ticket.Status.AUTO_HANDLED and self.ticket.mishandled_at is None
+
+
+def ticket_trace(*, ticket_id: int) -> TicketTrace:
+    """The ticket with every run as a timeline of step attempts, its actions and the human decision.
+
+    The approval and its decisions come through the ORM's reverse relations (`approval`,
+    `approval__decisions`), so triage does not import the approvals app.
+    """
+    ticket = Ticket.objects.select_related("mishandled_by").get(pk=ticket_id)
+    runs = (
+        PipelineRun.objects.filter(ticket=ticket)
+        .order_by("created_at", "pk")
+        .prefetch_related(
+            Prefetch("steps", queryset=StepRun.objects.order_by("started_at", "pk")),
+            Prefetch("actions", queryset=Action.objects.order_by("pk")),
+            "approval__decisions__actor",
+        )
+    )
+    traces = []
+    for run in runs:
+        views = []
+        for s in run.steps.all():
+            output = s.output if isinstance(s.output, dict) else {}
+            views.append(StepView(
+                step_run=s,
+                verdicts=list(s.verdicts or []),
+                routing=list(output.get("routing") or []) if s.step == "classify" else [],
+                output=output,
+                output_json=json.dumps(s.output, indent=2, sort_keys=True, ensure_ascii=False, default=str),
+            ))
+        approval = getattr(run, "approval", None)
+        traces.append(RunTrace(
+            run=run, steps=views, actions=list(run.actions.all()), approval=approval,
+            decisions=list(approval.decisions.all()) if approval is not None else [],
+            latency_ms=sum(v.step_run.latency_ms for v in views),
+            tokens=sum(v.step_run.tokens_in + v.step_run.tokens_out for v in views),
+            cost=sum((v.step_run.cost for v in views), Decimal("0")),
+        ))
+    return TicketTrace(ticket=ticket, runs=traces)

@@ -21,8 +21,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from triage import dashboard
-from triage.dashboard import bar_chart, dashboard_figures, funnel_chart, line_chart
+from triage import selectors
+from triage.charts import bar_chart, funnel_chart, line_chart
+from triage.dashboard import dashboard_figures
 from triage.models import Ticket
 from triage.services import MishandledMarkError, ticket_mark_mishandled
 
@@ -56,7 +57,7 @@ def staff_required(*perms: str) -> Callable[[View], View]:
 @staff_required("triage.view_ticket")
 def ticket_trace(request: HttpRequest, ticket_id: int) -> HttpResponse:
     try:
-        trace = dashboard.ticket_trace(ticket_id=ticket_id)
+        trace = selectors.ticket_trace(ticket_id=ticket_id)
     except Ticket.DoesNotExist:
         raise Http404("No such ticket.") from None
     can_mark = trace.can_mark_mishandled and request.user.has_perm("triage.change_ticket")
@@ -166,14 +167,14 @@ def reports(request: HttpRequest) -> HttpResponse:
     funnel = funnel_chart(figures=figures)
     escalations = bar_chart(items=[
         (gate.replace("_", " ").capitalize(), n / max(figures.to_person, 1), str(n), "bar-gate")
-        for gate, n in figures.escalations_by_gate
+        for gate, n in figures.escalations_by_gate.items()
     ])
     f = figures
     tiles = [
-        ("tickets-in", "Tickets in", str(f.tickets_in), f"{f.auto_handled} auto-handled, {f.to_person} to a person"),
+        ("tickets-in", "Tickets in", str(f.tickets), f"{f.auto_handled} auto-handled, {f.to_person} to a person"),
         ("automation-rate", "Automation rate", _percent(f.automation_rate), "auto-handled / tickets in"),
         ("mishandled-rate", "Mishandled rate", _percent(f.mishandled_rate),
-         f"{f.mishandled_marked} marked by staff, {f.category_corrected} category corrected"),
+         f"{f.mishandled} auto-handled wrongly; {f.category_corrected} categories corrected in the inbox (caught)"),
         ("chain", "Chain reliability", _percent(f.chain_measured), f"predicted {_percent(f.chain_predicted)}"),
         ("escalations", "Escalations", str(f.to_person), f"{f.waiting} still waiting"),
         ("llm-spend", "LLM spend", f"${f.llm_cost:,.4f}", f"{f.tokens_in + f.tokens_out:,} tokens"),

@@ -13,8 +13,8 @@ from triage.contracts import TicketIn
 from triage.datasets import dataset_load
 from triage.management.commands._progress import Bars
 from triage.management.commands.evaluate import render_report
+from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun, Ticket
-from triage.reports import chain_figures
 from triage.selectors import gate_policy_current
 from triage.services import categories_import, classifier_train, examples_import, knowledge_base_import, ticket_ingest
 from triage.tasks import inprocess_drain, runs_resume
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         runs = PipelineRun.objects.filter(ticket__source="demo")
         policy = gate_policy_current()
         figures = chain_figures(
-            runs=runs, money_labels=data.money_labels,
+            runs=runs, truth=ReferenceLabels(money_labels=frozenset(data.money_labels)),
             human_cost=policy.human_cost_per_ticket or settings.TRIAGE_HUMAN_COST_PER_TICKET,
         )
         report = {"dataset": "demo", **figures.as_dict()}
