@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from triage import dashboard
+from triage import selectors
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_a_500_shows_the_error_page_and_no_traceback_settings_or_locals(agent, s
         secret_local = "local-value-that-must-not-leak"  # noqa: F841
         raise RuntimeError("internal detail that must not leak")
 
-    monkeypatch.setattr(dashboard, "ticket_trace", explode)
+    monkeypatch.setattr(selectors, "ticket_trace", explode)
     client = Client(raise_request_exception=False)
     client.force_login(agent)
 

@@ -171,7 +171,7 @@ def test_the_years_1000_to_9999_period_is_refused_without_reading_the_tickets(ag
                                                                             django_assert_max_num_queries):
     auto_handled()
 
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(14):
         response = agent_client.get(reverse("reports") + "?start=1000-01-01&end=9999-12-31")
 
     assert response.status_code == 400
