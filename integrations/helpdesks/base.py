@@ -18,8 +18,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any
+
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
 
 
 class SignatureError(Exception):
@@ -221,47 +223,18 @@ def requester_email(value: Any) -> str:
 
 # --- HTML to text ---------------------------------------------------------------------------------
 
-BLOCK_TAGS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "hr", "table", "ul", "ol"})
-DROPPED_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "iframe", "object"})
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._dropped = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in DROPPED_TAGS:
-            self._dropped += 1
-        elif tag in BLOCK_TAGS:
-            self.parts.append("\n")
-            if tag == "li":
-                self.parts.append("- ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in DROPPED_TAGS:
-            self._dropped = max(0, self._dropped - 1)
-        elif tag in BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._dropped:
-            self.parts.append(data)
+_HTML_TEXT = ParserConfig(display_links=False, display_images=False)
 
 
 def html_to_text(value: str) -> str:
-    """Plain text from an HTML body: markup, scripts and styles dropped, entities decoded, blocks kept as lines."""
+    """Plain text from an HTML body: markup, scripts and styles dropped, entities decoded, blocks kept as lines.
+
+    inscriptis parses with lxml (libxml2), whose time grows with the input; Python's `html.parser` is
+    quadratic on malformed markup such as thousands of unclosed tags, which a sender controls.
+    """
     if "<" not in value and "&" not in value:
         return value.strip()
-    parser = _TextExtractor()
-    parser.feed(value)
-    parser.close()
-    text = "".join(parser.parts).replace("\xa0", " ")
+    text = get_text(value, _HTML_TEXT).replace("\xa0", " ")
     lines = [re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
