@@ -40,7 +40,9 @@ class DecisionForm(forms.Form):
 
     def __init__(self, *args: object, categories: list[Category], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["category"].choices = [("", "")] + [(c.label, c.label) for c in categories]
+        category_field = self.fields["category"]
+        assert isinstance(category_field, forms.ChoiceField)
+        category_field.choices = [("", "")] + [(c.label, c.label) for c in categories]
 
     def clean_reply(self) -> str:
         # Browsers send textarea line breaks as CRLF; the draft was stored with LF.

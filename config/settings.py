@@ -16,6 +16,7 @@ import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import environ
@@ -113,8 +114,9 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 EMBEDDED_POSTGRES_DIR = VAR_DIR / "pgdata"
+_db: dict[str, Any]
 if DATABASE_URL:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60)
+    _db = dict(dj_database_url.parse(DATABASE_URL, conn_max_age=60))
     _db["ENGINE"] = "django.db.backends.postgresql"
 else:
     # Started by the first connection (config.embedded_db), not by importing these settings.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,8 +140,8 @@ class LocalEmbedder:
         self._max_tokens = int(max_tokens)
         self._threads = threads if threads is not None else _default_threads()
         self._lock = threading.Lock()
-        self._session = None
-        self._tokenizer = None
+        self._session: Any = None  # onnxruntime.InferenceSession once loaded (the package ships no types)
+        self._tokenizer: Any = None  # tokenizers.Tokenizer once loaded
         self._input_names: frozenset[str] = frozenset()
 
     # -- loading -----------------------------------------------------------------

@@ -394,7 +394,7 @@ class IntentClassifier:
 
         # Out-of-fold scores on the examples, and the final model, fitted in parallel.
         if counts.max() >= 2:
-            n_splits = int(min(CV_FOLDS, counts.max(), max(2, counts.min())))
+            n_splits = min(CV_FOLDS, int(counts.max()), max(2, int(counts.min())))
             splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
         else:  # one example per category: plain folds
             n_splits = int(min(CV_FOLDS, len(texts)))
@@ -443,7 +443,7 @@ class IntentClassifier:
         else:  # too few mistakes to learn from: the temperature-scaled top probability
             oof_conf = oof_probs.max(axis=1)
 
-        oos_similarity = float(max(MIN_NEAREST_SIMILARITY, numpy.percentile(nearest, OOS_PERCENTILE)))
+        oos_similarity = max(MIN_NEAREST_SIMILARITY, float(numpy.percentile(nearest, OOS_PERCENTILE)))
         in_scope = nearest >= oos_similarity
         threshold = max(MIN_THRESHOLD, _precision_threshold(oof_conf[in_scope], correct[in_scope], target_precision))
         covered = in_scope & (oof_conf >= threshold)
@@ -540,7 +540,7 @@ class IntentClassifier:
             "meta_coef": numpy.zeros(5) if self._meta_coef is None else self._meta_coef,
         }
         buffer = io.BytesIO()
-        numpy.savez_compressed(buffer, **arrays)
+        numpy.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         return buffer.getvalue()
 
     @classmethod

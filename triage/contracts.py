@@ -83,7 +83,8 @@ def unstorable_reason(value: str) -> str | None:
     return None
 
 
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+TAG_MAX_LENGTH = 100
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=TAG_MAX_LENGTH)]
 SUBJECT_MARKER = " […]"
 BODY_MARKER = "\n\n[Truncated at intake: the first {kept} of {total} characters are kept.]"
 
@@ -159,7 +160,7 @@ class TicketIn(Contract):
 
     @classmethod
     def max_length_of_tag(cls) -> int:
-        return next(m.max_length for m in Tag.__metadata__ if getattr(m, "max_length", None) is not None)
+        return TAG_MAX_LENGTH
 
     @field_validator("subject", "body", mode="before")
     @classmethod

@@ -129,7 +129,8 @@ class Judgement:
 class Truth(Protocol):
     """A source of truth about tickets. `labelled`: it knows every ticket's true category."""
 
-    labelled: bool
+    @property
+    def labelled(self) -> bool: ...
 
     def judge(self, *, runs: QuerySet[PipelineRun], facts: Mapping[int, RunFacts]) -> dict[int, Judgement]:
         """A judgement for every run in `facts` (one query at most)."""
@@ -365,8 +366,8 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
             f.to_person += 1
             day[2] += 1
             setattr(f, j.decided, getattr(f, j.decided) + 1)
-            for step in run.steps.values():
-                escalations.update(v.get("gate", "?") for v in step.verdicts if not v.get("passed"))
+            for step_facts in run.steps.values():
+                escalations.update(v.get("gate", "?") for v in step_facts.verdicts if not v.get("passed"))
         elif run.status == PipelineRun.Status.FAILED:
             f.failed += 1
         else:

@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -70,6 +71,7 @@ def ticket_mishandled(request: HttpRequest, ticket_id: int) -> HttpResponse:
     if not Ticket.objects.filter(pk=ticket_id).exists():
         raise Http404("No such ticket.")
     try:
+        assert isinstance(request.user, AbstractBaseUser)  # staff_required let only a signed-in user through
         ticket_mark_mishandled(ticket_id=ticket_id, actor=request.user)
     except MishandledMarkError as exc:
         messages.error(request, exc.reason)

@@ -165,7 +165,8 @@ class AnthropicProvider:
         if repair is not None:
             messages = [{"role": "user", "content": user + "\n\n" + _repair_text(repair)}]
         try:
-            message = self._client.messages.create(
+            # The SDK's overloads want its TypedDicts; these are plain dicts of the same documented shape.
+            message = self._client.messages.create(  # type: ignore[call-overload]
                 model=model, max_tokens=self.max_tokens, system=system, messages=messages, tools=[tool],
                 tool_choice={"type": "tool", "name": tool["name"]},
                 timeout=timeout if timeout is not None else self.timeout,

@@ -28,7 +28,7 @@ def content_words(text: str) -> set[str]:
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a passage, with Markdown list markers and headings stripped."""
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
         line = re.sub(r"^\s*(?:#+|[-*+]|\d+[.)])\s+", "", line).strip()
         if not line:

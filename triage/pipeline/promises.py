@@ -120,7 +120,7 @@ _WRAPPED_LINE = re.compile(r"(?<=\S)[ \t]*\n(?![ \t]*(?:\n|[-*+#>][ \t]|\d+[.)][
 
 def sentences(text: str) -> list[str]:
     """A text's sentences, split the same way for a reply and for the knowledge base it quotes."""
-    out = []
+    out: list[str] = []
     for sentence in split_sentences(_WRAPPED_LINE.sub(" ", text or "")):
         out.extend(part for part in _SENTENCE_END.split(sentence) if part)
     return out

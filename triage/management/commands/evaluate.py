@@ -1,4 +1,5 @@
 import json
+from typing import Any
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
                  "(needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL).",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         try:
             dataset = dataset_load(options["dataset"])
         except DatasetError as exc:
