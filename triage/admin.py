@@ -1,6 +1,9 @@
 from django.contrib import admin
 
-from triage.models import Action, Article, Category, GatePolicy, PipelineRun, StepPolicy, StepRun, Ticket
+from triage.models import (
+    Action, Article, Category, GatePolicy, ModelPrice, PipelineRun, ProviderSettings, StepPolicy, StepRun, Ticket,
+)
+from triage.services import article_upsert
 
 
 @admin.register(Category)
@@ -27,8 +30,6 @@ class ArticleAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
         """Saving an article re-chunks and re-embeds it, so new runs retrieve what it says now."""
-        from triage.services import article_upsert
-
         if change and "slug" in form.changed_data:
             # article_upsert finds the article by slug: move the existing row to its new slug first.
             Article.objects.filter(pk=obj.pk).update(slug=obj.slug)
@@ -79,9 +80,6 @@ class ActionAdmin(admin.ModelAdmin):
     list_display = ["idempotency_key", "kind", "status", "attempts", "executed_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["run", "kind", "payload", "idempotency_key", "status", "attempts", "result", "error", "executed_at"]
-
-
-from triage.models import ModelPrice, ProviderSettings  # noqa: E402 - appended with the Claude provider
 
 
 @admin.register(ModelPrice)

@@ -63,11 +63,11 @@ from django.db.models import QuerySet, Sum
 
 from triage.contracts import MONEY_ACTIONS, OUT_OF_SCOPE
 from triage.models import Action, PipelineRun, StepRun
+from triage.pipeline.gates import gates_judging
 
 CHAIN_STEPS = ("retrieve", "classify", "draft")
-STEP_GATES = {
-    "retrieve": {"retrieval"}, "classify": {"schema", "confidence"}, "draft": {"groundedness", "personal_data"},
-}
+# From the gate registry: the holds (money, money promise, category policy) judge no step.
+STEP_GATES = {step: gates_judging(step) for step in CHAIN_STEPS}
 
 Decided = Literal["waiting", "approved", "edited", "rejected"]
 

@@ -12,6 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
+from triage.contracts import ActionKind
+
 EMBEDDING_DIMENSIONS = 384
 unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -298,15 +300,8 @@ class Action(models.Model):
     the same thing twice.
     """
 
-    class Kind(models.TextChoices):
-        SEND_REPLY = "send_reply"
-        SET_CATEGORY = "set_category"
-        SET_PRIORITY = "set_priority"
-        ADD_TAGS = "add_tags"
-        SOLVE = "solve"
-        REFUND = "refund"
-        CANCEL_ORDER = "cancel_order"
-        CREDIT = "credit"
+    # The kinds are the contract's (`ActionKind`): one list for what a step may propose and what is stored.
+    Kind = models.TextChoices("Kind", [(kind.name, kind.value) for kind in ActionKind])
 
     class Status(models.TextChoices):
         PENDING = "pending"

@@ -16,8 +16,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from integrations.helpdesks import vendor_module
 from integrations.helpdesks.breaker import open_until
-from triage.contracts import ProposedAction
+from integrations.models import HelpdeskSource
+from triage.contracts import ActionKind, ProposedAction
 from triage.models import Action, PipelineRun, Ticket
 
 logger = logging.getLogger(__name__)
@@ -40,9 +42,6 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     Every request goes through the source's circuit breaker: while it is open nothing is sent and the
     error says until when.
     """
-    from integrations.helpdesks import vendor_module
-    from integrations.models import HelpdeskSource
-
     vendor, _, source_id = ticket.source.partition(":")
     source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
     if source is None:
@@ -69,7 +68,7 @@ def run_actions_execute(
     done: list[Action] = []
     for position, proposed in enumerate(actions):
         payload = proposed.model_dump(mode="json")
-        if proposed.kind == "send_reply":
+        if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
         key = f"run:{run.pk}:{position}:{proposed.kind}"
         action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
