@@ -1,4 +1,5 @@
 from django.contrib import admin
+from solo.admin import SingletonModelAdmin
 
 from triage.models import (
     Action, Article, Category, GatePolicy, ModelPrice, PipelineRun, ProviderSettings, StepPolicy, StepRun, Ticket,
@@ -14,8 +15,8 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatePolicy)
-class GatePolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "retrieval_min_score", "default_confidence_threshold", "groundedness_min_overlap", "updated_at"]
+class GatePolicyAdmin(SingletonModelAdmin):
+    exclude = ["name"]  # one row: its name is no choice anyone makes
 
 
 @admin.register(StepPolicy)
@@ -89,5 +90,5 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderSettings)
-class ProviderSettingsAdmin(admin.ModelAdmin):
-    list_display = ["name", "enabled", "classify_models", "draft_models", "timeout_seconds", "daily_spend_cap", "updated_at"]
+class ProviderSettingsAdmin(SingletonModelAdmin):
+    exclude = ["name"]  # one row: its name is no choice anyone makes

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
+from solo.models import SingletonModel
 
 from triage.contracts import ActionKind
 
@@ -43,14 +44,17 @@ class Category(models.Model):
         return self.label
 
 
-class GatePolicy(models.Model):
-    """The gate switches and thresholds. One active row; admins edit it, new runs read it."""
+class GatePolicy(SingletonModel):
+    """The gate switches and thresholds: one row (`GatePolicy.get_solo()`); admins edit it, new runs read it.
+
+    Money has no switch: the money and money-promise gates always run and the route step holds money
+    for a person (steps/route.py, steps/execute.py).
+    """
 
     name = models.CharField(max_length=100, default="default", unique=True)
     schema_gate = models.BooleanField(default=True)
     retrieval_gate = models.BooleanField(default=True)
     confidence_gate = models.BooleanField(default=True)
-    money_gate = models.BooleanField(default=True)
     groundedness_gate = models.BooleanField(default=True)
     personal_data_gate = models.BooleanField(default=True)
     retrieval_min_score = models.FloatField(
@@ -346,8 +350,9 @@ class ModelPrice(models.Model):
         return self.model
 
 
-class ProviderSettings(models.Model):
-    """How the hosted reasoning provider (Claude) is used. One active row; empty fields: settings' defaults."""
+class ProviderSettings(SingletonModel):
+    """How the hosted reasoning provider (Claude) is used: one row (`ProviderSettings.get_solo()`); empty fields:
+    settings' defaults."""
 
     name = models.CharField(max_length=100, default="default", unique=True)
     enabled = models.BooleanField(default=True, help_text="Off: no run asks Claude (local models and people only).")

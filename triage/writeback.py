@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from integrations.helpdesks import vendor_module
+from integrations.vendors import VENDORS
 from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
 from triage.contracts import ActionKind, ProposedAction
@@ -142,12 +143,12 @@ def _action_record(*, action: Action, result: dict | None = None, error: str = "
 
 def writer_for(source: str) -> Callable[..., dict[str, Any]]:
     """The writer for a ticket's source: a setting per source, else the helpdesk it came from
-    (`<vendor>:<source id>`), else recorded only."""
+    (`<vendor>:<source id>`, a vendor of `integrations.vendors`), else recorded only."""
     backends: dict[str, str] = getattr(settings, "TRIAGE_WRITEBACK_BACKENDS", {})
     if source in backends:
         return import_string(backends[source])
     vendor, _, source_id = source.partition(":")
-    if source_id.isdigit() and vendor in getattr(settings, "TRIAGE_WRITEBACK_VENDORS", ()):
+    if source_id.isdigit() and vendor in VENDORS:
         return helpdesk
     return record_only
 
