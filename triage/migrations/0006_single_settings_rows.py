@@ -18,7 +18,7 @@ def keep_the_row_in_use(apps, schema_editor):
             continue  # created with its defaults the first time it is read
         model.objects.exclude(pk=current.pk).delete()
         if current.pk != SINGLETON_PK:
-            model.objects.filter(pk=current.pk).update(pk=SINGLETON_PK)
+            model.objects.filter(pk=current.pk).update(id=SINGLETON_PK)  # update() takes the column, not "pk"
 
 
 class Migration(migrations.Migration):
