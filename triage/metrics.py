@@ -52,7 +52,7 @@ Approvals and decisions are read through the ORM's reverse relations (`approval`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -80,7 +80,7 @@ class StepFacts:
     verdicts: list[dict[str, Any]]
     category: Any  # the classify step's output category; None for other steps
 
-    def gates_passed(self, gates: set[str], *, required: bool) -> bool:
+    def gates_passed(self, gates: Collection[str], *, required: bool) -> bool:
         """Every verdict of `gates` passed; `required`: and at least one of them was given."""
         relevant = [v for v in self.verdicts if v.get("gate") in gates]
         return (bool(relevant) or not required) and all(v.get("passed") for v in relevant)

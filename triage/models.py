@@ -305,7 +305,8 @@ class Action(models.Model):
     """
 
     # The kinds are the contract's (`ActionKind`): one list for what a step may propose and what is stored.
-    Kind = models.TextChoices("Kind", [(kind.name, kind.value) for kind in ActionKind])
+    # Django's documented functional form, which django-stubs does not type.
+    Kind = models.TextChoices("Kind", [(kind.name, kind.value) for kind in ActionKind])  # type: ignore[call-overload]
 
     class Status(models.TextChoices):
         PENDING = "pending"

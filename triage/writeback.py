@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from integrations.helpdesks import vendor_module
-from integrations.vendors import VENDORS
 from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
+from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
 from triage.models import Action, PipelineRun, Ticket
 
