@@ -7,12 +7,12 @@ from django import forms
 from triage.models import Category
 
 from approvals.models import Decision
-from approvals.selectors import AGES, GATES, SORTS, InboxFilters
+from approvals.selectors import AGES, GATE_NAMES, SORTS, InboxFilters
 
 
 class InboxFilterForm(forms.Form):
     category = forms.CharField(required=False, max_length=100)
-    gate = forms.ChoiceField(required=False, choices=[("", "")] + [(g, g) for g in GATES])
+    gate = forms.ChoiceField(required=False, choices=[("", ""), *GATE_NAMES.items()])
     money = forms.ChoiceField(required=False, choices=[("", ""), ("yes", "yes"), ("no", "no")])
     age = forms.ChoiceField(required=False, choices=[("", "")] + [(a, a) for a in AGES])
     sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS])

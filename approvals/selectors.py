@@ -14,22 +14,15 @@ from typing import Any
 
 from django.db.models import Case, CharField, Count, Prefetch, Q, QuerySet, Value, When
 
-from triage.contracts import MONEY_ACTIONS, OUT_OF_SCOPE
+from triage.contracts import OUT_OF_SCOPE, ActionKind, stored_action_moves_money
 from triage.models import Category, StepRun
+from triage.pipeline.gates import REGISTRY as GATE_REGISTRY
 
 from approvals.models import ApprovalRequest, Decision
 
-GATES = ("money", "confidence", "schema", "retrieval", "groundedness", "personal_data", "category_policy", "step_failed")
-GATE_NAMES = {
-    "money": "Money",
-    "confidence": "Confidence",
-    "schema": "Schema",
-    "retrieval": "Retrieval",
-    "groundedness": "Groundedness",
-    "personal_data": "Personal data",
-    "category_policy": "Category policy",
-    "step_failed": "Step failed",
-}
+# The inbox's gate filter: every gate and stop reason in the registry, in its order, with its label.
+GATES = tuple(g.name for g in GATE_REGISTRY)
+GATE_NAMES = {g.name: g.label for g in GATE_REGISTRY}
 AGES = {"hour": "Under 1 hour", "day": "1–24 hours", "older": "Over a day"}
 SORTS = {"urgent": "Most urgent", "newest": "Newest", "oldest": "Oldest"}
 
@@ -225,7 +218,7 @@ def _item(approval: ApprovalRequest) -> InboxItem:
     passages = list(((steps["retrieve"].output or {}).get("passages") or []) if "retrieve" in steps else [])
     citations = set(((steps["draft"].output or {}).get("citations") or []) if "draft" in steps else [])
     cited = [p for p in passages if p.get("chunk_id") in citations]
-    priority = next((a.get("note") for a in approval.proposed_actions if a.get("kind") == "set_priority"), "") or "normal"
+    priority = next((a.get("note") for a in approval.proposed_actions if a.get("kind") == ActionKind.SET_PRIORITY), "") or "normal"
     return InboxItem(
         approval=approval,
         priority=priority,
@@ -233,7 +226,7 @@ def _item(approval: ApprovalRequest) -> InboxItem:
         passed=[v for v in approval.verdicts if v.get("passed")],
         passages=cited or passages,
         passages_cited=bool(cited),
-        money_actions=[a for a in approval.proposed_actions if a.get("kind") in MONEY_ACTIONS or a.get("amount")],
+        money_actions=[a for a in approval.proposed_actions if stored_action_moves_money(a)],
     )
 
 

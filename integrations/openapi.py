@@ -52,15 +52,17 @@ def ticket_in_schema() -> dict[str, Any]:
     }
 
 
-ACTION = {
-    "type": "object",
-    "properties": {
-        "kind": {"type": "string", "enum": ["send_reply", "set_category", "set_priority", "add_tags", "solve", "refund", "cancel_order", "credit"]},
-        "status": {"type": "string", "enum": ["pending", "done", "failed"]},
-        "error": {"type": ["string", "null"]},
-        "payload": {"type": "object"},
-    },
-}
+def action_schema() -> dict[str, Any]:
+    kinds = import_string(settings.TRIAGE_ACTION_KINDS)
+    return {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": [str(kind) for kind in kinds]},
+            "status": {"type": "string", "enum": ["pending", "done", "failed"]},
+            "error": {"type": ["string", "null"]},
+            "payload": {"type": "object"},
+        },
+    }
 
 TICKET = {
     "type": "object",
@@ -133,6 +135,6 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"TicketIn": ticket_in_schema(), "Ticket": TICKET, "Action": ACTION, "Error": ERROR},
+            "schemas": {"TicketIn": ticket_in_schema(), "Ticket": TICKET, "Action": action_schema(), "Error": ERROR},
         },
     }

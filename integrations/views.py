@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import ValidationError
 
-from integrations.helpdesks import VENDORS
+from integrations.vendors import VENDORS
 from integrations.helpdesks.base import MAX_INTEGER_DIGITS, json_load, out_of_range_path
 from integrations.helpdesks.intake import webhook_receive
 from integrations.models import ApiToken

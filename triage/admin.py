@@ -1,6 +1,10 @@
 from django.contrib import admin
+from solo.admin import SingletonModelAdmin
 
-from triage.models import Action, Article, Category, GatePolicy, PipelineRun, StepPolicy, StepRun, Ticket
+from triage.models import (
+    Action, Article, Category, GatePolicy, ModelPrice, PipelineRun, ProviderSettings, StepPolicy, StepRun, Ticket,
+)
+from triage.services import article_upsert
 
 
 @admin.register(Category)
@@ -11,8 +15,8 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatePolicy)
-class GatePolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "retrieval_min_score", "default_confidence_threshold", "groundedness_min_overlap", "updated_at"]
+class GatePolicyAdmin(SingletonModelAdmin):
+    exclude = ["name"]  # one row: its name is no choice anyone makes
 
 
 @admin.register(StepPolicy)
@@ -27,8 +31,6 @@ class ArticleAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
         """Saving an article re-chunks and re-embeds it, so new runs retrieve what it says now."""
-        from triage.services import article_upsert
-
         if change and "slug" in form.changed_data:
             # article_upsert finds the article by slug: move the existing row to its new slug first.
             Article.objects.filter(pk=obj.pk).update(slug=obj.slug)
@@ -81,9 +83,6 @@ class ActionAdmin(admin.ModelAdmin):
     readonly_fields = ["run", "kind", "payload", "idempotency_key", "status", "attempts", "result", "error", "executed_at"]
 
 
-from triage.models import ModelPrice, ProviderSettings  # noqa: E402 - appended with the Claude provider
-
-
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = ["model", "input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_read_per_mtok", "updated_at"]
@@ -91,5 +90,5 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderSettings)
-class ProviderSettingsAdmin(admin.ModelAdmin):
-    list_display = ["name", "enabled", "classify_models", "draft_models", "timeout_seconds", "daily_spend_cap", "updated_at"]
+class ProviderSettingsAdmin(SingletonModelAdmin):
+    exclude = ["name"]  # one row: its name is no choice anyone makes

@@ -110,7 +110,7 @@ class Prediction:
 
 
 def _vectorizer(params: dict[str, Any], vocabulary: list[str] | None = None):
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer  # lazily: scikit-learn takes about a second to import
 
     kwargs = dict(params, dtype=numpy.float32, lowercase=True)
     if vocabulary is not None:
@@ -207,7 +207,7 @@ def _normalize_rows(embeddings: numpy.ndarray) -> numpy.ndarray:
 
 
 def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
-    from sklearn.svm import LinearSVC
+    from sklearn.svm import LinearSVC  # lazily, as in _vectorizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -373,6 +373,7 @@ class IntentClassifier:
         target_precision: float = TARGET_PRECISION,
         random_state: int = 0,
     ) -> IntentClassifier:
+        # Lazily, as in _vectorizer: only fitting needs these.
         from joblib import Parallel, delayed
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import KFold, StratifiedKFold

@@ -249,6 +249,17 @@ class ProposedAction(Contract):
         return self.kind in MONEY_ACTIONS or self.amount is not None
 
 
+def stored_action_moves_money(stored: Any) -> bool:
+    """Whether an action stored as JSON (an approval's or a decision's) moves money, by `ProposedAction.moves_money`.
+
+    One that no longer parses counts as moving money: the careful answer is a person with the permission.
+    """
+    try:
+        return ProposedAction.model_validate(stored).moves_money
+    except ValidationError:
+        return True
+
+
 class ClassificationAnswer(Contract):
     """The part of a classification a model answers; the tool schema Claude fills in is derived from it
     (`classification_answer_schema`). Validation context `categories` is the set of known labels."""

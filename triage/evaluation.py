@@ -20,6 +20,7 @@ from django.db import connections
 
 from triage.contracts import TicketIn
 from triage.datasets import Dataset
+from triage.embedding import embed_texts
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun
 from triage.pipeline.router import Router
@@ -86,8 +87,6 @@ def evaluate_dataset(
         articles = sorted(dataset.kb_dir.glob("*.md"))
         knowledge_base_import(directory=dataset.kb_dir, progress=progress("importing knowledge base", len(articles)))
     tickets = dataset.tickets[:limit] if limit else dataset.tickets
-    from triage.embedding import embed_texts
-
     embed_texts([t.text for t in tickets])  # one batched pass fills the cache the runs read from
     router = Router.for_run(PipelineRun())
     if provider != "local":

@@ -52,7 +52,7 @@ Approvals and decisions are read through the ORM's reverse relations (`approval`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,11 +63,11 @@ from django.db.models import QuerySet, Sum
 
 from triage.contracts import MONEY_ACTIONS, OUT_OF_SCOPE
 from triage.models import Action, PipelineRun, StepRun
+from triage.pipeline.gates import gates_judging
 
 CHAIN_STEPS = ("retrieve", "classify", "draft")
-STEP_GATES = {
-    "retrieve": {"retrieval"}, "classify": {"schema", "confidence"}, "draft": {"groundedness", "personal_data"},
-}
+# From the gate registry: the holds (money, money promise, category policy) judge no step.
+STEP_GATES = {step: gates_judging(step) for step in CHAIN_STEPS}
 
 Decided = Literal["waiting", "approved", "edited", "rejected"]
 
@@ -80,7 +80,7 @@ class StepFacts:
     verdicts: list[dict[str, Any]]
     category: Any  # the classify step's output category; None for other steps
 
-    def gates_passed(self, gates: set[str], *, required: bool) -> bool:
+    def gates_passed(self, gates: Collection[str], *, required: bool) -> bool:
         """Every verdict of `gates` passed; `required`: and at least one of them was given."""
         relevant = [v for v in self.verdicts if v.get("gate") in gates]
         return (bool(relevant) or not required) and all(v.get("passed") for v in relevant)

@@ -11,6 +11,9 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
+from solo.models import SingletonModel
+
+from triage.contracts import ActionKind
 
 EMBEDDING_DIMENSIONS = 384
 unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -41,14 +44,17 @@ class Category(models.Model):
         return self.label
 
 
-class GatePolicy(models.Model):
-    """The gate switches and thresholds. One active row; admins edit it, new runs read it."""
+class GatePolicy(SingletonModel):
+    """The gate switches and thresholds: one row (`GatePolicy.get_solo()`); admins edit it, new runs read it.
+
+    Money has no switch: the money and money-promise gates always run and the route step holds money
+    for a person (steps/route.py, steps/execute.py).
+    """
 
     name = models.CharField(max_length=100, default="default", unique=True)
     schema_gate = models.BooleanField(default=True)
     retrieval_gate = models.BooleanField(default=True)
     confidence_gate = models.BooleanField(default=True)
-    money_gate = models.BooleanField(default=True)
     groundedness_gate = models.BooleanField(default=True)
     personal_data_gate = models.BooleanField(default=True)
     retrieval_min_score = models.FloatField(
@@ -298,15 +304,9 @@ class Action(models.Model):
     the same thing twice.
     """
 
-    class Kind(models.TextChoices):
-        SEND_REPLY = "send_reply"
-        SET_CATEGORY = "set_category"
-        SET_PRIORITY = "set_priority"
-        ADD_TAGS = "add_tags"
-        SOLVE = "solve"
-        REFUND = "refund"
-        CANCEL_ORDER = "cancel_order"
-        CREDIT = "credit"
+    # The kinds are the contract's (`ActionKind`): one list for what a step may propose and what is stored.
+    # Django's documented functional form, which django-stubs does not type.
+    Kind = models.TextChoices("Kind", [(kind.name, kind.value) for kind in ActionKind])  # type: ignore[call-overload]
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -351,8 +351,9 @@ class ModelPrice(models.Model):
         return self.model
 
 
-class ProviderSettings(models.Model):
-    """How the hosted reasoning provider (Claude) is used. One active row; empty fields: settings' defaults."""
+class ProviderSettings(SingletonModel):
+    """How the hosted reasoning provider (Claude) is used: one row (`ProviderSettings.get_solo()`); empty fields:
+    settings' defaults."""
 
     name = models.CharField(max_length=100, default="default", unique=True)
     enabled = models.BooleanField(default=True, help_text="Off: no run asks Claude (local models and people only).")

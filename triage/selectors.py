@@ -53,10 +53,8 @@ def knowledge_base_exists() -> bool:
 
 
 def gate_policy_current() -> GatePolicy:
-    policy = GatePolicy.objects.order_by("pk").first()
-    if policy is None:
-        policy, _ = GatePolicy.objects.get_or_create(name="default")
-    return policy
+    """The gate policy (created with its defaults the first time it is read)."""
+    return GatePolicy.get_solo()
 
 
 def step_policies() -> dict[str, StepPolicy]:

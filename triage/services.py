@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -15,9 +16,12 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.text import slugify
 
+from integrations.embeddings import MODEL_NAME
+from triage.classifier import IntentClassifier
 from triage.contracts import ProposedAction, TicketIn
 from triage.embedding import embed_texts
 from triage.models import Action, Article, Category, Chunk, LabelledExample, PipelineRun, Ticket, TrainedClassifier
+from triage.tasks import enqueue_run
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +41,6 @@ def ticket_ingest(*, ticket_in: TicketIn, reference_label: str = "", enqueue: bo
     A ticket already known by (source, external id) is returned as it is: no second ticket, no
     second run, so a helpdesk that delivers twice changes nothing.
     """
-    from triage.tasks import enqueue_run
-
     existing = Ticket.objects.filter(source=ticket_in.source, external_id=ticket_in.external_id).first()
     if existing is not None:
         return IngestResult(existing, existing.runs.order_by("pk").first() or _missing_run(existing), False)
@@ -172,11 +174,6 @@ def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | Non
 
 def classifier_train() -> TrainedClassifier:
     """Fit the local classifier on every labelled example and store it; new runs use it."""
-    import numpy as np
-
-    from integrations.embeddings import MODEL_NAME
-    from triage.classifier import IntentClassifier
-
     rows = list(LabelledExample.objects.select_related("category").values_list("text", "category__label", "embedding"))
     if len({label for _, label, _ in rows}) < 2:
         raise ValueError("the classifier needs labelled examples of at least two categories")

@@ -77,14 +77,15 @@ def call_cost(*, model: str, usage: Usage) -> Decimal:
     return total.quantize(Decimal("0.000001"))
 
 
-def provider_settings_current() -> ProviderSettings | None:
-    return ProviderSettings.objects.order_by("pk").first()
+def provider_settings_current() -> ProviderSettings:
+    """The provider settings (created empty, that is with settings' defaults, the first time they are read)."""
+    return ProviderSettings.get_solo()
 
 
 def daily_spend_cap() -> Decimal | None:
     """The cap in dollars, or None when there is none (admin's row first, then settings; 0 means none)."""
     row = provider_settings_current()
-    cap = row.daily_spend_cap if row is not None and row.daily_spend_cap is not None else getattr(
+    cap = row.daily_spend_cap if row.daily_spend_cap is not None else getattr(
         settings, "TRIAGE_DAILY_SPEND_CAP", None
     )
     return Decimal(cap) if cap else None

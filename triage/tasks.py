@@ -13,16 +13,18 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
+
+from triage.models import PipelineRun
+from triage.pipeline.runner import run_pipeline
 
 logger = logging.getLogger(__name__)
 
 
 def run_task(run_id: int) -> None:
     """The task: takes an id, loads the run, calls the runner. Running it twice does no harm."""
-    from triage.pipeline.runner import run_pipeline
-
     run_pipeline(run_id=run_id)
 
 
@@ -34,8 +36,6 @@ def enqueue_run(*, run_id: int) -> None:
 def submit(run_id: int) -> None:
     backend = settings.TRIAGE_QUEUE_BACKEND
     if backend == "rq":
-        import django_rq
-
         django_rq.get_queue("default").enqueue(run_task, run_id, job_id=f"triage-run-{run_id}")
     elif backend == "inprocess":
         _inprocess().submit(run_id)
@@ -106,8 +106,6 @@ def inprocess_drain(timeout: float | None = None) -> None:
 
 def runs_resume() -> int:
     """Re-submit runs that never finished (queued, or running when a worker died)."""
-    from triage.models import PipelineRun
-
     ids = list(
         PipelineRun.objects.filter(status__in=[PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING]).values_list("pk", flat=True)
     )

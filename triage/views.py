@@ -26,6 +26,7 @@ from triage import selectors
 from triage.charts import bar_chart, funnel_chart, line_chart
 from triage.dashboard import dashboard_figures
 from triage.models import Ticket
+from triage.pipeline.gates import gate_label
 from triage.services import MishandledMarkError, ticket_mark_mishandled
 
 View = Callable[..., HttpResponse]
@@ -168,7 +169,7 @@ def reports(request: HttpRequest) -> HttpResponse:
     ])
     funnel = funnel_chart(figures=figures)
     escalations = bar_chart(items=[
-        (gate.replace("_", " ").capitalize(), n / max(figures.to_person, 1), str(n), "bar-gate")
+        (gate_label(gate), n / max(figures.to_person, 1), str(n), "bar-gate")
         for gate, n in figures.escalations_by_gate.items()
     ])
     f = figures

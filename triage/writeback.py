@@ -16,8 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from integrations.helpdesks import vendor_module
 from integrations.helpdesks.breaker import open_until
-from triage.contracts import ProposedAction
+from integrations.models import HelpdeskSource
+from integrations.vendors import VENDORS
+from triage.contracts import ActionKind, ProposedAction
 from triage.models import Action, PipelineRun, Ticket
 
 logger = logging.getLogger(__name__)
@@ -40,9 +43,6 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     Every request goes through the source's circuit breaker: while it is open nothing is sent and the
     error says until when.
     """
-    from integrations.helpdesks import vendor_module
-    from integrations.models import HelpdeskSource
-
     vendor, _, source_id = ticket.source.partition(":")
     source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
     if source is None:
@@ -69,7 +69,7 @@ def run_actions_execute(
     done: list[Action] = []
     for position, proposed in enumerate(actions):
         payload = proposed.model_dump(mode="json")
-        if proposed.kind == "send_reply":
+        if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
         key = f"run:{run.pk}:{position}:{proposed.kind}"
         action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
@@ -143,12 +143,12 @@ def _action_record(*, action: Action, result: dict | None = None, error: str = "
 
 def writer_for(source: str) -> Callable[..., dict[str, Any]]:
     """The writer for a ticket's source: a setting per source, else the helpdesk it came from
-    (`<vendor>:<source id>`), else recorded only."""
+    (`<vendor>:<source id>`, a vendor of `integrations.vendors`), else recorded only."""
     backends: dict[str, str] = getattr(settings, "TRIAGE_WRITEBACK_BACKENDS", {})
     if source in backends:
         return import_string(backends[source])
     vendor, _, source_id = source.partition(":")
-    if source_id.isdigit() and vendor in getattr(settings, "TRIAGE_WRITEBACK_VENDORS", ()):
+    if source_id.isdigit() and vendor in VENDORS:
         return helpdesk
     return record_only
 

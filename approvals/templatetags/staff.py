@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from triage.pipeline.gates import gate_label
+
 register = template.Library()
 
 
@@ -28,7 +30,7 @@ def query_with(context: template.Context, **changes: Any) -> str:
 
 @register.filter
 def gate_name(value: str) -> str:
-    return str(value).replace("_", " ").capitalize()
+    return gate_label(str(value))
 
 
 @register.filter

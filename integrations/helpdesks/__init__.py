@@ -1,14 +1,19 @@
-"""Helpdesk vendors: one module each (verify, parse, REST client). Found by name, never imported by domain code."""
+"""Helpdesk vendors: one module each (verify, parse, REST client). Found by name, never imported by domain code.
+
+Which vendors there are is `integrations.vendors.REGISTRY`.
+"""
 
 from __future__ import annotations
 
 from importlib import import_module
 from types import ModuleType
 
-VENDORS = ("zendesk", "freshdesk", "helpscout", "intercom", "front", "chatwoot", "zammad")
+from integrations.vendors import BY_NAME, VENDORS
+
+__all__ = ["VENDORS", "vendor_module"]
 
 
 def vendor_module(vendor: str) -> ModuleType:
-    if vendor not in VENDORS:
+    if vendor not in BY_NAME:
         raise LookupError(f"unknown helpdesk vendor {vendor!r}")
-    return import_module(f"integrations.helpdesks.{vendor}")
+    return import_module(BY_NAME[vendor].module_path)

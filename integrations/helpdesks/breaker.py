@@ -18,6 +18,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pybreaker
+import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ _lock = threading.Lock()
 def _storage(source: str) -> pybreaker.CircuitBreakerStorage:
     url = getattr(settings, "REDIS_URL", "")
     if url:
-        import redis
-
         try:
             return pybreaker.CircuitRedisStorage(
                 pybreaker.STATE_CLOSED, redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),

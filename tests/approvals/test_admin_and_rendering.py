@@ -49,15 +49,17 @@ def test_a_threshold_outside_0_to_1_is_refused_with_a_message(admin_client):
 
 
 def test_a_gate_policy_with_a_negative_retrieval_score_is_refused(admin_client):
-    count = GatePolicy.objects.count()
+    before = GatePolicy.get_solo().retrieval_min_score
 
-    response = admin_client.post(reverse("admin:triage_gatepolicy_add"), {
-        "name": "strict", "retrieval_min_score": "-0.2", "groundedness_min_overlap": "0.8",
+    # One policy (django-solo): the admin edits it in place; there is no "add".
+    response = admin_client.post(reverse("admin:triage_gatepolicy_change"), {
+        "retrieval_min_score": "-0.2", "groundedness_min_overlap": "0.8",
     })
 
     assert response.status_code == 200
     assert "Ensure this value is greater than or equal to 0.0." in response.content.decode()
-    assert GatePolicy.objects.count() == count
+    assert GatePolicy.objects.count() == 1
+    assert GatePolicy.get_solo().retrieval_min_score == before
 
 
 def test_a_category_policy_change_in_admin_applies_to_the_next_run_without_a_restart(admin_client, ingest):

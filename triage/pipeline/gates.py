@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import phonenumbers
 import re2
@@ -25,46 +26,95 @@ GROUNDEDNESS = "groundedness"
 PERSONAL_DATA = "personal_data"
 MONEY_PROMISE = "money_promise"
 CATEGORY_POLICY = "category_policy"
-ALL_GATES = (SCHEMA, RETRIEVAL, CONFIDENCE, MONEY, GROUNDEDNESS, PERSONAL_DATA, MONEY_PROMISE, CATEGORY_POLICY)
+STEP_FAILED = "step_failed"
 
 
-def _verdict(gate: str, step: str, passed: bool, reason: str, **details: object) -> Verdict:
-    return Verdict(gate=gate, step=step, passed=passed, reason=reason, details=details)
+@dataclass(frozen=True)
+class Gate:
+    """One gate (or reason a run stops) as the product shows and counts it.
+
+    `step`: the step whose output it checks (its verdicts carry that step unless a caller says
+    otherwise); empty for `step_failed`, which any step can give. `judges_step`: a failed verdict
+    means the step's own output was wrong, so it counts against that step's reliability figure.
+    A hold (money, money promise, category policy) says who must act, not that the step erred.
+    """
+
+    name: str
+    label: str
+    step: str
+    judges_step: bool
+
+
+# The one list of gates: the inbox filter, the trace and reports pages, the reliability figures and
+# every verdict read it. Ordered as the inbox lists them (money first: it is what staff look for).
+REGISTRY: tuple[Gate, ...] = (
+    Gate(MONEY, "Money", "classify", judges_step=False),
+    Gate(CONFIDENCE, "Confidence", "classify", judges_step=True),
+    Gate(SCHEMA, "Schema", "classify", judges_step=True),
+    Gate(RETRIEVAL, "Retrieval", "retrieve", judges_step=True),
+    Gate(GROUNDEDNESS, "Groundedness", "draft", judges_step=True),
+    Gate(PERSONAL_DATA, "Personal data", "draft", judges_step=True),
+    # Not a judge of the draft: on a refund ticket "we will refund you" is the reply the approver
+    # sends. It decides who may send the reply; a draft a person had to rewrite is counted from the
+    # decision (reply rewritten) instead.
+    Gate(MONEY_PROMISE, "Money promise", "draft", judges_step=False),
+    Gate(CATEGORY_POLICY, "Category policy", "validate", judges_step=False),
+    # Not a gate: the reason a run stopped when a step kept failing (retries and fallback spent).
+    Gate(STEP_FAILED, "Step failed", "", judges_step=False),
+)
+BY_NAME: dict[str, Gate] = {g.name: g for g in REGISTRY}
+ALL_GATES = tuple(g.name for g in REGISTRY if g.name != STEP_FAILED)
+
+
+def gate_label(name: str) -> str:
+    """The label people read for a gate name; an unknown name (an old verdict) is made readable."""
+    gate = BY_NAME.get(name)
+    return gate.label if gate else name.replace("_", " ").capitalize()
+
+
+def gates_judging(step: str) -> frozenset[str]:
+    """The gates whose failed verdict means `step`'s own output was wrong."""
+    return frozenset(g.name for g in REGISTRY if g.step == step and g.judges_step)
+
+
+def _verdict(gate: str, passed: bool, reason: str, *, step: str | None = None, **details: object) -> Verdict:
+    return Verdict(gate=gate, step=BY_NAME[gate].step if step is None else step, passed=passed, reason=reason,
+                   details=details)
 
 
 def gate_schema(*, classification: Classification | None, error: ContractError | None) -> Verdict:
     """The model's output satisfied the Classification contract (known category, valid fields)."""
     if error is not None or classification is None:
         reason = error.reason if error else "no classification was produced"
-        return _verdict(SCHEMA, "classify", False, f"The classification is invalid: {reason}.",
+        return _verdict(SCHEMA, False, f"The classification is invalid: {reason}.",
                         fields=error.fields if error else [])
-    return _verdict(SCHEMA, "classify", True, "The classification matches the contract.")
+    return _verdict(SCHEMA, True, "The classification matches the contract.")
 
 
 def gate_retrieval(*, retrieval: Retrieval, min_score: float) -> Verdict:
     """The best knowledge-base passage is close enough to the ticket to answer it from."""
     top = retrieval.top_score
     if not retrieval.passages:
-        return _verdict(RETRIEVAL, "retrieve", False, "No knowledge-base passage was found.", top_score=0.0)
+        return _verdict(RETRIEVAL, False, "No knowledge-base passage was found.", top_score=0.0)
     if top < min_score:
-        return _verdict(RETRIEVAL, "retrieve", False,
+        return _verdict(RETRIEVAL, False,
                         f"The best knowledge-base passage scores {top:.2f}, below the {min_score:.2f} needed.",
                         top_score=round(top, 4), min_score=min_score)
-    return _verdict(RETRIEVAL, "retrieve", True, f"The best passage scores {top:.2f} (needs {min_score:.2f}).",
+    return _verdict(RETRIEVAL, True, f"The best passage scores {top:.2f} (needs {min_score:.2f}).",
                     top_score=round(top, 4), min_score=min_score)
 
 
 def gate_confidence(*, classification: Classification, threshold: float) -> Verdict:
     """The classifier is sure enough for this category, and some category fits at all."""
     if classification.out_of_scope or classification.category == OUT_OF_SCOPE:
-        return _verdict(CONFIDENCE, "classify", False, "No category fits this ticket (out of scope).",
+        return _verdict(CONFIDENCE, False, "No category fits this ticket (out of scope).",
                         confidence=classification.confidence)
     if classification.confidence < threshold:
-        return _verdict(CONFIDENCE, "classify", False,
+        return _verdict(CONFIDENCE, False,
                         f"Confidence {classification.confidence:.2f} for '{classification.category}' is below "
                         f"the category's threshold {threshold:.2f}.",
                         confidence=classification.confidence, threshold=threshold)
-    return _verdict(CONFIDENCE, "classify", True,
+    return _verdict(CONFIDENCE, True,
                     f"Confidence {classification.confidence:.2f} meets the threshold {threshold:.2f}.",
                     confidence=classification.confidence, threshold=threshold)
 
@@ -86,16 +136,16 @@ def gate_money(*, classification: Classification | None, category_moves_money: b
         if kinds:
             reasons.append(f"proposed actions move money ({', '.join(kinds)})")
     if reasons:
-        return _verdict(MONEY, "classify", False, "A person must approve: " + "; ".join(reasons) + ".",
+        return _verdict(MONEY, False, "A person must approve: " + "; ".join(reasons) + ".",
                         terms=list(signals.terms), amounts=list(signals.amounts))
-    return _verdict(MONEY, "classify", True, "Nothing in the ticket or the proposed actions moves money.")
+    return _verdict(MONEY, True, "Nothing in the ticket or the proposed actions moves money.")
 
 
 def gate_category_policy(*, category: str, auto_reply: bool) -> Verdict:
     """The category may be answered without a person (admin's per-category auto-reply switch)."""
     if not auto_reply:
-        return _verdict(CATEGORY_POLICY, "validate", False, f"Category '{category}' is set to always wait for a person.")
-    return _verdict(CATEGORY_POLICY, "validate", True, f"Category '{category}' may be answered automatically.")
+        return _verdict(CATEGORY_POLICY, False, f"Category '{category}' is set to always wait for a person.")
+    return _verdict(CATEGORY_POLICY, True, f"Category '{category}' may be answered automatically.")
 
 
 def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
@@ -110,7 +160,7 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
     passages = {p.chunk_id: p for p in retrieval.passages}
     unknown = [c for c in draft.citations if c not in passages]
     if unknown:
-        return _verdict(GROUNDEDNESS, "draft", False,
+        return _verdict(GROUNDEDNESS, False,
                         f"The draft cites passages that were not retrieved: {unknown}.", unknown=unknown)
     cited = [content_words(passages[c].text) for c in draft.citations]
     ours = {line.strip() for line in boilerplate}
@@ -127,12 +177,12 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
         if best < min_overlap:
             untraced.append(sentence[:200])
     if checked == 0:
-        return _verdict(GROUNDEDNESS, "draft", False, "The draft says nothing drawn from the knowledge base.")
+        return _verdict(GROUNDEDNESS, False, "The draft says nothing drawn from the knowledge base.")
     if untraced:
-        return _verdict(GROUNDEDNESS, "draft", False,
+        return _verdict(GROUNDEDNESS, False,
                         f"{len(untraced)} of {checked} sentences cannot be traced to a cited passage, "
                         f"e.g. \u201c{untraced[0]}\u201d.", untraced=untraced)
-    return _verdict(GROUNDEDNESS, "draft", True, f"All {checked} sentences trace to cited passages.")
+    return _verdict(GROUNDEDNESS, True, f"All {checked} sentences trace to cited passages.")
 
 
 def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str = "draft") -> Verdict:
@@ -148,11 +198,11 @@ def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str =
     if promises:
         quoted = "; ".join(f"\u201c{p.sentence[:160]}\u201d" for p in promises[:3])
         amounts = sorted({a for p in promises for a in p.amounts})
-        return _verdict(MONEY_PROMISE, step, False,
+        return _verdict(MONEY_PROMISE, False,
                         f"The reply tells the customer money has moved or will move: {quoted}.",
                         sentences=[p.sentence for p in promises], phrases=[p.phrase for p in promises],
-                        amounts=amounts)
-    return _verdict(MONEY_PROMISE, step, True, "The reply promises no refund, credit or payment.")
+                        amounts=amounts, step=step)
+    return _verdict(MONEY_PROMISE, True, "The reply promises no refund, credit or payment.", step=step)
 
 
 CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -236,5 +286,7 @@ def gate_reply_personal_data(*, reply: str, policy_text: Iterable[str], requeste
         problems.append(f"postal address(es) not from the knowledge base: {', '.join(addresses)}")
     what = "draft" if step == "draft" else "reply"
     if problems:
-        return _verdict(PERSONAL_DATA, step, False, f"The {what} contains personal data: " + "; ".join(problems) + ".")
-    return _verdict(PERSONAL_DATA, step, True, f"No card numbers, phone numbers or other people's contact details in the {what}.")
+        return _verdict(PERSONAL_DATA, False, f"The {what} contains personal data: " + "; ".join(problems) + ".",
+                        step=step)
+    return _verdict(PERSONAL_DATA, True, f"No card numbers, phone numbers or other people's contact details in the {what}.",
+                    step=step)

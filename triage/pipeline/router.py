@@ -153,15 +153,13 @@ class Router:
         drafters = list(getattr(settings, "TRIAGE_DRAFT_PROVIDERS", ["local"]))
         models = {step: list(names) for step, names in getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {}).items()}
         timeout = getattr(settings, "TRIAGE_ANTHROPIC_TIMEOUT", None)
-        enabled = True
         row = provider_settings_current()
-        if row is not None:
-            enabled = row.enabled
-            for step, listed in (("classify", row.classify_models), ("draft", row.draft_models)):
-                names = [m.strip() for m in listed.split(",") if m.strip()]
-                if names:
-                    models[step] = names
-            timeout = row.timeout_seconds or timeout
+        enabled = row.enabled
+        for step, listed in (("classify", row.classify_models), ("draft", row.draft_models)):
+            names = [m.strip() for m in listed.split(",") if m.strip()]
+            if names:
+                models[step] = names
+        timeout = row.timeout_seconds or timeout
         return cls(
             classifier_id=latest.pk if latest else None,
             classifier_model=latest.model if latest else "",

@@ -23,6 +23,7 @@ from django.utils import timezone
 from triage.contracts import Verdict
 from triage.models import PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import retry
+from triage.pipeline.gates import STEP_FAILED
 from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, checkpoint_open
 from triage.pipeline.router import AnswerInvalid, ModelCallFailed, Router
 from triage.pipeline.steps import CHAIN, Escalate, RunState, Step, StepSkipped
@@ -92,7 +93,7 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy) -> None:
             state.verdicts.extend(result.verdicts)
             return
     reason = f"Step '{step.name}' failed after {failures} attempt(s): {type(last_error).__name__}: {last_error}"
-    verdict = Verdict(gate="step_failed", step=step.name, passed=False, reason=reason)
+    verdict = Verdict(gate=STEP_FAILED, step=step.name, passed=False, reason=reason)
     closing = checkpoint_open(state, step.name, attempt + 1)
     checkpoint_close(closing, StepRun.Status.ESCALATED, time.perf_counter(), error=reason, verdicts=[verdict],
                      output={"escalated": reason})
@@ -147,7 +148,7 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
             logger.exception("run %s failed outside any step", run.pk)
             _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        unexecuted = [v for v in state.verdicts if v.gate == "step_failed" and v.step == "execute"]
+        unexecuted = [v for v in state.verdicts if v.gate == STEP_FAILED and v.step == "execute"]
         if unexecuted:
             _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason)
         elif state.route == PipelineRun.Route.AUTO:

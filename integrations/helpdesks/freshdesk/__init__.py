@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,8 +78,6 @@ class Client(HelpdeskClient):
         return [c.get("body_text") or c.get("body") or "" for c in answer if isinstance(c, dict)]
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        import html
-
         markup = "<br>".join(html.escape(line) for line in body.split("\n"))
         return self.http.send("POST", f"/api/v2/tickets/{quote(ticket_id)}/reply", body={"body": markup},
                               idempotency_key=key, before_retry=before_retry)

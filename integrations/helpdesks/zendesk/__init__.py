@@ -7,6 +7,7 @@ README (``{"ticket": {"id": "{{ticket.id}}", ...}}``).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -73,8 +74,6 @@ class Client(HelpdeskClient):
     vendor = "zendesk"
 
     def auth_headers(self) -> dict[str, str]:
-        import base64
-
         pair = base64.b64encode(f"{self.api_user}/token:{self.api_token}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
 

@@ -18,8 +18,15 @@ MONEY_KINDS = [str(k) for k in MONEY_ACTIONS]
 
 
 @pytest.fixture
-def money_gate_off(db):
-    GatePolicy.objects.update_or_create(name="default", defaults={"money_gate": False})
+def every_switch_off(db):
+    """Every gate switch the policy has turned off (read from the model, so a switch added later is off too)."""
+    switches = [f.name for f in GatePolicy._meta.get_fields() if f.name.endswith("_gate")]
+    policy = GatePolicy.get_solo()
+    for name in switches:
+        setattr(policy, name, False)
+    policy.save()
+    assert switches and not any(getattr(GatePolicy.get_solo(), name) for name in switches)
+    return switches
 
 
 @pytest.fixture
@@ -29,7 +36,11 @@ def money_user(django_user_model):
     return user
 
 
-def test_with_the_money_gate_unticked_a_refund_ticket_still_waits_for_a_person(money_gate_off, ingest):
+def test_there_is_no_switch_for_money(every_switch_off):
+    assert not [name for name in every_switch_off if "money" in name]
+
+
+def test_with_every_gate_switch_off_a_refund_ticket_still_waits_for_a_person(every_switch_off, ingest):
     result = ingest(REFUND_TICKET, enqueue=False)
 
     run = run_pipeline(run_id=result.run.pk)
@@ -43,11 +54,7 @@ def test_with_the_money_gate_unticked_a_refund_ticket_still_waits_for_a_person(m
     assert len(money) == 1 and money[0]["passed"] is False
 
 
-def test_with_every_gate_unticked_a_money_ticket_still_waits_for_a_person(ingest):
-    GatePolicy.objects.update_or_create(name="default", defaults={
-        "money_gate": False, "confidence_gate": False, "retrieval_gate": False, "groundedness_gate": False,
-        "personal_data_gate": False,
-    })
+def test_with_every_gate_switch_off_an_amount_to_refund_still_waits_for_a_person(every_switch_off, ingest):
     result = ingest("Please refund the $42.50 you charged me twice for my Tidewater Club box.", enqueue=False)
 
     run = run_pipeline(run_id=result.run.pk)
