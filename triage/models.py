@@ -48,11 +48,11 @@ class GatePolicy(SingletonModel):
     """The gate switches and thresholds: one row (`GatePolicy.get_solo()`); admins edit it, new runs read it.
 
     Money has no switch: the money and money-promise gates always run and the route step holds money
-    for a person (steps/route.py, steps/execute.py).
+    for a person (steps/route.py, steps/execute.py). Nor has the schema gate: output that breaks its
+    contract is never acted on.
     """
 
     name = models.CharField(max_length=100, default="default", unique=True)
-    schema_gate = models.BooleanField(default=True)
     retrieval_gate = models.BooleanField(default=True)
     confidence_gate = models.BooleanField(default=True)
     groundedness_gate = models.BooleanField(default=True)
