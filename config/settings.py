@@ -240,7 +240,9 @@ LOGGING = {
 # Integrations reach the domain through these paths only.
 TRIAGE_TICKET_CONTRACT = "triage.contracts.TicketIn"
 # The action kinds the API describes (its OpenAPI document): the contract's enumeration, found by name.
-TRIAGE_ACTION_KINDS = "triage.contracts.ActionKind"
+# What the ticket API answers: the contract (for the OpenAPI document) and the function that fills it.
+TRIAGE_TICKET_OUT_CONTRACT = "triage.api.TicketOut"
+TRIAGE_TICKET_OUT = "triage.api.ticket_out"
 TRIAGE_INGEST_SERVICE = "triage.services.ticket_ingest"
 TRIAGE_WEBHOOK_MAX_BYTES = env.int("TRIAGE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Signed timestamps further than this from now are refused as replays.

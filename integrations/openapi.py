@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 description of the generic ticket API, written by hand to say what the code does."""
+"""The OpenAPI 3.1 description of the generic ticket API.
+
+The request and answer schemas come from the domain's pydantic contracts (`TRIAGE_TICKET_CONTRACT`,
+`TRIAGE_TICKET_OUT_CONTRACT`), so their fields, limits and enumerations cannot drift from the code;
+what is written here is the paths, the error shape and the descriptions.
+"""
 
 from __future__ import annotations
 
@@ -52,40 +57,14 @@ def ticket_in_schema() -> dict[str, Any]:
     }
 
 
-def action_schema() -> dict[str, Any]:
-    kinds = import_string(settings.TRIAGE_ACTION_KINDS)
-    return {
-        "type": "object",
-        "properties": {
-            "kind": {"type": "string", "enum": [str(kind) for kind in kinds]},
-            "status": {"type": "string", "enum": ["pending", "done", "failed"]},
-            "error": {"type": ["string", "null"]},
-            "payload": {"type": "object"},
-        },
-    }
-
-TICKET = {
-    "type": "object",
-    "required": ["id", "source", "external_id", "status", "created_at", "outcome"],
-    "properties": {
-        "id": {"type": "integer"},
-        "source": {"type": "string"},
-        "external_id": {"type": "string"},
-        "subject": {"type": "string"},
-        "status": {"type": "string", "enum": ["new", "triaging", "auto_handled", "awaiting_approval", "resolved", "rejected", "failed"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "outcome": {
-            "type": ["object", "null"],
-            "properties": {
-                "run": {"type": "integer"},
-                "status": {"type": "string", "enum": ["queued", "running", "waiting", "completed", "failed"]},
-                "route": {"type": ["string", "null"], "enum": ["auto", "human", None]},
-                "error": {"type": ["string", "null"]},
-                "actions": {"type": "array", "items": {"$ref": "#/components/schemas/Action"}},
-            },
-        },
-    },
-}
+def response_schemas() -> dict[str, dict[str, Any]]:
+    """The answer's schemas (`Ticket` and the models it uses), from the domain's contract
+    (`TRIAGE_TICKET_OUT_CONTRACT`): nested models become components of their own."""
+    contract = import_string(settings.TRIAGE_TICKET_OUT_CONTRACT)
+    schema = contract.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    components: dict[str, dict[str, Any]] = schema.pop("$defs", {})
+    components["Ticket"] = schema
+    return components
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -135,6 +114,6 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"TicketIn": ticket_in_schema(), "Ticket": TICKET, "Action": action_schema(), "Error": ERROR},
+            "schemas": {"TicketIn": ticket_in_schema(), **response_schemas(), "Error": ERROR},
         },
     }

@@ -72,23 +72,8 @@ def _unauthorized() -> JsonResponse:
 
 
 def _ticket_view(ticket: Any) -> dict[str, Any]:
-    run = ticket.runs.order_by("-pk").first()
-    outcome: dict[str, Any] | None = None
-    if run is not None:
-        outcome = {
-            "run": run.pk,
-            "status": run.status,
-            "route": run.route or None,
-            "error": run.error or None,
-            "actions": [
-                {"kind": a.kind, "status": a.status, "error": a.error or None, "payload": a.payload}
-                for a in run.actions.order_by("pk")
-            ],
-        }
-    return {
-        "id": ticket.pk, "source": ticket.source, "external_id": ticket.external_id, "subject": ticket.subject,
-        "status": ticket.status, "created_at": ticket.created_at.isoformat(), "outcome": outcome,
-    }
+    # The domain's answer contract (`TRIAGE_TICKET_OUT`): the OpenAPI document is built from the same model.
+    return dict(import_string(settings.TRIAGE_TICKET_OUT)(ticket))
 
 
 @csrf_exempt
