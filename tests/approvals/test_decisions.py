@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import AlreadyDecided, approval_decide
-from approvals.testing import snapshot
+from tests.factories import snapshot
 from triage.models import Action, PipelineRun, Ticket
 from triage.pipeline.runner import run_pipeline
 

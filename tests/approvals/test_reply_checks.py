@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import MoneyPermissionRequired, ReplyRefused, approval_decide
-from approvals.testing import snapshot
+from tests.factories import snapshot
 from triage.models import Action, PipelineRun
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.db import connections
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import AlreadyDecided, approval_decide
-from approvals.testing import build_run
+from tests.factories import build_run
 from triage.models import Action
 
 pytestmark = pytest.mark.django_db(transaction=True)
