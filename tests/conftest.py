@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "triage" / "demo"
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
+# Helpdesk sources, vendor-correct signing and the loopback helpdesk: used by the intake tests, the
+# write-back tests (tests/triage/writeback) and the integrations admin tests.
+pytest_plugins = ["tests.integrations.helpdesks.stubs"]
+
 
 @pytest.fixture(autouse=True)
 def _fast_queue(settings):

@@ -60,7 +60,7 @@ bodies = st.one_of(
     json_values.map(encoded),
     shaped.map(encoded),
 )
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def mutated(draw_data, vendor: str) -> bytes:
