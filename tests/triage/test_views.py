@@ -52,9 +52,10 @@ def test_staff_mark_an_auto_handled_ticket_as_mishandled_from_its_trace(agent_cl
     page = agent_client.get(reverse("ticket-trace", args=[ticket.pk])).content.decode()
     assert 'data-action="mark-mishandled"' in page
 
+    started = timezone.now()
     response = agent_client.post(reverse("ticket-mishandled", args=[ticket.pk]), follow=True)
 
-    assert Ticket.objects.get(pk=ticket.pk).mishandled_at is not None
+    assert started <= Ticket.objects.get(pk=ticket.pk).mishandled_at <= timezone.now()
     assert "Marked as mishandled" in response.content.decode()
     assert 'data-action="mark-mishandled"' not in response.content.decode()
 
