@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from approvals.services import approval_decide
-from approvals.testing import build_run
+from tests.factories import build_run
 from triage.metrics import ReferenceLabels, StaffFeedback, chain_figures
 from triage.models import GatePolicy, PipelineRun, StepRun, Ticket
 from triage.services import ticket_mark_mishandled

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from approvals.testing import build_run
+from tests.factories import build_run
 from triage.models import PipelineRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from approvals.models import ApprovalRequest, Decision
-from approvals.testing import build_run, snapshot
+from tests.factories import build_run, snapshot
 from triage.models import Action, PipelineRun, Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)

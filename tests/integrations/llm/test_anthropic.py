@@ -72,7 +72,7 @@ def test_a_valid_structured_answer_is_used_priced_and_the_route_recorded(claude,
     assert "out_of_scope" in schema["properties"]["category"]["enum"]
     assert all(block["cache_control"] == {"type": "ephemeral"} for block in request["system"])
     assert "<ticket>\n" + PASSWORD_TICKET in request["messages"][0]["content"]
-    assert fake.headers[0].get("x-stainless-retry-count") in (None, "0")
+    assert fake.headers[0].get("x-stainless-retry-count") == "0"
     # Actions come from code, not from the model: a non-money category gets the ordinary ones.
     assert {a["kind"] for a in step.output["proposed_actions"]} == {"set_category", "set_priority", "send_reply", "solve"}
 
@@ -193,7 +193,9 @@ def test_a_401_is_not_retried_it_goes_to_a_person_with_an_alert(claude, ingest, 
     assert classify_attempts(run) == [(1, "failed", "claude-haiku-4-5"), (2, "escalated", "")]
     first = run.steps.get(step="classify", attempt=1)
     assert "HTTP 401 authentication_error" in first.error and "not retried" in first.error
-    assert any("401" in r.getMessage() for r in caplog.records)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", ("anthropic classify call refused: claude-haiku-4-5: HTTP 401 authentication_error: invalid x-api-key "
+                   "(not retried: the request or the credentials need fixing)"))]
     assert "401" in ApprovalRequest.objects.get(run=run).reason and classify_cost(run) == 0
 
 
@@ -260,7 +262,8 @@ def test_claude_can_draft_from_the_passages_marked_for_caching(claude, ingest, s
     assert draft_request["system"][1]["cache_control"] == {"type": "ephemeral"}
     draft = run.steps.get(step="draft", status__in=StepRun.FINISHED)
     assert draft.model == "claude-sonnet-4-6" and draft.cost == SONNET_CALL
-    assert draft.output["citations"] and run.status in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING)
+    assert draft.output["citations"]
+    assert run.status == PipelineRun.Status.COMPLETED
 
 
 def test_a_model_is_priced_by_its_longest_listed_prefix():

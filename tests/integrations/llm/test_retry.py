@@ -16,6 +16,7 @@ def test_the_wait_doubles_per_attempt_with_up_to_one_base_of_jitter(attempt):
     waits = [wait_seconds(attempt=attempt, error=TimeoutError(), base=0.5) for _ in range(200)]
 
     floor = 0.5 * 2 ** (attempt - 1)
+    # A range, not a value: the jitter is random on purpose (workers must not retry in step).
     assert all(floor <= w <= floor + 0.5 for w in waits)
     assert len({round(w, 6) for w in waits}) > 1  # jittered, so workers do not retry in step
 
@@ -54,5 +55,6 @@ def test_retry_after_headers_are_read_as_seconds(headers, expected):
 def test_a_retry_after_http_date_counts_from_now():
     in_ten = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
 
+    # A range: the header has whole seconds and the clock moves between writing and reading it.
     assert 8.0 <= retry_after_seconds({"retry-after": in_ten}) <= 10.0
     assert retry_after_seconds({"retry-after": format_datetime(datetime(2015, 10, 21, tzinfo=UTC), usegmt=True)}) == 0.0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import AlreadyDecided, approval_decide
-from approvals.testing import snapshot
+from tests.factories import snapshot
 from triage.models import Action, PipelineRun, Ticket
 from triage.pipeline.runner import run_pipeline
 
@@ -44,17 +45,23 @@ def test_approving_resumes_the_run_which_carries_out_the_actions_once(
 
 def test_the_decision_is_audited_with_who_when_before_after_and_why(agent_client, agent, paused):
     approval = paused()
+    started = timezone.now()
 
     decide(agent_client, approval, verdict="edit", category="shipping_delay", reply="Your parcel is on its way.\r\nSam",
            reason="It is a delay, not a status question")
 
     decision = Decision.objects.get(approval=approval)
-    assert decision.actor == agent and decision.verdict == "edit" and decision.created_at is not None
+    assert decision.actor == agent and decision.verdict == "edit" and started <= decision.created_at <= timezone.now()
     assert decision.reason == "It is a delay, not a status question"
     assert decision.before["category"] == "order_status" and decision.before["reply"] == approval.draft
     assert decision.after["category"] == "shipping_delay"
     assert decision.after["reply"] == "Your parcel is on its way.\nSam"
-    assert any(a["kind"] == "set_category" and a["note"] == "shipping_delay" for a in decision.after["actions"])
+    assert decision.after["actions"] == [
+        {"kind": "set_category", "note": "shipping_delay", "amount": None, "currency": ""},
+        {"kind": "set_priority", "note": "normal", "amount": None, "currency": ""},
+        {"kind": "send_reply", "note": "", "amount": None, "currency": ""},
+        {"kind": "solve", "note": "", "amount": None, "currency": ""},
+    ]
 
 
 def test_edit_then_approve_carries_out_the_edited_reply_and_category(

@@ -109,7 +109,7 @@ def test_a_permission_revoked_after_the_decision_moves_no_money(ingest, money_us
 
 def test_a_shadow_run_with_the_gates_off_sends_nothing_to_the_helpdesk(ingest, settings):
     calls = []
-    settings.TRIAGE_WRITEBACK_BACKENDS = {"test": "tests.triage.pipeline.test_money_invariant.recording_writer"}
+    settings.TRIAGE_WRITEBACK_BACKENDS = {"test": "tests.triage.pipeline.steps.test_execute.recording_writer"}
     recording_writer.calls = calls  # type: ignore[attr-defined]  # a function attribute as the call log
     result = ingest(REFUND_TICKET, enqueue=False)
     shadow = PipelineRun.objects.create(ticket=result.ticket, gates_enabled=False)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
+
+from django.utils import timezone
 
 from integrations.models import ApiToken, HelpdeskSource
 
@@ -18,8 +21,9 @@ def test_source_pages_mask_secrets_to_the_last_four(admin_client, helpdesk_sourc
     assert "AB12" in listing and "CD34" in change
 
 
-def test_saving_a_new_secret_in_admin_rotates_it_with_a_grace_period(admin_client, helpdesk_source):
+def test_saving_a_new_secret_in_admin_rotates_it_with_a_grace_period(admin_client, helpdesk_source, settings):
     source = helpdesk_source("intercom", secret="first-secret-1111")
+    started = timezone.now()
 
     response = admin_client.post(
         f"/admin/integrations/helpdesksource/{source.pk}/change/",
@@ -30,7 +34,8 @@ def test_saving_a_new_secret_in_admin_rotates_it_with_a_grace_period(admin_clien
     assert response.status_code == 302
     source.refresh_from_db()
     assert (source.secret, source.previous_secret) == ("second-secret-2222", "first-secret-1111")
-    assert source.previous_secret_valid_until is not None
+    grace = timedelta(seconds=settings.TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS)
+    assert started + grace <= source.previous_secret_valid_until <= timezone.now() + grace
 
 
 def test_saving_without_a_new_secret_keeps_it(admin_client, helpdesk_source):

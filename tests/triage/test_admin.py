@@ -1,11 +1,11 @@
-"""Gate admin (validated, applied to new runs, articles re-embedded), the audit in admin, hostile text."""
+"""The triage admin: gate and category policies validated and applied to new runs, articles re-embedded,
+a run's resolution and who marked a ticket mishandled read-only."""
 
 from __future__ import annotations
 
 import pytest
 from django.urls import reverse
 
-from approvals.models import Decision
 from approvals.services import approval_decide
 from triage.models import Article, Category, GatePolicy, PipelineRun
 from triage.pipeline.runner import run_pipeline
@@ -13,10 +13,6 @@ from triage.pipeline.runner import run_pipeline
 pytestmark = pytest.mark.django_db
 
 PASSWORD_TICKET = "I forgot my password and the reset email never arrives, how do I get back into my account?"
-HOSTILE = (
-    '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2"> <b>bold</b> '
-    "[click me](javascript:alert(1)) " + "A" * 400 + " \u202eevil\u202c مرحبا بالعالم 🙂👍🏽"
-)
 
 
 @pytest.fixture
@@ -94,33 +90,6 @@ def test_editing_an_article_in_admin_re_embeds_its_passages(admin_client):
     texts = dict(article.chunks.values_list("heading", "text"))
     assert texts == {"": "Descale every two months.", "Citric acid": "Use citric acid, never vinegar."}
     assert all(len(c.embedding) == 384 for c in article.chunks.all())
-
-
-def test_decisions_are_shown_in_admin_but_cannot_be_changed_or_deleted(admin_client, agent, paused):
-    approval = paused()
-    decision = approval_decide(approval_id=approval.pk, actor=agent, verdict="reject", reason="spam")
-
-    view = admin_client.get(reverse("admin:approvals_decision_change", args=[decision.pk]))
-    change = admin_client.post(reverse("admin:approvals_decision_change", args=[decision.pk]), {"reason": "nothing"})
-    delete = admin_client.post(reverse("admin:approvals_decision_delete", args=[decision.pk]), {"post": "yes"})
-
-    assert view.status_code == 200 and "spam" in view.content.decode()
-    assert change.status_code == 403 and delete.status_code == 403
-    assert Decision.objects.get(pk=decision.pk).reason == "spam"
-
-
-def test_hostile_ticket_text_is_escaped_everywhere_it_is_shown(agent_client, paused):
-    approval = paused(HOSTILE, subject="<i>subject</i> \u202e")
-
-    for url in (reverse("approvals:inbox"), reverse("ticket-trace", args=[approval.ticket_id]),
-                reverse("approvals:detail", args=[approval.pk])):
-        page = agent_client.get(url).content.decode()
-        assert "<script>window.__pwned" not in page and "<img src=x" not in page and "<b>bold</b>" not in page
-        assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
-        assert "&lt;i&gt;subject&lt;/i&gt;" in page
-        assert 'href="javascript:' not in page
-        assert 'class="ticket-body text" dir="auto"' in page
-        assert "مرحبا بالعالم 🙂👍🏽" in page
 
 
 def test_a_runs_resolution_is_read_only_in_admin_so_a_post_cannot_change_what_runs(admin_client, agent, paused):

@@ -60,7 +60,7 @@ bodies = st.one_of(
     json_values.map(encoded),
     shaped.map(encoded),
 )
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def mutated(draw_data, vendor: str) -> bytes:
@@ -125,6 +125,7 @@ def test_intake_never_answers_500_nor_leaves_partial_rows(client, helpdesk_sourc
     response = client.post(f"/webhooks/{vendor}/{source.pk}", data=body, content_type="application/json", headers=headers)
 
     event(f"HTTP {response.status_code}" + (" ticket created" if response.status_code == 202 and "run" in response.json() else ""))
+    # A set of outcomes on purpose: the body is generated, and the property is "never a 500".
     assert response.status_code in (200, 202, 400, 401, 413), (response.status_code, response.content)
     assert response["Content-Type"] == "application/json"
     invariant_holds()
@@ -161,6 +162,7 @@ def test_api_never_answers_500_nor_leaves_partial_rows(client, body):
     response = client.post("/api/tickets", data=body, content_type="application/json", headers={"Authorization": f"Bearer {raw}"})
 
     event(f"HTTP {response.status_code}")
+    # A set of outcomes on purpose: the body is generated, and the property is "never a 500".
     assert response.status_code in (200, 201, 400), (response.status_code, response.content)
     if response.status_code == 400:
         assert response.json()["field"]

@@ -1,4 +1,5 @@
-"""Helpdesk test fixtures: sources, vendor-correct signing, and a loopback helpdesk."""
+"""Helpdesk test fixtures: sources, vendor-correct signing, and a loopback helpdesk (a pytest plugin,
+registered in tests/conftest.py, so the write-back and admin tests elsewhere in the tree can use them)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Decision
-from approvals.testing import snapshot
+from tests.factories import snapshot
 from triage.models import Ticket
 
 pytestmark = pytest.mark.django_db

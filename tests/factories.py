@@ -1,8 +1,8 @@
-"""Factories for tests of the staff app (also used by the browser tests): runs in known states.
+"""Test factories (the staff app's tests, the metrics tests and the browser tests): runs in known states.
 
 A paused run is built from finished StepRun checkpoints, as the runner leaves them, plus its open
 ApprovalRequest, so a decision resumes it through the real runner without any model being needed.
-Not imported by the application itself.
+Test code only: it lives in the tests tree so that no production package ships it.
 """
 
 from __future__ import annotations

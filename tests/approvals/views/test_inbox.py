@@ -68,7 +68,7 @@ def test_counts_per_option_follow_the_other_filters():
     now = timezone.now()
     categories = list(Category.objects.all())
 
-    from approvals.testing import build_run
+    from tests.factories import build_run
 
     build_run(body="a", category="refund_request", money=True)
     build_run(body="b", category="order_status")
