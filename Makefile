@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 # machine, in the development mode (debug pages, development secret key, localhost, plain HTTP).
 export DJANGO_DEV_MODE ?= 1
 
-.PHONY: setup demo test bench evaluate browsers stop-db
+.PHONY: setup demo test lint bench browsers stop-db
 
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -16,9 +16,17 @@ setup:
 demo: setup
 	$(RUN) python manage.py demo
 
-## The whole test suite against the embedded PostgreSQL (plus the local Redis for the RQ test).
-test: setup browsers
+## The whole test suite against the embedded PostgreSQL (plus the local Redis for the RQ test),
+## after the lint, format, type and import-contract checks.
+test: setup browsers lint
 	$(RUN) pytest
+
+## ruff (lint and format), mypy, and the import-linter contracts (layers, no cycles, no concrete providers).
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) lint-imports
 
 ## Debian's Chromium for the browser tests (Playwright drives it by its executable path).
 browsers:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from triage.models import Category
-
 from approvals.models import Decision
 from approvals.selectors import AGES, GATE_NAMES, SORTS, InboxFilters
+from triage.models import Category
 
 
 class InboxFilterForm(forms.Form):
@@ -39,7 +38,7 @@ class DecisionForm(forms.Form):
     next = forms.CharField(required=False, max_length=2000)
 
     def __init__(self, *args: object, categories: list[Category], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # Form's own arguments, passed through
         category_field = self.fields["category"]
         assert isinstance(category_field, forms.ChoiceField)
         category_field.choices = [("", "")] + [(c.label, c.label) for c in categories]

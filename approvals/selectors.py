@@ -14,11 +14,10 @@ from typing import Any
 
 from django.db.models import Case, CharField, Count, Prefetch, Q, QuerySet, Value, When
 
+from approvals.models import ApprovalRequest, Decision
 from triage.contracts import OUT_OF_SCOPE, ActionKind, stored_action_moves_money
 from triage.models import Category, StepRun
 from triage.pipeline.gates import REGISTRY as GATE_REGISTRY
-
-from approvals.models import ApprovalRequest, Decision
 
 # The inbox's gate filter: every gate and stop reason in the registry, in its order, with its label.
 GATES = tuple(g.name for g in GATE_REGISTRY)
@@ -132,7 +131,7 @@ def approval_inbox(*, filters: InboxFilters, now: datetime) -> QuerySet[Approval
     return _ordered(qs, filters.sort)
 
 
-def approval_inbox_ids(*, filters: InboxFilters, now: datetime) -> QuerySet[ApprovalRequest]:
+def approval_inbox_ids(*, filters: InboxFilters, now: datetime) -> QuerySet[ApprovalRequest, int]:
     """The same list as ids only: deep pages skip over narrow index entries, not joined rows."""
     qs = ApprovalRequest.objects.filter(Q(status=ApprovalRequest.Status.PENDING) & _filter_q(filters, now))
     return _ordered(qs, filters.sort).values_list("pk", flat=True)
@@ -157,8 +156,12 @@ def inbox_counts(*, filters: InboxFilters, now: datetime, categories: list[Categ
     then counted here, so the cost does not grow with the number of options.
     """
     hour, day = now - timedelta(hours=1), now - timedelta(days=1)
-    age = Case(When(created_at__gte=hour, then=Value("hour")), When(created_at__gte=day, then=Value("day")),
-               default=Value("older"), output_field=CharField())
+    age = Case(
+        When(created_at__gte=hour, then=Value("hour")),
+        When(created_at__gte=day, then=Value("day")),
+        default=Value("older"),
+        output_field=CharField(),
+    )
     groups = list(
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
         .annotate(age_bucket=age)
@@ -193,19 +196,30 @@ def inbox_counts(*, filters: InboxFilters, now: datetime, categories: list[Categ
             matching += n
     names = {c.label: (c.name or c.label) for c in categories} | {OUT_OF_SCOPE: "Out of scope"}
     values = {
-        "category": list(names), "gate": list(GATES), "money": ["yes", "no"], "age": list(AGES),
+        "category": list(names),
+        "gate": list(GATES),
+        "money": ["yes", "no"],
+        "age": list(AGES),
     }
     labels = {"category": names, "gate": GATE_NAMES, "money": {"yes": "Moves money", "no": "No money"}, "age": AGES}
     grouped: dict[str, list[FilterOption]] = {}
     for facet, options in values.items():
         grouped[facet] = [
-            FilterOption(value=v, label=labels[facet][v], count=tallies[facet][v], selected=getattr(filters, facet) == v)
+            FilterOption(
+                value=v, label=labels[facet][v], count=tallies[facet][v], selected=getattr(filters, facet) == v
+            )
             for v in options
             if tallies[facet][v] or getattr(filters, facet) == v or facet in ("money", "age")
         ]
     grouped["category"].sort(key=lambda o: (-o.count, o.label))
-    return InboxCounts(categories=grouped["category"], gates=grouped["gate"], money=grouped["money"],
-                       ages=grouped["age"], pending_total=sum(row[-1] for row in groups), matching=matching)
+    return InboxCounts(
+        categories=grouped["category"],
+        gates=grouped["gate"],
+        money=grouped["money"],
+        ages=grouped["age"],
+        pending_total=sum(row[-1] for row in groups),
+        matching=matching,
+    )
 
 
 def inbox_items(*, approvals: list[ApprovalRequest]) -> list[InboxItem]:
@@ -218,7 +232,10 @@ def _item(approval: ApprovalRequest) -> InboxItem:
     passages = list(((steps["retrieve"].output or {}).get("passages") or []) if "retrieve" in steps else [])
     citations = set(((steps["draft"].output or {}).get("citations") or []) if "draft" in steps else [])
     cited = [p for p in passages if p.get("chunk_id") in citations]
-    priority = next((a.get("note") for a in approval.proposed_actions if a.get("kind") == ActionKind.SET_PRIORITY), "") or "normal"
+    priority = (
+        next((a.get("note") for a in approval.proposed_actions if a.get("kind") == ActionKind.SET_PRIORITY), "")
+        or "normal"
+    )
     return InboxItem(
         approval=approval,
         priority=priority,

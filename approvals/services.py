@@ -8,8 +8,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from approvals.models import ApprovalRequest, Decision
 from triage.contracts import (
-    ActionKind, Classification, Draft, Priority, Resolution, Verdict, stored_action_moves_money,
+    ActionKind,
+    Classification,
+    Draft,
+    Priority,
+    Resolution,
+    Verdict,
+    stored_action_moves_money,
 )
 from triage.models import Category, Chunk, PipelineRun, StepRun
 from triage.pipeline.gates import MONEY, gate_reply_money, gate_reply_personal_data
@@ -17,13 +24,16 @@ from triage.pipeline.handling import proposed_actions_for
 from triage.pipeline.promises import money_promises
 from triage.tasks import enqueue_run
 
-from approvals.models import ApprovalRequest, Decision
-
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}  # ApprovalRequest.priority_rank
 
 
 def approval_request_open(
-    *, run: PipelineRun, reason: str, verdicts: list[Verdict], classification: Classification | None, draft: Draft | None
+    *,
+    run: PipelineRun,
+    reason: str,
+    verdicts: list[Verdict],
+    classification: Classification | None,
+    draft: Draft | None,
 ) -> ApprovalRequest:
     """The run waits for a person. Idempotent: a resumed run finds its request already open."""
     failed = sorted({v.gate for v in verdicts if not v.passed})
@@ -35,7 +45,9 @@ def approval_request_open(
         "verdicts": [v.model_dump(mode="json") for v in verdicts],
         "failed_gates": failed,
         "proposed_category": classification.category if classification else "",
-        "proposed_actions": [a.model_dump(mode="json") for a in classification.proposed_actions] if classification else [],
+        "proposed_actions": [a.model_dump(mode="json") for a in classification.proposed_actions]
+        if classification
+        else [],
         "draft": draft.body if draft else "",
         "money": money,
         "priority_rank": PRIORITY_RANK.get(classification.priority, 2) if classification else 2,
@@ -77,8 +89,9 @@ def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[st
     that carries a money action; anyone else would be promising money no one has approved.
     """
     passages = _retrieved_passages(approval.run)
-    personal = gate_reply_personal_data(reply=reply, policy_text=passages, requester=approval.ticket.requester,
-                                        step="decision")
+    personal = gate_reply_personal_data(
+        reply=reply, policy_text=passages, requester=approval.ticket.requester, step="decision"
+    )
     if not personal.passed:
         raise ReplyRefused(personal.reason + " Take it out of the reply; nothing was sent.")
     money = gate_reply_money(reply=reply, policy_text=passages + _knowledge_base_quotes(reply), step="decision")
@@ -97,8 +110,9 @@ def _reply_check(*, approval: ApprovalRequest, reply: str, actions: list[dict[st
 
 
 def _retrieved_passages(run: PipelineRun) -> list[str]:
-    step = (StepRun.objects.filter(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED)
-            .order_by("-attempt").first())
+    step = (
+        StepRun.objects.filter(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED).order_by("-attempt").first()
+    )
     passages = ((step.output or {}).get("passages") or []) if step else []
     return [str(p.get("text", "")) for p in passages if isinstance(p, dict)]
 
@@ -119,7 +133,12 @@ def _knowledge_base_quotes(reply: str) -> list[str]:
 
 
 def approval_decide(
-    *, approval_id: int, actor: Any, verdict: str, reason: str = "", category: str | None = None,
+    *,
+    approval_id: int,
+    actor: Any,
+    verdict: str,
+    reason: str = "",
+    category: str | None = None,
     reply: str | None = None,
 ) -> Decision:
     """Record a person's decision and hand the run back to the queue to carry it out, exactly once.
@@ -148,21 +167,33 @@ def approval_decide(
                 if new_category is None:
                     raise DecisionError(f"category {category!r} does not exist")
                 after["category"] = category
-                after["actions"] = [a.model_dump(mode="json") for a in
-                                    proposed_actions_for(category=new_category, priority=Priority.NORMAL)]
+                after["actions"] = [
+                    a.model_dump(mode="json")
+                    for a in proposed_actions_for(category=new_category, priority=Priority.NORMAL)
+                ]
             if reply is not None:
                 after["reply"] = reply
         moves_money = approval.money or bool(_money_actions(after["actions"]))
         if verdict != Decision.Verdict.REJECT:
             if moves_money and not actor.has_perm("approvals.approve_money"):
-                raise MoneyPermissionRequired("Approving this ticket moves money; you need the money-approval permission.")
+                raise MoneyPermissionRequired(
+                    "Approving this ticket moves money; you need the money-approval permission."
+                )
             if any(a.get("kind") == ActionKind.SEND_REPLY for a in after["actions"]):
                 if not after["reply"].strip():
                     raise DecisionError("the reply is empty")
                 _reply_check(approval=approval, reply=after["reply"], actions=after["actions"], actor=actor)
-        decision = Decision.objects.create(approval=approval, actor=actor, verdict=verdict, before=before,
-                                           after=after if verdict != Decision.Verdict.REJECT else {}, reason=reason)
-        approval.status = ApprovalRequest.Status.REJECTED if verdict == Decision.Verdict.REJECT else ApprovalRequest.Status.APPROVED
+        decision = Decision.objects.create(
+            approval=approval,
+            actor=actor,
+            verdict=verdict,
+            before=before,
+            after=after if verdict != Decision.Verdict.REJECT else {},
+            reason=reason,
+        )
+        approval.status = (
+            ApprovalRequest.Status.REJECTED if verdict == Decision.Verdict.REJECT else ApprovalRequest.Status.APPROVED
+        )
         approval.decided_at = timezone.now()
         approval.save(update_fields=["status", "decided_at"])
         run = approval.run

@@ -20,9 +20,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from triage.models import Category
-from triage.views import staff_required
-
 from approvals.forms import DecisionForm, InboxFilterForm
 from approvals.models import ApprovalRequest, Decision
 from approvals.selectors import (
@@ -37,6 +34,8 @@ from approvals.selectors import (
     pending_count,
 )
 from approvals.services import AlreadyDecided, DecisionError, MoneyPermissionRequired, approval_decide
+from triage.models import Category
+from triage.views import staff_required
 
 PAGE_SIZE = 20
 
@@ -49,7 +48,7 @@ class CountedPaginator(Paginator):
     """A paginator told its count: the inbox counts already found it, so it is not queried again."""
 
     def __init__(self, object_list: object, per_page: int, *, count: int) -> None:
-        super().__init__(object_list, per_page)  # type: ignore[arg-type]
+        super().__init__(object_list, per_page)  # type: ignore[arg-type]  # any sliceable, as Paginator accepts
         self.__dict__["count"] = count  # Paginator.count is a cached_property
 
 
@@ -92,8 +91,13 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
 @staff_required("approvals.view_approvalrequest")
 def approval_detail(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     item = _item_or_404(approval_id)
-    context = {"item": item, "categories": _categories(), "next": request.GET.get("next", ""),
-               "pending_total": pending_count(), **_permissions(request)}
+    context = {
+        "item": item,
+        "categories": _categories(),
+        "next": request.GET.get("next", ""),
+        "pending_total": pending_count(),
+        **_permissions(request),
+    }
     template = "approvals/inbox.html#card" if _partial_request(request) else "approvals/approval.html"
     return render(request, template, context)
 
@@ -138,18 +142,39 @@ def decide(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     done = {"approve": "Approved", "edit": "Edited and approved", "reject": "Rejected"}[decision.verdict]
     message = f"{done}: ticket #{decision.approval.ticket_id}. The run carries it out now."
     if _partial_request(request):
-        context = {"item": inbox_item_get(approval_id=approval_id), "categories": categories, "notice": message,
-                   "next": next_url, "pending_total": pending_count(), "oob_count": True, **_permissions(request)}
+        context = {
+            "item": inbox_item_get(approval_id=approval_id),
+            "categories": categories,
+            "notice": message,
+            "next": next_url,
+            "pending_total": pending_count(),
+            "oob_count": True,
+            **_permissions(request),
+        }
         return render(request, "approvals/inbox.html#decided", context)
     messages.success(request, message)
     return redirect(next_url)
 
 
-def _refused(request: HtmxHttpRequest, approval_id: int, reason: str, *, status: int, next_url: str,
-             edited_reply: str | None = None) -> HttpResponse:
-    context = {"item": inbox_item_get(approval_id=approval_id), "categories": _categories(), "error": reason,
-               "next": next_url, "status": status, "pending_total": pending_count(), "edited_reply": edited_reply,
-               **_permissions(request)}
+def _refused(
+    request: HtmxHttpRequest,
+    approval_id: int,
+    reason: str,
+    *,
+    status: int,
+    next_url: str,
+    edited_reply: str | None = None,
+) -> HttpResponse:
+    context = {
+        "item": inbox_item_get(approval_id=approval_id),
+        "categories": _categories(),
+        "error": reason,
+        "next": next_url,
+        "status": status,
+        "pending_total": pending_count(),
+        "edited_reply": edited_reply,
+        **_permissions(request),
+    }
     template = "approvals/inbox.html#card" if _partial_request(request) else "approvals/decision_refused.html"
     return render(request, template, context, status=status)
 
@@ -167,8 +192,10 @@ def _categories() -> list[Category]:
 
 def _permissions(request: HttpRequest) -> dict[str, Any]:
     user = request.user
-    return {"can_decide": user.has_perm("approvals.add_decision"),
-            "can_approve_money": user.has_perm("approvals.approve_money")}
+    return {
+        "can_decide": user.has_perm("approvals.add_decision"),
+        "can_approve_money": user.has_perm("approvals.approve_money"),
+    }
 
 
 def _query(request: HttpRequest, *, drop: tuple[str, ...]) -> str:
@@ -179,8 +206,9 @@ def _query(request: HttpRequest, *, drop: tuple[str, ...]) -> str:
 
 
 def _safe_next(request: HttpRequest, candidate: str) -> str:
-    if candidate and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
-                                                     require_https=request.is_secure()):
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return candidate
     return reverse("approvals:inbox")
 

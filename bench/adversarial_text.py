@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from integrations.llm.local import boilerplate_lines  # noqa: E402
-from triage.contracts import Draft, Passage, Retrieval  # noqa: E402
-from triage.pipeline import gates  # noqa: E402
-from triage.pipeline.money import money_signals  # noqa: E402
+from integrations.llm.local import boilerplate_lines
+from triage.contracts import Draft, Passage, Retrieval
+from triage.pipeline import gates
+from triage.pipeline.money import money_signals
 
 SIZES = (1_000, 10_000, 100_000)
 DRAFT_LIMIT = 20_000
@@ -51,8 +51,13 @@ FAMILIES = {
     "capitalised words": "12 Abc Def ",
 }
 
-PASSAGE = Passage(chunk_id=1, article_id=1, article_title="Refunds", score=0.8,
-                  text="You can ask for a refund within 30 days of delivery. Write to help@example.com.")
+PASSAGE = Passage(
+    chunk_id=1,
+    article_id=1,
+    article_title="Refunds",
+    score=0.8,
+    text="You can ask for a refund within 30 days of delivery. Write to help@example.com.",
+)
 RETRIEVAL = Retrieval(passages=[PASSAGE])
 
 
@@ -65,8 +70,9 @@ def functions(text: str) -> dict[str, Callable[[], object]]:
     return {
         "money_signals": lambda: money_signals(text),
         "gate_money": lambda: gates.gate_money(classification=None, category_moves_money=False, ticket_text=text),
-        "gate_groundedness": lambda: gates.gate_groundedness(draft=draft, retrieval=RETRIEVAL, min_overlap=0.5,
-                                                             boilerplate=boilerplate_lines()),
+        "gate_groundedness": lambda: gates.gate_groundedness(
+            draft=draft, retrieval=RETRIEVAL, min_overlap=0.5, boilerplate=boilerplate_lines()
+        ),
         "gate_personal_data": lambda: gates.gate_personal_data(draft=draft, retrieval=RETRIEVAL, requester=""),
     }
 
@@ -85,8 +91,14 @@ print(time.perf_counter() - started)
 def old_amount_seconds(timeout: float) -> tuple[float | None, bool]:
     """Seconds the old engine takes on the issue's ticket, or (None, True) if it passes ``timeout``."""
     try:
-        done = subprocess.run([sys.executable, "-c", OLD_AMOUNT], capture_output=True, text=True, timeout=timeout,
-                              cwd=Path(__file__).resolve().parents[1], check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", OLD_AMOUNT],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=Path(__file__).resolve().parents[1],
+            check=True,
+        )
     except subprocess.TimeoutExpired:
         return None, True
     return float(done.stdout.strip()), False
@@ -122,23 +134,29 @@ def main() -> None:
     for family, cells in rows:
         print(f"{family:24}" + "".join(f"{ms:9.1f}  {name:19}" for ms, name in cells))
     worst_overall = max(worst_by_function.values())
-    print(f"worst overall: {worst_overall:.1f} ms; per function: "
-          + ", ".join(f"{name} {ms:.1f}" for name, ms in worst_by_function.items()))
+    print(
+        f"worst overall: {worst_overall:.1f} ms; per function: "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in worst_by_function.items())
+    )
 
     old_seconds, timed_out = old_amount_seconds(args.old_timeout)
     if timed_out:
         print(f"old amount pattern on Python re, 240-char 'a hundred ' body: over {args.old_timeout:.0f} s (stopped)")
     else:
         print(f"old amount pattern on Python re, 240-char 'a hundred ' body: {old_seconds * 1000:.0f} ms")
-    print(json.dumps({
-        "bench": "adversarial_text",
-        "sizes": list(SIZES),
-        "repeats": args.repeats,
-        "worst_ms": round(worst_overall, 1),
-        "worst_ms_by_function": {name: round(ms, 1) for name, ms in worst_by_function.items()},
-        "old_amount_pattern_240_chars_ms": None if timed_out else round(old_seconds * 1000, 1),
-        "old_amount_pattern_timed_out_after_s": args.old_timeout if timed_out else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "adversarial_text",
+                "sizes": list(SIZES),
+                "repeats": args.repeats,
+                "worst_ms": round(worst_overall, 1),
+                "worst_ms_by_function": {name: round(ms, 1) for name, ms in worst_by_function.items()},
+                "old_amount_pattern_240_chars_ms": None if timed_out else round(old_seconds * 1000, 1),
+                "old_amount_pattern_timed_out_after_s": args.old_timeout if timed_out else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

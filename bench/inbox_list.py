@@ -22,24 +22,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.models import Permission  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
 
-from approvals.models import ApprovalRequest  # noqa: E402
-from approvals.services import PRIORITY_RANK  # noqa: E402
-from triage.contracts import Priority  # noqa: E402
-from triage.datasets import dataset_load  # noqa: E402
-from triage.evaluation import isolated_database  # noqa: E402
-from triage.models import PipelineRun, StepRun, Ticket  # noqa: E402
-from triage.pipeline.handling import proposed_actions_for  # noqa: E402
-from triage.services import categories_import  # noqa: E402
+from approvals.models import ApprovalRequest
+from approvals.services import PRIORITY_RANK
+from triage.contracts import Priority
+from triage.datasets import dataset_load
+from triage.evaluation import isolated_database
+from triage.models import PipelineRun, StepRun, Ticket
+from triage.pipeline.handling import proposed_actions_for
+from triage.services import categories_import
 
 DEMO = Path(__file__).resolve().parents[1] / "triage" / "demo"
 
@@ -51,8 +51,13 @@ def fill(n: int) -> None:
     texts = [t.text for t in data.tickets]
     now = timezone.now()
     tickets = Ticket.objects.bulk_create(
-        Ticket(source="bench", external_id=f"b-{i}", body=rng.choice(texts), requester=f"c{i}@example.com",
-               status=Ticket.Status.AWAITING_APPROVAL)
+        Ticket(
+            source="bench",
+            external_id=f"b-{i}",
+            body=rng.choice(texts),
+            requester=f"c{i}@example.com",
+            status=Ticket.Status.AWAITING_APPROVAL,
+        )
         for i in range(n)
     )
     runs = PipelineRun.objects.bulk_create(
@@ -63,25 +68,61 @@ def fill(n: int) -> None:
         category = rng.choice(categories)
         priority = rng.choice([Priority.NORMAL] * 6 + [Priority.HIGH, Priority.URGENT])
         actions = [a.model_dump(mode="json") for a in proposed_actions_for(category=category, priority=priority)]
-        passages = [{"chunk_id": 10 * i + k, "article_id": 1, "article_title": "Shipping times", "heading": "Delays",
-                     "text": "Orders ship within two business days; tracking updates every day. " * 3,
-                     "score": 0.6 - k / 10} for k in range(4)]
+        passages = [
+            {
+                "chunk_id": 10 * i + k,
+                "article_id": 1,
+                "article_title": "Shipping times",
+                "heading": "Delays",
+                "text": "Orders ship within two business days; tracking updates every day. " * 3,
+                "score": 0.6 - k / 10,
+            }
+            for k in range(4)
+        ]
         steps += [
             StepRun(run=run, step="retrieve", status=StepRun.Status.SUCCEEDED, output={"passages": passages}),
-            StepRun(run=run, step="draft", status=StepRun.Status.SUCCEEDED,
-                    output={"body": "Hello, thanks for writing.", "citations": [10 * i], "model": "local-extractive"}),
+            StepRun(
+                run=run,
+                step="draft",
+                status=StepRun.Status.SUCCEEDED,
+                output={"body": "Hello, thanks for writing.", "citations": [10 * i], "model": "local-extractive"},
+            ),
         ]
-        failed = ["money"] if category.money else rng.choice([["confidence"], ["retrieval"], ["confidence", "groundedness"]])
-        verdicts = [{"gate": g, "passed": False, "reason": f"The {g} gate failed for this ticket.", "step": "classify",
-                     "details": {}} for g in failed] + [
-            {"gate": "schema", "passed": True, "reason": "The classification matches the contract.", "step": "classify",
-             "details": {}}]
-        approvals.append(ApprovalRequest(
-            run=run, ticket=ticket, reason=" ".join(v["reason"] for v in verdicts if not v["passed"]),
-            verdicts=verdicts, failed_gates=failed, proposed_category=category.label, proposed_actions=actions,
-            draft="Hello,\n\nThanks for getting in touch. Orders ship within two business days.", money=category.money,
-            priority_rank=PRIORITY_RANK[priority],
-        ))
+        failed = (
+            ["money"] if category.money else rng.choice([["confidence"], ["retrieval"], ["confidence", "groundedness"]])
+        )
+        verdicts = [
+            {
+                "gate": g,
+                "passed": False,
+                "reason": f"The {g} gate failed for this ticket.",
+                "step": "classify",
+                "details": {},
+            }
+            for g in failed
+        ] + [
+            {
+                "gate": "schema",
+                "passed": True,
+                "reason": "The classification matches the contract.",
+                "step": "classify",
+                "details": {},
+            }
+        ]
+        approvals.append(
+            ApprovalRequest(
+                run=run,
+                ticket=ticket,
+                reason=" ".join(v["reason"] for v in verdicts if not v["passed"]),
+                verdicts=verdicts,
+                failed_gates=failed,
+                proposed_category=category.label,
+                proposed_actions=actions,
+                draft="Hello,\n\nThanks for getting in touch. Orders ship within two business days.",
+                money=category.money,
+                priority_rank=PRIORITY_RANK[priority],
+            )
+        )
     StepRun.objects.bulk_create(steps, batch_size=5000)
     made = ApprovalRequest.objects.bulk_create(approvals, batch_size=5000)
     # Ages spread over a week, so the age filters and the ordering have real work to do.
@@ -118,14 +159,22 @@ def main() -> None:
     with isolated_database():
         started = time.perf_counter()
         fill(args.items)
-        print(f"filled {ApprovalRequest.objects.filter(status='pending').count():,} pending approvals "
-              f"in {time.perf_counter() - started:.1f}s")
+        print(
+            f"filled {ApprovalRequest.objects.filter(status='pending').count():,} pending approvals "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
         client = agent_client()
-        for label, url in [("inbox, most urgent first", "/"), ("inbox, newest first", "/?sort=newest"),
-                           ("inbox, money + over a day", "/?money=yes&age=older"), ("inbox, page 200", "/?page=200")]:
+        for label, url in [
+            ("inbox, most urgent first", "/"),
+            ("inbox, newest first", "/?sort=newest"),
+            ("inbox, money + over a day", "/?money=yes&age=older"),
+            ("inbox, page 200", "/?page=200"),
+        ]:
             times = measure(client, url, args.requests)
-            print(f"{label:28s} median {statistics.median(times):6.1f} ms   "
-                  f"p90 {statistics.quantiles(times, n=10)[-1]:6.1f} ms   ({args.requests} requests)")
+            print(
+                f"{label:28s} median {statistics.median(times):6.1f} ms   "
+                f"p90 {statistics.quantiles(times, n=10)[-1]:6.1f} ms   ({args.requests} requests)"
+            )
 
 
 if __name__ == "__main__":

@@ -35,26 +35,26 @@ sys.path.insert(0, str(ROOT / "tests" / "integrations" / "llm"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("TRIAGE_LOG_LEVEL", "ERROR")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.db.models import Sum  # noqa: E402
-from fake_anthropic import FakeAnthropic, Reply, answer, classification, dropped, error, valid_answer  # noqa: E402
+import numpy as np
+from django.conf import settings
+from django.db.models import Sum
+from fake_anthropic import FakeAnthropic, Reply, answer, classification, dropped, error, valid_answer
 
-from integrations.llm.base import Usage  # noqa: E402
-from integrations.llm.breaker import breakers_reset  # noqa: E402
-from triage import embedding as embedding_module  # noqa: E402
-from triage.contracts import TicketIn  # noqa: E402
-from triage.evaluation import isolated_database  # noqa: E402
-from triage.models import Article, Category, Chunk, PipelineRun, StepRun, Ticket, TrainedClassifier  # noqa: E402
-from triage.pipeline import router as router_module  # noqa: E402
-from triage.pipeline.router import Router  # noqa: E402
-from triage.pipeline.runner import run_pipeline  # noqa: E402
-from triage.services import ticket_ingest  # noqa: E402
-from triage.spend import call_cost  # noqa: E402
+from integrations.llm.base import Usage
+from integrations.llm.breaker import breakers_reset
+from triage import embedding as embedding_module
+from triage.contracts import TicketIn
+from triage.evaluation import isolated_database
+from triage.models import Article, Category, Chunk, PipelineRun, StepRun, Ticket, TrainedClassifier
+from triage.pipeline import router as router_module
+from triage.pipeline.router import Router
+from triage.pipeline.runner import run_pipeline
+from triage.services import ticket_ingest
+from triage.spend import call_cost
 
 CLIENT_TIMEOUT = 0.5
 SLOW = 1.0
@@ -81,20 +81,25 @@ def seed() -> None:
     Category.objects.create(label="order_status", name="Order status", confidence_threshold=0.9)
     Category.objects.create(label="shipping_delay", name="Shipping delay", confidence_threshold=0.9)
     Category.objects.create(label="refund_request", name="Refund request", money=True, confidence_threshold=0.9)
-    TrainedClassifier.objects.create(model="stub-unsure", blob=b"", labels=["order_status"], example_count=0,
-                                     suggested_threshold=0.9)
+    TrainedClassifier.objects.create(
+        model="stub-unsure", blob=b"", labels=["order_status"], example_count=0, suggested_threshold=0.9
+    )
     for a in range(5):
         article = Article.objects.create(slug=f"a{a}", title=f"Orders {a}", body="")
         for c in range(3):
             v = VECTOR + RNG.normal(scale=0.02, size=384).astype(np.float32)
-            Chunk.objects.create(article=article, ordinal=c, embedding=v / np.linalg.norm(v),
-                                 text="Your order ships within two working days from our roastery. "
-                                      "You can track every order from Account > Orders.")
+            Chunk.objects.create(
+                article=article,
+                ordinal=c,
+                embedding=v / np.linalg.norm(v),
+                text="Your order ships within two working days from our roastery. "
+                "You can track every order from Account > Orders.",
+            )
 
 
 def stub_local_models() -> None:
-    embedding_module.embed_texts = lambda texts, **kw: np.tile(VECTOR, (len(texts), 1))  # type: ignore[assignment]
-    router_module.classifier_load = lambda pk: UnsureClassifier()  # type: ignore[assignment]
+    embedding_module.embed_texts = lambda texts, **kw: np.tile(VECTOR, (len(texts), 1))  # type: ignore[assignment]  # a stub model
+    router_module.classifier_load = lambda pk: UnsureClassifier()  # type: ignore[assignment]  # a stub model
 
 
 class Script:
@@ -116,9 +121,12 @@ class Script:
             fault = self.random.choice(self.FAULTS) if self.random.random() < self.fault_rate else None
         if fault:
             self.faults[fault] += 1
-        usage = {"input_tokens": 300 + n % 53, "output_tokens": 40 + n % 31,
-                 "cache_creation_input_tokens": 1500 if n % 7 == 1 else 0,
-                 "cache_read_input_tokens": 0 if n % 7 == 1 else 1500}
+        usage = {
+            "input_tokens": 300 + n % 53,
+            "output_tokens": 40 + n % 31,
+            "cache_creation_input_tokens": 1500 if n % 7 == 1 else 0,
+            "cache_read_input_tokens": 0 if n % 7 == 1 else 1500,
+        }
         match fault:
             case "429":
                 return error(429, "rate_limit_error", retry_after="1")
@@ -135,8 +143,12 @@ class Script:
             case "malformed":
                 return answer({"category": "order_status", "confidence": "sure"}, usage=usage)
             case "bad_category":
-                return answer(classification("gift_wrapping") if body["tool_choice"]["name"] == "record_classification"
-                              else {"body": ""}, usage=usage)
+                return answer(
+                    classification("gift_wrapping")
+                    if body["tool_choice"]["name"] == "record_classification"
+                    else {"body": ""},
+                    usage=usage,
+                )
         ticket = int(TICKET_NO.search(body["messages"][0]["content"]).group(1))
         reply = self.right_answer(body, ticket)
         reply.usage = usage
@@ -189,8 +201,13 @@ def main() -> int:
         router = Router.for_run(PipelineRun())
         for i in range(args.tickets):
             result = ticket_ingest(
-                ticket_in=TicketIn(source="bench", external_id=f"t{i}", subject=f"Ticket #{i}",
-                                   body="Where is my order? It has not arrived yet.", requester="pat@example.com"),
+                ticket_in=TicketIn(
+                    source="bench",
+                    external_id=f"t{i}",
+                    subject=f"Ticket #{i}",
+                    body="Where is my order? It has not arrived yet.",
+                    requester="pat@example.com",
+                ),
                 enqueue=False,
             )
             run_pipeline(run_id=result.run.pk, router=router.fresh())
@@ -226,16 +243,24 @@ def report(args: argparse.Namespace, script: Script, fake: FakeAnthropic, elapse
     received = [s for s in fake.served if s.status == 200 and s.delay < CLIENT_TIMEOUT]
     expected = {"tokens_out": 0, "cache_write": 0, "cache_read": 0, "tokens_in": 0, "cost": Decimal("0")}
     for s in received:
-        u = Usage(s.usage["input_tokens"], s.usage["output_tokens"], s.usage["cache_creation_input_tokens"],
-                  s.usage["cache_read_input_tokens"])
+        u = Usage(
+            s.usage["input_tokens"],
+            s.usage["output_tokens"],
+            s.usage["cache_creation_input_tokens"],
+            s.usage["cache_read_input_tokens"],
+        )
         expected["tokens_in"] += u.tokens_in + u.cache_write_tokens + u.cache_read_tokens
         expected["tokens_out"] += u.tokens_out
         expected["cache_write"] += u.cache_write_tokens
         expected["cache_read"] += u.cache_read_tokens
         expected["cost"] += call_cost(model=s.model, usage=u)
-    logged = StepRun.objects.aggregate(tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"),
-                                       cache_write=Sum("cache_write_tokens"), cache_read=Sum("cache_read_tokens"),
-                                       cost=Sum("cost"))
+    logged = StepRun.objects.aggregate(
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        cache_write=Sum("cache_write_tokens"),
+        cache_read=Sum("cache_read_tokens"),
+        cost=Sum("cost"),
+    )
     logged = {k: v or 0 for k, v in logged.items()}
     for key, value in expected.items():
         if logged[key] != value:
@@ -248,18 +273,22 @@ def report(args: argparse.Namespace, script: Script, fake: FakeAnthropic, elapse
     skipped_breaker = StepRun.objects.filter(route_reason__contains="circuit breaker open").count()
     calls = len(fake.requests)
 
-    print(f"provider fault injection: {args.tickets} tickets, {calls} Claude calls, "
-          f"{sum(script.faults.values())} faulty ({sum(script.faults.values()) / max(calls, 1):.1%}), "
-          f"{elapsed:.1f}s")
+    print(
+        f"provider fault injection: {args.tickets} tickets, {calls} Claude calls, "
+        f"{sum(script.faults.values())} faulty ({sum(script.faults.values()) / max(calls, 1):.1%}), "
+        f"{elapsed:.1f}s"
+    )
     print("faults injected:   " + ", ".join(f"{k} {v}" for k, v in sorted(script.faults.items())))
     print("tickets:           " + ", ".join(f"{k} {v}" for k, v in sorted(tickets.items())))
     print("runs:              " + ", ".join(f"{k} {v}" for k, v in sorted(runs.items())))
     print("step attempts:     " + ", ".join(f"{s}/{st} {n}" for (s, st), n in sorted(attempts.items())))
     print("failed gates:      " + ", ".join(f"{k} {v}" for k, v in failed_gates.most_common()))
     print(f"breaker skips:     {skipped_breaker} step attempts kept local because the breaker was open")
-    print(f"cost log:          ${logged['cost']:.6f} for {len(received)} received answers "
-          f"(tokens in {logged['tokens_in']}, out {logged['tokens_out']}, cache write {logged['cache_write']}, "
-          f"cache read {logged['cache_read']}); expected ${expected['cost']:.6f}")
+    print(
+        f"cost log:          ${logged['cost']:.6f} for {len(received)} received answers "
+        f"(tokens in {logged['tokens_in']}, out {logged['tokens_out']}, cache write {logged['cache_write']}, "
+        f"cache read {logged['cache_read']}); expected ${expected['cost']:.6f}"
+    )
     print(f"auto-handled after a failed gate: {len(unsafe)}")
     if problems:
         print("FAILED: " + "; ".join(problems))

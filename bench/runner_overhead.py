@@ -21,25 +21,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from integrations.llm.base import DraftRequest, PassageText  # noqa: E402
-from integrations.llm.local import LocalProvider  # noqa: E402
-from triage import embedding as embedding_module  # noqa: E402
-from triage.contracts import TicketIn  # noqa: E402
-from triage.evaluation import isolated_database  # noqa: E402
-from triage.models import Article, Category, Chunk, PipelineRun, TrainedClassifier  # noqa: E402
-from triage.contracts import Draft  # noqa: E402
-from triage.pipeline import gates  # noqa: E402
-from triage.pipeline import router as router_module  # noqa: E402
-from triage.pipeline.router import Router  # noqa: E402
-from triage.pipeline.runner import run_pipeline  # noqa: E402
-from triage.selectors import categories_by_label, chunk_search, gate_policy_current  # noqa: E402
-from triage.services import ticket_ingest  # noqa: E402
+from integrations.llm.base import DraftRequest, PassageText
+from integrations.llm.local import LocalProvider
+from triage import embedding as embedding_module
+from triage.contracts import (
+    Draft,
+    TicketIn,
+)
+from triage.evaluation import isolated_database
+from triage.models import Article, Category, Chunk, PipelineRun, TrainedClassifier
+from triage.pipeline import gates
+from triage.pipeline import router as router_module
+from triage.pipeline.router import Router
+from triage.pipeline.runner import run_pipeline
+from triage.selectors import categories_by_label, chunk_search, gate_policy_current
+from triage.services import ticket_ingest
 
 RNG = np.random.default_rng(7)
 VECTOR = (lambda v: v / np.linalg.norm(v))(RNG.normal(size=384).astype(np.float32))
@@ -60,22 +62,27 @@ class StubClassifier:
 
 
 def stub_models() -> None:
-    embedding_module.embed_texts = lambda texts, **kw: np.tile(VECTOR, (len(texts), 1))  # type: ignore[assignment]
-    router_module.classifier_load = lambda pk: StubClassifier()  # type: ignore[assignment]
+    embedding_module.embed_texts = lambda texts, **kw: np.tile(VECTOR, (len(texts), 1))  # type: ignore[assignment]  # a stub model
+    router_module.classifier_load = lambda pk: StubClassifier()  # type: ignore[assignment]  # a stub model
 
 
 def seed() -> None:
     Category.objects.create(label="order_status", name="Order status")
     Category.objects.create(label="refund_request", name="Refund request", money=True)
-    TrainedClassifier.objects.create(model="stub", blob=b"", labels=["order_status"], example_count=0,
-                                     suggested_threshold=0.5)
+    TrainedClassifier.objects.create(
+        model="stub", blob=b"", labels=["order_status"], example_count=0, suggested_threshold=0.5
+    )
     for a in range(20):
         article = Article.objects.create(slug=f"a{a}", title=f"Article {a}", body="")
         for c in range(4):
             noise = RNG.normal(scale=0.02, size=384).astype(np.float32)
-            Chunk.objects.create(article=article, ordinal=c, embedding=(VECTOR + noise) / np.linalg.norm(VECTOR + noise),
-                                 text=f"Your order ships within two working days from our roastery. "
-                                      f"You can track order number {a}-{c} from Account > Orders.")
+            Chunk.objects.create(
+                article=article,
+                ordinal=c,
+                embedding=(VECTOR + noise) / np.linalg.norm(VECTOR + noise),
+                text=f"Your order ships within two working days from our roastery. "
+                f"You can track order number {a}-{c} from Account > Orders.",
+            )
 
 
 def plain_chain(text: str) -> None:
@@ -84,11 +91,14 @@ def plain_chain(text: str) -> None:
     categories = categories_by_label()
     vector = embedding_module.embed_texts([text])[0]
     retrieval = chunk_search(embedding=vector, limit=4)
-    classification = router_module.classify_local(text=text, embedding=vector, predictor=StubClassifier(),
-                                                  categories=categories, model="stub")
+    classification = router_module.classify_local(
+        text=text, embedding=vector, predictor=StubClassifier(), categories=categories, model="stub"
+    )
     drafter = LocalProvider()
     request = DraftRequest(
-        ticket_text=text, category=classification.category, category_name="Order status",
+        ticket_text=text,
+        category=classification.category,
+        category_name="Order status",
         passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in retrieval.passages),
     )
     reply = drafter.draft(request)
@@ -98,7 +108,9 @@ def plain_chain(text: str) -> None:
         gates.gate_schema(classification=classification, error=None),
         gates.gate_confidence(classification=classification, threshold=0.5),
         gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
-        gates.gate_groundedness(draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate_for(request)),
+        gates.gate_groundedness(
+            draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate_for(request)
+        ),
         gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
     ]
     assert verdicts
@@ -124,7 +136,9 @@ def main() -> None:
             start = time.perf_counter()
             for _ in range(args.tickets):
                 serial += 1
-                result = ticket_ingest(ticket_in=TicketIn(source="bench", external_id=str(serial), body=text), enqueue=False)
+                result = ticket_ingest(
+                    ticket_in=TicketIn(source="bench", external_id=str(serial), body=text), enqueue=False
+                )
                 run = run_pipeline(run_id=result.run.pk, router=router.fresh())
                 assert run.status == PipelineRun.Status.COMPLETED, run.status
             runner_ms.append((time.perf_counter() - start) * 1000 / args.tickets)

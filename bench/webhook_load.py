@@ -79,15 +79,23 @@ def zendesk_delivery(n: int, run_tag: str) -> tuple[bytes, dict[str, str]]:
         "account_id": 1,
         "subject": f"zen:ticket:{n}",
         "time": datetime.now(UTC).isoformat(),
-        "detail": {"id": f"{run_tag}-{n}", "subject": f"Order {n} is late", "tags": ["bench"],
-                   "description": f"<p>My order {n} has not arrived yet. Could you check where it is?</p>"},
+        "detail": {
+            "id": f"{run_tag}-{n}",
+            "subject": f"Order {n} is late",
+            "tags": ["bench"],
+            "description": f"<p>My order {n} has not arrived yet. Could you check where it is?</p>",
+        },
         "event": {"requester": {"email": f"customer{n}@example.com"}},
     }
     body = json.dumps(payload).encode()
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     signature = base64.b64encode(hmac.new(SECRET.encode(), stamp.encode() + body, hashlib.sha256).digest()).decode()
-    return body, {"X-Zendesk-Webhook-Signature": signature, "X-Zendesk-Webhook-Signature-Timestamp": stamp,
-                  "X-Zendesk-Webhook-Invocation-Id": f"inv-{run_tag}-{n}", "Content-Type": "application/json"}
+    return body, {
+        "X-Zendesk-Webhook-Signature": signature,
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "X-Zendesk-Webhook-Invocation-Id": f"inv-{run_tag}-{n}",
+        "Content-Type": "application/json",
+    }
 
 
 def _client(args: tuple[int, str, list[tuple[bytes, dict[str, str]]]]) -> list[tuple[int, str]]:
@@ -104,7 +112,7 @@ def _client(args: tuple[int, str, list[tuple[bytes, dict[str, str]]]]) -> list[t
                 if response.getheader("Connection", "").lower() == "close":
                     conn.close()
                 break
-            except (ConnectionError, http.client.HTTPException, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 if attempt == 2:
@@ -155,26 +163,51 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.db import connection
 
     from integrations.models import HelpdeskSource, WebhookDelivery
     from triage.models import PipelineRun, Ticket
 
-    from django.core.management import call_command
-
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:  # a clean bench database every run
-        cursor.execute("TRUNCATE integrations_webhookdelivery, triage_action, triage_steprun, triage_pipelinerun, triage_ticket RESTART IDENTITY CASCADE")
+        cursor.execute(
+            "TRUNCATE integrations_webhookdelivery, triage_action, triage_steprun, triage_pipelinerun, triage_ticket"
+            " RESTART IDENTITY CASCADE"
+        )
     HelpdeskSource.objects.filter(name="bench").delete()
     source = HelpdeskSource.objects.create(name="bench", vendor="zendesk", secret=SECRET)
     connection.close()
 
     port = free_port()
-    env = {**os.environ, "BENCH_WEBHOOK_SERVER": "1", "DJANGO_DEBUG": "0",
-           "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-only-" + "k" * 40)}
-    command = [sys.executable, "-m", "gunicorn", "bench.webhook_load:application", "--chdir", str(ROOT),
-               "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", "gthread",
-               "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning", "--backlog", "2048"]
+    env = {
+        **os.environ,
+        "BENCH_WEBHOOK_SERVER": "1",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-only-" + "k" * 40),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "bench.webhook_load:application",
+        "--chdir",
+        str(ROOT),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(args.threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+    ]
     server = subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
     try:
         wait_for(port, server)
@@ -214,21 +247,38 @@ def main() -> None:
         statuses[status] = statuses.get(status, 0) + 1
     prefix = f"{run_tag}d-"
     tickets = Ticket.objects.filter(source=source.ticket_source, external_id__startswith=prefix).count()
-    runs = PipelineRun.objects.filter(ticket__source=source.ticket_source, ticket__external_id__startswith=prefix).count()
+    runs = PipelineRun.objects.filter(
+        ticket__source=source.ticket_source, ticket__external_id__startswith=prefix
+    ).count()
     deliveries = WebhookDelivery.objects.filter(source=source, external_id__startswith=prefix).count()
     doubled = (
         Ticket.objects.filter(source=source.ticket_source, external_id__startswith=prefix)
-        .values("external_id").annotate(n=django.db.models.Count("id")).filter(n__gt=1).count()
+        .values("external_id")
+        .annotate(n=django.db.models.Count("id"))
+        .filter(n__gt=1)
+        .count()
     )
-    ok = statuses.get(202, 0) == unique and statuses.get(200, 0) == args.total - unique and tickets == runs == deliveries == unique
+    ok = (
+        statuses.get(202, 0) == unique
+        and statuses.get(200, 0) == args.total - unique
+        and tickets == runs == deliveries == unique
+    )
 
-    print(f"gunicorn {args.workers} workers x {args.threads} threads, {args.clients} client connections, embedded PostgreSQL, queue backend 'none' (intake only)")
+    print(
+        f"gunicorn {args.workers} workers x {args.threads} threads, {args.clients} client connections, "
+        "embedded PostgreSQL, queue backend 'none' (intake only)"
+    )
     print(f"bare Django view          : {bare_rps:8.0f} req/s")
     print(f"signed Zendesk deliveries : {hook_rps:8.0f} req/s  ({hook_errors} non-202 answers)")
     print(f"ratio webhook / bare      : {hook_rps / bare_rps:8.2f}")
-    print(f"{args.total} deliveries, {args.total - unique} duplicates: {elapsed:.1f}s ({args.total / elapsed:.0f}/s); answers {dict(sorted(statuses.items()))}")
-    print(f"  unique {unique}: tickets {tickets}, runs {runs}, delivery rows {deliveries}, doubled tickets {doubled}, "
-          f"lost {unique - tickets}  -> {'OK: nothing lost or doubled' if ok and doubled == 0 else 'MISMATCH'}")
+    print(
+        f"{args.total} deliveries, {args.total - unique} duplicates: {elapsed:.1f}s ({args.total / elapsed:.0f}/s); "
+        f"answers {dict(sorted(statuses.items()))}"
+    )
+    print(
+        f"  unique {unique}: tickets {tickets}, runs {runs}, delivery rows {deliveries}, doubled tickets {doubled}, "
+        f"lost {unique - tickets}  -> {'OK: nothing lost or doubled' if ok and doubled == 0 else 'MISMATCH'}"
+    )
     if not ok or doubled:
         raise SystemExit(1)
 

@@ -66,8 +66,7 @@ def embedded_database_uri(*, data_dir: Path, database: str) -> str:
         except Exception as exc:
             log = data_dir / "log"
             raise EmbeddedPostgresError(
-                f"Could not start the embedded PostgreSQL in {data_dir}: {exc}. "
-                f"Its log is at {log}."
+                f"Could not start the embedded PostgreSQL in {data_dir}: {exc}. Its log is at {log}."
             ) from exc
     _ensure_database(server.get_uri(), database)
     return server.get_uri(database=database)

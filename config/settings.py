@@ -190,7 +190,9 @@ AXES_HTTP_RESPONSE_CODE = 429
 # The client address is REMOTE_ADDR unless a trusted proxy count is given; a client-set
 # X-Forwarded-For must not buy fresh attempts.
 AXES_IPWARE_PROXY_COUNT = env.int("TRIAGE_TRUSTED_PROXY_COUNT", default=0) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
+)
 
 # --- HTTP security headers and cookies --------------------------------------------------------
 # Content-Security-Policy through Django's own middleware (django.middleware.csp, Django 6.0+).

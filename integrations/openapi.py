@@ -17,18 +17,22 @@ from integrations.helpdesks.base import MAX_INTEGER_DIGITS
 ERROR = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "string"}, "field": {"type": "string", "description": "The offending field, when one is to blame."}},
+    "properties": {
+        "error": {"type": "string"},
+        "field": {"type": "string", "description": "The offending field, when one is to blame."},
+    },
 }
 
 # What the API says about each field besides the limits; the limits themselves are the contract's
 # (`TRIAGE_TICKET_CONTRACT`), read from its JSON schema, so the document cannot drift from the code.
 TICKET_IN_DESCRIPTIONS = {
     "external_id": "Your id, unique among this token's tickets; a second POST with the same id returns the existing "
-                   "ticket. Each token has tickets of its own: another token's external_id is another ticket. "
-                   "NUL characters and lone surrogates are refused (400 naming the field).",
+    "ticket. Each token has tickets of its own: another token's external_id is another ticket. "
+    "NUL characters and lone surrogates are refused (400 naming the field).",
     "subject": "Plain text. NUL characters are removed and lone surrogates become U+FFFD (neither can be stored); "
-               "over the limit is a 400.",
-    "body": "Plain text, not blank. NUL characters are removed and lone surrogates become U+FFFD; over the limit is a 400.",
+    "over the limit is a 400.",
+    "body": "Plain text, not blank. NUL characters are removed and lone surrogates become U+FFFD; "
+    "over the limit is a 400.",
     "requester": "The requester's e-mail address.",
     "tags": "Labels; NUL characters are removed and lone surrogates become U+FFFD.",
     "delivery_id": "Your id for this request, kept for tracing.",
@@ -53,7 +57,8 @@ def ticket_in_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": [f for f in schema["required"] if f != "source"],
         "properties": properties,
-        "description": f"Integers in the body may have at most {MAX_INTEGER_DIGITS} digits (a longer one is a 400 naming its field).",
+        "description": f"Integers in the body may have at most {MAX_INTEGER_DIGITS} digits "
+        "(a longer one is a 400 naming its field).",
     }
 
 
@@ -68,19 +73,29 @@ def response_schemas() -> dict[str, dict[str, Any]]:
 
 
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _ticket_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ticket"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ticket"}}},
+    }
 
 
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Gated triage ticket API", "version": "1.0.0",
-                 "description": "Create tickets for triage and read their outcome. Bearer tokens are issued in the admin (API tokens); "
-                                "each token creates and reads only its own tickets."},
+        "info": {
+            "title": "Gated triage ticket API",
+            "version": "1.0.0",
+            "description": "Create tickets for triage and read their outcome. "
+            "Bearer tokens are issued in the admin (API tokens); "
+            "each token creates and reads only its own tickets.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": {
@@ -88,12 +103,19 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "ticketCreate",
                     "summary": "Create a ticket; its triage runs in the background",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TicketIn"}}}},
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TicketIn"}}},
+                    },
                     "responses": {
                         "201": _ticket_response("Created; the run is queued."),
-                        "200": _ticket_response("A ticket of this token with this external_id exists; nothing new was created."),
-                        "400": _error_response("Malformed JSON or an invalid field (named in `field`): missing, too long, "
-                                               f"an identifier with NUL or a lone surrogate, an integer over {MAX_INTEGER_DIGITS} digits."),
+                        "200": _ticket_response(
+                            "A ticket of this token with this external_id exists; nothing new was created."
+                        ),
+                        "400": _error_response(
+                            "Malformed JSON or an invalid field (named in `field`): missing, too long, "
+                            f"an identifier with NUL or a lone surrogate, an integer over {MAX_INTEGER_DIGITS} digits."
+                        ),
                         "401": _error_response("Missing or unknown token."),
                         "413": _error_response("Body over the size limit."),
                     },
@@ -107,7 +129,9 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ticket_response("The ticket."),
                         "401": _error_response("Missing or unknown token."),
-                        "404": _error_response("No such ticket among this token's tickets (another token's ticket is 404 too)."),
+                        "404": _error_response(
+                            "No such ticket among this token's tickets (another token's ticket is 404 too)."
+                        ),
                     },
                 }
             },

@@ -24,7 +24,11 @@ def api_token_issue(*, name: str, active: bool = True) -> tuple[ApiToken, str]:
     raw = secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(
-            name=name, active=active, digest=token_digest(raw), last4=raw[-4:], source=f"api:new:{uuid.uuid4().hex[:16]}"
+            name=name,
+            active=active,
+            digest=token_digest(raw),
+            last4=raw[-4:],
+            source=f"api:new:{uuid.uuid4().hex[:16]}",
         )
         token.source = f"api:{token.pk}"
         token.save(update_fields=["source"])

@@ -15,12 +15,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import ValidationError
 
-from integrations.vendors import VENDORS
 from integrations.helpdesks.base import MAX_INTEGER_DIGITS, json_load, out_of_range_path
 from integrations.helpdesks.intake import webhook_receive
 from integrations.models import ApiToken
 from integrations.openapi import openapi_document
 from integrations.tokens import api_token_authenticate
+from integrations.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def api_tickets_create(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "the body must be a JSON object", "field": "(root)"}, status=400)
     if (field := out_of_range_path(data)) is not None:
         return JsonResponse(
-            {"error": f"{field}: an integer over {MAX_INTEGER_DIGITS} digits is out of range", "field": field}, status=400
+            {"error": f"{field}: an integer over {MAX_INTEGER_DIGITS} digits is out of range", "field": field},
+            status=400,
         )
     contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
     # The API client can fix its request, so over-long or unstorable identifiers and over-long free text

@@ -53,19 +53,38 @@ def ingest(db):
 
     counter = iter(range(1, 10_000))
 
-    def _ingest(body: str, *, subject: str = "", requester: str = "sam@example.com", external_id: str | None = None,
-                enqueue: bool = True):
+    def _ingest(
+        body: str,
+        *,
+        subject: str = "",
+        requester: str = "sam@example.com",
+        external_id: str | None = None,
+        enqueue: bool = True,
+    ):
         return ticket_ingest(
-            ticket_in=TicketIn(source="test", external_id=external_id or f"t-{next(counter)}", subject=subject,
-                               body=body, requester=requester),
+            ticket_in=TicketIn(
+                source="test",
+                external_id=external_id or f"t-{next(counter)}",
+                subject=subject,
+                body=body,
+                requester=requester,
+            ),
             enqueue=enqueue,
         )
 
     return _ingest
 
+
 AGENT_PERMISSIONS = [
-    "view_approvalrequest", "change_approvalrequest", "add_decision", "view_decision", "view_ticket",
-    "change_ticket", "view_pipelinerun", "view_steprun", "view_action",
+    "view_approvalrequest",
+    "change_approvalrequest",
+    "add_decision",
+    "view_decision",
+    "view_ticket",
+    "change_ticket",
+    "view_pipelinerun",
+    "view_steprun",
+    "view_action",
 ]
 PASSWORD = "s3cret-pass-for-tests"
 
@@ -75,19 +94,28 @@ def make_user(db, django_user_model) -> Callable[..., Any]:
     """A user; `role` "agent" joins the Agents group, "money" adds approvals.approve_money."""
 
     def _make(username: str, *, roles: tuple[str, ...] = ("agent",), staff: bool = True, superuser: bool = False):
-        user = django_user_model.objects.create_user(username=username, password=PASSWORD, is_staff=staff,
-                                                     is_superuser=superuser)
+        user = django_user_model.objects.create_user(
+            username=username, password=PASSWORD, is_staff=staff, is_superuser=superuser
+        )
         if "agent" in roles:
             agents, _ = Group.objects.get_or_create(name="Agents")
-            agents.permissions.set(Permission.objects.filter(
-                content_type__app_label__in=["approvals", "triage"], codename__in=AGENT_PERMISSIONS))
+            agents.permissions.set(
+                Permission.objects.filter(
+                    content_type__app_label__in=["approvals", "triage"], codename__in=AGENT_PERMISSIONS
+                )
+            )
             user.groups.add(agents)
         if "viewer" in roles:
-            user.user_permissions.add(*Permission.objects.filter(
-                content_type__app_label__in=["approvals", "triage"],
-                codename__in=["view_approvalrequest", "view_ticket", "view_pipelinerun"]))
+            user.user_permissions.add(
+                *Permission.objects.filter(
+                    content_type__app_label__in=["approvals", "triage"],
+                    codename__in=["view_approvalrequest", "view_ticket", "view_pipelinerun"],
+                )
+            )
         if "money" in roles:
-            user.user_permissions.add(Permission.objects.get(codename="approve_money", content_type__app_label="approvals"))
+            user.user_permissions.add(
+                Permission.objects.get(codename="approve_money", content_type__app_label="approvals")
+            )
         return user
 
     return _make

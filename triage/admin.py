@@ -1,8 +1,20 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from solo.admin import SingletonModelAdmin
 
 from triage.models import (
-    Action, Article, Category, GatePolicy, ModelPrice, PipelineRun, ProviderSettings, StepPolicy, StepRun, Ticket,
+    Action,
+    Article,
+    Category,
+    GatePolicy,
+    ModelPrice,
+    PipelineRun,
+    ProviderSettings,
+    StepPolicy,
+    StepRun,
+    Ticket,
 )
 from triage.services import article_upsert
 
@@ -29,7 +41,7 @@ class ArticleAdmin(admin.ModelAdmin):
     list_display = ["title", "slug", "updated_at"]
     search_fields = ["title", "body"]
 
-    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         """Saving an article re-chunks and re-embeds it, so new runs retrieve what it says now."""
         if change and "slug" in form.changed_data:
             # article_upsert finds the article by slug: move the existing row to its new slug first.
@@ -46,10 +58,22 @@ class TicketAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "subject", "body", "requester"]
     # What the customer sent and what the chain did are records, not drafts: nobody edits them here
     # (agents hold change_ticket only to mark a ticket mishandled from its trace page).
-    readonly_fields = ["source", "external_id", "subject", "body", "requester", "tags", "status", "reference_label",
-                       "mishandled_at", "mishandled_by", "created_at", "updated_at"]
+    readonly_fields = [
+        "source",
+        "external_id",
+        "subject",
+        "body",
+        "requester",
+        "tags",
+        "status",
+        "reference_label",
+        "mishandled_at",
+        "mishandled_by",
+        "created_at",
+        "updated_at",
+    ]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -57,11 +81,23 @@ class StepRunInline(admin.TabularInline):
     model = StepRun
     extra = 0
     can_delete = False
-    fields = ["step", "attempt", "status", "latency_ms", "tokens_in", "tokens_out", "cache_write_tokens",
-              "cache_read_tokens", "cost", "model", "route_reason", "error"]
+    fields = (
+        "step",
+        "attempt",
+        "status",
+        "latency_ms",
+        "tokens_in",
+        "tokens_out",
+        "cache_write_tokens",
+        "cache_read_tokens",
+        "cost",
+        "model",
+        "route_reason",
+        "error",
+    )
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -72,20 +108,46 @@ class PipelineRunAdmin(admin.ModelAdmin):
     inlines = [StepRunInline]
     # The resolution is the person's decision the execute step carries out: recorded by approval_decide
     # alongside the Decision row, never edited here, or what runs could differ from what was decided.
-    readonly_fields = ["ticket", "status", "route", "gates_enabled", "provider", "resolution", "error", "started_at",
-                       "finished_at"]
+    readonly_fields = [
+        "ticket",
+        "status",
+        "route",
+        "gates_enabled",
+        "provider",
+        "resolution",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
 
 
 @admin.register(Action)
 class ActionAdmin(admin.ModelAdmin):
     list_display = ["idempotency_key", "kind", "status", "attempts", "executed_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = ["run", "kind", "payload", "idempotency_key", "status", "attempts", "result", "error", "executed_at"]
+    readonly_fields = [
+        "run",
+        "kind",
+        "payload",
+        "idempotency_key",
+        "status",
+        "attempts",
+        "result",
+        "error",
+        "executed_at",
+    ]
 
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ["model", "input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_read_per_mtok", "updated_at"]
+    list_display = [
+        "model",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_write_per_mtok",
+        "cache_read_per_mtok",
+        "updated_at",
+    ]
     search_fields = ["model"]
 
 

@@ -66,14 +66,23 @@ def ticket_out(ticket: Ticket) -> dict[str, Any]:
     outcome = None
     if run is not None:
         outcome = RunOutcome(
-            run=run.pk, status=PipelineRun.Status(run.status), route=PipelineRun.Route(run.route) if run.route else None,
+            run=run.pk,
+            status=PipelineRun.Status(run.status),
+            route=PipelineRun.Route(run.route) if run.route else None,
             error=run.error or None,
             actions=[
-                ActionOut(kind=ActionKind(a.kind), status=Action.Status(a.status), error=a.error or None, payload=a.payload)
+                ActionOut(
+                    kind=ActionKind(a.kind), status=Action.Status(a.status), error=a.error or None, payload=a.payload
+                )
                 for a in run.actions.order_by("pk")
             ],
         )
     return TicketOut(
-        id=ticket.pk, source=ticket.source, external_id=ticket.external_id, subject=ticket.subject,
-        status=Ticket.Status(ticket.status), created_at=ticket.created_at, outcome=outcome,
+        id=ticket.pk,
+        source=ticket.source,
+        external_id=ticket.external_id,
+        subject=ticket.subject,
+        status=Ticket.Status(ticket.status),
+        created_at=ticket.created_at,
+        outcome=outcome,
     ).model_dump(mode="json")

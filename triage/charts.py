@@ -47,18 +47,39 @@ def line_chart(*, trend: list[DayPoint], width: int = 1200, height: int = 240) -
         return round(top + plot_h - plot_h * v / y_max, 1)
 
     lines = []
-    for name, css, attr in (("Tickets in", "line-in", "tickets"), ("Auto-handled", "line-auto", "auto"),
-                            ("Sent to a person", "line-person", "person")):
+    for name, css, attr in (
+        ("Tickets in", "line-in", "tickets"),
+        ("Auto-handled", "line-auto", "auto"),
+        ("Sent to a person", "line-person", "person"),
+    ):
         coords = [(x(i), y(getattr(p, attr)), getattr(p, attr), p.day.isoformat()) for i, p in enumerate(trend)]
-        lines.append(Line(name=name, css=css, points=" ".join(f"{cx},{cy}" for cx, cy, _, _ in coords),
-                          dots=coords if n <= 62 else []))
+        lines.append(
+            Line(
+                name=name,
+                css=css,
+                points=" ".join(f"{cx},{cy}" for cx, cy, _, _ in coords),
+                dots=coords if n <= 62 else [],
+            )
+        )
     y_ticks = [(y(v), v) for v in range(0, y_max + 1, step)]
     every = max(1, -(-n // 8))
     # The last day is always labelled; a regular label too close before it is dropped.
-    x_labels = [(x(i), p.day.strftime("%d %b")) for i, p in enumerate(trend)
-                if (i % every == 0 and n - 1 - i >= max(every // 2, 1)) or i == n - 1]
-    return LineChart(width=width, height=height, left=left, bottom=height - bottom, top=top, right=width - right,
-                     lines=lines, y_ticks=y_ticks, x_labels=x_labels)
+    x_labels = [
+        (x(i), p.day.strftime("%d %b"))
+        for i, p in enumerate(trend)
+        if (i % every == 0 and n - 1 - i >= max(every // 2, 1)) or i == n - 1
+    ]
+    return LineChart(
+        width=width,
+        height=height,
+        left=left,
+        bottom=height - bottom,
+        top=top,
+        right=width - right,
+        lines=lines,
+        y_ticks=y_ticks,
+        x_labels=x_labels,
+    )
 
 
 def _nice_step(peak: int) -> int:
@@ -87,8 +108,9 @@ class Bar:
     css: str = ""
 
 
-def bar_chart(*, items: list[tuple[str, float | None, str, str]], width: int = 440, label_width: int = 150,
-              row: int = 30) -> BarChart:
+def bar_chart(
+    *, items: list[tuple[str, float | None, str, str]], width: int = 440, label_width: int = 150, row: int = 30
+) -> BarChart:
     """Horizontal bars for shares in 0..1: (label, value, text beside the bar, css class)."""
     span = width - label_width - 90  # room for the text after the longest bar
     bars = [
@@ -112,5 +134,6 @@ def funnel_chart(*, figures: Figures, width: int = 440) -> BarChart:
     if figures.failed:
         stages.append(("Failed", figures.failed, "bar-rejected"))
     return bar_chart(
-        items=[(label, n / total, f"{n} ({n / total:.0%})", css) for label, n, css in stages], width=width,
+        items=[(label, n / total, f"{n} ({n / total:.0%})", css) for label, n, css in stages],
+        width=width,
     )

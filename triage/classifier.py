@@ -178,7 +178,9 @@ class _Features:
 
     def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
         blocks = [self._tfidf(texts, *block) for block in self._blocks]
-        blocks.append(sparse.csr_matrix(numpy.asarray(embeddings, dtype=numpy.float32) * numpy.float32(EMBEDDING_SCALE)))
+        blocks.append(
+            sparse.csr_matrix(numpy.asarray(embeddings, dtype=numpy.float32) * numpy.float32(EMBEDDING_SCALE))
+        )
         return sparse.hstack(blocks, format="csr", dtype=numpy.float32)
 
     @property

@@ -24,7 +24,8 @@ def dashboard_figures(*, start: datetime | None, end: datetime) -> Figures:
     if start is not None:
         runs = runs.filter(ticket__created_at__gte=start)
     figures = chain_figures(
-        runs=runs, truth=StaffFeedback(),
+        runs=runs,
+        truth=StaffFeedback(),
         human_cost=policy.human_cost_per_ticket or settings.TRIAGE_HUMAN_COST_PER_TICKET,
     )
     figures.trend = _days(start, end, figures.by_day)

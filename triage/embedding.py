@@ -24,13 +24,18 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     cached: dict[str, np.ndarray] = {}
     unique = list(dict.fromkeys(digests))
     for start in range(0, len(unique), 5000):
-        rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list("digest", "embedding")
+        rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list(
+            "digest", "embedding"
+        )
         cached.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
     missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in cached}
     if missing:
         vectors = embedder.embed(list(missing.values()), batch_size=batch_size)
         EmbeddingCacheEntry.objects.bulk_create(
-            [EmbeddingCacheEntry(digest=d, model=embedder.name, embedding=v) for d, v in zip(missing, vectors, strict=True)],
+            [
+                EmbeddingCacheEntry(digest=d, model=embedder.name, embedding=v)
+                for d, v in zip(missing, vectors, strict=True)
+            ],
             ignore_conflicts=True,
             batch_size=1000,
         )

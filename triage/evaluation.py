@@ -71,8 +71,13 @@ def _alive(pid: int) -> bool:
 
 
 def evaluate_dataset(
-    *, dataset: Dataset, human_cost: Decimal, progress: ProgressFactory, limit: int | None = None,
-    with_ungated: bool = True, provider: str = "local",
+    *,
+    dataset: Dataset,
+    human_cost: Decimal,
+    progress: ProgressFactory,
+    limit: int | None = None,
+    with_ungated: bool = True,
+    provider: str = "local",
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
 
@@ -109,9 +114,13 @@ def evaluate_dataset(
             tick(1)
     truth = ReferenceLabels(money_labels=frozenset(dataset.money_labels))
     gated = chain_figures(runs=PipelineRun.objects.filter(pk__in=gated_ids), truth=truth, human_cost=human_cost)
-    report: dict[str, Any] = {"dataset": dataset.name, "classifier_threshold": trained.suggested_threshold,
-                              "provider": provider,
-                              "knowledge_base": dataset.kb_dir is not None, **gated.as_dict()}
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "classifier_threshold": trained.suggested_threshold,
+        "provider": provider,
+        "knowledge_base": dataset.kb_dir is not None,
+        **gated.as_dict(),
+    }
     if with_ungated:
         ungated_figures = chain_figures(
             runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost

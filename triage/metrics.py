@@ -156,17 +156,23 @@ class ReferenceLabels:
             # Retrieval ran, so the ticket had passages to draft from: a missing draft is a wrong one.
             if retrieve is not None:
                 steps["retrieve"] = retrieve.status == StepRun.Status.SUCCEEDED and retrieve.gates_passed(
-                    STEP_GATES["retrieve"], required=True)
+                    STEP_GATES["retrieve"], required=True
+                )
             steps["classify"] = predicted == truth
             if retrieve is not None:
                 draft = run.steps.get("draft")
-                steps["draft"] = bool(draft and draft.status == StepRun.Status.SUCCEEDED and draft.gates_passed(
-                    STEP_GATES["draft"], required=True))
+                steps["draft"] = bool(
+                    draft
+                    and draft.status == StepRun.Status.SUCCEEDED
+                    and draft.gates_passed(STEP_GATES["draft"], required=True)
+                )
             safe = predicted == truth and truth != OUT_OF_SCOPE and truth not in self.money_labels
             out[run_id] = Judgement(
-                steps=steps, wrong_if_auto=not safe,
+                steps=steps,
+                wrong_if_auto=not safe,
                 category_right=predicted == truth if truth != OUT_OF_SCOPE else None,
-                money_ticket=truth in self.money_labels, out_of_scope=truth == OUT_OF_SCOPE,
+                money_ticket=truth in self.money_labels,
+                out_of_scope=truth == OUT_OF_SCOPE,
             )
         return out
 
@@ -179,9 +185,14 @@ class StaffFeedback:
 
     def judge(self, *, runs: QuerySet[PipelineRun], facts: Mapping[int, RunFacts]) -> dict[int, Judgement]:
         rows = runs.values_list(
-            "pk", "ticket__mishandled_at", "approval__status", "approval__decisions__verdict",
-            "approval__decisions__before__category", "approval__decisions__after__category",
-            "approval__decisions__before__reply", "approval__decisions__after__reply",
+            "pk",
+            "ticket__mishandled_at",
+            "approval__status",
+            "approval__decisions__verdict",
+            "approval__decisions__before__category",
+            "approval__decisions__after__category",
+            "approval__decisions__before__reply",
+            "approval__decisions__after__reply",
         )
         out: dict[int, Judgement] = {}
         for run_id, marked_at, approval_status, verdict, category_was, category_now, reply_was, reply_now in rows:
@@ -205,8 +216,13 @@ class StaffFeedback:
             decided: Decided = "waiting"
             if approval_status not in (None, "pending"):
                 decided = "rejected" if verdict == "reject" else "edited" if verdict == "edit" else "approved"
-            out[run_id] = Judgement(steps=steps, wrong_if_auto=marked, decided=decided, category_corrected=corrected,
-                                    reply_rewritten=rewritten)
+            out[run_id] = Judgement(
+                steps=steps,
+                wrong_if_auto=marked,
+                decided=decided,
+                category_corrected=corrected,
+                reply_rewritten=rewritten,
+            )
         return out
 
 
@@ -287,19 +303,30 @@ class Figures:
         """`evaluate`'s report: its key names, plain JSON types."""
         n = max(self.tickets, 1)
         return {
-            "tickets": self.tickets, "auto_handled": self.auto_handled, "routed_to_person": self.to_person,
-            "failed": self.failed, "automation_rate": self.automation_rate, "mishandled": self.mishandled,
-            "mishandled_rate": self.mishandled_rate, "money_auto_executed": self.money_auto_executed,
+            "tickets": self.tickets,
+            "auto_handled": self.auto_handled,
+            "routed_to_person": self.to_person,
+            "failed": self.failed,
+            "automation_rate": self.automation_rate,
+            "mishandled": self.mishandled,
+            "mishandled_rate": self.mishandled_rate,
+            "money_auto_executed": self.money_auto_executed,
             "money_tickets_auto_handled": self.money_tickets_auto_handled,
-            "out_of_scope_auto_handled": self.out_of_scope_auto_handled, "accuracy": self.accuracy,
+            "out_of_scope_auto_handled": self.out_of_scope_auto_handled,
+            "accuracy": self.accuracy,
             "step_reliability": {r.step: r.rate for r in self.step_reliability},
-            "chain_reliability_predicted": self.chain_predicted, "chain_reliability_measured": self.chain_measured,
+            "chain_reliability_predicted": self.chain_predicted,
+            "chain_reliability_measured": self.chain_measured,
             "escalations_by_gate": dict(self.escalations_by_gate),
-            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-            "cache_write_tokens": self.cache_write_tokens, "cache_read_tokens": self.cache_read_tokens,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
             "tokens_per_ticket": (self.tokens_in + self.tokens_out) / n,
-            "llm_cost": float(self.llm_cost), "cost_per_ticket": float(self.llm_cost) / n,
-            "human_cost_per_ticket": float(self.human_cost_per_ticket), "saved_cost": float(self.saved_cost),
+            "llm_cost": float(self.llm_cost),
+            "cost_per_ticket": float(self.llm_cost) / n,
+            "human_cost_per_ticket": float(self.human_cost_per_ticket),
+            "saved_cost": float(self.saved_cost),
         }
 
 
@@ -307,20 +334,32 @@ def run_facts(*, runs: QuerySet[PipelineRun]) -> dict[int, RunFacts]:
     """What the chain did on each of `runs`: three queries whatever their number."""
     steps: dict[int, dict[str, StepFacts]] = {}
     # Ordered so that a step's latest finished attempt is the one that counts.
-    for run_id, step, status, verdicts, category in StepRun.objects.filter(
-        run__in=runs, status__in=StepRun.FINISHED
-    ).order_by("pk").values_list("run_id", "step", "status", "verdicts", "output__category"):
+    for run_id, step, status, verdicts, category in (
+        StepRun.objects.filter(run__in=runs, status__in=StepRun.FINISHED)
+        .order_by("pk")
+        .values_list("run_id", "step", "status", "verdicts", "output__category")
+    ):
         steps.setdefault(run_id, {})[step] = StepFacts(
-            status=status, verdicts=list(verdicts or []), category=category if step == "classify" else None)
+            status=status, verdicts=list(verdicts or []), category=category if step == "classify" else None
+        )
     money = set(
-        Action.objects.filter(run__in=runs, kind__in=[str(k) for k in MONEY_ACTIONS], status=Action.Status.DONE)
-        .values_list("run_id", flat=True)
+        Action.objects.filter(
+            run__in=runs, kind__in=[str(k) for k in MONEY_ACTIONS], status=Action.Status.DONE
+        ).values_list("run_id", flat=True)
     )
     return {
-        run_id: RunFacts(run_id=run_id, route=route, status=status, gates_enabled=gates_enabled, created=created,
-                         steps=steps.get(run_id, {}), money_executed=run_id in money)
+        run_id: RunFacts(
+            run_id=run_id,
+            route=route,
+            status=status,
+            gates_enabled=gates_enabled,
+            created=created,
+            steps=steps.get(run_id, {}),
+            money_executed=run_id in money,
+        )
         for run_id, route, status, gates_enabled, created in runs.values_list(
-            "pk", "route", "status", "gates_enabled", "ticket__created_at")
+            "pk", "route", "status", "gates_enabled", "ticket__created_at"
+        )
     }
 
 
@@ -329,13 +368,20 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
     facts = run_facts(runs=runs)
     judged = truth.judge(runs=runs, facts=facts)
     totals = StepRun.objects.filter(run__in=runs).aggregate(
-        cost=Sum("cost"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"),
-        cache_write_tokens=Sum("cache_write_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
+        cost=Sum("cost"),
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        cache_write_tokens=Sum("cache_write_tokens"),
+        cache_read_tokens=Sum("cache_read_tokens"),
     )
     f = Figures(
-        human_cost_per_ticket=human_cost, labelled=truth.labelled, llm_cost=totals["cost"] or Decimal("0"),
-        tokens_in=totals["tokens_in"] or 0, tokens_out=totals["tokens_out"] or 0,
-        cache_write_tokens=totals["cache_write_tokens"] or 0, cache_read_tokens=totals["cache_read_tokens"] or 0,
+        human_cost_per_ticket=human_cost,
+        labelled=truth.labelled,
+        llm_cost=totals["cost"] or Decimal("0"),
+        tokens_in=totals["tokens_in"] or 0,
+        tokens_out=totals["tokens_out"] or 0,
+        cache_write_tokens=totals["cache_write_tokens"] or 0,
+        cache_read_tokens=totals["cache_read_tokens"] or 0,
     )
     if truth.labelled:
         f.money_tickets_auto_handled = f.out_of_scope_auto_handled = 0
@@ -360,8 +406,9 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
             f.mishandled += mishandled
             f.money_auto_executed += run.money_executed
             if truth.labelled:
-                f.money_tickets_auto_handled += j.money_ticket  # type: ignore[operator]
-                f.out_of_scope_auto_handled += j.out_of_scope  # type: ignore[operator]
+                # Known only with reference labels: None (not 0) in production figures, counted from 0 here.
+                f.money_tickets_auto_handled = (f.money_tickets_auto_handled or 0) + j.money_ticket
+                f.out_of_scope_auto_handled = (f.out_of_scope_auto_handled or 0) + j.out_of_scope
         elif run.to_person:
             f.to_person += 1
             day[2] += 1

@@ -131,7 +131,11 @@ class Ticket(models.Model):
     )
     mishandled_at = models.DateTimeField(null=True, blank=True, help_text="Staff marked the outcome wrong.")
     mishandled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Who marked the outcome wrong (empty for marks made before this was recorded).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -139,7 +143,9 @@ class Ticket(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="ticket_unique_source_external_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="ticket_unique_source_external_id")
+        ]
         indexes = [models.Index(fields=["status", "-created_at"])]
 
     def __str__(self) -> str:
@@ -194,6 +200,9 @@ class LabelledExample(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["text", "category"], name="example_unique_text_category")]
 
+    def __str__(self) -> str:
+        return f"{self.category_id}: {self.text[:60]}"
+
 
 class EmbeddingCacheEntry(models.Model):
     """Every text is embedded once per model: the digest is sha256(model + NUL + text)."""
@@ -202,6 +211,9 @@ class EmbeddingCacheEntry(models.Model):
     model = models.CharField(max_length=100)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.digest[:12]}"
 
 
 class TrainedClassifier(models.Model):
@@ -216,6 +228,9 @@ class TrainedClassifier(models.Model):
 
     class Meta:
         get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.example_count} examples)"
 
 
 class PipelineRun(models.Model):
@@ -358,14 +373,19 @@ class ProviderSettings(SingletonModel):
     name = models.CharField(max_length=100, default="default", unique=True)
     enabled = models.BooleanField(default=True, help_text="Off: no run asks Claude (local models and people only).")
     classify_models = models.CharField(
-        max_length=500, blank=True, help_text="Comma-separated, in order: the first answers, the next when it is overloaded."
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated, in order: the first answers, the next when it is overloaded.",
     )
     draft_models = models.CharField(max_length=500, blank=True, help_text="Comma-separated, in order.")
     timeout_seconds = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.1), MaxValueValidator(600.0)], help_text="Per call."
     )
     daily_spend_cap = models.DecimalField(
-        max_digits=10, decimal_places=2, null=True, blank=True,
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
         help_text="Dollars per UTC day; over it runs use the local models or a person. Empty: settings; 0: no cap.",
     )
     updated_at = models.DateTimeField(auto_now=True)

@@ -135,19 +135,26 @@ def ticket_trace(*, ticket_id: int) -> TicketTrace:
         views = []
         for s in run.steps.all():
             output = s.output if isinstance(s.output, dict) else {}
-            views.append(StepView(
-                step_run=s,
-                verdicts=list(s.verdicts or []),
-                routing=list(output.get("routing") or []) if s.step == "classify" else [],
-                output=output,
-                output_json=json.dumps(s.output, indent=2, sort_keys=True, ensure_ascii=False, default=str),
-            ))
+            views.append(
+                StepView(
+                    step_run=s,
+                    verdicts=list(s.verdicts or []),
+                    routing=list(output.get("routing") or []) if s.step == "classify" else [],
+                    output=output,
+                    output_json=json.dumps(s.output, indent=2, sort_keys=True, ensure_ascii=False, default=str),
+                )
+            )
         approval = getattr(run, "approval", None)
-        traces.append(RunTrace(
-            run=run, steps=views, actions=list(run.actions.all()), approval=approval,
-            decisions=list(approval.decisions.all()) if approval is not None else [],
-            latency_ms=sum(v.step_run.latency_ms for v in views),
-            tokens=sum(v.step_run.tokens_in + v.step_run.tokens_out for v in views),
-            cost=sum((v.step_run.cost for v in views), Decimal("0")),
-        ))
+        traces.append(
+            RunTrace(
+                run=run,
+                steps=views,
+                actions=list(run.actions.all()),
+                approval=approval,
+                decisions=list(approval.decisions.all()) if approval is not None else [],
+                latency_ms=sum(v.step_run.latency_ms for v in views),
+                tokens=sum(v.step_run.tokens_in + v.step_run.tokens_out for v in views),
+                cost=sum((v.step_run.cost for v in views), Decimal("0")),
+            )
+        )
     return TicketTrace(ticket=ticket, runs=traces)

@@ -13,14 +13,13 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.text import slugify
 
 from integrations.embeddings import MODEL_NAME
 from triage.classifier import IntentClassifier
-from triage.contracts import ProposedAction, TicketIn
+from triage.contracts import TicketIn
 from triage.embedding import embed_texts
-from triage.models import Action, Article, Category, Chunk, LabelledExample, PipelineRun, Ticket, TrainedClassifier
+from triage.models import Article, Category, Chunk, LabelledExample, PipelineRun, Ticket, TrainedClassifier
 from triage.tasks import enqueue_run
 
 logger = logging.getLogger(__name__)
@@ -47,8 +46,12 @@ def ticket_ingest(*, ticket_in: TicketIn, reference_label: str = "", enqueue: bo
     try:
         with transaction.atomic():
             ticket = Ticket.objects.create(
-                source=ticket_in.source, external_id=ticket_in.external_id, subject=ticket_in.subject,
-                body=ticket_in.body, requester=ticket_in.requester, tags=ticket_in.tags,
+                source=ticket_in.source,
+                external_id=ticket_in.external_id,
+                subject=ticket_in.subject,
+                body=ticket_in.body,
+                requester=ticket_in.requester,
+                tags=ticket_in.tags,
                 reference_label=reference_label,
             )
             run = PipelineRun.objects.create(ticket=ticket, provider=settings.TRIAGE_LLM_PROVIDER)
@@ -115,7 +118,9 @@ def article_chunks(*, title: str, body: str, max_words: int = 120) -> list[tuple
 def article_upsert(*, slug: str, title: str, body: str) -> Article:
     """Create or update an article and re-embed its chunks (only new texts reach the model)."""
     pieces = article_chunks(title=title, body=body)
-    embeddings = embed_texts([f"{title}. {heading}. {text}" if heading else f"{title}. {text}" for heading, text in pieces])
+    embeddings = embed_texts(
+        [f"{title}. {heading}. {text}" if heading else f"{title}. {text}" for heading, text in pieces]
+    )
     with transaction.atomic():
         article, _ = Article.objects.update_or_create(slug=slug, defaults={"title": title, "body": body})
         article.chunks.all().delete()
@@ -163,7 +168,10 @@ def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | Non
         batch = rows[start : start + 256]
         vectors = embed_texts([text for text, _ in batch])
         objs = LabelledExample.objects.bulk_create(
-            [LabelledExample(text=t, category=categories[label], embedding=v) for (t, label), v in zip(batch, vectors, strict=True)],
+            [
+                LabelledExample(text=t, category=categories[label], embedding=v)
+                for (t, label), v in zip(batch, vectors, strict=True)
+            ],
             ignore_conflicts=True,
         )
         created += len(objs)
@@ -182,8 +190,11 @@ def classifier_train() -> TrainedClassifier:
     embeddings = np.asarray([e for _, _, e in rows], dtype=np.float32)
     model = IntentClassifier.fit(texts=texts, embeddings=embeddings, labels=labels)
     return TrainedClassifier.objects.create(
-        model=f"local-classifier/{MODEL_NAME}", blob=model.to_bytes(), labels=list(model.labels),
-        example_count=len(rows), suggested_threshold=float(model.suggested_threshold),
+        model=f"local-classifier/{MODEL_NAME}",
+        blob=model.to_bytes(),
+        labels=list(model.labels),
+        example_count=len(rows),
+        suggested_threshold=float(model.suggested_threshold),
     )
 
 
@@ -210,7 +221,7 @@ def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket
         if ticket.mishandled_at is not None:
             raise MishandledMarkError("This ticket is already marked as mishandled.")
         ticket.mishandled_at = timezone.now()
-        ticket.mishandled_by = actor
+        ticket.mishandled_by_id = actor.pk
         ticket.save(update_fields=["mishandled_at", "mishandled_by", "updated_at"])
     logger.info("ticket %s marked mishandled by %s", ticket.pk, actor)
     return ticket

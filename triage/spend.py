@@ -43,12 +43,15 @@ class SpendStatus:
 def price_table() -> dict[str, Price]:
     """Settings' prices overlaid with admin's rows."""
     table = {
-        model: Price(model, Decimal(p["input"]), Decimal(p["output"]), Decimal(p["cache_write"]), Decimal(p["cache_read"]))
+        model: Price(
+            model, Decimal(p["input"]), Decimal(p["output"]), Decimal(p["cache_write"]), Decimal(p["cache_read"])
+        )
         for model, p in getattr(settings, "TRIAGE_MODEL_PRICES", {}).items()
     }
     for row in ModelPrice.objects.all():
-        table[row.model] = Price(row.model, row.input_per_mtok, row.output_per_mtok, row.cache_write_per_mtok,
-                                 row.cache_read_per_mtok)
+        table[row.model] = Price(
+            row.model, row.input_per_mtok, row.output_per_mtok, row.cache_write_per_mtok, row.cache_read_per_mtok
+        )
     return table
 
 
@@ -71,8 +74,10 @@ def call_cost(*, model: str, usage: Usage) -> Decimal:
     if price is None:
         return Decimal("0")
     total = (
-        usage.tokens_in * price.input + usage.tokens_out * price.output
-        + usage.cache_write_tokens * price.cache_write + usage.cache_read_tokens * price.cache_read
+        usage.tokens_in * price.input
+        + usage.tokens_out * price.output
+        + usage.cache_write_tokens * price.cache_write
+        + usage.cache_read_tokens * price.cache_read
     ) / MILLION
     return total.quantize(Decimal("0.000001"))
 
@@ -85,9 +90,7 @@ def provider_settings_current() -> ProviderSettings:
 def daily_spend_cap() -> Decimal | None:
     """The cap in dollars, or None when there is none (admin's row first, then settings; 0 means none)."""
     row = provider_settings_current()
-    cap = row.daily_spend_cap if row.daily_spend_cap is not None else getattr(
-        settings, "TRIAGE_DAILY_SPEND_CAP", None
-    )
+    cap = row.daily_spend_cap if row.daily_spend_cap is not None else getattr(settings, "TRIAGE_DAILY_SPEND_CAP", None)
     return Decimal(cap) if cap else None
 
 

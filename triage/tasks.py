@@ -107,7 +107,9 @@ def inprocess_drain(timeout: float | None = None) -> None:
 def runs_resume() -> int:
     """Re-submit runs that never finished (queued, or running when a worker died)."""
     ids = list(
-        PipelineRun.objects.filter(status__in=[PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING]).values_list("pk", flat=True)
+        PipelineRun.objects.filter(status__in=[PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING]).values_list(
+            "pk", flat=True
+        )
     )
     for run_id in ids:
         submit(run_id)

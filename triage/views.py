@@ -10,9 +10,9 @@ from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django import forms
 from django.contrib import messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -44,7 +44,9 @@ def staff_required(*perms: str) -> Callable[[View], View]:
             user = request.user
             if not user.is_authenticated:
                 if getattr(request, "htmx", False):
-                    return HttpResponseClientRedirect(f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}")
+                    return HttpResponseClientRedirect(
+                        f"{reverse('login')}?next={request.headers.get('HX-Current-URL', '/')}"
+                    )
                 return redirect_to_login(request.get_full_path())
             if not (user.is_active and user.is_staff and user.has_perms(perms)):
                 raise PermissionDenied("You do not have permission to see this page.")
@@ -97,8 +99,9 @@ OLDEST_YEARS = 10
 class PeriodForm(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    days = forms.IntegerField(required=False, min_value=0, max_value=MAX_SPAN_DAYS,
-                              help_text=f"1 to {MAX_SPAN_DAYS} days; 0: all time")
+    days = forms.IntegerField(
+        required=False, min_value=0, max_value=MAX_SPAN_DAYS, help_text=f"1 to {MAX_SPAN_DAYS} days; 0: all time"
+    )
 
     def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,31 +165,55 @@ def reports(request: HttpRequest) -> HttpResponse:
     start = datetime.combine(first, time.min, tzinfo=tz) if first else None
     end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
     figures = dashboard_figures(start=start, end=end)
-    reliability = bar_chart(items=[
-        *[(r.step.capitalize(), r.rate, _share(r.rate, f"{r.right}/{r.counted}"), "bar-step") for r in figures.step_reliability],
-        ("Chain, predicted", figures.chain_predicted, _share(figures.chain_predicted), "bar-predicted"),
-        ("Chain, measured", figures.chain_measured, _share(figures.chain_measured), "bar-measured"),
-    ])
+    reliability = bar_chart(
+        items=[
+            *[
+                (r.step.capitalize(), r.rate, _share(r.rate, f"{r.right}/{r.counted}"), "bar-step")
+                for r in figures.step_reliability
+            ],
+            ("Chain, predicted", figures.chain_predicted, _share(figures.chain_predicted), "bar-predicted"),
+            ("Chain, measured", figures.chain_measured, _share(figures.chain_measured), "bar-measured"),
+        ]
+    )
     funnel = funnel_chart(figures=figures)
-    escalations = bar_chart(items=[
-        (gate_label(gate), n / max(figures.to_person, 1), str(n), "bar-gate")
-        for gate, n in figures.escalations_by_gate.items()
-    ])
+    escalations = bar_chart(
+        items=[
+            (gate_label(gate), n / max(figures.to_person, 1), str(n), "bar-gate")
+            for gate, n in figures.escalations_by_gate.items()
+        ]
+    )
     f = figures
     tiles = [
         ("tickets-in", "Tickets in", str(f.tickets), f"{f.auto_handled} auto-handled, {f.to_person} to a person"),
         ("automation-rate", "Automation rate", _percent(f.automation_rate), "auto-handled / tickets in"),
-        ("mishandled-rate", "Mishandled rate", _percent(f.mishandled_rate),
-         f"{f.mishandled} auto-handled wrongly; {f.category_corrected} categories corrected in the inbox (caught)"),
+        (
+            "mishandled-rate",
+            "Mishandled rate",
+            _percent(f.mishandled_rate),
+            f"{f.mishandled} auto-handled wrongly; {f.category_corrected} categories corrected in the inbox (caught)",
+        ),
         ("chain", "Chain reliability", _percent(f.chain_measured), f"predicted {_percent(f.chain_predicted)}"),
         ("escalations", "Escalations", str(f.to_person), f"{f.waiting} still waiting"),
         ("llm-spend", "LLM spend", f"${f.llm_cost:,.4f}", f"{f.tokens_in + f.tokens_out:,} tokens"),
-        ("saved-cost", "Saved cost", f"${f.saved_cost:,.2f}", f"at ${f.human_cost_per_ticket} per ticket a person handles"),
+        (
+            "saved-cost",
+            "Saved cost",
+            f"${f.saved_cost:,.2f}",
+            f"at ${f.human_cost_per_ticket} per ticket a person handles",
+        ),
     ]
     context = {
-        "form": form, "figures": figures, "tiles": tiles, "nav": "reports", "first": first, "last": last, "periods": PERIODS,
+        "form": form,
+        "figures": figures,
+        "tiles": tiles,
+        "nav": "reports",
+        "first": first,
+        "last": last,
+        "periods": PERIODS,
         "trend": line_chart(trend=figures.trend),
-        "reliability": reliability, "funnel": funnel, "escalations": escalations,
+        "reliability": reliability,
+        "funnel": funnel,
+        "escalations": escalations,
     }
     return render(request, "triage/reports.html", context, status=status)
 

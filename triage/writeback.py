@@ -47,10 +47,14 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
     if source is None:
         raise LookupError(f"helpdesk source {ticket.source} no longer exists")
-    client = vendor_module(vendor).Client(base_url=source.base_url, api_user=source.api_user, api_token=source.api_token,
-                                          source=ticket.source)
+    client = vendor_module(vendor).Client(
+        base_url=source.base_url, api_user=source.api_user, api_token=source.api_token, source=ticket.source
+    )
     return client.execute(
-        kind=action.kind, payload=action.payload, ticket_id=ticket.external_id, requester=ticket.requester,
+        kind=action.kind,
+        payload=action.payload,
+        ticket_id=ticket.external_id,
+        requester=ticket.requester,
         key=action.idempotency_key,
     )
 
@@ -72,7 +76,9 @@ def run_actions_execute(
         if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
         key = f"run:{run.pk}:{position}:{proposed.kind}"
-        action, _ = Action.objects.get_or_create(idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload})
+        action, _ = Action.objects.get_or_create(
+            idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload}
+        )
         done.append(action_carry_out(action_id=action.pk, writer=writer))
     return done
 
@@ -105,7 +111,11 @@ def _action_claim(*, action_id: int) -> Action | None:
         action = Action.objects.select_for_update(of=("self",)).select_related("run__ticket").get(pk=action_id)
         if action.status == Action.Status.DONE:
             return None
-        if action.status == Action.Status.IN_FLIGHT and action.claimed_at is not None and action.claimed_at > now - lease:
+        if (
+            action.status == Action.Status.IN_FLIGHT
+            and action.claimed_at is not None
+            and action.claimed_at > now - lease
+        ):
             return None
         action.status = Action.Status.IN_FLIGHT
         action.attempts += 1
@@ -133,8 +143,11 @@ def _action_record(*, action: Action, result: dict | None = None, error: str = "
             current.status = Action.Status.FAILED
             current.error = error
         else:
-            logger.warning("action %s: attempt %s failed after another worker claimed it; left to that worker",
-                           action.idempotency_key, action.attempts)
+            logger.warning(
+                "action %s: attempt %s failed after another worker claimed it; left to that worker",
+                action.idempotency_key,
+                action.attempts,
+            )
             return current
         current.claimed_at = None
         current.save(update_fields=["status", "result", "executed_at", "error", "claimed_at"])

@@ -6,55 +6,94 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('triage', '0001_initial'),
+        ("triage", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApprovalRequest',
+            name="ApprovalRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('approved', 'Approved'), ('rejected', 'Rejected')], default='pending', max_length=20)),
-                ('reason', models.TextField(help_text="Why it waits: the failed gates' reasons.")),
-                ('verdicts', models.JSONField(default=list, help_text="Every gate's verdict for this run.")),
-                ('failed_gates', models.JSONField(default=list)),
-                ('proposed_category', models.CharField(blank=True, max_length=100)),
-                ('proposed_actions', models.JSONField(default=list)),
-                ('draft', models.TextField(blank=True)),
-                ('money', models.BooleanField(default=False, help_text='Approving it moves money: needs that permission.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('run', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='approval', to='triage.pipelinerun')),
-                ('ticket', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approvals', to='triage.ticket')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("approved", "Approved"), ("rejected", "Rejected")],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("reason", models.TextField(help_text="Why it waits: the failed gates' reasons.")),
+                ("verdicts", models.JSONField(default=list, help_text="Every gate's verdict for this run.")),
+                ("failed_gates", models.JSONField(default=list)),
+                ("proposed_category", models.CharField(blank=True, max_length=100)),
+                ("proposed_actions", models.JSONField(default=list)),
+                ("draft", models.TextField(blank=True)),
+                (
+                    "money",
+                    models.BooleanField(default=False, help_text="Approving it moves money: needs that permission."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="approval", to="triage.pipelinerun"
+                    ),
+                ),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="approvals", to="triage.ticket"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('approve_money', 'Can approve actions that move money')],
+                "ordering": ["-created_at"],
+                "permissions": [("approve_money", "Can approve actions that move money")],
             },
         ),
         migrations.CreateModel(
-            name='Decision',
+            name="Decision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('verdict', models.CharField(choices=[('approve', 'Approve'), ('edit', 'Edit then approve'), ('reject', 'Reject')], max_length=10)),
-                ('before', models.JSONField(default=dict)),
-                ('after', models.JSONField(default=dict)),
-                ('reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='triage_decisions', to=settings.AUTH_USER_MODEL)),
-                ('approval', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='decisions', to='approvals.approvalrequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "verdict",
+                    models.CharField(
+                        choices=[("approve", "Approve"), ("edit", "Edit then approve"), ("reject", "Reject")],
+                        max_length=10,
+                    ),
+                ),
+                ("before", models.JSONField(default=dict)),
+                ("after", models.JSONField(default=dict)),
+                ("reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="triage_decisions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "approval",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="decisions",
+                        to="approvals.approvalrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='approvalrequest',
-            index=models.Index(fields=['status', '-created_at'], name='approvals_a_status_0d4fae_idx'),
+            model_name="approvalrequest",
+            index=models.Index(fields=["status", "-created_at"], name="approvals_a_status_0d4fae_idx"),
         ),
     ]

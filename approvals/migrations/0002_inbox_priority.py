@@ -16,20 +16,21 @@ def backfill_priority(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0001_initial'),
+        ("approvals", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approvalrequest',
-            name='priority_rank',
-            field=models.PositiveSmallIntegerField(default=2, help_text="0 urgent, 1 high, 2 normal, 3 low: the inbox's most-urgent-first order."),
+            model_name="approvalrequest",
+            name="priority_rank",
+            field=models.PositiveSmallIntegerField(
+                default=2, help_text="0 urgent, 1 high, 2 normal, 3 low: the inbox's most-urgent-first order."
+            ),
         ),
         migrations.AddIndex(
-            model_name='approvalrequest',
-            index=models.Index(fields=['status', 'priority_rank', '-created_at'], name='approval_inbox_urgent'),
+            model_name="approvalrequest",
+            index=models.Index(fields=["status", "priority_rank", "-created_at"], name="approval_inbox_urgent"),
         ),
         migrations.RunPython(backfill_priority, migrations.RunPython.noop),
     ]

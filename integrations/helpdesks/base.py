@@ -72,7 +72,7 @@ def matches_hex(given: str | None, secret: str, message: bytes, algorithm: str, 
     if prefix:
         if not given.lower().startswith(prefix):
             return False
-        given = given[len(prefix):]
+        given = given[len(prefix) :]
     expected = hmac_digest(secret, message, algorithm).hex()
     return hmac.compare_digest(expected.encode(), given.lower().encode("ascii", "replace"))
 
@@ -139,7 +139,6 @@ def out_of_range_path(value: Any, path: str = "") -> str | None:
         if (found := out_of_range_path(item, f"{path}.{key}" if path else str(key))) is not None:
             return found
     return None
-
 
 
 def require(payload: Any, path: str, *, at: str = "") -> Any:

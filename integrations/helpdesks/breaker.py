@@ -55,7 +55,8 @@ def _storage(source: str) -> pybreaker.CircuitBreakerStorage:
     if url:
         try:
             return pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),
+                pybreaker.STATE_CLOSED,
+                redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),
                 namespace=f"triage:helpdesk:{source}",
             )
         except redis.RedisError as exc:
@@ -68,8 +69,9 @@ def breaker_for(source: str) -> HelpdeskBreaker:
     with _lock:
         breaker = _breakers.get(source)
         if breaker is None:
-            breaker = _breakers[source] = HelpdeskBreaker(source=source, storage=_storage(source),
-                                                           exclude=[lambda exc: not _counts_as_down(exc)])
+            breaker = _breakers[source] = HelpdeskBreaker(
+                source=source, storage=_storage(source), exclude=[lambda exc: not _counts_as_down(exc)]
+            )
     breaker.fail_max = max(1, int(getattr(settings, "TRIAGE_WRITEBACK_BREAKER_FAILURES", 3)))
     breaker.reset_timeout = float(getattr(settings, "TRIAGE_WRITEBACK_BREAKER_COOLDOWN", 60.0))
     return breaker

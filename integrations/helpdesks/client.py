@@ -25,7 +25,9 @@ class HelpdeskClient:
         """`source` (``<vendor>:<HelpdeskSource id>``) names the circuit breaker every request goes through."""
         self.api_user = api_user
         self.api_token = api_token
-        self.http = RestClient(base_url=base_url, headers=self.auth_headers(), breaker=breaker_for(source) if source else None)
+        self.http = RestClient(
+            base_url=base_url, headers=self.auth_headers(), breaker=breaker_for(source) if source else None
+        )
 
     # --- per vendor ---
     def auth_headers(self) -> dict[str, str]:
@@ -51,7 +53,9 @@ class HelpdeskClient:
         wanted = comparable(body)
         return any(comparable(existing) == wanted for existing in self.replies(ticket_id=ticket_id))
 
-    def execute(self, *, kind: str, payload: dict[str, Any], ticket_id: str, requester: str, key: str) -> dict[str, Any]:
+    def execute(
+        self, *, kind: str, payload: dict[str, Any], ticket_id: str, requester: str, key: str
+    ) -> dict[str, Any]:
         """Carry out one action on the remote ticket; returns what happened, for the trace.
 
         All its requests share one time budget, so a helpdesk that does not answer costs one bounded wait.
@@ -66,10 +70,18 @@ class HelpdeskClient:
                 return {"vendor": self.vendor, "reply": "already posted"}
 
             def already() -> dict[str, Any] | None:
-                return {"vendor": self.vendor, "reply": "already posted"} if self.reply_posted(ticket_id=ticket_id, body=body) else None
+                return (
+                    {"vendor": self.vendor, "reply": "already posted"}
+                    if self.reply_posted(ticket_id=ticket_id, body=body)
+                    else None
+                )
 
             answer = self.post_reply(ticket_id=ticket_id, body=body, requester=requester, key=key, before_retry=already)
-            return answer if isinstance(answer, dict) and answer.get("reply") == "already posted" else {"vendor": self.vendor, "reply": "posted"}
+            return (
+                answer
+                if isinstance(answer, dict) and answer.get("reply") == "already posted"
+                else {"vendor": self.vendor, "reply": "posted"}
+            )
         if kind == "set_category":
             self.add_tags(ticket_id=ticket_id, tags=[f"triage-{note}"] if note else [], key=key)
             return {"vendor": self.vendor, "category": note}

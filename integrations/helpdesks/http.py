@@ -6,11 +6,9 @@ Requests go through the standard library (urllib); tenacity decides what is retr
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import logging
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+from integrations.retry import retry_after_value
 
 if TYPE_CHECKING:
     from integrations.helpdesks.breaker import HelpdeskBreaker
@@ -37,8 +37,15 @@ class WritebackError(Exception):
     opening its circuit. `retry_after` is the helpdesk's own Retry-After, in seconds, when it sent one.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 unreachable: bool = False, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        unreachable: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
@@ -72,30 +79,20 @@ class WritebackSettings:
         )
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _retryable(exc: BaseException) -> bool:
     # An open circuit is final for this write-back: retrying it here would only wait out the budget.
     return isinstance(exc, WritebackError) and exc.retryable and not isinstance(exc, HelpdeskUnavailable)
 
 
 class RestClient:
-    def __init__(self, *, base_url: str, headers: Mapping[str, str], config: WritebackSettings | None = None,
-                 breaker: HelpdeskBreaker | None = None):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        config: WritebackSettings | None = None,
+        breaker: HelpdeskBreaker | None = None,
+    ):
         if not base_url:
             raise WritebackError("the helpdesk source has no base URL")
         self.base_url = base_url.rstrip("/")
@@ -145,7 +142,11 @@ class RestClient:
             logger.info("write-back %s; retrying in %.1fs", exc, state.upcoming_sleep)
 
         retrying = Retrying(
-            retry=retry_if_exception(_retryable), wait=wait, stop=stop, before_sleep=log, reraise=True,
+            retry=retry_if_exception(_retryable),
+            wait=wait,
+            stop=stop,
+            before_sleep=log,
+            reraise=True,
             sleep=lambda seconds: _sleep(seconds * self.config.sleep_scale),
         )
         for attempt in retrying:
@@ -160,8 +161,10 @@ class RestClient:
     def _guarded(self, method: str, path: str, *, data: bytes | None, headers: dict[str, str], deadline: float) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
-            raise WritebackError(f"{method} {path}: not sent, the write-back budget of {self.config.budget:g}s is used up",
-                                 retryable=True)
+            raise WritebackError(
+                f"{method} {path}: not sent, the write-back budget of {self.config.budget:g}s is used up",
+                retryable=True,
+            )
         timeout = min(self.config.timeout, remaining)
         if self.breaker is None:
             return self._request(method, path, data=data, headers=headers, timeout=timeout)
@@ -178,21 +181,25 @@ class RestClient:
     def _request(self, method: str, path: str, *, data: bytes | None, headers: dict[str, str], timeout: float) -> Any:
         request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - admin-configured URL
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             status = exc.code
             detail = exc.read()[:300].decode("utf-8", "replace")
-            retry_after = retry_after_seconds(exc.headers.get("Retry-After"))
+            retry_after = retry_after_value(exc.headers.get("Retry-After"))
             exc.close()
             message = f"{method} {path}: HTTP {status}: {detail}"
             if status == 429:
                 raise WritebackError(message, status=status, retryable=True, retry_after=retry_after) from exc
             if status >= 500:
-                raise WritebackError(message, status=status, retryable=True, unreachable=True, retry_after=retry_after) from exc
+                raise WritebackError(
+                    message, status=status, retryable=True, unreachable=True, retry_after=retry_after
+                ) from exc
             raise WritebackError(message, status=status) from exc
-        except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError, http.client.HTTPException) as exc:
-            raise WritebackError(f"{method} {path}: {type(exc).__name__}: {exc}", retryable=True, unreachable=True) from exc
+        except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as exc:
+            raise WritebackError(
+                f"{method} {path}: {type(exc).__name__}: {exc}", retryable=True, unreachable=True
+            ) from exc
         try:
             return json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as exc:

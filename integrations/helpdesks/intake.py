@@ -54,7 +54,9 @@ def source_secrets(*, source: HelpdeskSource, now: Any = None) -> list[str]:
     return [s for s in secrets if s]
 
 
-def helpdesk_source_secret_rotate(*, source: HelpdeskSource, new_secret: str, grace: timedelta | None = None) -> HelpdeskSource:
+def helpdesk_source_secret_rotate(
+    *, source: HelpdeskSource, new_secret: str, grace: timedelta | None = None
+) -> HelpdeskSource:
     """Put a new secret in place; the old one stays valid for `grace` (TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS)."""
     if grace is None:
         grace = timedelta(seconds=int(getattr(settings, "TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600)))
@@ -100,7 +102,9 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
     except PayloadError as exc:
         return _error(400, f"{exc.field} {exc.reason}", exc.field)
     if incoming is None:
-        event = payload.get("topic") or payload.get("type") or payload.get("event") if isinstance(payload, dict) else None
+        event = (
+            payload.get("topic") or payload.get("type") or payload.get("event") if isinstance(payload, dict) else None
+        )
         logger.info("webhook %s/%s: event %r ignored", vendor, source_id, event or headers.get("X-HelpScout-Event"))
         return IntakeOutcome(202, {"ignored": True})
 
@@ -110,17 +114,21 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
     # same input with a 400 its client can act on. An identifier is never cut (two tickets would become
     # one): an unusable external id is a 400 naming it on both paths.
     ticket_contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
-    delivery_id = _delivery_key(incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest(),
-                                limit=ticket_contract.max_length("delivery_id"))
-    fields, adjustments = ticket_contract.fitted(fields={
-        "source": source.ticket_source,
-        "external_id": incoming.external_id,
-        "subject": incoming.subject.strip(),
-        "body": incoming.body,
-        "requester": incoming.requester,
-        "tags": incoming.tags,
-        "delivery_id": delivery_id,
-    })
+    delivery_id = _delivery_key(
+        incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest(),
+        limit=ticket_contract.max_length("delivery_id"),
+    )
+    fields, adjustments = ticket_contract.fitted(
+        fields={
+            "source": source.ticket_source,
+            "external_id": incoming.external_id,
+            "subject": incoming.subject.strip(),
+            "body": incoming.body,
+            "requester": incoming.requester,
+            "tags": incoming.tags,
+            "delivery_id": delivery_id,
+        }
+    )
     try:
         ticket_in = ticket_contract.model_validate(fields)
     except ValidationError as exc:
@@ -129,8 +137,12 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
         logger.warning("webhook %s/%s refused: %s: %s", vendor, source_id, field, err["msg"])
         return _error(400, f"{field}: {err['msg']}", field)
     if adjustments:
-        logger.warning("webhook %s/%s delivery %s fitted to the limits: %s", vendor, source_id, delivery_id, "; ".join(adjustments))
-    return _store(source=source, incoming=incoming, ticket_in=ticket_in, delivery_id=delivery_id, adjustments=adjustments)
+        logger.warning(
+            "webhook %s/%s delivery %s fitted to the limits: %s", vendor, source_id, delivery_id, "; ".join(adjustments)
+        )
+    return _store(
+        source=source, incoming=incoming, ticket_in=ticket_in, delivery_id=delivery_id, adjustments=adjustments
+    )
 
 
 def _delivery_key(delivery_id: str, *, limit: int) -> str:
@@ -146,8 +158,9 @@ def _storable_label(value: str, *, limit: int) -> str:
     return _UNSTORABLE.sub("", value)[:limit]
 
 
-def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, delivery_id: str,
-           adjustments: list[str]) -> IntakeOutcome:
+def _store(
+    *, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, delivery_id: str, adjustments: list[str]
+) -> IntakeOutcome:
     ingest = import_string(settings.TRIAGE_INGEST_SERVICE)
     # One transaction: the delivery row, the ticket and its run exist together or not at all; the run
     # is enqueued by the ingest service on commit.
@@ -155,8 +168,11 @@ def _store(*, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, 
         try:
             with transaction.atomic():
                 delivery = WebhookDelivery.objects.create(
-                    source=source, delivery_id=delivery_id, event=_storable_label(incoming.event, limit=100),
-                    external_id=ticket_in.external_id, adjustments=adjustments,
+                    source=source,
+                    delivery_id=delivery_id,
+                    event=_storable_label(incoming.event, limit=100),
+                    external_id=ticket_in.external_id,
+                    adjustments=adjustments,
                 )
         except IntegrityError:
             logger.info("webhook %s: delivery %s already received", source.ticket_source, delivery_id)

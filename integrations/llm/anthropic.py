@@ -11,7 +11,7 @@ The stable system prompt and the knowledge-base passages are marked `cache_contr
 so repeated calls read them from the prompt cache.
 
 The SDK's own retries are off (`max_retries=0`): the runner retries, one `StepRun` per attempt,
-after the wait `integrations.llm.retry` gives, and the router falls back to the next model. Every
+after the wait `integrations.retry` gives, and the router falls back to the next model. Every
 SDK error becomes a `ProviderError` saying whether trying again can help, with the HTTP status
 and `retry-after` when there is one.
 """
@@ -35,7 +35,7 @@ from integrations.llm.base import (
     Repair,
     Usage,
 )
-from integrations.llm.retry import retry_after_seconds
+from integrations.retry import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ def provider_error_from(exc: Exception, *, model: str) -> ProviderError:
         message = getattr(exc, "api_message", None) or str(exc)
         hint = "" if retryable else " (not retried: the request or the credentials need fixing)"
         return ProviderError(
-            f"{model}: HTTP {status} {kind}: {message}{hint}", retryable=retryable, status=status,
+            f"{model}: HTTP {status} {kind}: {message}{hint}",
+            retryable=retryable,
+            status=status,
             retry_after=retry_after_seconds(exc.response.headers) if retryable else None,
         )
     return ProviderError(f"{model}: {type(exc).__name__}: {exc}", retryable=False)
@@ -115,8 +117,15 @@ class AnthropicProvider:
     supports_models = True
     boilerplate: tuple[str, ...] = ()
 
-    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
-                 max_tokens: int | None = None, client: anthropic.Anthropic | None = None):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_tokens: int | None = None,
+        client: anthropic.Anthropic | None = None,
+    ):
         self.timeout = timeout if timeout is not None else float(getattr(settings, "TRIAGE_ANTHROPIC_TIMEOUT", 30.0))
         self.max_tokens = max_tokens or int(getattr(settings, "TRIAGE_ANTHROPIC_MAX_TOKENS", 1024))
         models = getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {})
@@ -128,38 +137,71 @@ class AnthropicProvider:
             timeout=self.timeout,
         )
 
-    def classify(self, request: ClassifyRequest, *, model: str | None = None, repair: Repair | None = None,
-                 timeout: float | None = None) -> ProviderReply:
+    def classify(
+        self,
+        request: ClassifyRequest,
+        *,
+        model: str | None = None,
+        repair: Repair | None = None,
+        timeout: float | None = None,
+    ) -> ProviderReply:
         labels = "\n".join(
             f"- {c.label}: {c.description or c.label}{' (moves money)' if c.money else ''}" for c in request.categories
         )
-        system = [{"type": "text", "text": SYSTEM_PROMPT + "\nCategories:\n" + labels,
-                   "cache_control": {"type": "ephemeral"}}]
+        system = [
+            {"type": "text", "text": SYSTEM_PROMPT + "\nCategories:\n" + labels, "cache_control": {"type": "ephemeral"}}
+        ]
         if request.passages:
-            system.append({"type": "text", "text": _passages_block(request.passages), "cache_control": {"type": "ephemeral"}})
+            system.append(
+                {"type": "text", "text": _passages_block(request.passages), "cache_control": {"type": "ephemeral"}}
+            )
         user = "Classify this ticket by calling record_classification.\n" + _ticket_block(request.ticket_text)
-        tool = {"name": CLASSIFY_TOOL, "description": "Record the ticket's category, confidence and priority.",
-                "input_schema": _input_schema(request.output_schema, step="classify")}
-        return self._call(step="classify", model=model, system=system, user=user, tool=tool, repair=repair,
-                          timeout=timeout)
+        tool = {
+            "name": CLASSIFY_TOOL,
+            "description": "Record the ticket's category, confidence and priority.",
+            "input_schema": _input_schema(request.output_schema, step="classify"),
+        }
+        return self._call(
+            step="classify", model=model, system=system, user=user, tool=tool, repair=repair, timeout=timeout
+        )
 
-    def draft(self, request: DraftRequest, *, model: str | None = None, repair: Repair | None = None,
-              timeout: float | None = None) -> ProviderReply:
+    def draft(
+        self,
+        request: DraftRequest,
+        *,
+        model: str | None = None,
+        repair: Repair | None = None,
+        timeout: float | None = None,
+    ) -> ProviderReply:
         system = [
             {"type": "text", "text": SYSTEM_PROMPT + "\n" + DRAFT_INSTRUCTIONS, "cache_control": {"type": "ephemeral"}},
             {"type": "text", "text": _passages_block(request.passages), "cache_control": {"type": "ephemeral"}},
         ]
         user = (
             f"Write the reply to this ticket about {request.category_name!r}, addressed to "
-            f"{request.requester_name or 'the customer'}, by calling write_reply.\n" + _ticket_block(request.ticket_text)
+            f"{request.requester_name or 'the customer'}, by calling write_reply.\n"
+            + _ticket_block(request.ticket_text)
         )
-        tool = {"name": DRAFT_TOOL, "description": "The reply to send and the chunk ids it is built from.",
-                "input_schema": _input_schema(request.output_schema, step="draft")}
-        return self._call(step="draft", model=model, system=system, user=user, tool=tool, repair=repair,
-                          timeout=timeout)
+        tool = {
+            "name": DRAFT_TOOL,
+            "description": "The reply to send and the chunk ids it is built from.",
+            "input_schema": _input_schema(request.output_schema, step="draft"),
+        }
+        return self._call(
+            step="draft", model=model, system=system, user=user, tool=tool, repair=repair, timeout=timeout
+        )
 
-    def _call(self, *, step: str, model: str | None, system: list[dict[str, Any]], user: str, tool: dict[str, Any],
-              repair: Repair | None, timeout: float | None) -> ProviderReply:
+    def _call(
+        self,
+        *,
+        step: str,
+        model: str | None,
+        system: list[dict[str, Any]],
+        user: str,
+        tool: dict[str, Any],
+        repair: Repair | None,
+        timeout: float | None,
+    ) -> ProviderReply:
         model = model or (self.default_models.get(step) or ["claude-haiku-4-5"])[0]
         messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
         if repair is not None:
@@ -167,7 +209,11 @@ class AnthropicProvider:
         try:
             # The SDK's overloads want its TypedDicts; these are plain dicts of the same documented shape.
             message = self._client.messages.create(  # type: ignore[call-overload]
-                model=model, max_tokens=self.max_tokens, system=system, messages=messages, tools=[tool],
+                model=model,
+                max_tokens=self.max_tokens,
+                system=system,
+                messages=messages,
+                tools=[tool],
                 tool_choice={"type": "tool", "name": tool["name"]},
                 timeout=timeout if timeout is not None else self.timeout,
             )
@@ -178,8 +224,10 @@ class AnthropicProvider:
             raise error from exc
         u = message.usage
         usage = Usage(
-            tokens_in=u.input_tokens or 0, tokens_out=u.output_tokens or 0,
-            cache_write_tokens=u.cache_creation_input_tokens or 0, cache_read_tokens=u.cache_read_input_tokens or 0,
+            tokens_in=u.input_tokens or 0,
+            tokens_out=u.output_tokens or 0,
+            cache_write_tokens=u.cache_creation_input_tokens or 0,
+            cache_read_tokens=u.cache_read_input_tokens or 0,
         )
         output: dict[str, Any] = {}
         for block in message.content:

@@ -99,8 +99,20 @@ class HostedProvider(ReasoningProvider, Protocol):
     supports_models: bool
     default_models: dict[str, list[str]]
 
-    def classify(self, request: ClassifyRequest, *, model: str | None = None, repair: Repair | None = None,
-                 timeout: float | None = None) -> ProviderReply: ...
+    def classify(
+        self,
+        request: ClassifyRequest,
+        *,
+        model: str | None = None,
+        repair: Repair | None = None,
+        timeout: float | None = None,
+    ) -> ProviderReply: ...
 
-    def draft(self, request: DraftRequest, *, model: str | None = None, repair: Repair | None = None,
-              timeout: float | None = None) -> ProviderReply: ...
+    def draft(
+        self,
+        request: DraftRequest,
+        *,
+        model: str | None = None,
+        repair: Repair | None = None,
+        timeout: float | None = None,
+    ) -> ProviderReply: ...

@@ -15,6 +15,7 @@ raises at once, so pybreaker does the counting, opening, half-opening and closin
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -39,8 +40,13 @@ class ProviderBreaker:
     def __init__(self, name: str, *, failures: int, cooldown: float):
         self.storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         # throw_new_error_on_trip=False: the call that opens the breaker keeps its own error (caught below).
-        self.breaker = pybreaker.CircuitBreaker(fail_max=failures, reset_timeout=cooldown, name=name,
-                                                state_storage=self.storage, throw_new_error_on_trip=False)
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=failures,
+            reset_timeout=cooldown,
+            name=name,
+            state_storage=self.storage,
+            throw_new_error_on_trip=False,
+        )
         self._gate = threading.Lock()
 
     @property
@@ -72,16 +78,14 @@ class ProviderBreaker:
             return True
 
     def record_success(self) -> None:
-        try:
+        # Other calls may have opened it while this one was out: their cool-down stands.
+        with contextlib.suppress(pybreaker.CircuitBreakerError):
             self.breaker.call(_succeeded)
-        except pybreaker.CircuitBreakerError:
-            pass  # other calls opened it while this one was out: their cool-down stands
 
     def record_failure(self) -> None:
-        try:
+        # Counted (or the breaker is open already); the caller raises the real error.
+        with contextlib.suppress(_CallFailed, pybreaker.CircuitBreakerError):
             self.breaker.call(_failed)
-        except (_CallFailed, pybreaker.CircuitBreakerError):
-            pass  # counted (or the breaker is open already); the caller raises the real error
 
 
 _breakers: dict[str, ProviderBreaker] = {}

@@ -75,7 +75,9 @@ class LocalProvider:
                 CLOSING,
             ]
         )
-        return ProviderReply(output={"body": body, "citations": cited, "model": "local-extractive"}, model="local-extractive")
+        return ProviderReply(
+            output={"body": body, "citations": cited, "model": "local-extractive"}, model="local-extractive"
+        )
 
 
 def _unique(values: Iterable[int]) -> list[int]:

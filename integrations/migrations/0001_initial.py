@@ -5,64 +5,114 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('digest', models.CharField(help_text='sha256 hex of the token.', max_length=64, unique=True)),
-                ('last4', models.CharField(blank=True, max_length=4)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("digest", models.CharField(help_text="sha256 hex of the token.", max_length=64, unique=True)),
+                ("last4", models.CharField(blank=True, max_length=4)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='HelpdeskSource',
+            name="HelpdeskSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('vendor', models.CharField(choices=[('zendesk', 'Zendesk'), ('freshdesk', 'Freshdesk'), ('helpscout', 'Help Scout'), ('intercom', 'Intercom'), ('front', 'Front'), ('chatwoot', 'Chatwoot'), ('zammad', 'Zammad')], max_length=20)),
-                ('secret', models.CharField(help_text='Webhook signing secret (Freshdesk: the shared token).', max_length=500)),
-                ('previous_secret', models.CharField(blank=True, help_text='The secret before the last rotation.', max_length=500)),
-                ('previous_secret_valid_until', models.DateTimeField(blank=True, help_text='Deliveries signed with the previous secret are accepted until then.', null=True)),
-                ('base_url', models.URLField(blank=True, help_text='REST API root, e.g. https://acme.zendesk.com')),
-                ('api_user', models.CharField(blank=True, help_text='Zendesk agent e-mail, Intercom admin id, Chatwoot account id, Front author id; else empty.', max_length=200)),
-                ('api_token', models.CharField(blank=True, help_text='REST API token or key.', max_length=500)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "vendor",
+                    models.CharField(
+                        choices=[
+                            ("zendesk", "Zendesk"),
+                            ("freshdesk", "Freshdesk"),
+                            ("helpscout", "Help Scout"),
+                            ("intercom", "Intercom"),
+                            ("front", "Front"),
+                            ("chatwoot", "Chatwoot"),
+                            ("zammad", "Zammad"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "secret",
+                    models.CharField(help_text="Webhook signing secret (Freshdesk: the shared token).", max_length=500),
+                ),
+                (
+                    "previous_secret",
+                    models.CharField(blank=True, help_text="The secret before the last rotation.", max_length=500),
+                ),
+                (
+                    "previous_secret_valid_until",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Deliveries signed with the previous secret are accepted until then.",
+                        null=True,
+                    ),
+                ),
+                ("base_url", models.URLField(blank=True, help_text="REST API root, e.g. https://acme.zendesk.com")),
+                (
+                    "api_user",
+                    models.CharField(
+                        blank=True,
+                        help_text="Zendesk agent e-mail, Intercom admin id, Chatwoot account id, Front author id; else empty.",
+                        max_length=200,
+                    ),
+                ),
+                ("api_token", models.CharField(blank=True, help_text="REST API token or key.", max_length=500)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('delivery_id', models.CharField(max_length=200)),
-                ('event', models.CharField(blank=True, max_length=100)),
-                ('external_id', models.CharField(blank=True, max_length=200)),
-                ('ticket_id', models.BigIntegerField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('created', 'Created'), ('duplicate', 'Known ticket')], default='created', max_length=20)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='integrations.helpdesksource')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("delivery_id", models.CharField(max_length=200)),
+                ("event", models.CharField(blank=True, max_length=100)),
+                ("external_id", models.CharField(blank=True, max_length=200)),
+                ("ticket_id", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("created", "Created"), ("duplicate", "Known ticket")],
+                        default="created",
+                        max_length=20,
+                    ),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="integrations.helpdesksource",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'webhook deliveries',
-                'ordering': ['-received_at'],
-                'constraints': [models.UniqueConstraint(fields=('source', 'delivery_id'), name='webhookdelivery_unique_source_delivery')],
+                "verbose_name_plural": "webhook deliveries",
+                "ordering": ["-received_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "delivery_id"), name="webhookdelivery_unique_source_delivery"
+                    )
+                ],
             },
         ),
     ]

@@ -26,7 +26,8 @@ class Migration(migrations.Migration):
             model_name="webhookdelivery",
             name="adjustments",
             field=models.JSONField(
-                blank=True, default=list,
+                blank=True,
+                default=list,
                 help_text="What the intake changed to fit the ticket's limits (e.g. a body truncated), one line each.",
             ),
         ),
@@ -40,7 +41,9 @@ class Migration(migrations.Migration):
             model_name="apitoken",
             name="source",
             field=models.CharField(
-                editable=False, max_length=50, unique=True,
+                editable=False,
+                max_length=50,
+                unique=True,
                 help_text="`Ticket.source` of this token's tickets (api:<token id>; plain `api` for tickets from before tokens were scoped).",
             ),
         ),

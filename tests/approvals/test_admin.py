@@ -10,6 +10,7 @@ from approvals.services import approval_decide
 
 pytestmark = pytest.mark.django_db
 
+
 @pytest.fixture
 def admin_client(client, make_user):
     client.force_login(make_user("root", roles=(), superuser=True))

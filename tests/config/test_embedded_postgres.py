@@ -13,8 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def manage(*args: str, var_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRIAGE_VAR_DIR": str(var_dir)}
     env.pop("DATABASE_URL", None)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_commands_without_the_database_start_no_server_and_the_first_connection_starts_it(tmp_path):

@@ -28,8 +28,9 @@ print(json.dumps({n: getattr(settings, n) for n in names}))
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TRIAGE_"))}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**clean, **BASE_ENV, **env}, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env={**clean, **BASE_ENV, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def read_settings(**env: str) -> dict[str, object]:
@@ -43,7 +44,11 @@ def test_production_is_the_default_debug_off_secure_cookies_hsts_and_https():
 
     assert s["DEBUG"] is False and s["ALLOWED_HOSTS"] == []
     assert s["SESSION_COOKIE_SECURE"] is True and s["CSRF_COOKIE_SECURE"] is True and s["SECURE_SSL_REDIRECT"] is True
-    assert (s["SECURE_HSTS_SECONDS"], s["SECURE_HSTS_INCLUDE_SUBDOMAINS"], s["SECURE_HSTS_PRELOAD"]) == (31536000, True, False)
+    assert (s["SECURE_HSTS_SECONDS"], s["SECURE_HSTS_INCLUDE_SUBDOMAINS"], s["SECURE_HSTS_PRELOAD"]) == (
+        31536000,
+        True,
+        False,
+    )
     assert s["SECRET_KEY"] == KEY and s["AXES_FAILURE_LIMIT"] == 5
 
 
@@ -67,9 +72,15 @@ def test_dev_mode_switches_on_debug_the_development_key_and_localhost():
 
 
 def test_the_variables_that_existed_before_keep_working():
-    s = read_settings(DJANGO_SECRET_KEY=KEY, DJANGO_DEBUG="1", DJANGO_ALLOWED_HOSTS=" triage.example.com, ops.example.com ",
-                      DJANGO_SECURE_COOKIES="0", TRIAGE_WEBHOOK_MAX_BYTES="2048", TRIAGE_DRAFT_PROVIDERS="anthropic,local",
-                      TRIAGE_LOGIN_FAILURE_LIMIT="3")
+    s = read_settings(
+        DJANGO_SECRET_KEY=KEY,
+        DJANGO_DEBUG="1",
+        DJANGO_ALLOWED_HOSTS=" triage.example.com, ops.example.com ",
+        DJANGO_SECURE_COOKIES="0",
+        TRIAGE_WEBHOOK_MAX_BYTES="2048",
+        TRIAGE_DRAFT_PROVIDERS="anthropic,local",
+        TRIAGE_LOGIN_FAILURE_LIMIT="3",
+    )
 
     assert s["DEBUG"] is True and s["ALLOWED_HOSTS"] == ["triage.example.com", "ops.example.com"]
     assert s["SESSION_COOKIE_SECURE"] is False and s["TRIAGE_WEBHOOK_MAX_BYTES"] == 2048
@@ -84,8 +95,12 @@ def test_a_mistyped_boolean_stops_start_up_instead_of_meaning_off():
 
 
 def test_the_deploy_check_passes_for_a_configured_production():
-    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], DJANGO_SECRET_KEY=KEY,
-                 DJANGO_ALLOWED_HOSTS="triage.example.com", DJANGO_HSTS_PRELOAD="1")
+    result = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        DJANGO_SECRET_KEY=KEY,
+        DJANGO_ALLOWED_HOSTS="triage.example.com",
+        DJANGO_HSTS_PRELOAD="1",
+    )
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout

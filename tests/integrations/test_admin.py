@@ -27,8 +27,15 @@ def test_saving_a_new_secret_in_admin_rotates_it_with_a_grace_period(admin_clien
 
     response = admin_client.post(
         f"/admin/integrations/helpdesksource/{source.pk}/change/",
-        {"name": source.name, "vendor": "intercom", "base_url": "", "api_user": "", "active": "on",
-         "new_secret": "second-secret-2222", "new_api_token": ""},
+        {
+            "name": source.name,
+            "vendor": "intercom",
+            "base_url": "",
+            "api_user": "",
+            "active": "on",
+            "new_secret": "second-secret-2222",
+            "new_api_token": "",
+        },
     )
 
     assert response.status_code == 302
@@ -43,7 +50,15 @@ def test_saving_without_a_new_secret_keeps_it(admin_client, helpdesk_source):
 
     admin_client.post(
         f"/admin/integrations/helpdesksource/{source.pk}/change/",
-        {"name": "renamed", "vendor": "intercom", "base_url": "", "api_user": "", "active": "on", "new_secret": "", "new_api_token": ""},
+        {
+            "name": "renamed",
+            "vendor": "intercom",
+            "base_url": "",
+            "api_user": "",
+            "active": "on",
+            "new_secret": "",
+            "new_api_token": "",
+        },
     )
 
     source.refresh_from_db()

@@ -22,8 +22,12 @@ def two_clients(db):
 
 
 def post(client, raw: str, data):
-    return client.post("/api/tickets", data=json.dumps(data), content_type="application/json",
-                       headers={"Authorization": f"Bearer {raw}"})
+    return client.post(
+        "/api/tickets",
+        data=json.dumps(data),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
 
 
 def get(client, raw: str, ticket_id: int):
@@ -133,4 +137,3 @@ def test_migration_gives_each_of_several_tokens_a_source_of_its_own(db):
 
     ids = dict(ApiToken.objects.values_list("name", "pk"))
     assert sources == {name: f"api:{ids[name]}" for name in ("crm", "shop", "old")}
-

@@ -16,7 +16,9 @@ TOKEN = "tok_live_7d1f0a9e4b2c"
 
 @pytest.fixture
 def api_token(db):
-    return ApiToken.objects.create(name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:], source="api:crm")
+    return ApiToken.objects.create(
+        name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:], source="api:crm"
+    )
 
 
 def post(client, data, *, token=TOKEN, raw: bytes | None = None):
@@ -29,13 +31,26 @@ def test_create_returns_201_with_the_ticket_and_a_queued_run(client, api_token, 
     settings.TRIAGE_QUEUE_BACKEND = "none"
     started = timezone.now()
 
-    response = post(client, {"external_id": "crm-1", "subject": "Late parcel", "body": "Where is my parcel?",
-                             "requester": "Kim@Example.com", "tags": ["crm"]})
+    response = post(
+        client,
+        {
+            "external_id": "crm-1",
+            "subject": "Late parcel",
+            "body": "Where is my parcel?",
+            "requester": "Kim@Example.com",
+            "tags": ["crm"],
+        },
+    )
 
     assert response.status_code == 201, response.content
     data = response.json()
     ticket = Ticket.objects.get(pk=data["id"])
-    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == ("api:crm", "crm-1", "kim@example.com", ["crm"])
+    assert (ticket.source, ticket.external_id, ticket.requester, ticket.tags) == (
+        "api:crm",
+        "crm-1",
+        "kim@example.com",
+        ["crm"],
+    )
     assert data["outcome"]["status"] == PipelineRun.Status.QUEUED
     assert started <= ApiToken.objects.get(pk=api_token.pk).last_used_at <= timezone.now()
 
@@ -112,9 +127,17 @@ def test_get_returns_status_and_outcome(client, api_token, settings, django_capt
     assert data["status"] == "auto_handled"
     run = PipelineRun.objects.get(ticket_id=data["id"])
     assert {k: data["outcome"][k] for k in ("run", "status", "route", "error")} == {
-        "run": run.pk, "status": "completed", "route": "auto", "error": None}
+        "run": run.pk,
+        "status": "completed",
+        "route": "auto",
+        "error": None,
+    }
     assert [(a["kind"], a["status"]) for a in data["outcome"]["actions"]] == [
-        ("set_category", "done"), ("set_priority", "done"), ("send_reply", "done"), ("solve", "done")]
+        ("set_category", "done"),
+        ("set_priority", "done"),
+        ("send_reply", "done"),
+        ("solve", "done"),
+    ]
 
 
 def test_get_needs_a_token_and_an_existing_ticket(client, api_token):
@@ -147,7 +170,10 @@ def counts() -> tuple[int, int, int]:
 
 def test_nul_and_lone_surrogates_in_free_text_are_cleaned_and_the_ticket_created(client, api_token):
     # given: NUL in the subject, a lone surrogate (as a JSON escape) in the body, NUL in a tag
-    raw = b'{"external_id": "crm-nul", "subject": "Late\\u0000 parcel", "body": "Where\\u0000 is it \\ud800?", "tags": ["vip\\u0000"]}'
+    raw = (
+        b'{"external_id": "crm-nul", "subject": "Late\\u0000 parcel", "body": "Where\\u0000 is it \\ud800?", '
+        b'"tags": ["vip\\u0000"]}'
+    )
     before = counts()
 
     # when
@@ -168,10 +194,16 @@ def test_nul_and_lone_surrogates_in_free_text_are_cleaned_and_the_ticket_created
         (b'{"external_id": "crm-1", "body": "Hi", "requester": "kim\\u0000@example.com"}', "requester", "NUL"),
         (b'{"external_id": "crm-1", "body": "Hi", "delivery_id": "d\\ud800"}', "delivery_id", "surrogate"),
         (b'{"external_id": "crm-1", "body": "\\u0000\\u0000"}', "body", "at least 1 character"),
-        (b'{"external_id\\u0000": "crm-1", "body": "Hi"}', "external_id", "Field required"),  # the key with NUL is not external_id
+        (
+            b'{"external_id\\u0000": "crm-1", "body": "Hi"}',
+            "external_id",
+            "Field required",
+        ),  # the key with NUL is not external_id
     ],
 )
-def test_nul_or_lone_surrogate_in_an_identifier_is_400_naming_it_and_nothing_stored(client, api_token, raw, field, says):
+def test_nul_or_lone_surrogate_in_an_identifier_is_400_naming_it_and_nothing_stored(
+    client, api_token, raw, field, says
+):
     before = counts()
 
     response = post(client, None, raw=raw)
@@ -185,12 +217,21 @@ def test_nul_or_lone_surrogate_in_an_identifier_is_400_naming_it_and_nothing_sto
 @pytest.mark.parametrize(
     ("raw", "field", "error"),
     [
-        (b'{"external_id": ' + b"9" * 5000 + b', "body": "Hi"}', "external_id",
-         "external_id: an integer over 200 digits is out of range"),
-        (b'{"external_id": "crm-1", "body": "Hi", "tags": ["a", -' + b"1" * 4301 + b"]}", "tags.1",
-         "tags.1: an integer over 200 digits is out of range"),
-        (b'{"external_id": "crm-1", "body": "Hi", "meta": {"ids": [' + b"7" * 201 + b"]}}", "meta.ids.0",
-         "meta.ids.0: an integer over 200 digits is out of range"),
+        (
+            b'{"external_id": ' + b"9" * 5000 + b', "body": "Hi"}',
+            "external_id",
+            "external_id: an integer over 200 digits is out of range",
+        ),
+        (
+            b'{"external_id": "crm-1", "body": "Hi", "tags": ["a", -' + b"1" * 4301 + b"]}",
+            "tags.1",
+            "tags.1: an integer over 200 digits is out of range",
+        ),
+        (
+            b'{"external_id": "crm-1", "body": "Hi", "meta": {"ids": [' + b"7" * 201 + b"]}}",
+            "meta.ids.0",
+            "meta.ids.0: an integer over 200 digits is out of range",
+        ),
         (b"[" + b"1" * 5000 + b"]", "(root)", "the body must be a JSON object"),
     ],
 )
@@ -236,13 +277,23 @@ def test_field_over_its_limit_is_400_naming_it_and_nothing_stored(client, api_to
 
 
 def test_fields_at_their_limits_are_accepted_unchanged(client, api_token):
-    data = {"external_id": "x" * 200, "subject": "s" * 500, "body": "b" * 100_000, "tags": [f"{i:0>100}" for i in range(50)]}
+    data = {
+        "external_id": "x" * 200,
+        "subject": "s" * 500,
+        "body": "b" * 100_000,
+        "tags": [f"{i:0>100}" for i in range(50)],
+    }
 
     response = post(client, data)
 
     assert response.status_code == 201, response.content
     ticket = Ticket.objects.get(pk=response.json()["id"])
-    assert (ticket.external_id, ticket.subject, ticket.body, ticket.tags) == (data["external_id"], data["subject"], data["body"], data["tags"])
+    assert (ticket.external_id, ticket.subject, ticket.body, ticket.tags) == (
+        data["external_id"],
+        data["subject"],
+        data["body"],
+        data["tags"],
+    )
 
 
 def test_openapi_limits_are_the_contracts(client):

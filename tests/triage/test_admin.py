@@ -22,8 +22,12 @@ def admin_client(client, make_user):
 
 
 def category_form(category: Category, **changes: object) -> dict[str, object]:
-    data = {"label": category.label, "name": category.name, "confidence_threshold": category.confidence_threshold or "",
-            "description": category.description}
+    data = {
+        "label": category.label,
+        "name": category.name,
+        "confidence_threshold": category.confidence_threshold or "",
+        "description": category.description,
+    }
     if category.money:
         data["money"] = "on"
     if category.auto_reply:
@@ -36,8 +40,9 @@ def test_a_threshold_outside_0_to_1_is_refused_with_a_message(admin_client):
     category = Category.objects.get(label="order_status")
     before = category.confidence_threshold
 
-    response = admin_client.post(reverse("admin:triage_category_change", args=[category.pk]),
-                                 category_form(category, confidence_threshold="1.5"))
+    response = admin_client.post(
+        reverse("admin:triage_category_change", args=[category.pk]), category_form(category, confidence_threshold="1.5")
+    )
 
     assert response.status_code == 200
     assert "Ensure this value is less than or equal to 1.0." in response.content.decode()
@@ -48,9 +53,13 @@ def test_a_gate_policy_with_a_negative_retrieval_score_is_refused(admin_client):
     before = GatePolicy.get_solo().retrieval_min_score
 
     # One policy (django-solo): the admin edits it in place; there is no "add".
-    response = admin_client.post(reverse("admin:triage_gatepolicy_change"), {
-        "retrieval_min_score": "-0.2", "groundedness_min_overlap": "0.8",
-    })
+    response = admin_client.post(
+        reverse("admin:triage_gatepolicy_change"),
+        {
+            "retrieval_min_score": "-0.2",
+            "groundedness_min_overlap": "0.8",
+        },
+    )
 
     assert response.status_code == 200
     assert "Ensure this value is greater than or equal to 0.0." in response.content.decode()
@@ -60,8 +69,9 @@ def test_a_gate_policy_with_a_negative_retrieval_score_is_refused(admin_client):
 
 def test_a_category_policy_change_in_admin_applies_to_the_next_run_without_a_restart(admin_client, ingest):
     category = Category.objects.get(label="account_access")
-    response = admin_client.post(reverse("admin:triage_category_change", args=[category.pk]),
-                                 category_form(category, auto_reply=None))
+    response = admin_client.post(
+        reverse("admin:triage_category_change", args=[category.pk]), category_form(category, auto_reply=None)
+    )
     assert response.status_code == 302 and not Category.objects.get(pk=category.pk).auto_reply
 
     result = ingest(PASSWORD_TICKET, enqueue=False)
@@ -72,18 +82,26 @@ def test_a_category_policy_change_in_admin_applies_to_the_next_run_without_a_res
 
 
 def test_editing_an_article_in_admin_re_embeds_its_passages(admin_client):
-    response = admin_client.post(reverse("admin:triage_article_add"), {
-        "slug": "descaling", "title": "Descaling your kettle",
-        "body": "Descale every month.\n\n## Vinegar\nUse one part vinegar to two parts water.",
-    })
+    response = admin_client.post(
+        reverse("admin:triage_article_add"),
+        {
+            "slug": "descaling",
+            "title": "Descaling your kettle",
+            "body": "Descale every month.\n\n## Vinegar\nUse one part vinegar to two parts water.",
+        },
+    )
     assert response.status_code == 302
     article = Article.objects.get(slug="descaling")
     assert sorted(article.chunks.values_list("heading", flat=True)) == ["", "Vinegar"]
 
-    admin_client.post(reverse("admin:triage_article_change", args=[article.pk]), {
-        "slug": "descaling-kettles", "title": "Descaling your kettle",
-        "body": "Descale every two months.\n\n## Citric acid\nUse citric acid, never vinegar.",
-    })
+    admin_client.post(
+        reverse("admin:triage_article_change", args=[article.pk]),
+        {
+            "slug": "descaling-kettles",
+            "title": "Descaling your kettle",
+            "body": "Descale every two months.\n\n## Citric acid\nUse citric acid, never vinegar.",
+        },
+    )
 
     article = Article.objects.get(pk=article.pk)
     assert article.slug == "descaling-kettles" and Article.objects.filter(title="Descaling your kettle").count() == 1
@@ -101,10 +119,16 @@ def test_a_runs_resolution_is_read_only_in_admin_so_a_post_cannot_change_what_ru
     url = reverse("admin:triage_pipelinerun_change", args=[run.pk])
 
     page = admin_client.get(url).content.decode()
-    response = admin_client.post(url, {
-        "resolution": '{"verdict": "approve", "actions": [{"kind": "refund", "amount": "999.00"}]}',
-        "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "0",
-    })
+    response = admin_client.post(
+        url,
+        {
+            "resolution": '{"verdict": "approve", "actions": [{"kind": "refund", "amount": "999.00"}]}',
+            "steps-TOTAL_FORMS": "0",
+            "steps-INITIAL_FORMS": "0",
+            "steps-MIN_NUM_FORMS": "0",
+            "steps-MAX_NUM_FORMS": "0",
+        },
+    )
 
     assert 'name="resolution"' not in page
     assert response.status_code == 302

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_answer_for_a_handled_ticket_validates_against_the_contract(ingest):
-    result = ingest("I forgot my password and the reset email never arrives, how do I get back into my account?",
-                    enqueue=False)
+    result = ingest(
+        "I forgot my password and the reset email never arrives, how do I get back into my account?", enqueue=False
+    )
     run_pipeline(run_id=result.run.pk)
 
     answer = ticket_out(Ticket.objects.get(pk=result.ticket.pk))

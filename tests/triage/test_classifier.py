@@ -111,7 +111,9 @@ def test_unrelated_text_is_out_of_scope(trained):
     # given
     model, embedder = trained
     # when
-    weather, recipe = predict(model, embedder, ["What's the weather in Lisbon tomorrow?", "How do I bake sourdough bread?"])
+    weather, recipe = predict(
+        model, embedder, ["What's the weather in Lisbon tomorrow?", "How do I bake sourdough bread?"]
+    )
     # then
     assert weather.out_of_scope and weather.label is None
     assert recipe.out_of_scope and recipe.label is None

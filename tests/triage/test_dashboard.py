@@ -22,7 +22,7 @@ def test_the_dashboard_figures_count_intake_automation_feedback_and_escalations(
         auto_handled()
     marked = auto_handled()
     ticket_mark_mishandled(ticket_id=marked.pk, actor=agent)
-    approved, edited, rejected, waiting = paused(), paused(), paused(money=True), paused()
+    approved, edited, rejected, _waiting = paused(), paused(), paused(money=True), paused()
     approval_decide(approval_id=approved.pk, actor=agent, verdict="approve")
     approval_decide(approval_id=edited.pk, actor=agent, verdict="edit", category="shipping_delay")
     approval_decide(approval_id=rejected.pk, actor=agent, verdict="reject", reason="spam")

@@ -18,22 +18,49 @@ from triage.services import ticket_mark_mishandled
 pytestmark = pytest.mark.django_db
 
 EVALUATE_KEYS = {
-    "tickets", "auto_handled", "routed_to_person", "failed", "automation_rate", "mishandled", "mishandled_rate",
-    "money_auto_executed", "money_tickets_auto_handled", "out_of_scope_auto_handled", "accuracy", "step_reliability",
-    "chain_reliability_predicted", "chain_reliability_measured", "escalations_by_gate", "tokens_in", "tokens_out",
-    "cache_write_tokens", "cache_read_tokens", "tokens_per_ticket", "llm_cost", "cost_per_ticket",
-    "human_cost_per_ticket", "saved_cost",
+    "tickets",
+    "auto_handled",
+    "routed_to_person",
+    "failed",
+    "automation_rate",
+    "mishandled",
+    "mishandled_rate",
+    "money_auto_executed",
+    "money_tickets_auto_handled",
+    "out_of_scope_auto_handled",
+    "accuracy",
+    "step_reliability",
+    "chain_reliability_predicted",
+    "chain_reliability_measured",
+    "escalations_by_gate",
+    "tokens_in",
+    "tokens_out",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "tokens_per_ticket",
+    "llm_cost",
+    "cost_per_ticket",
+    "human_cost_per_ticket",
+    "saved_cost",
 }
 
 
 @pytest.fixture
 def staff(django_user_model):
     user = django_user_model.objects.create_user(username="lead", password="x-pass-for-tests", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label__in=["approvals", "triage"],
-        codename__in=["view_pipelinerun", "view_ticket", "change_ticket", "view_approvalrequest",
-                      "change_approvalrequest", "add_decision"],
-    ))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label__in=["approvals", "triage"],
+            codename__in=[
+                "view_pipelinerun",
+                "view_ticket",
+                "change_ticket",
+                "view_approvalrequest",
+                "change_approvalrequest",
+                "add_decision",
+            ],
+        )
+    )
     return user
 
 
@@ -51,8 +78,9 @@ def test_a_category_corrected_in_the_inbox_counts_against_classify_and_not_as_mi
     _, _, kept = build_run(body="Where is my order?", category="order_status", failed_gates=("retrieval",))
     _, _, corrected = build_run(body="My parcel is late.", category="order_status", failed_gates=("retrieval",))
     approval_decide(approval_id=kept.pk, actor=staff, verdict="approve")
-    approval_decide(approval_id=corrected.pk, actor=staff, verdict="edit", category="shipping_delay",
-                    reason="Wrong category")
+    approval_decide(
+        approval_id=corrected.pk, actor=staff, verdict="edit", category="shipping_delay", reason="Wrong category"
+    )
 
     f = chain_figures(runs=_test_runs(), truth=StaffFeedback(), human_cost=Decimal("4.00"))
 
@@ -68,8 +96,9 @@ def test_a_category_corrected_in_the_inbox_counts_against_classify_and_not_as_mi
 
 
 def test_an_auto_handled_ticket_marked_mishandled_counts_as_mishandled_and_against_classify(staff):
-    tickets = [build_run(body=f"How do I reset my password? ({i})", category="account_access", auto=True)[0]
-               for i in range(3)]
+    tickets = [
+        build_run(body=f"How do I reset my password? ({i})", category="account_access", auto=True)[0] for i in range(3)
+    ]
     ticket_mark_mishandled(ticket_id=tickets[0].pk, actor=staff)
     StepRun.objects.filter(run__ticket__source="test", step="draft").update(cost=Decimal("0.02"))
 
@@ -94,8 +123,9 @@ def test_reference_labels_judge_auto_handled_tickets_by_their_true_category():
         Ticket.objects.filter(pk=ticket.pk).update(reference_label=label)
     Ticket.objects.filter(source="test", reference_label="").update(reference_label="order_status")
 
-    f = chain_figures(runs=_test_runs(), truth=ReferenceLabels(money_labels=frozenset({"refund_request"})),
-                      human_cost=Decimal("4.00"))
+    f = chain_figures(
+        runs=_test_runs(), truth=ReferenceLabels(money_labels=frozenset({"refund_request"})), human_cost=Decimal("4.00")
+    )
 
     assert (f.tickets, f.auto_handled, f.to_person, f.mishandled) == (4, 3, 1, 2)
     assert f.money_tickets_auto_handled == 1 and f.out_of_scope_auto_handled == 0 and f.money_auto_executed == 0

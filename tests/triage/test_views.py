@@ -19,8 +19,14 @@ pytestmark = pytest.mark.django_db
 
 def test_the_trace_shows_every_step_with_its_figures_gates_routing_and_the_human_decision(agent_client, agent, paused):
     approval = paused()
-    approval_decide(approval_id=approval.pk, actor=agent, verdict="edit", category="shipping_delay",
-                    reply="Your parcel left the warehouse today.", reason="Wrong category")
+    approval_decide(
+        approval_id=approval.pk,
+        actor=agent,
+        verdict="edit",
+        category="shipping_delay",
+        reply="Your parcel left the warehouse today.",
+        reason="Wrong category",
+    )
     StepRun.objects.filter(run_id=approval.run_id, step="draft").update(cost=Decimal("0.001234"))
 
     page = agent_client.get(reverse("ticket-trace", args=[approval.ticket_id])).content.decode()
@@ -39,8 +45,14 @@ def test_the_trace_shows_every_step_with_its_figures_gates_routing_and_the_human
 
 def test_the_trace_shows_step_errors_and_attempts(agent_client, paused):
     approval = paused()
-    StepRun.objects.create(run_id=approval.run_id, step="execute", attempt=1, status=StepRun.Status.FAILED,
-                           error="TimeoutError: helpdesk did not answer", latency_ms=30_000)
+    StepRun.objects.create(
+        run_id=approval.run_id,
+        step="execute",
+        attempt=1,
+        status=StepRun.Status.FAILED,
+        error="TimeoutError: helpdesk did not answer",
+        latency_ms=30_000,
+    )
 
     page = agent_client.get(reverse("ticket-trace", args=[approval.ticket_id])).content.decode()
 
@@ -75,7 +87,7 @@ def test_the_reports_page_draws_its_charts_as_inline_svg(agent_client, paused, a
 
     page = agent_client.get(reverse("reports") + "?days=7").content.decode()
 
-    assert page.count("<svg") == 4 and "<polyline" in page and "<script src=\"http" not in page
+    assert page.count("<svg") == 4 and "<polyline" in page and '<script src="http' not in page
     assert 'data-figure="automation-rate">50.0%' in page and 'data-figure="tickets-in">2' in page
     assert "Where tickets went" in page and "Chain, predicted" in page
 
@@ -95,7 +107,7 @@ def test_marking_mishandled_records_who_and_when_and_the_trace_shows_it(agent_cl
     ticket.refresh_from_db()
     assert ticket.mishandled_by == agent and before <= ticket.mishandled_at <= timezone.now()
     page = agent_client.get(reverse("ticket-trace", args=[ticket.pk])).content.decode()
-    assert f"marked mishandled by agent1 on <time datetime=\"{ticket.mishandled_at.isoformat()}\">" in page
+    assert f'marked mishandled by agent1 on <time datetime="{ticket.mishandled_at.isoformat()}">' in page
 
 
 def relative(query: str) -> str:
@@ -104,19 +116,22 @@ def relative(query: str) -> str:
     return re.sub(r"\{today-(\d+)\}", lambda m: (today - timedelta(days=int(m.group(1)))).isoformat(), query)
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("start=1000-01-01&end=9999-12-31", "cannot be"),
-    ("start=1000-01-01", "The start date cannot be before 1 Jan"),
-    ("end=9999-12-31", "The end date cannot be in the future"),
-    ("start={today-400}&end={today-34}", "A report covers at most 366 days; this period has 367."),
-    ("start=2026-02-01&end=2026-01-01", "The period must start before it ends."),
-    ("start=2026-02-30", "Enter a valid date."),
-    ("start=0000-01-01", "Enter a valid date."),
-    ("end=99999-01-01", "Enter a valid date."),
-    ("days=3660", "Ensure this value is less than or equal to 366."),
-    ("days=-1", "Ensure this value is greater than or equal to 0."),
-    ("days=abc", "Enter a whole number."),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("start=1000-01-01&end=9999-12-31", "cannot be"),
+        ("start=1000-01-01", "The start date cannot be before 1 Jan"),
+        ("end=9999-12-31", "The end date cannot be in the future"),
+        ("start={today-400}&end={today-34}", "A report covers at most 366 days; this period has 367."),
+        ("start=2026-02-01&end=2026-01-01", "The period must start before it ends."),
+        ("start=2026-02-30", "Enter a valid date."),
+        ("start=0000-01-01", "Enter a valid date."),
+        ("end=99999-01-01", "Enter a valid date."),
+        ("days=3660", "Ensure this value is less than or equal to 366."),
+        ("days=-1", "Ensure this value is greater than or equal to 0."),
+        ("days=abc", "Enter a whole number."),
+    ],
+)
 def test_the_reports_period_form_refuses_bad_periods_with_a_400_and_says_why(agent_client, query, message):
     response = agent_client.get(reverse("reports") + "?" + relative(query))
 
@@ -126,8 +141,9 @@ def test_the_reports_period_form_refuses_bad_periods_with_a_400_and_says_why(age
     assert "Below: the last 30 days." in page and 'data-figure="tickets-in">' in page
 
 
-def test_the_years_1000_to_9999_period_is_refused_without_reading_the_tickets(agent_client, auto_handled,
-                                                                            django_assert_max_num_queries):
+def test_the_years_1000_to_9999_period_is_refused_without_reading_the_tickets(
+    agent_client, auto_handled, django_assert_max_num_queries
+):
     auto_handled()
 
     with django_assert_max_num_queries(14):
@@ -136,11 +152,15 @@ def test_the_years_1000_to_9999_period_is_refused_without_reading_the_tickets(ag
     assert response.status_code == 400
     assert 'data-figure="tickets-in">1<' in response.content.decode()
     assert (response.context["first"], response.context["last"]) == (
-        timezone.localdate() - timedelta(days=29), timezone.localdate())
+        timezone.localdate() - timedelta(days=29),
+        timezone.localdate(),
+    )
 
 
-@pytest.mark.parametrize("query", ["", "days=7", "days=366", "days=0", "start={today-365}&end={today-0}",
-                                   "start={today-365}", "end={today-3}"])
+@pytest.mark.parametrize(
+    "query",
+    ["", "days=7", "days=366", "days=0", "start={today-365}&end={today-0}", "start={today-365}", "end={today-3}"],
+)
 def test_the_reports_page_accepts_periods_up_to_a_year_and_all_time(agent_client, auto_handled, query):
     auto_handled()
 

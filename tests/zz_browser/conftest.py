@@ -21,8 +21,16 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("TRIAGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PASSWORD = "browser-test-pass-1"
 
@@ -59,14 +67,28 @@ def staff(transactional_db, django_user_model):
     from triage.datasets import dataset_load
     from triage.services import categories_import
 
-    categories_import(rows=list(dataset_load(Path(__file__).resolve().parents[2] / "triage" / "demo",
-                                             tickets=False).categories.items()))
+    categories_import(
+        rows=list(
+            dataset_load(Path(__file__).resolve().parents[2] / "triage" / "demo", tickets=False).categories.items()
+        )
+    )
     agents, _ = Group.objects.get_or_create(name="Agents")
-    agents.permissions.set(Permission.objects.filter(
-        content_type__app_label__in=["approvals", "triage"], codename__in=[
-            "view_approvalrequest", "change_approvalrequest", "add_decision", "view_decision", "view_ticket",
-            "change_ticket", "view_pipelinerun", "view_steprun", "view_action",
-        ]))
+    agents.permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=["approvals", "triage"],
+            codename__in=[
+                "view_approvalrequest",
+                "change_approvalrequest",
+                "add_decision",
+                "view_decision",
+                "view_ticket",
+                "change_ticket",
+                "view_pipelinerun",
+                "view_steprun",
+                "view_action",
+            ],
+        )
+    )
     admin = django_user_model.objects.create_user("admin", password=PASSWORD, is_staff=True, is_superuser=True)
     agent = django_user_model.objects.create_user("agent", password=PASSWORD, is_staff=True)
     agent.groups.add(agents)

@@ -32,15 +32,18 @@ def test_two_simultaneous_decisions_one_wins_the_other_is_told_and_the_run_acts_
     def decide(user, verdict: str) -> None:
         try:
             barrier.wait(timeout=10)
-            outcomes[user.username] = approval_decide(approval_id=approval.pk, actor=user, verdict=verdict,
-                                                      reason="race")
+            outcomes[user.username] = approval_decide(
+                approval_id=approval.pk, actor=user, verdict=verdict, reason="race"
+            )
         except AlreadyDecided as exc:
             outcomes[user.username] = exc
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=decide, args=(first, "approve")),
-               threading.Thread(target=decide, args=(second, "reject"))]
+    threads = [
+        threading.Thread(target=decide, args=(first, "approve")),
+        threading.Thread(target=decide, args=(second, "reject")),
+    ]
     for t in threads:
         t.start()
     for t in threads:

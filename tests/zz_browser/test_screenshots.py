@@ -23,11 +23,20 @@ def test_screenshots_of_the_inbox_trace_and_dashboard(page, sign_in, live_server
     rng = random.Random(7)
     rows = demo_company.tickets[:60]
     for row in rows:
-        ticket_ingest(ticket_in=TicketIn(source="demo", external_id=f"demo-{row.line}", body=row.text,
-                                         requester=f"customer{row.line}@example.com"), reference_label=row.label)
+        ticket_ingest(
+            ticket_in=TicketIn(
+                source="demo",
+                external_id=f"demo-{row.line}",
+                body=row.text,
+                requester=f"customer{row.line}@example.com",
+            ),
+            reference_label=row.label,
+        )
     now = timezone.now()
     for ticket in Ticket.objects.all():  # spread the intake over two weeks so the trend has a shape
-        Ticket.objects.filter(pk=ticket.pk).update(created_at=now - timedelta(days=rng.randint(0, 13), hours=rng.randint(0, 8)))
+        Ticket.objects.filter(pk=ticket.pk).update(
+            created_at=now - timedelta(days=rng.randint(0, 13), hours=rng.randint(0, 8))
+        )
     for approval in ApprovalRequest.objects.select_related("ticket"):
         ApprovalRequest.objects.filter(pk=approval.pk).update(created_at=approval.ticket.created_at)
     pending = list(ApprovalRequest.objects.filter(money=False).order_by("pk"))
@@ -36,8 +45,13 @@ def test_screenshots_of_the_inbox_trace_and_dashboard(page, sign_in, live_server
     approval_decide(approval_id=pending[1].pk, actor=staff["agent"], verdict="reject", reason="Spam")
     edited = pending[2]
     other = next(c for c in ("shipping_delay", "order_status") if c != edited.proposed_category)
-    approval_decide(approval_id=edited.pk, actor=staff["admin"], verdict="edit", category=other,
-                    reason="The customer asks about a delay, not the order's status")
+    approval_decide(
+        approval_id=edited.pk,
+        actor=staff["admin"],
+        verdict="edit",
+        category=other,
+        reason="The customer asks about a delay, not the order's status",
+    )
     auto = list(Ticket.objects.filter(status=Ticket.Status.AUTO_HANDLED).order_by("pk")[:2])
     ticket_mark_mishandled(ticket_id=auto[0].pk, actor=staff["admin"])
 

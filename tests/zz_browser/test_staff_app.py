@@ -34,7 +34,9 @@ def test_an_agent_signs_in_and_works_the_inbox_with_the_keyboard(page, sign_in, 
     _, _, third = build_run(body="Buy cheap watches at example.biz", category="product_question")
     sign_in(page, "agent")
     expect(page.locator("[data-inbox-item]")).to_have_count(3)
-    order = [int(x) for x in page.locator("[data-inbox-item]").evaluate_all("els => els.map(e => e.dataset.approvalId)")]
+    order = [
+        int(x) for x in page.locator("[data-inbox-item]").evaluate_all("els => els.map(e => e.dataset.approvalId)")
+    ]
     by_pk = {a.pk: a for a in (first, second, third)}
     top, middle, bottom = (by_pk[pk] for pk in order)
 
@@ -82,7 +84,9 @@ def test_an_agent_signs_in_and_works_the_inbox_with_the_keyboard(page, sign_in, 
     assert edited.after["category"] == "shipping_delay" and edited.reason == "A delay, not a status question"
     # each decision resumed its run, which carried out exactly what was decided, once
     assert Action.objects.filter(run_id=top.run_id, kind="send_reply").count() == 1
-    assert Action.objects.get(run_id=middle.run_id, kind="send_reply").payload["body"].startswith("Your parcel is moving")
+    assert (
+        Action.objects.get(run_id=middle.run_id, kind="send_reply").payload["body"].startswith("Your parcel is moving")
+    )
     assert not Action.objects.filter(run_id=bottom.run_id).exists()
     assert set(PipelineRun.objects.values_list("status", flat=True)) == {PipelineRun.Status.COMPLETED}
     assert page.js_errors == []
@@ -109,7 +113,9 @@ def test_the_inbox_works_without_javascript(browser, live_server, staff):
 
 
 def test_an_agent_sees_a_money_ticket_but_cannot_approve_it(page, sign_in, live_server):
-    _, _, money = build_run(body="The grinder arrived cracked. Refund me $80.", category="damaged_or_wrong_item", money=True)
+    _, _, money = build_run(
+        body="The grinder arrived cracked. Refund me $80.", category="damaged_or_wrong_item", money=True
+    )
     before = snapshot(money)
     sign_in(page, "agent")
 

@@ -5,56 +5,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0001_initial'),
+        ("triage", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelPrice',
+            name="ModelPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(help_text='Model id or its prefix, e.g. claude-haiku-4-5.', max_length=100, unique=True)),
-                ('input_per_mtok', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('output_per_mtok', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('cache_write_per_mtok', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('cache_read_per_mtok', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "model",
+                    models.CharField(
+                        help_text="Model id or its prefix, e.g. claude-haiku-4-5.", max_length=100, unique=True
+                    ),
+                ),
+                ("input_per_mtok", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("output_per_mtok", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("cache_write_per_mtok", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("cache_read_per_mtok", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['model'],
+                "ordering": ["model"],
             },
         ),
         migrations.CreateModel(
-            name='ProviderSettings',
+            name="ProviderSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(default='default', max_length=100, unique=True)),
-                ('enabled', models.BooleanField(default=True, help_text='Off: no run asks Claude (local models and people only).')),
-                ('classify_models', models.CharField(blank=True, help_text='Comma-separated, in order: the first answers, the next when it is overloaded.', max_length=500)),
-                ('draft_models', models.CharField(blank=True, help_text='Comma-separated, in order.', max_length=500)),
-                ('timeout_seconds', models.FloatField(blank=True, help_text='Per call.', null=True, validators=[django.core.validators.MinValueValidator(0.1), django.core.validators.MaxValueValidator(600.0)])),
-                ('daily_spend_cap', models.DecimalField(blank=True, decimal_places=2, help_text='Dollars per UTC day; over it runs use the local models or a person. Empty: settings; 0: no cap.', max_digits=10, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(default="default", max_length=100, unique=True)),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True, help_text="Off: no run asks Claude (local models and people only)."
+                    ),
+                ),
+                (
+                    "classify_models",
+                    models.CharField(
+                        blank=True,
+                        help_text="Comma-separated, in order: the first answers, the next when it is overloaded.",
+                        max_length=500,
+                    ),
+                ),
+                ("draft_models", models.CharField(blank=True, help_text="Comma-separated, in order.", max_length=500)),
+                (
+                    "timeout_seconds",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Per call.",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.1),
+                            django.core.validators.MaxValueValidator(600.0),
+                        ],
+                    ),
+                ),
+                (
+                    "daily_spend_cap",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Dollars per UTC day; over it runs use the local models or a person. Empty: settings; 0: no cap.",
+                        max_digits=10,
+                        null=True,
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'provider settings',
+                "verbose_name_plural": "provider settings",
             },
         ),
         migrations.AddField(
-            model_name='steprun',
-            name='cache_read_tokens',
-            field=models.PositiveIntegerField(default=0, help_text='Of tokens_in: read from the prompt cache.'),
+            model_name="steprun",
+            name="cache_read_tokens",
+            field=models.PositiveIntegerField(default=0, help_text="Of tokens_in: read from the prompt cache."),
         ),
         migrations.AddField(
-            model_name='steprun',
-            name='cache_write_tokens',
-            field=models.PositiveIntegerField(default=0, help_text='Of tokens_in: written to the prompt cache.'),
+            model_name="steprun",
+            name="cache_write_tokens",
+            field=models.PositiveIntegerField(default=0, help_text="Of tokens_in: written to the prompt cache."),
         ),
         migrations.AddField(
-            model_name='steprun',
-            name='route_reason',
-            field=models.CharField(blank=True, help_text='Why this model answered (or was skipped).', max_length=300),
+            model_name="steprun",
+            name="route_reason",
+            field=models.CharField(blank=True, help_text="Why this model answered (or was skipped).", max_length=300),
         ),
     ]

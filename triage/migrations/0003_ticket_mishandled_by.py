@@ -6,16 +6,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0002_provider_routing_and_costs'),
+        ("triage", "0002_provider_routing_and_costs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ticket',
-            name='mishandled_by',
-            field=models.ForeignKey(blank=True, help_text='Who marked the outcome wrong (empty for marks made before this was recorded).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="ticket",
+            name="mishandled_by",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Who marked the outcome wrong (empty for marks made before this was recorded).",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
     ]

@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0003_ticket_mishandled_by'),
+        ("triage", "0003_ticket_mishandled_by"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='action',
-            name='claimed_at',
+            model_name="action",
+            name="claimed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='action',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('in_flight', 'In Flight'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=20),
+            model_name="action",
+            name="status",
+            field=models.CharField(
+                choices=[("pending", "Pending"), ("in_flight", "In Flight"), ("done", "Done"), ("failed", "Failed")],
+                default="pending",
+                max_length=20,
+            ),
         ),
     ]

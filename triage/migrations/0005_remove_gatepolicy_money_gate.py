@@ -5,14 +5,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0004_action_writeback_claim'),
+        ("triage", "0004_action_writeback_claim"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='gatepolicy',
-            name='money_gate',
+            model_name="gatepolicy",
+            name="money_gate",
         ),
     ]

@@ -22,7 +22,6 @@ def keep_the_row_in_use(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("triage", "0005_remove_gatepolicy_money_gate"),
     ]

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0006_single_settings_rows'),
+        ("triage", "0006_single_settings_rows"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='gatepolicy',
-            name='schema_gate',
+            model_name="gatepolicy",
+            name="schema_gate",
         ),
     ]

@@ -36,8 +36,14 @@ def checkpoint_open(state: RunState, step: str, attempt: int) -> StepRun:
 
 
 def checkpoint_close(
-    step_run: StepRun, status: str, started: float, *, result: StepResult | None = None, error: str = "",
-    verdicts: list[Verdict] | None = None, output: dict[str, Any] | None = None,
+    step_run: StepRun,
+    status: str,
+    started: float,
+    *,
+    result: StepResult | None = None,
+    error: str = "",
+    verdicts: list[Verdict] | None = None,
+    output: dict[str, Any] | None = None,
 ) -> None:
     step_run.status = status
     step_run.latency_ms = (time.perf_counter() - started) * 1000

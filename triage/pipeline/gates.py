@@ -78,16 +78,18 @@ def gates_judging(step: str) -> frozenset[str]:
 
 
 def _verdict(gate: str, passed: bool, reason: str, *, step: str | None = None, **details: object) -> Verdict:
-    return Verdict(gate=gate, step=BY_NAME[gate].step if step is None else step, passed=passed, reason=reason,
-                   details=details)
+    return Verdict(
+        gate=gate, step=BY_NAME[gate].step if step is None else step, passed=passed, reason=reason, details=details
+    )
 
 
 def gate_schema(*, classification: Classification | None, error: ContractError | None) -> Verdict:
     """The model's output satisfied the Classification contract (known category, valid fields)."""
     if error is not None or classification is None:
         reason = error.reason if error else "no classification was produced"
-        return _verdict(SCHEMA, False, f"The classification is invalid: {reason}.",
-                        fields=error.fields if error else [])
+        return _verdict(
+            SCHEMA, False, f"The classification is invalid: {reason}.", fields=error.fields if error else []
+        )
     return _verdict(SCHEMA, True, "The classification matches the contract.")
 
 
@@ -97,26 +99,44 @@ def gate_retrieval(*, retrieval: Retrieval, min_score: float) -> Verdict:
     if not retrieval.passages:
         return _verdict(RETRIEVAL, False, "No knowledge-base passage was found.", top_score=0.0)
     if top < min_score:
-        return _verdict(RETRIEVAL, False,
-                        f"The best knowledge-base passage scores {top:.2f}, below the {min_score:.2f} needed.",
-                        top_score=round(top, 4), min_score=min_score)
-    return _verdict(RETRIEVAL, True, f"The best passage scores {top:.2f} (needs {min_score:.2f}).",
-                    top_score=round(top, 4), min_score=min_score)
+        return _verdict(
+            RETRIEVAL,
+            False,
+            f"The best knowledge-base passage scores {top:.2f}, below the {min_score:.2f} needed.",
+            top_score=round(top, 4),
+            min_score=min_score,
+        )
+    return _verdict(
+        RETRIEVAL,
+        True,
+        f"The best passage scores {top:.2f} (needs {min_score:.2f}).",
+        top_score=round(top, 4),
+        min_score=min_score,
+    )
 
 
 def gate_confidence(*, classification: Classification, threshold: float) -> Verdict:
     """The classifier is sure enough for this category, and some category fits at all."""
     if classification.out_of_scope or classification.category == OUT_OF_SCOPE:
-        return _verdict(CONFIDENCE, False, "No category fits this ticket (out of scope).",
-                        confidence=classification.confidence)
+        return _verdict(
+            CONFIDENCE, False, "No category fits this ticket (out of scope).", confidence=classification.confidence
+        )
     if classification.confidence < threshold:
-        return _verdict(CONFIDENCE, False,
-                        f"Confidence {classification.confidence:.2f} for '{classification.category}' is below "
-                        f"the category's threshold {threshold:.2f}.",
-                        confidence=classification.confidence, threshold=threshold)
-    return _verdict(CONFIDENCE, True,
-                    f"Confidence {classification.confidence:.2f} meets the threshold {threshold:.2f}.",
-                    confidence=classification.confidence, threshold=threshold)
+        return _verdict(
+            CONFIDENCE,
+            False,
+            f"Confidence {classification.confidence:.2f} for '{classification.category}' is below "
+            f"the category's threshold {threshold:.2f}.",
+            confidence=classification.confidence,
+            threshold=threshold,
+        )
+    return _verdict(
+        CONFIDENCE,
+        True,
+        f"Confidence {classification.confidence:.2f} meets the threshold {threshold:.2f}.",
+        confidence=classification.confidence,
+        threshold=threshold,
+    )
 
 
 def gate_money(*, classification: Classification | None, category_moves_money: bool, ticket_text: str) -> Verdict:
@@ -136,8 +156,13 @@ def gate_money(*, classification: Classification | None, category_moves_money: b
         if kinds:
             reasons.append(f"proposed actions move money ({', '.join(kinds)})")
     if reasons:
-        return _verdict(MONEY, False, "A person must approve: " + "; ".join(reasons) + ".",
-                        terms=list(signals.terms), amounts=list(signals.amounts))
+        return _verdict(
+            MONEY,
+            False,
+            "A person must approve: " + "; ".join(reasons) + ".",
+            terms=list(signals.terms),
+            amounts=list(signals.amounts),
+        )
     return _verdict(MONEY, True, "Nothing in the ticket or the proposed actions moves money.")
 
 
@@ -148,8 +173,9 @@ def gate_category_policy(*, category: str, auto_reply: bool) -> Verdict:
     return _verdict(CATEGORY_POLICY, True, f"Category '{category}' may be answered automatically.")
 
 
-def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
-                      boilerplate: Iterable[str] = ()) -> Verdict:
+def gate_groundedness(
+    *, draft: Draft, retrieval: Retrieval, min_overlap: float, boilerplate: Iterable[str] = ()
+) -> Verdict:
     """Every sentence of the draft can be traced to a passage the draft cites.
 
     A sentence is traced when at least `min_overlap` of its content words appear in one cited
@@ -160,8 +186,9 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
     passages = {p.chunk_id: p for p in retrieval.passages}
     unknown = [c for c in draft.citations if c not in passages]
     if unknown:
-        return _verdict(GROUNDEDNESS, False,
-                        f"The draft cites passages that were not retrieved: {unknown}.", unknown=unknown)
+        return _verdict(
+            GROUNDEDNESS, False, f"The draft cites passages that were not retrieved: {unknown}.", unknown=unknown
+        )
     cited = [content_words(passages[c].text) for c in draft.citations]
     ours = {line.strip() for line in boilerplate}
     untraced = []
@@ -179,9 +206,13 @@ def gate_groundedness(*, draft: Draft, retrieval: Retrieval, min_overlap: float,
     if checked == 0:
         return _verdict(GROUNDEDNESS, False, "The draft says nothing drawn from the knowledge base.")
     if untraced:
-        return _verdict(GROUNDEDNESS, False,
-                        f"{len(untraced)} of {checked} sentences cannot be traced to a cited passage, "
-                        f"e.g. \u201c{untraced[0]}\u201d.", untraced=untraced)
+        return _verdict(
+            GROUNDEDNESS,
+            False,
+            f"{len(untraced)} of {checked} sentences cannot be traced to a cited passage, "
+            f"e.g. \u201c{untraced[0]}\u201d.",
+            untraced=untraced,
+        )
     return _verdict(GROUNDEDNESS, True, f"All {checked} sentences trace to cited passages.")
 
 
@@ -190,7 +221,8 @@ def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str =
 
     Such a reply may only go out from a person allowed to move money, on a decision that moves it,
     so the chain never sends one itself. Its own gate name (not `money`): the ticket may not move
-    money at all, and an agent without that permission may still take the promise out and send it. Sentences quoted word for word from the knowledge base
+    money at all, and an agent without that permission may still take the promise out and send it.
+    Sentences quoted word for word from the knowledge base
     (`policy_text`) are the company's published policy, not a promise, and pass. Always on: there
     is no switch for it, because the reply is what the customer acts on.
     """
@@ -198,10 +230,15 @@ def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str =
     if promises:
         quoted = "; ".join(f"\u201c{p.sentence[:160]}\u201d" for p in promises[:3])
         amounts = sorted({a for p in promises for a in p.amounts})
-        return _verdict(MONEY_PROMISE, False,
-                        f"The reply tells the customer money has moved or will move: {quoted}.",
-                        sentences=[p.sentence for p in promises], phrases=[p.phrase for p in promises],
-                        amounts=amounts, step=step)
+        return _verdict(
+            MONEY_PROMISE,
+            False,
+            f"The reply tells the customer money has moved or will move: {quoted}.",
+            sentences=[p.sentence for p in promises],
+            phrases=[p.phrase for p in promises],
+            amounts=amounts,
+            step=step,
+        )
     return _verdict(MONEY_PROMISE, True, "The reply promises no refund, credit or payment.", step=step)
 
 
@@ -215,6 +252,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def find_emails(text: str) -> list[str]:
     # A lone surrogate cannot be handed to RE2, and is no part of an address.
     return EMAIL.findall(_SURROGATE.sub("\ufffd", text))
+
+
 STREET_ADDRESS = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|"
     r"Way|Place|Pl|Terrace|Close|Crescent)\b\.?"
@@ -255,17 +294,24 @@ def find_card_numbers(text: str) -> list[str]:
     return found
 
 
-def gate_personal_data(*, draft: Draft, retrieval: Retrieval, requester: str, allowed_emails: Iterable[str] = ()) -> Verdict:
+def gate_personal_data(
+    *, draft: Draft, retrieval: Retrieval, requester: str, allowed_emails: Iterable[str] = ()
+) -> Verdict:
     """The draft exposes no card number and no one else's e-mail, phone number or postal address.
 
     Contact details that appear in the cited knowledge-base passages (the company's own) are allowed.
     """
-    return gate_reply_personal_data(reply=draft.body, policy_text=[p.text for p in retrieval.passages],
-                                    requester=requester, allowed_emails=allowed_emails)
+    return gate_reply_personal_data(
+        reply=draft.body,
+        policy_text=[p.text for p in retrieval.passages],
+        requester=requester,
+        allowed_emails=allowed_emails,
+    )
 
 
-def gate_reply_personal_data(*, reply: str, policy_text: Iterable[str], requester: str,
-                             allowed_emails: Iterable[str] = (), step: str = "draft") -> Verdict:
+def gate_reply_personal_data(
+    *, reply: str, policy_text: Iterable[str], requester: str, allowed_emails: Iterable[str] = (), step: str = "draft"
+) -> Verdict:
     """Any reply about to be sent (drafted or written by a person) exposes no card number and no one
     else's e-mail, phone number or postal address; those in `policy_text` (the knowledge base) are the company's."""
     problems = []
@@ -286,7 +332,12 @@ def gate_reply_personal_data(*, reply: str, policy_text: Iterable[str], requeste
         problems.append(f"postal address(es) not from the knowledge base: {', '.join(addresses)}")
     what = "draft" if step == "draft" else "reply"
     if problems:
-        return _verdict(PERSONAL_DATA, False, f"The {what} contains personal data: " + "; ".join(problems) + ".",
-                        step=step)
-    return _verdict(PERSONAL_DATA, True, f"No card numbers, phone numbers or other people's contact details in the {what}.",
-                    step=step)
+        return _verdict(
+            PERSONAL_DATA, False, f"The {what} contains personal data: " + "; ".join(problems) + ".", step=step
+        )
+    return _verdict(
+        PERSONAL_DATA,
+        True,
+        f"No card numbers, phone numbers or other people's contact details in the {what}.",
+        step=step,
+    )

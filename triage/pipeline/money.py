@@ -83,18 +83,69 @@ _INVISIBLE = dict.fromkeys(
 _CONFUSABLES = str.maketrans(
     {
         # Cyrillic
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-        "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i",
-        "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ɡ": "g", "һ": "h", "ո": "n", "ս": "u",
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "ѕ": "s",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ɡ": "g",
+        "һ": "h",
+        "ո": "n",
+        "ս": "u",
         # Greek
-        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
-        "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ϲ": "c", "ς": "c",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "γ": "y",
+        "ϲ": "c",
+        "ς": "c",
         # Latin small capitals and other look-alikes
-        "ı": "i", "ȷ": "j", "ʀ": "r", "ꜰ": "f", "ɴ": "n", "ᴜ": "u", "ᴅ": "d", "ᴇ": "e",
+        "ı": "i",
+        "ȷ": "j",
+        "ʀ": "r",
+        "ꜰ": "f",
+        "ɴ": "n",
+        "ᴜ": "u",
+        "ᴅ": "d",
+        "ᴇ": "e",
         # Dashes and quotes to ASCII
-        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
-        "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
     }
 )
 
@@ -290,22 +341,66 @@ _RULES: tuple[tuple[str, re2._Regexp, str], ...] = tuple(
         ("money back", r"\b(?:money|funds|cash|payment) back\b|\bback my (?:money|funds|cash)\b", "refund"),
         ("return my money", r"\breturn (?:my|the|our|all my|all the) (?:money|funds|cash|payment|deposit)\b", "refund"),
         ("chargeback", r"\bcharge[- ]?backs?\b|\bcharge(?:d)? (?:it |this |that |them )?back\b", "refund"),
-        ("reverse the charge", r"\brevers(?:e|al of|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|transfers?|fees?|debits?)\b", "refund"),
-        ("dispute a charge", r"\bdisput(?:e|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|debits?)\b", "refund"),
+        (
+            "reverse the charge",
+            r"\brevers(?:e|al of|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|transfers?|fees?|debits?)\b",
+            "refund",
+        ),
+        (
+            "dispute a charge",
+            r"\bdisput(?:e|ing) (?:the |this |that |my |a |these |those )?(?:charges?|payments?|transactions?|debits?)\b",
+            "refund",
+        ),
         # Credit as a verb or a payout, never "credit card" / "credit score".
         # Its other form, "credit me ..." but not "credit it card ...", is _CREDIT_VERB below.
-        ("credit", r"\b(?:store|account|goodwill) credit\b|\b(?:issue|give|apply|grant|add) (?:me |us )?(?:a |the )?credit\b", "credit"),
+        (
+            "credit",
+            r"\b(?:store|account|goodwill) credit\b|\b(?:issue|give|apply|grant|add) (?:me |us )?(?:a |the )?credit\b",
+            "credit",
+        ),
         # Fees.
-        ("waive fee", r"\bwaiv(?:e|ed|er|ing)\b|\b(?:remove|drop|cancel|take off|refund|write off) (?:the |this |that |these |those |my |all |all the )?(?:fees?|charges?|penalt(?:y|ies)|interest)\b", "fee"),
+        (
+            "waive fee",
+            r"\bwaiv(?:e|ed|er|ing)\b|\b(?:remove|drop|cancel|take off|refund|write off) (?:the |this |that |these |those |my |all |all the )?(?:fees?|charges?|penalt(?:y|ies)|interest)\b",
+            "fee",
+        ),
         # Cancel-and-refund, cancelling a money movement.
-        ("cancel and refund", r"\bcancel\w* (?:it |this |that |the order |my order )?(?:and|&) (?:get |give |issue |send )?(?:me |us )?(?:a |my |the )?(?:re-?fund|money back|reimburse)", "refund"),
-        ("cancel payment", r"\b(?:cancel|cancell?ing|stop|call off|revoke) (?:the |this |that |my |a |these |those )?(?:pending )?(?:transfers?|payments?|transactions?|direct debits?|standing orders?|charges?|wire|subscription payments?)\b", "cancel"),
+        (
+            "cancel and refund",
+            r"\bcancel\w* (?:it |this |that |the order |my order )?(?:and|&) (?:get |give |issue |send )?(?:me |us )?(?:a |my |the )?(?:re-?fund|money back|reimburse)",
+            "refund",
+        ),
+        (
+            "cancel payment",
+            r"\b(?:cancel|cancell?ing|stop|call off|revoke) (?:the |this |that |my |a |these |those )?(?:pending )?(?:transfers?|payments?|transactions?|direct debits?|standing orders?|charges?|wire|subscription payments?)\b",
+            "cancel",
+        ),
         # Asking *us* to move money.
-        ("send money", rf"\b{_ASK_PLAIN} (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b", "transfer"),
-        ("send money", r"(?:^|[.!?:;] )(?:now |just |please )?(?:send|transfer|wire|pay|give|deposit|return) (?:me|us) (?:my |the |our |back )?(?:money|funds|cash|payment|amount|compensation|back)\b", "transfer"),
-        ("send money", r"\b(?:send|transfer|wire|deposit|give|return|put) (?:the |my |that |this |our )?(?:money|funds|cash|payment|amount|it) back (?:to|into|onto|in) (?:me|us|my|our)\b", "transfer"),
-        ("pay me", rf"\b(?:{_YOU} (?:owe|must pay|need to pay|have to pay|should pay|will pay)|pay me back|payout|pay out)\b", "transfer"),
-        ("approve payment", r"\b(?:approv\w*|authori[sz]\w*|releas\w*|issu\w*|grant\w*) (?:the |my |a |this |that |an )?(?:immediate |full |partial |urgent )?(?:payments?|payouts?|transfers?|credits?|compensation|re-?funds?|reimbursements?|withdrawals?)\b", "transfer"),
+        (
+            "send money",
+            rf"\b{_ASK_PLAIN} (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b",
+            "transfer",
+        ),
+        (
+            "send money",
+            r"(?:^|[.!?:;] )(?:now |just |please )?(?:send|transfer|wire|pay|give|deposit|return) (?:me|us) (?:my |the |our |back )?(?:money|funds|cash|payment|amount|compensation|back)\b",
+            "transfer",
+        ),
+        (
+            "send money",
+            r"\b(?:send|transfer|wire|deposit|give|return|put) (?:the |my |that |this |our )?(?:money|funds|cash|payment|amount|it) back (?:to|into|onto|in) (?:me|us|my|our)\b",
+            "transfer",
+        ),
+        (
+            "pay me",
+            rf"\b(?:{_YOU} (?:owe|must pay|need to pay|have to pay|should pay|will pay)|pay me back|payout|pay out)\b",
+            "transfer",
+        ),
+        (
+            "approve payment",
+            r"\b(?:approv\w*|authori[sz]\w*|releas\w*|issu\w*|grant\w*) (?:the |my |a |this |that |an )?(?:immediate |full |partial |urgent )?(?:payments?|payouts?|transfers?|credits?|compensation|re-?funds?|reimbursements?|withdrawals?)\b",
+            "transfer",
+        ),
     )
 )
 
@@ -316,7 +411,9 @@ _CREDIT_VERB = re2.compile(
     r"\bcredit (?:me|us|my account|my card|it|this|that|the (?:money|amount|difference|fee|funds)|back|the account)\b"
 )
 # "credit it card ..." is about a card, not a payout (the original (?! (?:card|score|...))).
-_CREDIT_NOUNS = tuple(f" {word}".encode() for word in "card score limit line history report check rating".split())
+_CREDIT_NOUNS = tuple(
+    f" {word}".encode() for word in ["card", "score", "limit", "line", "history", "report", "check", "rating"]
+)
 _SEND_CAN_YOU = re2.compile(
     rf"\b{_ASK_CAN_YOU}( (?:send|transfer|wire|pay|give|return|deposit|refund|put)(?: back)? (?:{_MONEY_OBJECT})\b)"
 )
@@ -352,12 +449,44 @@ _INJECTION = re2.compile(
 # misspelt policy question is still recognised as one. When a word is one typo
 # from two of them, the first in this order wins.
 _VOCABULARY_ORDER = tuple(
-    """
-    refund refunds refunded refunding refundable reimburse reimbursed reimbursing reimbursement
-    reimbursements reimbursable compensate compensated compensation compensations restitution
-    restitutions chargeback chargebacks rebate rebates waive waiver transfer payment payments money
-    policy policies guarantee which situations situation cases circumstances usually
-    """.split()
+    [
+        "refund",
+        "refunds",
+        "refunded",
+        "refunding",
+        "refundable",
+        "reimburse",
+        "reimbursed",
+        "reimbursing",
+        "reimbursement",
+        "reimbursements",
+        "reimbursable",
+        "compensate",
+        "compensated",
+        "compensation",
+        "compensations",
+        "restitution",
+        "restitutions",
+        "chargeback",
+        "chargebacks",
+        "rebate",
+        "rebates",
+        "waive",
+        "waiver",
+        "transfer",
+        "payment",
+        "payments",
+        "money",
+        "policy",
+        "policies",
+        "guarantee",
+        "which",
+        "situations",
+        "situation",
+        "cases",
+        "circumstances",
+        "usually",
+    ]
 )
 _VOCABULARY = frozenset(_VOCABULARY_ORDER)
 _SHORTEST = min(map(len, _VOCABULARY))
@@ -412,8 +541,7 @@ _KIND_PHRASES = {
 SCAN_BUDGET_SECONDS = 2.0
 
 _UNCHECKED_REASON = (
-    "The ticket text could not be checked for money requests in time ({length:,} characters), "
-    "so a person must read it."
+    "The ticket text could not be checked for money requests in time ({length:,} characters), so a person must read it."
 )
 
 
@@ -433,8 +561,13 @@ def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySig
         return time.monotonic() > deadline
 
     def unchecked() -> MoneySignals:
-        return MoneySignals(moves_money=True, terms=tuple(terms), amounts=tuple(amounts),
-                            reason=_UNCHECKED_REASON.format(length=len(text or "")), checked=False)
+        return MoneySignals(
+            moves_money=True,
+            terms=tuple(terms),
+            amounts=tuple(amounts),
+            reason=_UNCHECKED_REASON.format(length=len(text or "")),
+            checked=False,
+        )
 
     def add(term: str, kind: str) -> None:
         if term not in terms:

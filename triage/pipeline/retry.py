@@ -1,7 +1,7 @@
 """Retry and fallback: what happens to a step attempt that failed.
 
 Per step (`StepPolicy`): transient errors are retried with exponential backoff and jitter, honouring a
-provider's Retry-After (the wait is tenacity's, see `integrations.llm.retry`); then the step's fallback
+provider's Retry-After (the wait is tenacity's, see `integrations.retry`); then the step's fallback
 provider is tried once; then a person decides. Output that breaks its contract, and errors no retry can
 mend, are never retried into a loop.
 """
@@ -13,7 +13,7 @@ import time
 from django.conf import settings
 
 from integrations.llm.base import ProviderError
-from integrations.llm.retry import wait_seconds
+from integrations.retry import wait_seconds
 from triage.models import StepPolicy
 from triage.pipeline.steps.base import NotRetryable
 

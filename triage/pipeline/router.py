@@ -183,16 +183,22 @@ class Router:
         if self.classifier_id is None:
             raise ProviderError("no classifier has been trained yet: run `manage.py import_examples`", retryable=False)
         classification = classify_local(
-            text=state.text, embedding=state.embedding, predictor=classifier_load(self.classifier_id),
-            categories=state.categories, model=self.classifier_model,
+            text=state.text,
+            embedding=state.embedding,
+            predictor=classifier_load(self.classifier_id),
+            categories=state.categories,
+            model=self.classifier_model,
         )
         trail: list[dict[str, Any]] = [
             {"model": self.classifier_model, "why": "local classifier first", "confidence": classification.confidence}
         ]
         threshold = state.threshold_for(state.categories.get(classification.category))
         if classification.confidence >= threshold or not self.classify_cascade:
-            reason = (f"local confidence {classification.confidence:.2f} >= {threshold:.2f}"
-                      if classification.confidence >= threshold else "local classifier (no stronger model configured)")
+            reason = (
+                f"local confidence {classification.confidence:.2f} >= {threshold:.2f}"
+                if classification.confidence >= threshold
+                else "local classifier (no stronger model configured)"
+            )
             trail[0]["why"] = reason
             return ClassifyDecision(classification, None, trail, reason)
         unsure = f"local confidence {classification.confidence:.2f} < {threshold:.2f}"
@@ -219,7 +225,9 @@ class Router:
             if blocked:
                 skipped.append(blocked)
                 continue
-            why = "; ".join(skipped + ["fallback provider" if self._fallbacks.get("draft") else f"draft provider {name}"])
+            why = "; ".join(
+                skipped + ["fallback provider" if self._fallbacks.get("draft") else f"draft provider {name}"]
+            )
             provider = self._provider(name)
             # The drafter's own template lines for this request (greeting with the safe name, closing): the
             # groundedness gate exempts exactly these, nothing shaped like them.
@@ -229,7 +237,11 @@ class Router:
                 reply = provider.draft(request)
                 return DraftDecision(_draft_from(reply), reply, why, boilerplate)
             draft, reply, why = self._ask_hosted(
-                step="draft", name=name, why=why, call=lambda p, **kw: p.draft(request, **kw), parse=_draft_from,
+                step="draft",
+                name=name,
+                why=why,
+                call=lambda p, **kw: p.draft(request, **kw),
+                parse=_draft_from,
             )
             return DraftDecision(draft, reply, why, boilerplate)
         raise ProviderError("no draft provider may be used: " + "; ".join(skipped), retryable=False)
@@ -242,8 +254,11 @@ class Router:
         return self._providers[name]
 
     def _breaker(self, name: str) -> ProviderBreaker:
-        return breaker_for(name, failures=int(getattr(settings, "TRIAGE_BREAKER_FAILURES", 5)),
-                           cooldown=float(getattr(settings, "TRIAGE_BREAKER_COOLDOWN", 30.0)))
+        return breaker_for(
+            name,
+            failures=int(getattr(settings, "TRIAGE_BREAKER_FAILURES", 5)),
+            cooldown=float(getattr(settings, "TRIAGE_BREAKER_COOLDOWN", 30.0)),
+        )
 
     def _blocked(self, name: str) -> str | None:
         """Why hosted provider `name` may not be asked now (None: it may). Asking the breaker is last:
@@ -257,8 +272,10 @@ class Router:
             return f"daily spending cap reached (${spend.spent_today:.4f} of ${spend.cap:.2f}): {name} skipped"
         breaker = self._breaker(name)
         if not breaker.allow():
-            return (f"circuit breaker open after {breaker.consecutive_failures} consecutive failures: "
-                    f"{name} skipped until it recovers")
+            return (
+                f"circuit breaker open after {breaker.consecutive_failures} consecutive failures: "
+                f"{name} skipped until it recovers"
+            )
         return None
 
     def _model_for(self, step: str, provider: ReasoningProvider) -> tuple[str, str]:
@@ -280,11 +297,23 @@ class Router:
         if not _hosted(provider):
             reply = provider.classify(request)
             return _classification_from(reply, state=state), reply, why
-        return self._ask_hosted(step="classify", name=name, why=why, call=lambda p, **kw: p.classify(request, **kw),
-                                parse=lambda reply: _classification_from(reply, state=state))
+        return self._ask_hosted(
+            step="classify",
+            name=name,
+            why=why,
+            call=lambda p, **kw: p.classify(request, **kw),
+            parse=lambda reply: _classification_from(reply, state=state),
+        )
 
-    def _ask_hosted(self, *, step: str, name: str, why: str, call: Callable[..., ProviderReply],
-                    parse: Callable[[ProviderReply], Any]) -> tuple[Any, ProviderReply, str]:
+    def _ask_hosted(
+        self,
+        *,
+        step: str,
+        name: str,
+        why: str,
+        call: Callable[..., ProviderReply],
+        parse: Callable[[ProviderReply], Any],
+    ) -> tuple[Any, ProviderReply, str]:
         """One hosted call (plus one repair call when its output breaks the contract), priced.
 
         A failure is raised as `ModelCallFailed` or `AnswerInvalid`, carrying the `Attempt`: the model asked,
@@ -345,8 +374,12 @@ def _priced(reply: ProviderReply) -> ProviderReply:
 def _combined(first: ProviderReply, second: ProviderReply) -> ProviderReply:
     """Two calls of one attempt (answer and repair) as one charge: usage and cost add up."""
     a, b = first.usage, second.usage
-    usage = Usage(a.tokens_in + b.tokens_in, a.tokens_out + b.tokens_out, a.cache_write_tokens + b.cache_write_tokens,
-                  a.cache_read_tokens + b.cache_read_tokens)
+    usage = Usage(
+        a.tokens_in + b.tokens_in,
+        a.tokens_out + b.tokens_out,
+        a.cache_write_tokens + b.cache_write_tokens,
+        a.cache_read_tokens + b.cache_read_tokens,
+    )
     return ProviderReply(output=second.output, model=second.model, usage=usage, cost=first.cost + second.cost)
 
 
@@ -364,10 +397,14 @@ def _draft_request(state: RunState) -> DraftRequest:
     category = state.category
     label = state.classification.category
     return DraftRequest(
-        ticket_text=state.text, category=label,
+        ticket_text=state.text,
+        category=label,
         category_name=(category.name or category.label.replace("_", " ")) if category else label,
-        passages=_passages(state), requester_name=requester_first_name(state.ticket.requester),
-        output_schema=draft_answer_schema(chunk_ids=[p.chunk_id for p in state.retrieval.passages] if state.retrieval else []),
+        passages=_passages(state),
+        requester_name=requester_first_name(state.ticket.requester),
+        output_schema=draft_answer_schema(
+            chunk_ids=[p.chunk_id for p in state.retrieval.passages] if state.retrieval else []
+        ),
     )
 
 

@@ -23,8 +23,8 @@ from django.utils import timezone
 from triage.contracts import Verdict
 from triage.models import PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import retry
-from triage.pipeline.gates import STEP_FAILED
 from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, checkpoint_open
+from triage.pipeline.gates import STEP_FAILED
 from triage.pipeline.router import AnswerInvalid, ModelCallFailed, Router
 from triage.pipeline.steps import CHAIN, Escalate, RunState, Step, StepSkipped
 from triage.selectors import categories_by_label, gate_policy_current, step_policies, step_runs_finished
@@ -70,11 +70,17 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy) -> None:
             return
         except Escalate as esc:
             _attempt_charge(step_run, esc)
-            checkpoint_close(step_run, StepRun.Status.ESCALATED, started, error=esc.reason, verdicts=esc.verdicts,
-                             output={"escalated": esc.reason})
+            checkpoint_close(
+                step_run,
+                StepRun.Status.ESCALATED,
+                started,
+                error=esc.reason,
+                verdicts=esc.verdicts,
+                output={"escalated": esc.reason},
+            )
             state.verdicts.extend(esc.verdicts)
             return
-        except Exception as exc:  # every failure is recorded, then retried or escalated
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or escalated
             del state.verdicts[verdicts_before:]
             last_error = exc
             _attempt_charge(step_run, exc)
@@ -95,8 +101,14 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy) -> None:
     reason = f"Step '{step.name}' failed after {failures} attempt(s): {type(last_error).__name__}: {last_error}"
     verdict = Verdict(gate=STEP_FAILED, step=step.name, passed=False, reason=reason)
     closing = checkpoint_open(state, step.name, attempt + 1)
-    checkpoint_close(closing, StepRun.Status.ESCALATED, time.perf_counter(), error=reason, verdicts=[verdict],
-                     output={"escalated": reason})
+    checkpoint_close(
+        closing,
+        StepRun.Status.ESCALATED,
+        time.perf_counter(),
+        error=reason,
+        verdicts=[verdict],
+        output={"escalated": reason},
+    )
     state.verdicts.append(verdict)
 
 
@@ -121,17 +133,26 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
     """
     with _run_lock(run_id) as acquired:
         run = PipelineRun.objects.select_related("ticket").get(pk=run_id)
-        if not acquired or run.status in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING, PipelineRun.Status.FAILED):
+        if not acquired or run.status in (
+            PipelineRun.Status.COMPLETED,
+            PipelineRun.Status.WAITING,
+            PipelineRun.Status.FAILED,
+        ):
             return run
         now = timezone.now()
-        PipelineRun.objects.filter(pk=run.pk).update(status=PipelineRun.Status.RUNNING, started_at=run.started_at or now)
+        PipelineRun.objects.filter(pk=run.pk).update(
+            status=PipelineRun.Status.RUNNING, started_at=run.started_at or now
+        )
         Ticket.objects.filter(pk=run.ticket_id, status=Ticket.Status.NEW).update(status=Ticket.Status.TRIAGING)
         # Attempts left "running" by a worker that died are closed as failed before resuming.
         StepRun.objects.filter(run=run, status=StepRun.Status.RUNNING).update(
             status=StepRun.Status.FAILED, error="interrupted: the worker stopped during this attempt", finished_at=now
         )
         state = RunState(
-            run=run, ticket=run.ticket, policy=gate_policy_current(), categories=categories_by_label(),
+            run=run,
+            ticket=run.ticket,
+            policy=gate_policy_current(),
+            categories=categories_by_label(),
             router=router or Router.for_run(run),
         )
         finished = {s.step: s for s in step_runs_finished(run_id=run.pk)}
@@ -150,15 +171,21 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
             raise
         unexecuted = [v for v in state.verdicts if v.gate == STEP_FAILED and v.step == "execute"]
         if unexecuted:
-            _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason)
+            _close_run(
+                run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason
+            )
         elif state.route == PipelineRun.Route.AUTO:
             _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route)
         elif run.resolution is None:
             _close_run(run, PipelineRun.Status.WAITING, Ticket.Status.AWAITING_APPROVAL, route=PipelineRun.Route.HUMAN)
         else:
             rejected = run.resolution.get("verdict") == "reject"
-            _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
-                       route=PipelineRun.Route.HUMAN)
+            _close_run(
+                run,
+                PipelineRun.Status.COMPLETED,
+                Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
+                route=PipelineRun.Route.HUMAN,
+            )
         run.refresh_from_db()
         return run
 

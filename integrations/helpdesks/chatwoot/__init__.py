@@ -9,8 +9,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, epoch_seconds, html_to_text, matches_hex, optional, require, requester_email,
-    tag_list, text_id, text_of,
+    IncomingTicket,
+    PayloadError,
+    epoch_seconds,
+    html_to_text,
+    matches_hex,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
+    text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
@@ -39,7 +48,10 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
         conversation = require(payload, "conversation")
         return IncomingTicket(
             external_id=text_id(require(conversation, "id", at="conversation"), "conversation.id"),
-            subject=text_of(optional(conversation, "additional_attributes.mail_subject"), "conversation.additional_attributes.mail_subject"),
+            subject=text_of(
+                optional(conversation, "additional_attributes.mail_subject"),
+                "conversation.additional_attributes.mail_subject",
+            ),
             body=html_to_text(text_of(require(payload, "content"), "content")),
             requester=requester_email(optional(payload, "sender.email")),
             tags=tag_list(optional(conversation, "labels", [])),
@@ -51,8 +63,15 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
         first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], Mapping) else {}
         return IncomingTicket(
             external_id=text_id(require(payload, "id"), "id"),
-            subject=text_of(optional(payload, "additional_attributes.mail_subject"), "additional_attributes.mail_subject"),
-            body=html_to_text(text_of(require(first, "content", at="messages.0") if first else require(payload, "messages.0.content"), "messages.0.content")),
+            subject=text_of(
+                optional(payload, "additional_attributes.mail_subject"), "additional_attributes.mail_subject"
+            ),
+            body=html_to_text(
+                text_of(
+                    require(first, "content", at="messages.0") if first else require(payload, "messages.0.content"),
+                    "messages.0.content",
+                )
+            ),
             requester=requester_email(optional(payload, "meta.sender.email")),
             tags=tag_list(optional(payload, "labels", [])),
             delivery_id=headers.get(DELIVERY) or f"conversation:{payload['id']}",
@@ -77,9 +96,13 @@ class Client(HelpdeskClient):
         return [m.get("content") or "" for m in answer.get("payload") or [] if m.get("message_type") in (1, "outgoing")]
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        return self.http.send("POST", self._path(ticket_id, "/messages"),
-                              body={"content": body, "message_type": "outgoing", "private": False},
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST",
+            self._path(ticket_id, "/messages"),
+            body={"content": body, "message_type": "outgoing", "private": False},
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         # Posting labels replaces them: send the union with the current ones.
@@ -88,7 +111,14 @@ class Client(HelpdeskClient):
         return self.http.send("POST", self._path(ticket_id, "/labels"), body={"labels": union}, idempotency_key=key)
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
-        return self.http.send("POST", self._path(ticket_id, "/toggle_priority"), body={"priority": priority if priority != "normal" else "medium"}, idempotency_key=key)
+        return self.http.send(
+            "POST",
+            self._path(ticket_id, "/toggle_priority"),
+            body={"priority": priority if priority != "normal" else "medium"},
+            idempotency_key=key,
+        )
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("POST", self._path(ticket_id, "/toggle_status"), body={"status": "resolved"}, idempotency_key=key)
+        return self.http.send(
+            "POST", self._path(ticket_id, "/toggle_status"), body={"status": "resolved"}, idempotency_key=key
+        )

@@ -2,7 +2,8 @@
 ``X-Webhook-Token`` (a custom header in the rule) or as the basic-auth password. REST API v2 for write-back.
 
 The webhook body is the JSON template in the README, built from Freshdesk placeholders
-(``{{ticket.id}}``, ``{{ticket.subject}}``, ``{{ticket.description}}``, ``{{ticket.contact.email}}``, ``{{ticket.tags}}``).
+(``{{ticket.id}}``, ``{{ticket.subject}}``, ``{{ticket.description}}``, ``{{ticket.contact.email}}``,
+``{{ticket.tags}}``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, html_to_text, optional, require, requester_email, tag_list, text_id, text_of,
+    IncomingTicket,
+    PayloadError,
+    html_to_text,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
+    text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
@@ -57,7 +66,9 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
     return IncomingTicket(
         external_id=text_id(require(hook, "ticket_id", at="freshdesk_webhook"), "freshdesk_webhook.ticket_id"),
         subject=text_of(optional(hook, "ticket_subject"), "freshdesk_webhook.ticket_subject"),
-        body=html_to_text(text_of(require(hook, "ticket_description", at="freshdesk_webhook"), "freshdesk_webhook.ticket_description")),
+        body=html_to_text(
+            text_of(require(hook, "ticket_description", at="freshdesk_webhook"), "freshdesk_webhook.ticket_description")
+        ),
         requester=requester_email(optional(hook, "ticket_contact_email")),
         tags=tag_list(optional(hook, "ticket_tags", [])),
         delivery_id=headers.get("X-Request-Id") or "",
@@ -79,8 +90,13 @@ class Client(HelpdeskClient):
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
         markup = "<br>".join(html.escape(line) for line in body.split("\n"))
-        return self.http.send("POST", f"/api/v2/tickets/{quote(ticket_id)}/reply", body={"body": markup},
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST",
+            f"/api/v2/tickets/{quote(ticket_id)}/reply",
+            body={"body": markup},
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         # Updating tags replaces them: read the ticket's tags and send the union.
@@ -89,7 +105,11 @@ class Client(HelpdeskClient):
         return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}", body={"tags": union}, idempotency_key=key)
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}", body={"priority": PRIORITY[priority]}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/api/v2/tickets/{quote(ticket_id)}", body={"priority": PRIORITY[priority]}, idempotency_key=key
+        )
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}", body={"status": RESOLVED}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/api/v2/tickets/{quote(ticket_id)}", body={"status": RESOLVED}, idempotency_key=key
+        )

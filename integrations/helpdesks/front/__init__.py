@@ -11,8 +11,17 @@ from typing import Any
 from django.utils.html import linebreaks
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, epoch_seconds, html_to_text, matches_base64, optional, require, requester_email,
-    tag_list, text_id, text_of,
+    IncomingTicket,
+    PayloadError,
+    epoch_seconds,
+    html_to_text,
+    matches_base64,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
+    text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
@@ -54,12 +63,22 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
     message = require(event, "target.data", at=at)
     recipients = optional(message, "recipients", [])
     author = optional(message, "author.email") or next(
-        (r.get("handle") for r in (recipients if isinstance(recipients, list) else []) if isinstance(r, Mapping) and r.get("role") == "from"), ""
+        (
+            r.get("handle")
+            for r in (recipients if isinstance(recipients, list) else [])
+            if isinstance(r, Mapping) and r.get("role") == "from"
+        ),
+        "",
     )
     return IncomingTicket(
         external_id=text_id(require(conversation, "id", at=f"{at}.conversation".lstrip(".")), "conversation.id"),
         subject=text_of(optional(conversation, "subject"), "conversation.subject"),
-        body=html_to_text(text_of(optional(message, "text") or require(message, "body", at=f"{at}.target.data".lstrip(".")), "target.data.body")),
+        body=html_to_text(
+            text_of(
+                optional(message, "text") or require(message, "body", at=f"{at}.target.data".lstrip(".")),
+                "target.data.body",
+            )
+        ),
         requester=requester_email(author or optional(conversation, "recipient.handle")),
         tags=tag_list(optional(conversation, "tags", [])),
         delivery_id=text_id(optional(event, "id", ""), "id"),
@@ -85,20 +104,31 @@ class Client(HelpdeskClient):
         payload: dict[str, Any] = {"body": linebreaks(body, autoescape=True)}
         if self.api_user:
             payload["author_id"] = self.api_user
-        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/messages", body=payload,
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST",
+            f"/conversations/{quote(ticket_id)}/messages",
+            body=payload,
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         known = {t.get("name"): t.get("id") for t in self.http.send("GET", "/tags").get("_results") or []}
         ids = []
         for name in tags:
             if name not in known:
-                known[name] = self.http.send("POST", "/tags", body={"name": name}, idempotency_key=f"{key}:{name}").get("id")
+                known[name] = self.http.send("POST", "/tags", body={"name": name}, idempotency_key=f"{key}:{name}").get(
+                    "id"
+                )
             ids.append(known[name])
-        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/tags", body={"tag_ids": ids}, idempotency_key=key)
+        return self.http.send(
+            "POST", f"/conversations/{quote(ticket_id)}/tags", body={"tag_ids": ids}, idempotency_key=key
+        )
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
         return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)  # Front has no priority field
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("PATCH", f"/conversations/{quote(ticket_id)}", body={"status": "archived"}, idempotency_key=key)
+        return self.http.send(
+            "PATCH", f"/conversations/{quote(ticket_id)}", body={"status": "archived"}, idempotency_key=key
+        )

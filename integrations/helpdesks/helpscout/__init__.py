@@ -9,7 +9,15 @@ from typing import Any
 from django.utils.html import linebreaks
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, html_to_text, matches_base64, optional, require, requester_email, tag_list, text_id,
+    IncomingTicket,
+    PayloadError,
+    html_to_text,
+    matches_base64,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
     text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
@@ -34,7 +42,11 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
     if not isinstance(payload, Mapping):
         raise PayloadError("(root)", "must be a JSON object")
     threads = optional(payload, "_embedded.threads", [])
-    customer_threads = [t for t in threads if isinstance(t, Mapping) and t.get("type") == "customer" and t.get("body")] if isinstance(threads, list) else []
+    customer_threads = (
+        [t for t in threads if isinstance(t, Mapping) and t.get("type") == "customer" and t.get("body")]
+        if isinstance(threads, list)
+        else []
+    )
     if customer_threads:
         body = text_of(customer_threads[-1]["body"], "_embedded.threads.body")
     else:
@@ -69,8 +81,13 @@ class Client(HelpdeskClient):
         payload: dict[str, Any] = {"text": linebreaks(body, autoescape=True)}
         if requester:
             payload["customer"] = {"email": requester}
-        return self.http.send("POST", f"/v2/conversations/{quote(ticket_id)}/reply", body=payload,
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST",
+            f"/v2/conversations/{quote(ticket_id)}/reply",
+            body=payload,
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def _tags(self, ticket_id: str) -> list[str]:
         answer = self.http.send("GET", f"/v2/conversations/{quote(ticket_id)}")
@@ -79,11 +96,17 @@ class Client(HelpdeskClient):
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         # PUT .../tags replaces the conversation's tags: send the union.
         union = list(dict.fromkeys([*self._tags(ticket_id), *tags]))
-        return self.http.send("PUT", f"/v2/conversations/{quote(ticket_id)}/tags", body={"tags": union}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/v2/conversations/{quote(ticket_id)}/tags", body={"tags": union}, idempotency_key=key
+        )
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
         return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("PATCH", f"/v2/conversations/{quote(ticket_id)}",
-                              body={"op": "replace", "path": "/status", "value": "closed"}, idempotency_key=key)
+        return self.http.send(
+            "PATCH",
+            f"/v2/conversations/{quote(ticket_id)}",
+            body={"op": "replace", "path": "/status", "value": "closed"},
+            idempotency_key=key,
+        )

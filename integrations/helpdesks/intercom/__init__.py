@@ -10,7 +10,15 @@ from typing import Any
 from django.utils.html import linebreaks
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, html_to_text, matches_hex, optional, require, requester_email, tag_list, text_id,
+    IncomingTicket,
+    PayloadError,
+    html_to_text,
+    matches_hex,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
     text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
@@ -57,30 +65,54 @@ class Client(HelpdeskClient):
     def replies(self, *, ticket_id: str) -> list[str]:
         answer = self.http.send("GET", f"/conversations/{quote(ticket_id)}")
         parts = (answer.get("conversation_parts") or {}).get("conversation_parts") or []
-        return [p.get("body") or "" for p in parts if p.get("part_type") == "comment" and (p.get("author") or {}).get("type") == "admin"]
+        return [
+            p.get("body") or ""
+            for p in parts
+            if p.get("part_type") == "comment" and (p.get("author") or {}).get("type") == "admin"
+        ]
 
     def reply_posted(self, *, ticket_id: str, body: str) -> bool:
         # Compared as posted (escaped HTML), so a reply that contains "<" is still recognised.
         return super().reply_posted(ticket_id=ticket_id, body=linebreaks(body, autoescape=True))
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/reply",
-                              # Intercom renders a reply body as HTML: the reply is text, so it is escaped, its lines kept.
-                              body={"message_type": "comment", "type": "admin", "admin_id": self.api_user,
-                                    "body": linebreaks(body, autoescape=True)},
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST",
+            f"/conversations/{quote(ticket_id)}/reply",
+            # Intercom renders a reply body as HTML: the reply is text, so it is escaped, its lines kept.
+            body={
+                "message_type": "comment",
+                "type": "admin",
+                "admin_id": self.api_user,
+                "body": linebreaks(body, autoescape=True),
+            },
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         for name in tags:
-            tag = self.http.send("POST", "/tags", body={"name": name}, idempotency_key=f"{key}:{name}")  # create or find
-            self.http.send("POST", f"/conversations/{quote(ticket_id)}/tags",
-                           body={"id": str(tag.get("id")), "admin_id": self.api_user}, idempotency_key=f"{key}:{name}:attach")
+            tag = self.http.send(
+                "POST", "/tags", body={"name": name}, idempotency_key=f"{key}:{name}"
+            )  # create or find
+            self.http.send(
+                "POST",
+                f"/conversations/{quote(ticket_id)}/tags",
+                body={"id": str(tag.get("id")), "admin_id": self.api_user},
+                idempotency_key=f"{key}:{name}:attach",
+            )
         return {}
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
         value = "priority" if priority in ("high", "urgent") else "not_priority"
-        return self.http.send("PUT", f"/conversations/{quote(ticket_id)}", body={"priority": value}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/conversations/{quote(ticket_id)}", body={"priority": value}, idempotency_key=key
+        )
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("POST", f"/conversations/{quote(ticket_id)}/parts",
-                              body={"message_type": "close", "type": "admin", "admin_id": self.api_user}, idempotency_key=key)
+        return self.http.send(
+            "POST",
+            f"/conversations/{quote(ticket_id)}/parts",
+            body={"message_type": "close", "type": "admin", "admin_id": self.api_user},
+            idempotency_key=key,
+        )

@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, html_to_text, matches_hex, optional, require, requester_email, tag_list, text_id,
+    IncomingTicket,
+    PayloadError,
+    html_to_text,
+    matches_hex,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
     text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
@@ -59,19 +67,36 @@ class Client(HelpdeskClient):
         return [a.get("body") or "" for a in answer if isinstance(a, dict) and a.get("sender") == "Agent"]
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        article = {"ticket_id": int(ticket_id) if ticket_id.isdigit() else ticket_id, "body": body, "content_type": "text/plain",
-                   "type": "email" if requester else "note", "internal": False, "sender": "Agent"}
+        article = {
+            "ticket_id": int(ticket_id) if ticket_id.isdigit() else ticket_id,
+            "body": body,
+            "content_type": "text/plain",
+            "type": "email" if requester else "note",
+            "internal": False,
+            "sender": "Agent",
+        }
         if requester:
             article["to"] = requester
-        return self.http.send("POST", "/api/v1/ticket_articles", body=article, idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "POST", "/api/v1/ticket_articles", body=article, idempotency_key=key, before_retry=before_retry
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         for tag in tags:  # adding a tag the ticket has is a no-op
-            self.http.send("POST", "/api/v1/tags/add", body={"object": "Ticket", "o_id": ticket_id, "item": tag}, idempotency_key=f"{key}:{tag}")
+            self.http.send(
+                "POST",
+                "/api/v1/tags/add",
+                body={"object": "Ticket", "o_id": ticket_id, "item": tag},
+                idempotency_key=f"{key}:{tag}",
+            )
         return {}
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v1/tickets/{quote(ticket_id)}", body={"priority": PRIORITY[priority]}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/api/v1/tickets/{quote(ticket_id)}", body={"priority": PRIORITY[priority]}, idempotency_key=key
+        )
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v1/tickets/{quote(ticket_id)}", body={"state": "closed"}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/api/v1/tickets/{quote(ticket_id)}", body={"state": "closed"}, idempotency_key=key
+        )

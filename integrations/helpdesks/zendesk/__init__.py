@@ -13,8 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from integrations.helpdesks.base import (
-    IncomingTicket, PayloadError, SignatureError, html_to_text, matches_base64, optional, require, requester_email,
-    tag_list, text_id, text_of,
+    IncomingTicket,
+    PayloadError,
+    SignatureError,
+    html_to_text,
+    matches_base64,
+    optional,
+    requester_email,
+    require,
+    tag_list,
+    text_id,
+    text_of,
 )
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
@@ -51,7 +60,9 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
             external_id=text_id(require(detail, "id", at="detail"), "detail.id"),
             subject=text_of(optional(detail, "subject"), "detail.subject"),
             body=html_to_text(text_of(require(detail, "description", at="detail"), "detail.description")),
-            requester=requester_email(optional(payload, "event.requester.email") or optional(detail, "requester_email")),
+            requester=requester_email(
+                optional(payload, "event.requester.email") or optional(detail, "requester_email")
+            ),
             tags=tag_list(optional(detail, "tags", [])),
             delivery_id=delivery or text_id(optional(payload, "id", ""), "id"),
             event=payload["type"],
@@ -82,16 +93,32 @@ class Client(HelpdeskClient):
         return [c.get("body") or c.get("html_body") or "" for c in answer.get("comments", [])]
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}.json",
-                              body={"ticket": {"comment": {"body": body, "public": True}}},
-                              idempotency_key=key, before_retry=before_retry)
+        return self.http.send(
+            "PUT",
+            f"/api/v2/tickets/{quote(ticket_id)}.json",
+            body={"ticket": {"comment": {"body": body, "public": True}}},
+            idempotency_key=key,
+            before_retry=before_retry,
+        )
 
     def add_tags(self, *, ticket_id: str, tags: list[str], key: str) -> Any:
         # PUT on the tags endpoint adds to the ticket's tags (POST would replace them).
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}/tags.json", body={"tags": tags}, idempotency_key=key)
+        return self.http.send(
+            "PUT", f"/api/v2/tickets/{quote(ticket_id)}/tags.json", body={"tags": tags}, idempotency_key=key
+        )
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}.json", body={"ticket": {"priority": priority}}, idempotency_key=key)
+        return self.http.send(
+            "PUT",
+            f"/api/v2/tickets/{quote(ticket_id)}.json",
+            body={"ticket": {"priority": priority}},
+            idempotency_key=key,
+        )
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
-        return self.http.send("PUT", f"/api/v2/tickets/{quote(ticket_id)}.json", body={"ticket": {"status": "solved"}}, idempotency_key=key)
+        return self.http.send(
+            "PUT",
+            f"/api/v2/tickets/{quote(ticket_id)}.json",
+            body={"ticket": {"status": "solved"}},
+            idempotency_key=key,
+        )

@@ -47,8 +47,14 @@ def test_the_decision_is_audited_with_who_when_before_after_and_why(agent_client
     approval = paused()
     started = timezone.now()
 
-    decide(agent_client, approval, verdict="edit", category="shipping_delay", reply="Your parcel is on its way.\r\nSam",
-           reason="It is a delay, not a status question")
+    decide(
+        agent_client,
+        approval,
+        verdict="edit",
+        category="shipping_delay",
+        reply="Your parcel is on its way.\r\nSam",
+        reason="It is a delay, not a status question",
+    )
 
     decision = Decision.objects.get(approval=approval)
     assert decision.actor == agent and decision.verdict == "edit" and started <= decision.created_at <= timezone.now()
@@ -116,7 +122,11 @@ def test_an_htmx_approval_swaps_the_card_in_place_and_updates_the_pending_count(
 
     body = response.content.decode()
     assert response.status_code == 200 and "<html" not in body
-    assert f'id="approval-{approval.pk}"' in body and "card-decided" in body and "<strong>Approved</strong> by agent1" in body
+    assert (
+        f'id="approval-{approval.pk}"' in body
+        and "card-decided" in body
+        and "<strong>Approved</strong> by agent1" in body
+    )
     assert 'id="pending-count" hx-swap-oob="true">1<' in body
 
 

@@ -16,8 +16,11 @@ HOSTILE = (
 def test_hostile_ticket_text_is_escaped_everywhere_it_is_shown(agent_client, paused):
     approval = paused(HOSTILE, subject="<i>subject</i> \u202e")
 
-    for url in (reverse("approvals:inbox"), reverse("ticket-trace", args=[approval.ticket_id]),
-                reverse("approvals:detail", args=[approval.pk])):
+    for url in (
+        reverse("approvals:inbox"),
+        reverse("ticket-trace", args=[approval.ticket_id]),
+        reverse("approvals:detail", args=[approval.pk]),
+    ):
         page = agent_client.get(url).content.decode()
         assert "<script>window.__pwned" not in page and "<img src=x" not in page and "<b>bold</b>" not in page
         assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page

@@ -23,7 +23,7 @@ def card_ids(html: str) -> list[int]:
 
 
 def test_each_item_shows_the_ticket_proposal_draft_failed_gates_and_cited_passages(agent_client, paused):
-    approval = paused("Where is order TW-1001?", subject="Late order")
+    paused("Where is order TW-1001?", subject="Late order")
 
     page = agent_client.get(reverse("approvals:inbox")).content.decode()
 
@@ -108,7 +108,9 @@ def test_an_htmx_filter_request_renders_only_the_inbox_partial(agent_client, pau
     paused()
 
     response = agent_client.get(reverse("approvals:inbox") + "?money=no", headers={"HX-Request": "true"})
-    restore = agent_client.get(reverse("approvals:inbox"), headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    restore = agent_client.get(
+        reverse("approvals:inbox"), headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
 
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="inbox-main"') and "<html" not in body
@@ -121,9 +123,9 @@ def test_every_inbox_link_and_form_works_without_javascript(agent_client, paused
 
     page = agent_client.get(reverse("approvals:inbox")).content.decode()
 
-    assert 'hx-get=' in page and page.count("hx-get=") <= page.count("href=")
+    assert "hx-get=" in page and page.count("hx-get=") <= page.count("href=")
     assert page.count('hx-post="') == page.count('<form method="post" action="/approvals/')
-    assert "hx-headers='{\"X-CSRFToken\": \"" in page
+    assert 'hx-headers=\'{"X-CSRFToken": "' in page
 
 
 def _inbox_queries(client) -> int:

@@ -90,7 +90,9 @@ def test_an_agent_approving_a_money_ticket_is_refused_403_and_nothing_changes(ag
     approval = paused("My grinder arrived broken, I want a refund of $80.", money=True)
     before = snapshot(approval)
 
-    response = agent_client.post(decide_url(approval), {"verdict": verdict, "reply": "Refunded.", "category": "order_status"})
+    response = agent_client.post(
+        decide_url(approval), {"verdict": verdict, "reply": "Refunded.", "category": "order_status"}
+    )
 
     assert response.status_code == 403
     assert "money-approval permission" in response.content.decode()
@@ -101,8 +103,9 @@ def test_an_agent_changing_a_money_ticket_to_an_ordinary_category_is_still_refus
     approval = paused("Refund me $80 now.", money=True)
     before = snapshot(approval)
 
-    response = agent_client.post(decide_url(approval), {"verdict": "edit", "category": "order_status"},
-                                 headers={"HX-Request": "true"})
+    response = agent_client.post(
+        decide_url(approval), {"verdict": "edit", "category": "order_status"}, headers={"HX-Request": "true"}
+    )
 
     assert response.status_code == 403
     body = response.content.decode()

@@ -143,15 +143,20 @@ def test_the_service_raises_and_records_nothing(agent, money_agent, paused):
     assert not Decision.objects.filter(approval=approval).exists()
 
 
-def test_knowledge_base_policy_quoted_by_an_agent_is_not_a_promise(agent_client, paused,
-                                                                  django_capture_on_commit_callbacks):
+def test_knowledge_base_policy_quoted_by_an_agent_is_not_a_promise(
+    agent_client, paused, django_capture_on_commit_callbacks
+):
     # given: a knowledge-base sentence that reads like a promise out of context, quoted word for word
     from triage.models import EMBEDDING_DIMENSIONS, Article, Chunk
 
     policy = "If you cancel before it is roasted, contact us and we will refund that delivery in full."
     article = Article.objects.create(slug="club-cancel", title="Cancel your Club", body=policy)
-    Chunk.objects.create(article=article, ordinal=0, text=f"## Cancelling\n\n{policy}",
-                         embedding=[0.0] * (EMBEDDING_DIMENSIONS - 1) + [1.0])
+    Chunk.objects.create(
+        article=article,
+        ordinal=0,
+        text=f"## Cancelling\n\n{policy}",
+        embedding=[0.0] * (EMBEDDING_DIMENSIONS - 1) + [1.0],
+    )
     approval = paused()
     reply = f"Hello,\n\n{policy}"
 

@@ -37,7 +37,7 @@ def test_a_500_shows_the_error_page_and_no_traceback_settings_or_locals(agent, s
     settings.DEBUG = False
 
     def explode(*, ticket_id: int) -> None:
-        secret_local = "local-value-that-must-not-leak"  # noqa: F841
+        secret_local = "local-value-that-must-not-leak"  # noqa: F841 - a local the 500 page must not show
         raise RuntimeError("internal detail that must not leak")
 
     monkeypatch.setattr(selectors, "ticket_trace", explode)
@@ -49,6 +49,13 @@ def test_a_500_shows_the_error_page_and_no_traceback_settings_or_locals(agent, s
     page = response.content.decode()
     assert response.status_code == 500
     assert 'id="server-error"' in page and "Something went wrong" in page
-    for leak in ("Traceback", "internal detail", "local-value", "SECRET_KEY", "RuntimeError", "triage/views.py",
-                 "DATABASES"):
+    for leak in (
+        "Traceback",
+        "internal detail",
+        "local-value",
+        "SECRET_KEY",
+        "RuntimeError",
+        "triage/views.py",
+        "DATABASES",
+    ):
         assert leak not in page

@@ -7,9 +7,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import threading
 import time
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,13 +30,18 @@ def _hex(secret: str, message: bytes, algo: str) -> str:
     return hmac.new(secret.encode(), message, getattr(hashlib, algo)).hexdigest()
 
 
-def signed_headers(vendor: str, body: bytes, *, secret: str = SECRET, at: float | None = None, app: bool = False) -> dict[str, str]:
+def signed_headers(
+    vendor: str, body: bytes, *, secret: str = SECRET, at: float | None = None, app: bool = False
+) -> dict[str, str]:
     """Headers exactly as the vendor would send them for `body`, signed with `secret` at time `at`."""
     at = time.time() if at is None else at
     if vendor == "zendesk":
         stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"X-Zendesk-Webhook-Signature": _b64(secret, stamp.encode() + body, "sha256"),
-                "X-Zendesk-Webhook-Signature-Timestamp": stamp, "X-Zendesk-Webhook-Invocation-Id": str(uuid.uuid4())}
+        return {
+            "X-Zendesk-Webhook-Signature": _b64(secret, stamp.encode() + body, "sha256"),
+            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+            "X-Zendesk-Webhook-Invocation-Id": str(uuid.uuid4()),
+        }
     if vendor == "freshdesk":
         return {"X-Webhook-Token": secret}
     if vendor == "helpscout":
@@ -45,11 +54,17 @@ def signed_headers(vendor: str, body: bytes, *, secret: str = SECRET, at: float 
     if vendor == "front":
         if app:
             stamp = str(int(at * 1000))
-            return {"X-Front-Signature": _b64(secret, stamp.encode() + b":" + body, "sha256"), "X-Front-Request-Timestamp": stamp}
+            return {
+                "X-Front-Signature": _b64(secret, stamp.encode() + b":" + body, "sha256"),
+                "X-Front-Request-Timestamp": stamp,
+            }
         return {"X-Front-Signature": _b64(secret, body, "sha1")}
     if vendor == "chatwoot":
         stamp = str(int(at))
-        return {"X-Chatwoot-Signature": "sha256=" + _hex(secret, stamp.encode() + b"." + body, "sha256"), "X-Chatwoot-Timestamp": stamp}
+        return {
+            "X-Chatwoot-Signature": "sha256=" + _hex(secret, stamp.encode() + b"." + body, "sha256"),
+            "X-Chatwoot-Timestamp": stamp,
+        }
     raise ValueError(vendor)
 
 
@@ -74,7 +89,9 @@ def deliver(client):
     """POST a raw body to a source's webhook endpoint."""
 
     def _deliver(source, body: bytes, headers: dict[str, str]):
-        return client.post(f"/webhooks/{source.vendor}/{source.pk}", data=body, content_type="application/json", headers=headers)
+        return client.post(
+            f"/webhooks/{source.vendor}/{source.pk}", data=body, content_type="application/json", headers=headers
+        )
 
     return _deliver
 
@@ -94,11 +111,6 @@ def payload():
 
 
 # --- a loopback helpdesk ----------------------------------------------------------------------------
-
-import re
-import threading
-from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class StubHelpdesk:
@@ -188,12 +200,14 @@ class StubHelpdesk:
     def route(self, method: str, path: str, body):
         """(kind, ticket id, apply) for a documented endpoint of this vendor, else None."""
         v, b = self.vendor, body or {}
-        m = lambda pattern: re.fullmatch(pattern, path.split("?")[0])  # noqa: E731
+        m = lambda pattern: re.fullmatch(pattern, path.split("?")[0])  # noqa: E731 - a one-line matcher read as a table
         if v == "zendesk":
             if (r := m(r"/api/v2/tickets/([^/]+)/comments\.json")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"comments": [{"body": x, "public": True} for x in self.replies[t]]}
+                t = r[1]
+                return "read", t, lambda: {"comments": [{"body": x, "public": True} for x in self.replies[t]]}
             if (r := m(r"/api/v2/tickets/([^/]+)/tags\.json")) and method == "PUT":
-                t = r[1]; return "tags", t, lambda: self._add_tags(t, b["tags"])
+                t = r[1]
+                return "tags", t, lambda: self._add_tags(t, b["tags"])
             if (r := m(r"/api/v2/tickets/([^/]+)\.json")) and method == "PUT":
                 t, ticket = r[1], b["ticket"]
                 if "comment" in ticket:
@@ -201,83 +215,148 @@ class StubHelpdesk:
                 return "update", t, lambda: self._update(t, ticket.get("priority"), ticket.get("status"))
         if v == "freshdesk":
             if (r := m(r"/api/v2/tickets/(\d+)/conversations")) and method == "GET":
-                t = r[1]; return "read", t, lambda: [{"body": x, "body_text": self.to_text(x)} for x in self.replies[t]]
+                t = r[1]
+                return "read", t, lambda: [{"body": x, "body_text": self.to_text(x)} for x in self.replies[t]]
             if (r := m(r"/api/v2/tickets/(\d+)/reply")) and method == "POST":
-                t = r[1]; return "reply", t, lambda: self._reply(t, b["body"])
+                t = r[1]
+                return "reply", t, lambda: self._reply(t, b["body"])
             if (r := m(r"/api/v2/tickets/(\d+)")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"id": int(t), "tags": list(self.tags[t])}
+                t = r[1]
+                return "read", t, lambda: {"id": int(t), "tags": list(self.tags[t])}
             if (r := m(r"/api/v2/tickets/(\d+)")) and method == "PUT":
                 t = r[1]
+
                 def apply():
                     if "tags" in b:
                         self.tags[t] = list(b["tags"])
-                    return self._update(t, {1: "low", 2: "normal", 3: "high", 4: "urgent"}.get(b.get("priority")), {4: "solved"}.get(b.get("status")))
+                    return self._update(
+                        t,
+                        {1: "low", 2: "normal", 3: "high", 4: "urgent"}.get(b.get("priority")),
+                        {4: "solved"}.get(b.get("status")),
+                    )
+
                 return "update", t, apply
         if v == "helpscout":
             if (r := m(r"/v2/conversations/(\d+)/threads")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"_embedded": {"threads": [{"type": "reply", "body": x} for x in self.replies[t]]}}
+                t = r[1]
+                return (
+                    "read",
+                    t,
+                    lambda: {"_embedded": {"threads": [{"type": "reply", "body": x} for x in self.replies[t]]}},
+                )
             if (r := m(r"/v2/conversations/(\d+)/reply")) and method == "POST":
-                t = r[1]; return "reply", t, lambda: self._reply(t, b["text"])
+                t = r[1]
+                return "reply", t, lambda: self._reply(t, b["text"])
             if (r := m(r"/v2/conversations/(\d+)/tags")) and method == "PUT":
                 t = r[1]
+
                 def apply():
-                    self.tags[t] = list(b["tags"]); return None
+                    self.tags[t] = list(b["tags"])
+                    return None
+
                 return "tags", t, apply
             if (r := m(r"/v2/conversations/(\d+)")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"id": int(t), "tags": [{"tag": x} for x in self.tags[t]]}
+                t = r[1]
+                return "read", t, lambda: {"id": int(t), "tags": [{"tag": x} for x in self.tags[t]]}
             if (r := m(r"/v2/conversations/(\d+)")) and method == "PATCH":
-                t = r[1]; return "update", t, lambda: self._update(t, None, "solved" if b.get("value") == "closed" else None)
+                t = r[1]
+                return "update", t, lambda: self._update(t, None, "solved" if b.get("value") == "closed" else None)
         if v == "intercom":
             if (r := m(r"/conversations/(\w+)")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"id": t, "conversation_parts": {"conversation_parts": [{"part_type": "comment", "author": {"type": "admin"}, "body": x} for x in self.replies[t]]}}
+                t = r[1]
+                return (
+                    "read",
+                    t,
+                    lambda: {
+                        "id": t,
+                        "conversation_parts": {
+                            "conversation_parts": [
+                                {"part_type": "comment", "author": {"type": "admin"}, "body": x}
+                                for x in self.replies[t]
+                            ]
+                        },
+                    },
+                )
             if (r := m(r"/conversations/(\w+)/reply")) and method == "POST":
-                t = r[1]; return "reply", t, lambda: self._reply(t, b["body"])
+                t = r[1]
+                return "reply", t, lambda: self._reply(t, b["body"])
             if m(r"/tags") and method == "POST":
                 return "tag-create", "", lambda: {"type": "tag", "id": "tag-" + b["name"], "name": b["name"]}
             if (r := m(r"/conversations/(\w+)/tags")) and method == "POST":
-                t = r[1]; return "tags", t, lambda: self._add_tags(t, [b["id"].removeprefix("tag-")])
+                t = r[1]
+                return "tags", t, lambda: self._add_tags(t, [b["id"].removeprefix("tag-")])
             if (r := m(r"/conversations/(\w+)")) and method == "PUT":
-                t = r[1]; return "update", t, lambda: self._update(t, "high" if b.get("priority") == "priority" else "normal", None)
+                t = r[1]
+                return (
+                    "update",
+                    t,
+                    lambda: self._update(t, "high" if b.get("priority") == "priority" else "normal", None),
+                )
             if (r := m(r"/conversations/(\w+)/parts")) and method == "POST" and b.get("message_type") == "close":
-                t = r[1]; return "update", t, lambda: self._update(t, None, "solved")
+                t = r[1]
+                return "update", t, lambda: self._update(t, None, "solved")
         if v == "front":
             if (r := m(r"/conversations/(\w+)/messages")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"_results": [{"body": x, "is_inbound": False} for x in self.replies[t]]}
+                t = r[1]
+                return "read", t, lambda: {"_results": [{"body": x, "is_inbound": False} for x in self.replies[t]]}
             if (r := m(r"/conversations/(\w+)/messages")) and method == "POST":
-                t = r[1]; return "reply", t, lambda: self._reply(t, b["body"])
+                t = r[1]
+                return "reply", t, lambda: self._reply(t, b["body"])
             if m(r"/tags") and method == "GET":
                 return "read", "", lambda: {"_results": []}
             if m(r"/tags") and method == "POST":
                 return "tag-create", "", lambda: {"id": "tag_" + b["name"], "name": b["name"]}
             if (r := m(r"/conversations/(\w+)/tags")) and method == "POST":
-                t = r[1]; return "tags", t, lambda: self._add_tags(t, [i.removeprefix("tag_") for i in b["tag_ids"]])
+                t = r[1]
+                return "tags", t, lambda: self._add_tags(t, [i.removeprefix("tag_") for i in b["tag_ids"]])
             if (r := m(r"/conversations/(\w+)")) and method == "PATCH":
-                t = r[1]; return "update", t, lambda: self._update(t, None, "solved" if b.get("status") == "archived" else None)
+                t = r[1]
+                return "update", t, lambda: self._update(t, None, "solved" if b.get("status") == "archived" else None)
         if v == "chatwoot":
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/messages")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"payload": [{"content": x, "message_type": 1} for x in self.replies[t]]}
+                t = r[1]
+                return "read", t, lambda: {"payload": [{"content": x, "message_type": 1} for x in self.replies[t]]}
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/messages")) and method == "POST":
-                t = r[1]; return "reply", t, lambda: self._reply(t, b["content"])
+                t = r[1]
+                return "reply", t, lambda: self._reply(t, b["content"])
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/labels")) and method == "GET":
-                t = r[1]; return "read", t, lambda: {"payload": list(self.tags[t])}
+                t = r[1]
+                return "read", t, lambda: {"payload": list(self.tags[t])}
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/labels")) and method == "POST":
                 t = r[1]
+
                 def apply():
-                    self.tags[t] = list(b["labels"]); return {"payload": self.tags[t]}
+                    self.tags[t] = list(b["labels"])
+                    return {"payload": self.tags[t]}
+
                 return "tags", t, apply
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/toggle_priority")) and method == "POST":
-                t = r[1]; return "update", t, lambda: self._update(t, b["priority"], None)
+                t = r[1]
+                return "update", t, lambda: self._update(t, b["priority"], None)
             if (r := m(r"/api/v1/accounts/\d+/conversations/(\d+)/toggle_status")) and method == "POST":
-                t = r[1]; return "update", t, lambda: self._update(t, None, "solved" if b["status"] == "resolved" else None)
+                t = r[1]
+                return "update", t, lambda: self._update(t, None, "solved" if b["status"] == "resolved" else None)
         if v == "zammad":
             if (r := m(r"/api/v1/ticket_articles/by_ticket/(\d+)")) and method == "GET":
-                t = r[1]; return "read", t, lambda: [{"body": x, "sender": "Agent"} for x in self.replies[t]]
+                t = r[1]
+                return "read", t, lambda: [{"body": x, "sender": "Agent"} for x in self.replies[t]]
             if m(r"/api/v1/ticket_articles") and method == "POST":
-                t = str(b["ticket_id"]); return "reply", t, lambda: self._reply(t, b["body"])
+                t = str(b["ticket_id"])
+                return "reply", t, lambda: self._reply(t, b["body"])
             if m(r"/api/v1/tags/add") and method == "POST":
-                t = str(b["o_id"]); return "tags", t, lambda: self._add_tags(t, [b["item"]])
+                t = str(b["o_id"])
+                return "tags", t, lambda: self._add_tags(t, [b["item"]])
             if (r := m(r"/api/v1/tickets/(\d+)")) and method == "PUT":
-                t = r[1]; return "update", t, lambda: self._update(t, (b.get("priority") or "").partition(" ")[2] or None, "solved" if b.get("state") == "closed" else None)
+                t = r[1]
+                return (
+                    "update",
+                    t,
+                    lambda: self._update(
+                        t,
+                        (b.get("priority") or "").partition(" ")[2] or None,
+                        "solved" if b.get("state") == "closed" else None,
+                    ),
+                )
         return None
 
     def _reply(self, ticket: str, body: str):

@@ -18,8 +18,10 @@ HOSTILE = {
 
 
 def test_a_helpdesk_body_keeps_its_text_and_lines_and_drops_scripts_and_styles():
-    body = ("<p>Hello <b>world</b></p><div>line two<br>fish &amp; chips&nbsp;please</div>"
-            "<script>steal()</script><style>.x{color:red}</style><ul><li>one</li><li>two</li></ul>")
+    body = (
+        "<p>Hello <b>world</b></p><div>line two<br>fish &amp; chips&nbsp;please</div>"
+        "<script>steal()</script><style>.x{color:red}</style><ul><li>one</li><li>two</li></ul>"
+    )
 
     assert html_to_text(body) == "Hello world\n\nline two\nfish & chips please\n* one\n* two"
 

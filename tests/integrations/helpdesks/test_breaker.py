@@ -106,8 +106,13 @@ def ticket_for():
 
     def _ticket(source):
         return ticket_ingest(
-            ticket_in=TicketIn(source=source.ticket_source, external_id=str(next(counter)), subject="Cracked hopper",
-                               body="My grinder hopper arrived cracked.", requester="maria@example.com"),
+            ticket_in=TicketIn(
+                source=source.ticket_source,
+                external_id=str(next(counter)),
+                subject="Cracked hopper",
+                body="My grinder hopper arrived cracked.",
+                requester="maria@example.com",
+            ),
             enqueue=False,
         ).run
 
@@ -139,8 +144,10 @@ def test_an_unreachable_helpdesk_opens_its_circuit_and_others_still_get_their_re
     assert [a.status for a in actions] == [Action.Status.FAILED] * 4
     assert [a.attempts for a in actions] == [1, 1, 1, 1]
     opened = re.escape(f"helpdesk {dead.ticket_source} unreachable, circuit open until ")
-    assert re.fullmatch(f"HelpdeskUnavailable: {opened}[0-9: -]+ UTC: PUT /api/v2/tickets/100/tags\\.json: (URLError|TimeoutError): .*",
-                        actions[0].error), actions[0].error
+    assert re.fullmatch(
+        f"HelpdeskUnavailable: {opened}[0-9: -]+ UTC: PUT /api/v2/tickets/100/tags\\.json: (URLError|TimeoutError): .*",
+        actions[0].error,
+    ), actions[0].error
     assert all(re.fullmatch(f"HelpdeskUnavailable: {opened}[0-9: -]+ UTC: not sent", a.error) for a in actions[1:])
     if silent is not None:
         assert silent.arrived == [("PUT", "/api/v2/tickets/100/tags.json")] * 3
@@ -151,9 +158,14 @@ def test_an_unreachable_helpdesk_opens_its_circuit_and_others_still_get_their_re
     # then: it fails at once, nothing sent, with a reason staff can read
     assert took < 0.5
     assert [a.status for a in actions] == [Action.Status.FAILED] * 4
-    until = datetime.strptime(re.search(r"until ([0-9: -]+) UTC", actions[2].error)[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    until = datetime.strptime(re.search(r"until ([0-9: -]+) UTC", actions[2].error)[1], "%Y-%m-%d %H:%M:%S").replace(
+        tzinfo=UTC
+    )
     assert timedelta(seconds=55) < until - datetime.now(UTC) <= timedelta(seconds=60)
-    assert actions[2].error == f"HelpdeskUnavailable: helpdesk {dead.ticket_source} unreachable, circuit open until {until:%Y-%m-%d %H:%M:%S} UTC: not sent"
+    assert (
+        actions[2].error == f"HelpdeskUnavailable: helpdesk {dead.ticket_source} unreachable, "
+        f"circuit open until {until:%Y-%m-%d %H:%M:%S} UTC: not sent"
+    )
     if silent is not None:
         assert len(silent.arrived) == 3
 
@@ -166,14 +178,20 @@ def test_an_unreachable_helpdesk_opens_its_circuit_and_others_still_get_their_re
     assert healthy_stub.reply_posts == 1
 
 
-def test_after_the_cool_down_retry_writebacks_sends_the_reply_exactly_once(settings, helpdesk_source, stub_helpdesk, ticket_for):
+def test_after_the_cool_down_retry_writebacks_sends_the_reply_exactly_once(
+    settings, helpdesk_source, stub_helpdesk, ticket_for
+):
     # given: a helpdesk answering 503 to everything opened its circuit on a ticket's write-back
     settings.TRIAGE_WRITEBACK_BREAKER_COOLDOWN = 2.0
     stub = stub_helpdesk("zendesk")
     stub.fail_all = True
     source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="a@example.com", api_token="t")
     run = ticket_for(source)
-    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY), ProposedAction(kind=ActionKind.SOLVE)], reply=REPLY)
+    actions = run_actions_execute(
+        run=run,
+        actions=[ProposedAction(kind=ActionKind.SEND_REPLY), ProposedAction(kind=ActionKind.SOLVE)],
+        reply=REPLY,
+    )
     assert [a.status for a in actions] == [Action.Status.FAILED] * 2
     assert "circuit open until" in actions[0].error and "HTTP 503" in actions[0].error
     sent_while_down = len(stub.requests)
@@ -185,7 +203,10 @@ def test_after_the_cool_down_retry_writebacks_sends_the_reply_exactly_once(setti
 
     # then: nothing was sent and no attempt was spent
     assert len(stub.requests) == sent_while_down
-    assert list(Action.objects.filter(run=run).order_by("pk").values_list("status", "attempts")) == [(Action.Status.FAILED, 1)] * 2
+    assert (
+        list(Action.objects.filter(run=run).order_by("pk").values_list("status", "attempts"))
+        == [(Action.Status.FAILED, 1)] * 2
+    )
 
     # when: after the cool-down, twice
     time.sleep(2.1)
@@ -193,7 +214,10 @@ def test_after_the_cool_down_retry_writebacks_sends_the_reply_exactly_once(setti
     call_command("retry_writebacks")
 
     # then: the reply went out exactly once and the ticket is solved
-    assert list(Action.objects.filter(run=run).order_by("pk").values_list("status", "attempts", "error")) == [(Action.Status.DONE, 2, "")] * 2
+    assert (
+        list(Action.objects.filter(run=run).order_by("pk").values_list("status", "attempts", "error"))
+        == [(Action.Status.DONE, 2, "")] * 2
+    )
     assert [comparable(r) for r in stub.replies[run.ticket.external_id]] == [comparable(REPLY)]
     assert stub.reply_posts == 1
     assert stub.status[run.ticket.external_id] == "solved"
@@ -208,24 +232,36 @@ def test_an_http_4xx_is_not_retried_and_does_not_open_the_circuit(helpdesk_sourc
         Ticket.objects.filter(pk=run.ticket_id).update(external_id=f"no-such-{run.pk}")
 
     # when
-    outcomes = [run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")[0] for run in runs]
+    outcomes = [
+        run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")[0] for run in runs
+    ]
 
     # then: one request per ticket, each failed with the helpdesk's answer, none refused by a circuit
     assert [a.status for a in outcomes] == [Action.Status.FAILED] * 4
-    assert all(a.error.startswith("WritebackError: PUT /api/v2/tickets/no-such-") and "HTTP 404" in a.error for a in outcomes)
+    assert all(
+        a.error.startswith("WritebackError: PUT /api/v2/tickets/no-such-") and "HTTP 404" in a.error for a in outcomes
+    )
     assert len(stub.requests) == 4
 
 
-def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(settings, helpdesk_source, stub_helpdesk, ticket_for):
+def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(
+    settings, helpdesk_source, stub_helpdesk, ticket_for
+):
     # given: a worker posted the reply and stopped before recording it (the action stays IN_FLIGHT)
     settings.TRIAGE_WRITEBACK_LEASE = 300
     stub = stub_helpdesk("zendesk")
     source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="a@example.com", api_token="t")
     run = ticket_for(source)
     stub.replies[run.ticket.external_id].append(REPLY)
-    action = Action.objects.create(run=run, kind=ActionKind.SEND_REPLY, idempotency_key=f"run:{run.pk}:0:send_reply",
-                                   payload={"kind": "send_reply", "body": REPLY}, status=Action.Status.IN_FLIGHT,
-                                   attempts=1, claimed_at=datetime.now(UTC) - timedelta(seconds=60))
+    action = Action.objects.create(
+        run=run,
+        kind=ActionKind.SEND_REPLY,
+        idempotency_key=f"run:{run.pk}:0:send_reply",
+        payload={"kind": "send_reply", "body": REPLY},
+        status=Action.Status.IN_FLIGHT,
+        attempts=1,
+        claimed_at=datetime.now(UTC) - timedelta(seconds=60),
+    )
 
     # when: within the lease, the run is resumed and retry_writebacks runs
     resumed = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY)
@@ -242,7 +278,11 @@ def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(settings, he
     # then: claimed again, the reply was found on the ticket, not posted twice
     action.refresh_from_db()
     assert (action.status, action.attempts, action.result, action.claimed_at) == (
-        Action.Status.DONE, 2, {"vendor": "zendesk", "reply": "already posted"}, None)
+        Action.Status.DONE,
+        2,
+        {"vendor": "zendesk", "reply": "already posted"},
+        None,
+    )
     assert stub.replies[run.ticket.external_id] == [REPLY]
     assert stub.reply_posts == 0
 
@@ -264,7 +304,9 @@ def test_with_redis_an_open_circuit_is_shared_by_every_worker(settings, dead_hel
         # in memory) writes back the next ticket
         opened = run_actions_execute(run=first, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")[0]
         breakers_forget()
-        actions, took = timed(lambda: run_actions_execute(run=second, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply=""))
+        actions, took = timed(
+            lambda: run_actions_execute(run=second, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")
+        )
 
         # then: the second worker knew the circuit was open and sent nothing
         assert opened.status == Action.Status.FAILED and "circuit open until" in opened.error

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_anthropic import FakeAnthropic  # noqa: E402
+from fake_anthropic import FakeAnthropic
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +33,10 @@ def claude(settings, db):
     settings.TRIAGE_CLASSIFY_CASCADE = ["anthropic"]
     settings.TRIAGE_DRAFT_PROVIDERS = ["local"]
     settings.ANTHROPIC_API_KEY = "sk-test"
-    settings.TRIAGE_ANTHROPIC_MODELS = {"classify": ["claude-haiku-4-5", "claude-sonnet-4-6"],
-                                        "draft": ["claude-sonnet-4-6", "claude-haiku-4-5"]}
+    settings.TRIAGE_ANTHROPIC_MODELS = {
+        "classify": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+        "draft": ["claude-sonnet-4-6", "claude-haiku-4-5"],
+    }
     settings.TRIAGE_ANTHROPIC_TIMEOUT = 5.0
     settings.TRIAGE_DAILY_SPEND_CAP = 0
     settings.TRIAGE_BREAKER_FAILURES = 5

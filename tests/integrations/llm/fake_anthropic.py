@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DEFAULT_USAGE = {"input_tokens": 420, "output_tokens": 60, "cache_creation_input_tokens": 1800,
-                 "cache_read_input_tokens": 0}
+DEFAULT_USAGE = {
+    "input_tokens": 420,
+    "output_tokens": 60,
+    "cache_creation_input_tokens": 1800,
+    "cache_read_input_tokens": 0,
+}
 PASSAGE = re.compile(r'<passage chunk_id="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)
 
 
@@ -42,8 +46,12 @@ class Reply:
 
 
 def error(status: int, error_type: str, *, retry_after: str | None = None, message: str = "") -> Reply:
-    return Reply(status=status, error_type=error_type, message=message or error_type.replace("_", " "),
-                 headers={"retry-after": retry_after} if retry_after is not None else {})
+    return Reply(
+        status=status,
+        error_type=error_type,
+        message=message or error_type.replace("_", " "),
+        headers={"retry-after": retry_after} if retry_after is not None else {},
+    )
 
 
 def dropped() -> Reply:
@@ -55,8 +63,14 @@ def answer(tool_input: dict[str, Any], **kw: Any) -> Reply:
 
 
 def classification(category: str, *, confidence: float = 1.0, **extra: Any) -> dict[str, Any]:
-    return {"category": category, "confidence": confidence, "out_of_scope": category == "out_of_scope",
-            "priority": "normal", "rationale": "scripted", **extra}
+    return {
+        "category": category,
+        "confidence": confidence,
+        "out_of_scope": category == "out_of_scope",
+        "priority": "normal",
+        "rationale": "scripted",
+        **extra,
+    }
 
 
 def valid_answer(body: dict[str, Any], *, category: str | None = None) -> Reply:
@@ -84,8 +98,7 @@ class Served:
 class FakeAnthropic:
     """`with FakeAnthropic(script) as fake:` ... `fake.base_url`, `fake.requests`, `fake.served`."""
 
-    def __init__(self, script: list[Reply] | None = None,
-                 default: Callable[[dict[str, Any]], Reply] | None = None):
+    def __init__(self, script: list[Reply] | None = None, default: Callable[[dict[str, Any]], Reply] | None = None):
         self.script = list(script or [])
         self.default = default or valid_answer
         self.requests: list[dict[str, Any]] = []
@@ -115,11 +128,13 @@ class FakeAnthropic:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path.split("?")[0] != "/v1/messages":
-                    return self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+                    return self._send(
+                        404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}
+                    )
                 with fake._lock:
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = fake.next_reply(body)
@@ -140,10 +155,21 @@ class FakeAnthropic:
                         fake.served.append(Served(msg_id, model, reply.status, None, delivered, reply.delay))
                     return None
                 payload = {
-                    "id": msg_id, "type": "message", "role": "assistant", "model": model,
-                    "content": [{"type": "tool_use", "id": f"toolu_{msg_id}", "name": body["tool_choice"]["name"],
-                                 "input": reply.tool_input or {}}],
-                    "stop_reason": "tool_use", "stop_sequence": None, "usage": reply.usage,
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": f"toolu_{msg_id}",
+                            "name": body["tool_choice"]["name"],
+                            "input": reply.tool_input or {},
+                        }
+                    ],
+                    "stop_reason": "tool_use",
+                    "stop_sequence": None,
+                    "usage": reply.usage,
                 }
                 delivered = self._send(200, payload, {"request-id": f"req_{msg_id}", **reply.headers})
                 with fake._lock:

@@ -74,7 +74,12 @@ def test_a_valid_structured_answer_is_used_priced_and_the_route_recorded(claude,
     assert "<ticket>\n" + PASSWORD_TICKET in request["messages"][0]["content"]
     assert fake.headers[0].get("x-stainless-retry-count") == "0"
     # Actions come from code, not from the model: a non-money category gets the ordinary ones.
-    assert {a["kind"] for a in step.output["proposed_actions"]} == {"set_category", "set_priority", "send_reply", "solve"}
+    assert {a["kind"] for a in step.output["proposed_actions"]} == {
+        "set_category",
+        "set_priority",
+        "send_reply",
+        "solve",
+    }
 
 
 def test_a_category_that_does_not_exist_gets_one_repair_then_a_person(claude, ingest):
@@ -94,8 +99,9 @@ def test_a_category_that_does_not_exist_gets_one_repair_then_a_person(claude, in
 
 
 def test_malformed_output_is_repaired_once_and_then_used(claude, ingest):
-    fake = claude([answer({"category": "account_access", "confidence": "very high"}),
-                   answer(classification("account_access"))])
+    fake = claude(
+        [answer({"category": "account_access", "confidence": "very high"}), answer(classification("account_access"))]
+    )
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
     run = run_pipeline(run_id=result.run.pk)
@@ -158,8 +164,12 @@ def test_500s_until_the_retries_run_out_send_the_ticket_to_a_person(claude, inge
     run = run_pipeline(run_id=result.run.pk)
 
     assert run.status == PipelineRun.Status.WAITING and run.route == "human"
-    assert classify_attempts(run) == [(1, "failed", "claude-haiku-4-5"), (2, "failed", "claude-haiku-4-5"),
-                                      (3, "failed", "claude-haiku-4-5"), (4, "escalated", "")]
+    assert classify_attempts(run) == [
+        (1, "failed", "claude-haiku-4-5"),
+        (2, "failed", "claude-haiku-4-5"),
+        (3, "failed", "claude-haiku-4-5"),
+        (4, "escalated", ""),
+    ]
     assert len(fake.requests) == 3 and classify_cost(run) == 0
     approval = ApprovalRequest.objects.get(run=run)
     assert approval.failed_gates == ["step_failed"] and "HTTP 500" in approval.reason
@@ -194,8 +204,14 @@ def test_a_401_is_not_retried_it_goes_to_a_person_with_an_alert(claude, ingest, 
     first = run.steps.get(step="classify", attempt=1)
     assert "HTTP 401 authentication_error" in first.error and "not retried" in first.error
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("ERROR", ("anthropic classify call refused: claude-haiku-4-5: HTTP 401 authentication_error: invalid x-api-key "
-                   "(not retried: the request or the credentials need fixing)"))]
+        (
+            "ERROR",
+            (
+                "anthropic classify call refused: claude-haiku-4-5: HTTP 401 authentication_error: invalid x-api-key "
+                "(not retried: the request or the credentials need fixing)"
+            ),
+        )
+    ]
     assert "401" in ApprovalRequest.objects.get(run=run).reason and classify_cost(run) == 0
 
 
@@ -241,8 +257,9 @@ def test_over_the_daily_spending_cap_runs_stay_local_and_say_so(claude, ingest, 
 def test_admin_settings_choose_the_models_and_admin_prices_the_calls(claude, ingest):
     fake = claude([answer(classification("account_access"))])
     ProviderSettings.objects.create(classify_models="claude-opus-4-6")
-    ModelPrice.objects.create(model="claude-opus-4-6", input_per_mtok=10, output_per_mtok=50, cache_write_per_mtok=0,
-                              cache_read_per_mtok=0)
+    ModelPrice.objects.create(
+        model="claude-opus-4-6", input_per_mtok=10, output_per_mtok=50, cache_write_per_mtok=0, cache_read_per_mtok=0
+    )
 
     run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
 
@@ -307,8 +324,12 @@ def test_the_tool_schemas_on_the_wire_are_the_contracts_with_their_limits(claude
 
 def test_a_rationale_over_the_contracts_limit_is_sent_back_for_repair(claude, ingest):
     limit = max_length(ClassificationAnswer, "rationale")
-    fake = claude([answer(classification("account_access", rationale="x" * (limit + 1))),
-                   answer(classification("account_access", rationale="x" * limit))])
+    fake = claude(
+        [
+            answer(classification("account_access", rationale="x" * (limit + 1))),
+            answer(classification("account_access", rationale="x" * limit)),
+        ]
+    )
 
     run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
 

@@ -18,8 +18,11 @@ from triage.pipeline import gates
 PASSAGE = Passage(chunk_id=1, article_id=1, article_title="Refunds", score=0.8, text="Refunds take five days.")
 RETRIEVAL = Retrieval(passages=[PASSAGE])
 DRAFT = Draft(body="Refunds take five days.", citations=[1])
-REFUND = Classification(category="refund_request", confidence=0.9,
-                        proposed_actions=[ProposedAction(kind=ActionKind.REFUND, amount=Decimal("12.00"))])
+REFUND = Classification(
+    category="refund_request",
+    confidence=0.9,
+    proposed_actions=[ProposedAction(kind=ActionKind.REFUND, amount=Decimal("12.00"))],
+)
 
 
 def every_gate_verdict():
@@ -51,18 +54,18 @@ def test_the_registry_names_each_gate_once_and_step_failed_as_a_reason_of_any_st
 
 
 def test_the_inbox_filter_lists_every_registered_gate_with_its_label_money_promise_included():
-    assert GATES == tuple(g.name for g in gates.REGISTRY)
+    assert tuple(g.name for g in gates.REGISTRY) == GATES
     assert GATE_NAMES[gates.MONEY_PROMISE] == "Money promise"
     assert InboxFilterForm({"gate": gates.MONEY_PROMISE}).is_valid()
     assert not InboxFilterForm({"gate": "no_such_gate"}).is_valid()
 
 
 def test_the_reliability_figures_count_only_the_gates_that_judge_their_step():
-    assert STEP_GATES == {
+    assert {
         "retrieve": {gates.RETRIEVAL},
         "classify": {gates.SCHEMA, gates.CONFIDENCE},
         "draft": {gates.GROUNDEDNESS, gates.PERSONAL_DATA},
-    }
+    } == STEP_GATES
     # The holds say who must act, not that the step erred.
     holds = {gates.MONEY, gates.MONEY_PROMISE, gates.CATEGORY_POLICY, gates.STEP_FAILED}
     assert not holds & set().union(*(STEP_GATES[s] for s in CHAIN_STEPS))
@@ -77,8 +80,9 @@ def test_a_verdict_from_before_the_registry_still_reads_as_words():
 def test_the_inbox_filters_by_the_money_promise_gate(admin_client):
     def pending(external_id: str, failed: list[str]) -> ApprovalRequest:
         ticket = Ticket.objects.create(source="test", external_id=external_id, body="Where is my refund?")
-        run = PipelineRun.objects.create(ticket=ticket, status=PipelineRun.Status.WAITING,
-                                         route=PipelineRun.Route.HUMAN)
+        run = PipelineRun.objects.create(
+            ticket=ticket, status=PipelineRun.Status.WAITING, route=PipelineRun.Route.HUMAN
+        )
         return ApprovalRequest.objects.create(run=run, ticket=ticket, reason="r", failed_gates=failed)
 
     promised = pending("promise-1", [gates.MONEY_PROMISE])

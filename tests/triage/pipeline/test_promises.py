@@ -74,7 +74,10 @@ def test_policy_descriptions_conditions_and_negations_are_not_promises(reply):
 
 def test_a_sentence_quoted_word_for_word_from_the_knowledge_base_is_policy():
     # given: a policy sentence that reads like a promise out of context
-    kb = "## Refund amounts\n\nA refund for a change-of-mind return is the price you paid, minus $6.50 if you used our label."
+    kb = (
+        "## Refund amounts\n\n"
+        "A refund for a change-of-mind return is the price you paid, minus $6.50 if you used our label."
+    )
     quote = "A refund for a change-of-mind return is the price you paid, minus $6.50 if you used our label."
 
     # then: flagged on its own, not when the knowledge base says it

@@ -135,7 +135,10 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     assert run.status == PipelineRun.Status.COMPLETED
     assert calls["predict"] == 0
     assert steps_of(run)[:4] == [
-        ("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "failed"), ("draft", 2, "succeeded"),
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("draft", 1, "failed"),
+        ("draft", 2, "succeeded"),
     ]
     assert "interrupted" in run.steps.get(step="draft", attempt=1).error
     assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
@@ -173,8 +176,11 @@ def test_a_step_that_keeps_failing_escalates_to_a_person_after_its_attempts(inge
 
     run = run_pipeline(run_id=result.run.pk)
 
-    assert [s for s in steps_of(run) if s[0] == "draft"] == [("draft", 1, "failed"), ("draft", 2, "failed"),
-                                                             ("draft", 3, "escalated")]
+    assert [s for s in steps_of(run) if s[0] == "draft"] == [
+        ("draft", 1, "failed"),
+        ("draft", 2, "failed"),
+        ("draft", 3, "escalated"),
+    ]
     approval = ApprovalRequest.objects.get(run=run)
     assert approval.failed_gates == ["step_failed"] and "drafting service down" in approval.reason
     assert not Action.objects.filter(run=run).exists()

@@ -80,12 +80,25 @@ def test_no_row_lock_is_held_while_the_helpdesk_is_called(committed, held_helpde
     settings.TRIAGE_WRITEBACK_TIMEOUT = 5.0
 
     def given():
-        source = HelpdeskSource.objects.create(vendor="zendesk", name=f"held-{uuid.uuid4().hex[:6]}", secret=SECRET,
-                                               base_url=held_helpdesk.base_url, api_user="a@example.com", api_token="t")
+        source = HelpdeskSource.objects.create(
+            vendor="zendesk",
+            name=f"held-{uuid.uuid4().hex[:6]}",
+            secret=SECRET,
+            base_url=held_helpdesk.base_url,
+            api_user="a@example.com",
+            api_token="t",
+        )
         committed.append(source)
-        run = ticket_ingest(ticket_in=TicketIn(source=source.ticket_source, external_id="5158", subject="Cracked hopper",
-                                               body="My grinder hopper arrived cracked.", requester="maria@example.com"),
-                            enqueue=False).run
+        run = ticket_ingest(
+            ticket_in=TicketIn(
+                source=source.ticket_source,
+                external_id="5158",
+                subject="Cracked hopper",
+                body="My grinder hopper arrived cracked.",
+                requester="maria@example.com",
+            ),
+            enqueue=False,
+        ).run
         committed.append(run.ticket)
         return run
 
@@ -94,7 +107,9 @@ def test_no_row_lock_is_held_while_the_helpdesk_is_called(committed, held_helpde
 
     def worker():
         try:
-            outcome["actions"] = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY)
+            outcome["actions"] = run_actions_execute(
+                run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY
+            )
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertions below
             outcome["error"] = exc
         finally:
@@ -125,6 +140,10 @@ def test_no_row_lock_is_held_while_the_helpdesk_is_called(committed, held_helpde
     assert "error" not in outcome, outcome.get("error")
     done = outcome["actions"][0]
     assert (done.status, done.attempts, done.claimed_at, done.result) == (
-        Action.Status.DONE, 1, None, {"vendor": "zendesk", "reply": "posted"})
+        Action.Status.DONE,
+        1,
+        None,
+        {"vendor": "zendesk", "reply": "posted"},
+    )
     assert [comparable(r) for r in held_helpdesk.replies["5158"]] == [comparable(REPLY)]
     assert held_helpdesk.reply_posts == 1

@@ -12,8 +12,15 @@ from triage.models import Action
 from triage.services import ticket_ingest
 from triage.writeback import run_actions_execute, writer_for
 
-REMOTE_IDS = {"zendesk": "5158", "freshdesk": "1042", "helpscout": "2391938111", "intercom": "147",
-              "front": "cnv_55c8c149", "chatwoot": "312", "zammad": "41"}
+REMOTE_IDS = {
+    "zendesk": "5158",
+    "freshdesk": "1042",
+    "helpscout": "2391938111",
+    "intercom": "147",
+    "front": "cnv_55c8c149",
+    "chatwoot": "312",
+    "zammad": "41",
+}
 REPLY = "Sorry your grinder arrived damaged.\nWe are sending a replacement hopper today."
 DECISION = [
     ProposedAction(kind=ActionKind.SET_CATEGORY, note="damaged_item"),
@@ -45,8 +52,13 @@ def connected(helpdesk_source, stub_helpdesk):
         stub = stub_helpdesk(vendor)
         source = helpdesk_source(vendor, base_url=stub.base_url, api_user="7", api_token="api-token-123")
         run = ticket_ingest(
-            ticket_in=TicketIn(source=source.ticket_source, external_id=REMOTE_IDS[vendor], subject="Cracked hopper",
-                               body="My grinder hopper arrived cracked.", requester="maria@example.com"),
+            ticket_in=TicketIn(
+                source=source.ticket_source,
+                external_id=REMOTE_IDS[vendor],
+                subject="Cracked hopper",
+                body="My grinder hopper arrived cracked.",
+                requester="maria@example.com",
+            ),
             enqueue=False,
         ).run
         return stub, run
@@ -115,7 +127,11 @@ def test_a_write_back_that_keeps_failing_is_failed_with_its_error_and_retried_la
     stub.fail_all = True
 
     # when
-    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY), ProposedAction(kind=ActionKind.SOLVE)], reply=REPLY)
+    actions = run_actions_execute(
+        run=run,
+        actions=[ProposedAction(kind=ActionKind.SEND_REPLY), ProposedAction(kind=ActionKind.SOLVE)],
+        reply=REPLY,
+    )
 
     # then: visible as failed, with the error
     assert [a.status for a in actions] == [Action.Status.FAILED] * 2
@@ -137,15 +153,18 @@ def test_a_write_back_that_keeps_failing_is_failed_with_its_error_and_retried_la
 def test_money_actions_are_recorded_not_sent_to_the_helpdesk(connected):
     stub, run = connected("zendesk")
 
-    actions = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.REFUND, note="duplicate charge")], reply="")
+    actions = run_actions_execute(
+        run=run, actions=[ProposedAction(kind=ActionKind.REFUND, note="duplicate charge")], reply=""
+    )
 
     assert actions[0].status == Action.Status.DONE
     assert actions[0].result == {"vendor": "zendesk", "recorded": True, "kind": "refund"}
     assert stub.requests == []
 
 
-def test_webhook_to_decision_to_helpdesk_end_to_end(helpdesk_source, stub_helpdesk, deliver, sign, payload,
-                                                    django_capture_on_commit_callbacks, admin_user, settings):
+def test_webhook_to_decision_to_helpdesk_end_to_end(
+    helpdesk_source, stub_helpdesk, deliver, sign, payload, django_capture_on_commit_callbacks, admin_user, settings
+):
     # given: a Zendesk source whose REST API is the loopback stub; runs are worked at once
     from approvals.models import ApprovalRequest
     from approvals.services import approval_decide
@@ -163,10 +182,13 @@ def test_webhook_to_decision_to_helpdesk_end_to_end(helpdesk_source, stub_helpde
     if run.status == PipelineRun.Status.WAITING:
         approval = ApprovalRequest.objects.get(run=run)
         with django_capture_on_commit_callbacks(execute=True):
-            approval_decide(approval_id=approval.pk, actor=admin_user, verdict="edit", reply="A new hopper is on its way.")
+            approval_decide(
+                approval_id=approval.pk, actor=admin_user, verdict="edit", reply="A new hopper is on its way."
+            )
         with django_capture_on_commit_callbacks(execute=True):  # a second delivery of the decision changes nothing
             PipelineRun.objects.filter(pk=run.pk).update(status=PipelineRun.Status.QUEUED)
             from triage.tasks import run_task
+
             run_task(run.pk)
     run.refresh_from_db()
 
@@ -177,14 +199,16 @@ def test_webhook_to_decision_to_helpdesk_end_to_end(helpdesk_source, stub_helpde
     assert stub.reply_posts == 1
 
 
-HOSTILE_REPLY = 'Hi there,\n\n<img src=x onerror="alert(1)"> & <a href="https://evil.example.com">confirm your card</a>\nThanks'
+HOSTILE_REPLY = (
+    'Hi there,\n\n<img src=x onerror="alert(1)"> & <a href="https://evil.example.com">confirm your card</a>\nThanks'
+)
 # Vendors whose reply field is rendered as HTML get escaped text with its line breaks as markup; the others
 # take plain text (Zendesk `comment.body`, Zammad `content_type: text/plain`, Chatwoot `content`).
 HTML_REPLY = {
-    "front": '<p>Hi there,</p>\n\n<p>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;'
-             'https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks</p>',
-    "freshdesk": 'Hi there,<br><br>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;'
-                 'https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks',
+    "front": "<p>Hi there,</p>\n\n<p>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;"
+    "https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks</p>",
+    "freshdesk": "Hi there,<br><br>&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;a href=&quot;"
+    "https://evil.example.com&quot;&gt;confirm your card&lt;/a&gt;<br>Thanks",
 }
 HTML_REPLY["intercom"] = HTML_REPLY["helpscout"] = HTML_REPLY["front"]
 

@@ -14,8 +14,16 @@ class Bars:
         self._bars: list[tqdm] = []
 
     def __call__(self, label: str, total: int) -> Callable[[int], None]:
-        bar = tqdm(total=total, desc=label, unit="", file=sys.stderr, leave=True, dynamic_ncols=True,
-                   disable=not self.enabled, mininterval=0.5 if sys.stderr.isatty() else 5.0)
+        bar = tqdm(
+            total=total,
+            desc=label,
+            unit="",
+            file=sys.stderr,
+            leave=True,
+            dynamic_ncols=True,
+            disable=not self.enabled,
+            mininterval=0.5 if sys.stderr.isatty() else 5.0,
+        )
         self._bars.append(bar)
 
         def tick(n: int) -> None:

@@ -50,8 +50,13 @@ class Command(BaseCommand):
         new = 0
         for row in data.tickets:
             result = ticket_ingest(
-                ticket_in=TicketIn(source="demo", external_id=f"demo-{row.line}", subject="", body=row.text,
-                                   requester=f"customer{row.line}@example.com"),
+                ticket_in=TicketIn(
+                    source="demo",
+                    external_id=f"demo-{row.line}",
+                    subject="",
+                    body=row.text,
+                    requester=f"customer{row.line}@example.com",
+                ),
                 reference_label=row.label,
             )
             new += result.created
@@ -60,7 +65,8 @@ class Command(BaseCommand):
         runs = PipelineRun.objects.filter(ticket__source="demo")
         policy = gate_policy_current()
         figures = chain_figures(
-            runs=runs, truth=ReferenceLabels(money_labels=frozenset(data.money_labels)),
+            runs=runs,
+            truth=ReferenceLabels(money_labels=frozenset(data.money_labels)),
             human_cost=policy.human_cost_per_ticket or settings.TRIAGE_HUMAN_COST_PER_TICKET,
         )
         report = {"dataset": "demo", **figures.as_dict()}
@@ -72,7 +78,9 @@ class Command(BaseCommand):
         if not options["no_serve"]:
             self.stdout.write(f"Serving http://{options['addrport']}/ (Ctrl-C to stop)")
             self.stdout.write(f"  inbox   http://{options['addrport']}/  (sign in at /accounts/login/)")
-            self.stdout.write(f"  reports http://{options['addrport']}/reports/   admin http://{options['addrport']}/admin/")
+            self.stdout.write(
+                f"  reports http://{options['addrport']}/reports/   admin http://{options['addrport']}/admin/"
+            )
             call_command("runserver", options["addrport"], use_reloader=False)
 
     def _wait_for_runs(self, bars: Bars, total: int) -> None:
@@ -99,16 +107,29 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(9)
             secret_file.parent.mkdir(parents=True, exist_ok=True)
             secret_file.write_text(password)
-        admin, created = users.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        admin, created = users.objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
         if created or not admin.check_password(password):
             admin.set_password(password)
             admin.save()
         agents, _ = Group.objects.get_or_create(name="Agents")
-        agents.permissions.set(Permission.objects.filter(
-            content_type__app_label__in=["approvals", "triage"], codename__in=[
-                "view_approvalrequest", "change_approvalrequest", "add_decision", "view_decision", "view_ticket",
-                "change_ticket", "view_pipelinerun", "view_steprun", "view_action",
-            ]))
+        agents.permissions.set(
+            Permission.objects.filter(
+                content_type__app_label__in=["approvals", "triage"],
+                codename__in=[
+                    "view_approvalrequest",
+                    "change_approvalrequest",
+                    "add_decision",
+                    "view_decision",
+                    "view_ticket",
+                    "change_ticket",
+                    "view_pipelinerun",
+                    "view_steprun",
+                    "view_action",
+                ],
+            )
+        )
         agent, created = users.objects.get_or_create(username="agent", defaults={"is_staff": True})
         if created or not agent.check_password(password):
             agent.set_password(password)

@@ -8,7 +8,9 @@ class Command(BaseCommand):
     help = "Status or stop of the embedded PostgreSQL (it starts by itself when a command needs it)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("action", choices=["status", "stop"], help="status starts the server when it is not running")
+        parser.add_argument(
+            "action", choices=["status", "stop"], help="status starts the server when it is not running"
+        )
 
     def handle(self, *args: object, action: str, **options: object) -> None:
         if settings.DATABASE_URL:

@@ -1,7 +1,7 @@
 import json
-from typing import Any
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -25,9 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
         parser.add_argument(
-            "--provider", default="local", choices=sorted(settings.TRIAGE_PROVIDERS),
+            "--provider",
+            default="local",
+            choices=sorted(settings.TRIAGE_PROVIDERS),
             help="Reasoning provider: 'anthropic' asks Claude when the local classifier is unsure, and drafts with it "
-                 "(needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL).",
+            "(needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL).",
         )
 
     def handle(self, *args: object, **options: Any) -> None:
@@ -38,13 +40,19 @@ class Command(BaseCommand):
         human_cost = options["human_cost"] or settings.TRIAGE_HUMAN_COST_PER_TICKET
         provider = options["provider"]
         if provider == "anthropic" and not (settings.ANTHROPIC_API_KEY or getattr(settings, "ANTHROPIC_BASE_URL", "")):
-            raise CommandError("--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)")
+            raise CommandError(
+                "--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)"
+            )
         bars = Bars(enabled=not options["no_progress"])
         try:
             with isolated_database():
                 report = evaluate_dataset(
-                    dataset=dataset, human_cost=human_cost, progress=bars, limit=options["limit"],
-                    with_ungated=not options["no_ungated"], provider=provider,
+                    dataset=dataset,
+                    human_cost=human_cost,
+                    progress=bars,
+                    limit=options["limit"],
+                    with_ungated=not options["no_ungated"],
+                    provider=provider,
                 )
         finally:
             bars.close()
@@ -71,11 +79,16 @@ def render_report(report: dict) -> str:
     lines.append(f"{'':32}{'gated':>10}{'ungated':>10}")
     for title, key in rows:
         lines.append(f"{title:32}{_pct(report[key]):>10}{_pct(ungated[key]) if ungated else '':>10}")
-    for title, key in (("money auto-executed", "money_auto_executed"), ("money tickets auto-handled", "money_tickets_auto_handled")):
+    for title, key in (
+        ("money auto-executed", "money_auto_executed"),
+        ("money tickets auto-handled", "money_tickets_auto_handled"),
+    ):
         lines.append(f"{title:32}{report[key]:>10}{ungated[key] if ungated else '':>10}")
     for step, value in report["step_reliability"].items():
         lines.append(f"{'  step ' + step:32}{_pct(value):>10}")
-    lines.append(f"{'saved cost':32}{report['saved_cost']:>10.2f}  (human cost ${report['human_cost_per_ticket']:.2f}/ticket)")
+    lines.append(
+        f"{'saved cost':32}{report['saved_cost']:>10.2f}  (human cost ${report['human_cost_per_ticket']:.2f}/ticket)"
+    )
     if report.get("provider", "local") != "local" or report.get("llm_cost"):
         lines.append(
             f"{'model spend (' + report.get('provider', 'local') + ')':32}${report['llm_cost']:.4f}  "

@@ -30,5 +30,6 @@ class Command(BaseCommand):
         self.stdout.write("Training the local classifier ...")
         trained = classifier_train()
         self.stdout.write(
-            f"Trained on {trained.example_count} examples; suggested confidence threshold {trained.suggested_threshold:.2f}."
+            f"Trained on {trained.example_count} examples; "
+            f"suggested confidence threshold {trained.suggested_threshold:.2f}."
         )

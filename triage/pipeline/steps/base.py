@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from integrations.llm.base import ProviderReply
-from triage.contracts import Classification, Draft, Retrieval, Verdict
 from triage import embedding
+from triage.contracts import Classification, Draft, Retrieval, Verdict
 from triage.models import Category, GatePolicy, PipelineRun, Ticket
 
 if TYPE_CHECKING:  # the router is handed in by the runner; importing it here would only serve the type
@@ -54,16 +54,27 @@ class StepResult:
 
     @classmethod
     def from_reply(
-        cls, output: dict[str, Any], reply: ProviderReply | None, verdicts: list[Verdict], *, model: str = "",
+        cls,
+        output: dict[str, Any],
+        reply: ProviderReply | None,
+        verdicts: list[Verdict],
+        *,
+        model: str = "",
         why: str = "",
     ) -> StepResult:
         if reply is None:
             return cls(output=output, verdicts=verdicts, model=model, why=why)
         u = reply.usage
         return cls(
-            output=output, verdicts=verdicts, model=reply.model or model, why=why,
-            tokens_in=u.tokens_in + u.cache_write_tokens + u.cache_read_tokens, tokens_out=u.tokens_out,
-            cost=reply.cost, cache_write_tokens=u.cache_write_tokens, cache_read_tokens=u.cache_read_tokens,
+            output=output,
+            verdicts=verdicts,
+            model=reply.model or model,
+            why=why,
+            tokens_in=u.tokens_in + u.cache_write_tokens + u.cache_read_tokens,
+            tokens_out=u.tokens_out,
+            cost=reply.cost,
+            cache_write_tokens=u.cache_write_tokens,
+            cache_read_tokens=u.cache_read_tokens,
         )
 
 

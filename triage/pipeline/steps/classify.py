@@ -23,8 +23,9 @@ class ClassifyStep:
         verdicts = [gates.gate_schema(classification=decision.classification, error=None)]
         if state.policy.confidence_gate:
             verdicts.append(
-                gates.gate_confidence(classification=decision.classification,
-                                      threshold=state.threshold_for(state.category))
+                gates.gate_confidence(
+                    classification=decision.classification, threshold=state.threshold_for(state.category)
+                )
             )
         # Always on, whatever the gate policy says: money never moves without a person (see steps/route.py).
         verdicts.append(
@@ -35,8 +36,9 @@ class ClassifyStep:
             )
         )
         output = decision.classification.model_dump(mode="json") | {"routing": decision.trail}
-        return StepResult.from_reply(output, decision.reply, verdicts, model=decision.classification.model,
-                                     why=decision.why)
+        return StepResult.from_reply(
+            output, decision.reply, verdicts, model=decision.classification.model, why=decision.why
+        )
 
     def restore(self, state: RunState, output: dict[str, Any]) -> None:
         state.classification = Classification.model_validate({k: v for k, v in output.items() if k != "routing"})

@@ -28,13 +28,17 @@ class DraftStep:
         if state.policy.groundedness_gate:
             verdicts.append(
                 gates.gate_groundedness(
-                    draft=answer.draft, retrieval=state.retrieval, min_overlap=state.policy.groundedness_min_overlap,
+                    draft=answer.draft,
+                    retrieval=state.retrieval,
+                    min_overlap=state.policy.groundedness_min_overlap,
                     boilerplate=answer.boilerplate,
                 )
             )
         if state.policy.personal_data_gate:
             verdicts.append(
-                gates.gate_personal_data(draft=answer.draft, retrieval=state.retrieval, requester=state.ticket.requester)
+                gates.gate_personal_data(
+                    draft=answer.draft, retrieval=state.retrieval, requester=state.ticket.requester
+                )
             )
         return StepResult.from_reply(answer.draft.model_dump(mode="json"), answer.reply, verdicts, why=answer.why)
 

@@ -41,7 +41,9 @@ class ExecuteStep:
             reply = state.draft.body if state.draft else ""
             if state.run.gates_enabled and any(a.moves_money for a in proposed):
                 # Unreachable while the route step holds money for a person; a second lock on the same door.
-                raise MoneyWithoutPerson("Refused: an automatic run proposed a money-moving action; a person must decide.")
+                raise MoneyWithoutPerson(
+                    "Refused: an automatic run proposed a money-moving action; a person must decide."
+                )
         else:
             resolution = Resolution.model_validate(state.run.resolution or {})
             if resolution.verdict == "reject":
@@ -54,13 +56,16 @@ class ExecuteStep:
                     "permission."
                 )
         # A shadow run (gates off, evaluation only) records what it would do and sends nothing anywhere.
-        actions = run_actions_execute(run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled)
+        actions = run_actions_execute(
+            run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled
+        )
         failed = [a for a in actions if a.status != a.Status.DONE]
         if failed:
             # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.
-            raise RuntimeError("actions not carried out: " + ", ".join(
-                f"{a.kind} ({a.error or 'being carried out by another worker'})" for a in failed
-            ))
+            raise RuntimeError(
+                "actions not carried out: "
+                + ", ".join(f"{a.kind} ({a.error or 'being carried out by another worker'})" for a in failed)
+            )
         return StepResult(
             output={"actions": [{"kind": a.kind, "status": a.status, "key": a.idempotency_key} for a in actions]}
         )

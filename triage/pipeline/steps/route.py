@@ -39,7 +39,9 @@ class RouteStep:
         hold = money_hold(state)
         if hold is None and state.classification is not None and (state.passed or not state.run.gates_enabled):
             state.route = PipelineRun.Route.AUTO
-            return StepResult(output={"route": "auto", "reason": "every gate passed" if state.passed else "gates are off"})
+            return StepResult(
+                output={"route": "auto", "reason": "every gate passed" if state.passed else "gates are off"}
+            )
         state.route = PipelineRun.Route.HUMAN
         failed = [v for v in state.verdicts if not v.passed]
         verdicts = []
@@ -50,8 +52,13 @@ class RouteStep:
         # Who receives a stopped run is the approvals app's business; triage only knows the settings path.
         handler: Callable[..., Any] = import_string(settings.TRIAGE_ESCALATION_HANDLER)
         with transaction.atomic():
-            approval = handler(run=state.run, reason=reason, verdicts=state.verdicts + verdicts,
-                               classification=state.classification, draft=state.draft)
+            approval = handler(
+                run=state.run,
+                reason=reason,
+                verdicts=state.verdicts + verdicts,
+                classification=state.classification,
+                draft=state.draft,
+            )
         return StepResult(output={"route": "human", "reason": reason, "approval_id": approval.pk}, verdicts=verdicts)
 
     def restore(self, state: RunState, output: dict[str, Any]) -> None:

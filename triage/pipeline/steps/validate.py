@@ -19,8 +19,11 @@ class ValidateStep:
         failed = [v for v in state.verdicts + verdicts if not v.passed]
         state.passed = state.classification is not None and not failed
         return StepResult(
-            output={"passed": state.passed, "failed_gates": sorted({v.gate for v in failed}),
-                    "gates_enabled": state.run.gates_enabled},
+            output={
+                "passed": state.passed,
+                "failed_gates": sorted({v.gate for v in failed}),
+                "gates_enabled": state.run.gates_enabled,
+            },
             verdicts=[v for v in verdicts if not v.passed],
         )
 

@@ -14,20 +14,40 @@ from triage.models import PipelineRun, Ticket
 
 # vendor -> (fixture, where the ticket id, subject, body, tags, an unused field and the delivery id are)
 VENDORS = {
-    "zendesk": ("zendesk/trigger_ticket.json", {
-        "external_id": ("ticket", "id"), "subject": ("ticket", "subject"), "body": ("ticket", "description"),
-        "tags": ("ticket", "tags"), "unused": ("ticket", "priority"), "requester": ("ticket", "requester", "email"),
-    }),
-    "front": ("front/inbound_rule.json", {
-        "external_id": ("conversation", "id"), "subject": ("conversation", "subject"), "body": ("target", "data", "text"),
-        "tags": ("conversation", "tags"), "unused": ("emitted_at",), "requester": ("target", "data", "recipients", 0, "handle"),
-        "delivery_id": ("id",),
-    }),
-    "freshdesk": ("freshdesk/ticket_created.json", {
-        "external_id": ("freshdesk_webhook", "ticket_id"), "subject": ("freshdesk_webhook", "ticket_subject"),
-        "body": ("freshdesk_webhook", "ticket_description"), "tags": ("freshdesk_webhook", "ticket_tags"),
-        "unused": ("freshdesk_webhook", "ticket_priority"), "requester": ("freshdesk_webhook", "ticket_contact_email"),
-    }),
+    "zendesk": (
+        "zendesk/trigger_ticket.json",
+        {
+            "external_id": ("ticket", "id"),
+            "subject": ("ticket", "subject"),
+            "body": ("ticket", "description"),
+            "tags": ("ticket", "tags"),
+            "unused": ("ticket", "priority"),
+            "requester": ("ticket", "requester", "email"),
+        },
+    ),
+    "front": (
+        "front/inbound_rule.json",
+        {
+            "external_id": ("conversation", "id"),
+            "subject": ("conversation", "subject"),
+            "body": ("target", "data", "text"),
+            "tags": ("conversation", "tags"),
+            "unused": ("emitted_at",),
+            "requester": ("target", "data", "recipients", 0, "handle"),
+            "delivery_id": ("id",),
+        },
+    ),
+    "freshdesk": (
+        "freshdesk/ticket_created.json",
+        {
+            "external_id": ("freshdesk_webhook", "ticket_id"),
+            "subject": ("freshdesk_webhook", "ticket_subject"),
+            "body": ("freshdesk_webhook", "ticket_description"),
+            "tags": ("freshdesk_webhook", "ticket_tags"),
+            "unused": ("freshdesk_webhook", "ticket_priority"),
+            "requester": ("freshdesk_webhook", "ticket_contact_email"),
+        },
+    ),
 }
 HUGE = "__huge_integer__"
 
@@ -80,7 +100,9 @@ def test_nul_and_lone_surrogates_in_free_text_are_cleaned_and_recorded(vendor, h
 
 
 @pytest.mark.parametrize("bad_id", ["51\x0060", "5160\udc00"])
-def test_nul_or_lone_surrogate_in_the_ticket_id_is_400_naming_it_and_nothing_stored(vendor, bad_id, helpdesk_source, deliver, sign, payload):
+def test_nul_or_lone_surrogate_in_the_ticket_id_is_400_naming_it_and_nothing_stored(
+    vendor, bad_id, helpdesk_source, deliver, sign, payload
+):
     source = helpdesk_source(vendor)
     body = body_with(vendor, payload, external_id=bad_id)
     before = counts()
@@ -105,7 +127,9 @@ def test_huge_integer_as_the_ticket_id_is_400_naming_the_vendor_field(vendor, he
     assert counts() == before
 
 
-def test_huge_integer_in_a_field_not_read_does_not_turn_the_ticket_away(vendor, helpdesk_source, deliver, sign, payload):
+def test_huge_integer_in_a_field_not_read_does_not_turn_the_ticket_away(
+    vendor, helpdesk_source, deliver, sign, payload
+):
     source = helpdesk_source(vendor)
     body = body_with(vendor, payload, unused=HUGE)
     before = counts()
@@ -117,7 +141,9 @@ def test_huge_integer_in_a_field_not_read_does_not_turn_the_ticket_away(vendor, 
     assert "adjusted" not in response.json()
 
 
-def test_over_long_subject_and_body_are_cut_with_a_visible_marker_and_recorded(vendor, helpdesk_source, deliver, sign, payload):
+def test_over_long_subject_and_body_are_cut_with_a_visible_marker_and_recorded(
+    vendor, helpdesk_source, deliver, sign, payload
+):
     # given: the API would answer 400 (its client can fix the request); a helpdesk cannot
     source = helpdesk_source(vendor)
     body = body_with(vendor, payload, subject="S" * 600, body="B" * 150_000)
@@ -131,14 +157,18 @@ def test_over_long_subject_and_body_are_cut_with_a_visible_marker_and_recorded(v
     assert len(ticket.subject) == TicketIn.max_length("subject") and ticket.subject.endswith("S […]")
     assert len(ticket.body) == TicketIn.max_length("body")
     assert ticket.body.startswith("B" * 99_000)
-    assert ticket.body.endswith(f"[Truncated at intake: the first {ticket.body.index(chr(10))} of 150000 characters are kept.]")
+    assert ticket.body.endswith(
+        f"[Truncated at intake: the first {ticket.body.index(chr(10))} of 150000 characters are kept.]"
+    )
     assert WebhookDelivery.objects.get(ticket_id=ticket.pk).adjustments == [
         "subject: truncated from 600 to 500 characters, marked in the text",
         "body: truncated from 150000 to 100000 characters, marked in the text",
     ]
 
 
-def test_over_long_ticket_id_is_400_naming_it_not_cut_into_another_tickets_id(vendor, helpdesk_source, deliver, sign, payload):
+def test_over_long_ticket_id_is_400_naming_it_not_cut_into_another_tickets_id(
+    vendor, helpdesk_source, deliver, sign, payload
+):
     # given: a ticket whose id is the first 200 characters of the next one's
     source = helpdesk_source(vendor)
     first = body_with(vendor, payload, external_id="7" * 200)
@@ -175,7 +205,9 @@ def test_tags_beyond_the_limits_are_cut_and_recorded(vendor, helpdesk_source, de
     ]
 
 
-def test_unusable_requester_is_left_out_rather_than_refusing_the_ticket(vendor, helpdesk_source, deliver, sign, payload):
+def test_unusable_requester_is_left_out_rather_than_refusing_the_ticket(
+    vendor, helpdesk_source, deliver, sign, payload
+):
     source = helpdesk_source(vendor)
     body = body_with(vendor, payload, requester="ana\x00@example.com")
 
@@ -207,8 +239,12 @@ def test_the_same_over_long_body_is_a_400_on_the_api(client, db):
     from integrations.tokens import api_token_issue
 
     _, raw = api_token_issue(name="crm")
-    response = client.post("/api/tickets", data=json.dumps({"external_id": "1", "body": "B" * 150_000}),
-                           content_type="application/json", headers={"Authorization": f"Bearer {raw}"})
+    response = client.post(
+        "/api/tickets",
+        data=json.dumps({"external_id": "1", "body": "B" * 150_000}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
 
     assert response.status_code == 400
     assert response.json()["field"] == "body"

@@ -12,16 +12,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from integrations.helpdesks import VENDORS
 from integrations.models import WebhookDelivery
 from triage.models import PipelineRun, Ticket
 
 HUGE = "__huge_integer__"  # written into the JSON text as a 5,000-digit integer by `encoded`
-nasty_text = st.text(
-    alphabet=st.characters() | st.sampled_from(["\x00", "\ud800", "\udfff", "\udc00"]), max_size=30
-)
+nasty_text = st.text(alphabet=st.characters() | st.sampled_from(["\x00", "\ud800", "\udfff", "\udc00"]), max_size=30)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=30) | nasty_text | st.just(HUGE),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
@@ -38,12 +38,26 @@ shaped = st.fixed_dictionaries(
         "id": json_values,
         "content": json_values,
         "detail": st.dictionaries(st.sampled_from(["id", "subject", "description", "tags"]), json_values, max_size=4),
-        "ticket": st.dictionaries(st.sampled_from(["id", "title", "subject", "description", "customer", "tags", "requester"]), json_values, max_size=6),
+        "ticket": st.dictionaries(
+            st.sampled_from(["id", "title", "subject", "description", "customer", "tags", "requester"]),
+            json_values,
+            max_size=6,
+        ),
         "article": st.dictionaries(st.sampled_from(["body", "sender", "content_type"]), json_values, max_size=3),
-        "freshdesk_webhook": st.dictionaries(st.sampled_from(["ticket_id", "ticket_subject", "ticket_description", "ticket_contact_email", "ticket_tags"]), json_values, max_size=5),
-        "data": st.fixed_dictionaries({"item": st.dictionaries(st.sampled_from(["id", "source", "tags"]), json_values, max_size=3)}),
+        "freshdesk_webhook": st.dictionaries(
+            st.sampled_from(
+                ["ticket_id", "ticket_subject", "ticket_description", "ticket_contact_email", "ticket_tags"]
+            ),
+            json_values,
+            max_size=5,
+        ),
+        "data": st.fixed_dictionaries(
+            {"item": st.dictionaries(st.sampled_from(["id", "source", "tags"]), json_values, max_size=3)}
+        ),
         "conversation": st.dictionaries(st.sampled_from(["id", "subject", "labels", "tags"]), json_values, max_size=4),
-        "target": st.fixed_dictionaries({"data": st.dictionaries(st.sampled_from(["body", "text", "recipients"]), json_values, max_size=3)}),
+        "target": st.fixed_dictionaries(
+            {"data": st.dictionaries(st.sampled_from(["body", "text", "recipients"]), json_values, max_size=3)}
+        ),
         "preview": json_values,
         "messages": st.lists(st.dictionaries(st.just("content"), json_values, max_size=1), max_size=2),
     },
@@ -81,11 +95,22 @@ def mutated(draw_data, vendor: str) -> bytes:
     return encoded(doc)
 
 
-header_names = st.sampled_from([
-    "X-Zendesk-Webhook-Signature", "X-Zendesk-Webhook-Signature-Timestamp", "X-HelpScout-Signature", "X-HelpScout-Event",
-    "X-Hub-Signature", "X-Front-Signature", "X-Front-Request-Timestamp", "X-Chatwoot-Signature", "X-Chatwoot-Timestamp",
-    "X-Webhook-Token", "Authorization", "X-Zammad-Delivery",
-])
+header_names = st.sampled_from(
+    [
+        "X-Zendesk-Webhook-Signature",
+        "X-Zendesk-Webhook-Signature-Timestamp",
+        "X-HelpScout-Signature",
+        "X-HelpScout-Event",
+        "X-Hub-Signature",
+        "X-Front-Signature",
+        "X-Front-Request-Timestamp",
+        "X-Chatwoot-Signature",
+        "X-Chatwoot-Timestamp",
+        "X-Webhook-Token",
+        "Authorization",
+        "X-Zammad-Delivery",
+    ]
+)
 header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 
 
@@ -100,7 +125,9 @@ def invariant_holds() -> None:
 
 
 @pytest.mark.django_db
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     vendor=st.sampled_from(VENDORS),
     body=bodies,
@@ -110,8 +137,9 @@ def invariant_holds() -> None:
     signed=st.booleans(),
     skew=st.sampled_from([0, 0, 0, -1000, 1000]),
 )
-def test_intake_never_answers_500_nor_leaves_partial_rows(client, helpdesk_source, sign, vendor, body, use_fixture, draw_data,
-                                                          headers, signed, skew):
+def test_intake_never_answers_500_nor_leaves_partial_rows(
+    client, helpdesk_source, sign, vendor, body, use_fixture, draw_data, headers, signed, skew
+):
     from integrations.models import HelpdeskSource
 
     if use_fixture:
@@ -122,9 +150,14 @@ def test_intake_never_answers_500_nor_leaves_partial_rows(client, helpdesk_sourc
         if vendor == "helpscout" and len(body) % 3:
             headers["X-HelpScout-Event"] = "convo.created"
 
-    response = client.post(f"/webhooks/{vendor}/{source.pk}", data=body, content_type="application/json", headers=headers)
+    response = client.post(
+        f"/webhooks/{vendor}/{source.pk}", data=body, content_type="application/json", headers=headers
+    )
 
-    event(f"HTTP {response.status_code}" + (" ticket created" if response.status_code == 202 and "run" in response.json() else ""))
+    event(
+        f"HTTP {response.status_code}"
+        + (" ticket created" if response.status_code == 202 and "run" in response.json() else "")
+    )
     # A set of outcomes on purpose: the body is generated, and the property is "never a 500".
     assert response.status_code in (200, 202, 400, 401, 413), (response.status_code, response.content)
     assert response["Content-Type"] == "application/json"
@@ -151,7 +184,9 @@ api_documents = st.fixed_dictionaries(
 
 
 @pytest.mark.django_db
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(body=st.one_of(api_documents.map(encoded), json_values.map(encoded), st.binary(max_size=200)))
 def test_api_never_answers_500_nor_leaves_partial_rows(client, body):
     from integrations.tokens import api_token_issue
@@ -159,7 +194,9 @@ def test_api_never_answers_500_nor_leaves_partial_rows(client, body):
     token, raw = api_token_issue(name=f"crm-{uuid.uuid4().hex}")  # examples share the test's transaction
     before = Ticket.objects.count()
 
-    response = client.post("/api/tickets", data=body, content_type="application/json", headers={"Authorization": f"Bearer {raw}"})
+    response = client.post(
+        "/api/tickets", data=body, content_type="application/json", headers={"Authorization": f"Bearer {raw}"}
+    )
 
     event(f"HTTP {response.status_code}")
     # A set of outcomes on purpose: the body is generated, and the property is "never a 500".

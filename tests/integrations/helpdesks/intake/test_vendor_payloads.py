@@ -14,19 +14,114 @@ from triage.models import PipelineRun, Ticket
 
 # fixture file -> (sign as a Front app webhook?, what the ticket must say)
 TICKET_FIXTURES = {
-    "zendesk/ticket_created_event.json": (False, {"external_id": "5158", "subject": "Cracked grinder hopper", "requester": "maria.lopez@example.com", "tags": ["grinder", "web_widget"], "body": "cracked hopper"}),
-    "zendesk/trigger_ticket.json": (False, {"external_id": "5160", "subject": "Where is my order #48213?", "requester": "sam.carter@example.com", "tags": ["order_status", "web_form"], "body": "still hasn't arrived"}),
-    "freshdesk/ticket_created.json": (False, {"external_id": "1042", "subject": "Refund for duplicate charge", "requester": "priya.n@example.org", "tags": ["billing", "club"], "body": "charged twice"}),
-    "helpscout/convo_created.json": (False, {"external_id": "2391938111", "subject": "Can't sign in after password reset", "requester": "lee.wong@example.net", "tags": ["account"], "body": "still says it's wrong"}),
-    "intercom/conversation_user_created.json": (False, {"external_id": "147", "subject": "", "requester": "jo.park@example.com", "tags": ["club"], "body": "grind on my next Club delivery"}),
-    "front/inbound_rule.json": (False, {"external_id": "cnv_55c8c149", "subject": "Damaged kettle", "requester": "ana@example.com", "tags": ["equipment"], "body": "arrived dented"}),
-    "front/inbound_app.json": (True, {"external_id": "cnv_77aa01", "subject": "Gift card not working", "requester": "max@example.com", "tags": [], "body": "TW-4431"}),
-    "chatwoot/message_created.json": (False, {"external_id": "312", "subject": "Parcel marked delivered", "requester": "rui.costa@example.com", "tags": ["delivery"], "body": "never got it"}),
-    "chatwoot/conversation_created.json": (False, {"external_id": "318", "subject": "Promo code rejected", "requester": "eve.stone@example.com", "tags": [], "body": "WELCOME10 is rejected"}),
-    "zammad/ticket_created.json": (False, {"external_id": "41", "subject": "Wrong coffee in my box", "requester": "tom.berg@example.com", "tags": ["orders"], "body": "Harbour Blend"}),
+    "zendesk/ticket_created_event.json": (
+        False,
+        {
+            "external_id": "5158",
+            "subject": "Cracked grinder hopper",
+            "requester": "maria.lopez@example.com",
+            "tags": ["grinder", "web_widget"],
+            "body": "cracked hopper",
+        },
+    ),
+    "zendesk/trigger_ticket.json": (
+        False,
+        {
+            "external_id": "5160",
+            "subject": "Where is my order #48213?",
+            "requester": "sam.carter@example.com",
+            "tags": ["order_status", "web_form"],
+            "body": "still hasn't arrived",
+        },
+    ),
+    "freshdesk/ticket_created.json": (
+        False,
+        {
+            "external_id": "1042",
+            "subject": "Refund for duplicate charge",
+            "requester": "priya.n@example.org",
+            "tags": ["billing", "club"],
+            "body": "charged twice",
+        },
+    ),
+    "helpscout/convo_created.json": (
+        False,
+        {
+            "external_id": "2391938111",
+            "subject": "Can't sign in after password reset",
+            "requester": "lee.wong@example.net",
+            "tags": ["account"],
+            "body": "still says it's wrong",
+        },
+    ),
+    "intercom/conversation_user_created.json": (
+        False,
+        {
+            "external_id": "147",
+            "subject": "",
+            "requester": "jo.park@example.com",
+            "tags": ["club"],
+            "body": "grind on my next Club delivery",
+        },
+    ),
+    "front/inbound_rule.json": (
+        False,
+        {
+            "external_id": "cnv_55c8c149",
+            "subject": "Damaged kettle",
+            "requester": "ana@example.com",
+            "tags": ["equipment"],
+            "body": "arrived dented",
+        },
+    ),
+    "front/inbound_app.json": (
+        True,
+        {
+            "external_id": "cnv_77aa01",
+            "subject": "Gift card not working",
+            "requester": "max@example.com",
+            "tags": [],
+            "body": "TW-4431",
+        },
+    ),
+    "chatwoot/message_created.json": (
+        False,
+        {
+            "external_id": "312",
+            "subject": "Parcel marked delivered",
+            "requester": "rui.costa@example.com",
+            "tags": ["delivery"],
+            "body": "never got it",
+        },
+    ),
+    "chatwoot/conversation_created.json": (
+        False,
+        {
+            "external_id": "318",
+            "subject": "Promo code rejected",
+            "requester": "eve.stone@example.com",
+            "tags": [],
+            "body": "WELCOME10 is rejected",
+        },
+    ),
+    "zammad/ticket_created.json": (
+        False,
+        {
+            "external_id": "41",
+            "subject": "Wrong coffee in my box",
+            "requester": "tom.berg@example.com",
+            "tags": ["orders"],
+            "body": "Harbour Blend",
+        },
+    ),
 }
-SIGNS_TIMESTAMP = {"zendesk/ticket_created_event.json", "zendesk/trigger_ticket.json", "front/inbound_app.json",
-                   "chatwoot/message_created.json", "chatwoot/conversation_created.json"}
+SIGNS_TIMESTAMP = {
+    "zendesk/ticket_created_event.json",
+    "zendesk/trigger_ticket.json",
+    "front/inbound_app.json",
+    "chatwoot/message_created.json",
+    "chatwoot/conversation_created.json",
+}
 IGNORED_FIXTURES = ["zendesk/ticket_comment_added.json", "intercom/ping.json", "chatwoot/message_outgoing.json"]
 
 
@@ -93,7 +188,11 @@ def test_fixture_replayed_is_refused_or_answered_without_a_second_ticket(name, h
 
     # when: the same delivery again; and, where the vendor signs a time, a correctly signed old one
     again = deliver(source, body, headers)
-    stale = deliver(source, body, sign(source.vendor, body, at=time.time() - 600, app=app)) if name in SIGNS_TIMESTAMP else None
+    stale = (
+        deliver(source, body, sign(source.vendor, body, at=time.time() - 600, app=app))
+        if name in SIGNS_TIMESTAMP
+        else None
+    )
 
     # then
     assert again.status_code == 200 and again.json()["duplicate"] is True
@@ -122,7 +221,9 @@ def test_a_new_delivery_of_a_known_ticket_creates_nothing_new(name, helpdesk_sou
 
 
 @pytest.mark.parametrize("name", IGNORED_FIXTURES)
-def test_unknown_or_irrelevant_events_are_answered_2xx_and_ignored(name, helpdesk_source, deliver, sign, payload, caplog):
+def test_unknown_or_irrelevant_events_are_answered_2xx_and_ignored(
+    name, helpdesk_source, deliver, sign, payload, caplog
+):
     source = helpdesk_source(vendor_of(name))
     body = payload(name)
 
@@ -239,8 +340,12 @@ def test_inactive_or_mismatched_source_is_404(helpdesk_source, client, sign, pay
     source = helpdesk_source("zammad", active=False)
     body = payload("zammad/ticket_created.json")
 
-    inactive = client.post(f"/webhooks/zammad/{source.pk}", data=body, content_type="application/json", headers=sign("zammad", body))
-    other_vendor = client.post(f"/webhooks/intercom/{source.pk}", data=body, content_type="application/json", headers=sign("intercom", body))
+    inactive = client.post(
+        f"/webhooks/zammad/{source.pk}", data=body, content_type="application/json", headers=sign("zammad", body)
+    )
+    other_vendor = client.post(
+        f"/webhooks/intercom/{source.pk}", data=body, content_type="application/json", headers=sign("intercom", body)
+    )
     unknown_vendor = client.post(f"/webhooks/acme/{source.pk}", data=body, content_type="application/json")
 
     assert (inactive.status_code, other_vendor.status_code, unknown_vendor.status_code) == (404, 404, 404)
@@ -268,14 +373,18 @@ def test_failure_after_ticket_written_leaves_nothing_half_written(helpdesk_sourc
 
     # when
     with pytest.raises(RuntimeError):
-        client.post(f"/webhooks/zammad/{source.pk}", data=body, content_type="application/json", headers=sign("zammad", body))
+        client.post(
+            f"/webhooks/zammad/{source.pk}", data=body, content_type="application/json", headers=sign("zammad", body)
+        )
 
     # then
     assert nothing_stored()
     assert not PipelineRun.objects.filter(ticket__source=source.ticket_source).exists()
 
 
-def test_run_is_enqueued_only_after_commit(helpdesk_source, deliver, sign, payload, django_capture_on_commit_callbacks, settings):
+def test_run_is_enqueued_only_after_commit(
+    helpdesk_source, deliver, sign, payload, django_capture_on_commit_callbacks, settings
+):
     settings.TRIAGE_QUEUE_BACKEND = "none"
     source = helpdesk_source("intercom")
     body = payload("intercom/conversation_user_created.json")

@@ -16,7 +16,11 @@ def evaluate(dataset, *args: str) -> tuple[dict, str]:
     env = {**os.environ, "TRIAGE_DB_NAME": "test_triage_evaluate_anchor"}
     done = subprocess.run(
         [sys.executable, "manage.py", "evaluate", str(dataset), "--json", "--no-progress", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
@@ -29,8 +33,11 @@ def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
     assert report["tickets"] == 60 and report["knowledge_base"] is True
     # The demo, the classifier's fit and the chain are deterministic: the figures are exact.
     assert {key: report[key] for key in ("auto_handled", "routed_to_person", "mishandled", "escalations_by_gate")} == {
-        "auto_handled": 13, "routed_to_person": 47, "mishandled": 0,
-        "escalations_by_gate": {"confidence": 40, "money": 24, "retrieval": 3}}
+        "auto_handled": 13,
+        "routed_to_person": 47,
+        "mishandled": 0,
+        "escalations_by_gate": {"confidence": 40, "money": 24, "retrieval": 3},
+    }
     assert report["automation_rate"] == pytest.approx(13 / 60)
     assert report["mishandled_rate"] == 0.0
     assert report["accuracy"] == pytest.approx(53 / 55)
@@ -41,8 +48,11 @@ def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
     assert ungated["automation_rate"] == 1.0
     assert ungated["money_auto_executed"] == 23  # the same chain without gates refunds on its own
     assert ungated["mishandled_rate"] == pytest.approx(29 / 60)
-    predicted = report["step_reliability"]["retrieve"] * report["step_reliability"]["classify"] * report[
-        "step_reliability"]["draft"]
+    predicted = (
+        report["step_reliability"]["retrieve"]
+        * report["step_reliability"]["classify"]
+        * report["step_reliability"]["draft"]
+    )
     assert report["chain_reliability_predicted"] == pytest.approx(predicted)
 
 
@@ -51,8 +61,13 @@ def test_evaluate_refuses_a_broken_dataset_with_file_and_line(tmp_path):
     (tmp_path / "examples.csv").write_text("text,label\nwhere is my parcel,shipping\nrefund me,nonsense\n")
     (tmp_path / "tickets.csv").write_text("text,label\nhello,shipping\n")
 
-    done = subprocess.run([sys.executable, "manage.py", "evaluate", str(tmp_path), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "evaluate", str(tmp_path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 1
     assert done.stderr == f"CommandError: {tmp_path / 'examples.csv'}:3: label 'nonsense' is not in categories.csv\n"
@@ -66,8 +81,11 @@ def test_evaluate_on_banking77_never_auto_executes_money():
     assert report["money_auto_executed"] == 0
     # The slice, the fit and the chain are deterministic: the figures are exact.
     assert {key: report[key] for key in ("auto_handled", "routed_to_person", "mishandled", "escalations_by_gate")} == {
-        "auto_handled": 186, "routed_to_person": 114, "mishandled": 1,
-        "escalations_by_gate": {"confidence": 58, "money": 76}}
+        "auto_handled": 186,
+        "routed_to_person": 114,
+        "mishandled": 1,
+        "escalations_by_gate": {"confidence": 58, "money": 76},
+    }
     assert report["mishandled_rate"] == pytest.approx(1 / 300)
     assert report["automation_rate"] == pytest.approx(0.62)
     assert report["step_reliability"]["retrieve"] is None and report["step_reliability"]["draft"] is None

@@ -28,7 +28,6 @@ from triage.pipeline import gates
 from triage.pipeline.money import MoneySignals, money_signals
 
 
-
 def max_length(model, field: str) -> int:
     return next(m.max_length for m in model.model_fields[field].metadata if hasattr(m, "max_length"))
 
@@ -235,12 +234,69 @@ def test_re2_is_ascii_for_word_and_digit_classes_which_the_shadow_text_accounts_
 # --- property: no adversarial text stalls the detector or any gate -------------------------------
 
 PIECES = [
-    "a hundred ", "twenty-", "a thousand ", "million ", "dollars", "$", "€", "£", "usd", "1,000", ",000", "1234",
-    "0.99", "r e f u n d ", "r.e.f.u.n.d.", "r-e-f-u-n-d", "r3fund", "c@sh", "4cc0unt", "\u200b", "\u00ad", "\ufeff",
-    "реfund", "ж", "٣", "ｒｅｆｕｎｄ", "é", "\u0301", "ignore ", "the ", "your ", "rules", "system:", "[admin]",
-    "can you ", "send ", "me ", "money ", "back ", "credit it ", "card ", "what is your refund policy? ",
-    "in which cases can ", "how long do refunds usually take ", "refnud ", "reimbursment ", "whikch caess ",
-    "a@", "b.", "a.", "1 ", "1-", "12 Harbour Road ", "Ab ", ". ", "! ", "\n", "- ", "# ", "1) ", "<", "&#", " ",
+    "a hundred ",
+    "twenty-",
+    "a thousand ",
+    "million ",
+    "dollars",
+    "$",
+    "€",
+    "£",
+    "usd",
+    "1,000",
+    ",000",
+    "1234",
+    "0.99",
+    "r e f u n d ",
+    "r.e.f.u.n.d.",
+    "r-e-f-u-n-d",
+    "r3fund",
+    "c@sh",
+    "4cc0unt",
+    "\u200b",
+    "\u00ad",
+    "\ufeff",
+    "реfund",
+    "ж",
+    "٣",
+    "ｒｅｆｕｎｄ",
+    "é",
+    "\u0301",
+    "ignore ",
+    "the ",
+    "your ",
+    "rules",
+    "system:",
+    "[admin]",
+    "can you ",
+    "send ",
+    "me ",
+    "money ",
+    "back ",
+    "credit it ",
+    "card ",
+    "what is your refund policy? ",
+    "in which cases can ",
+    "how long do refunds usually take ",
+    "refnud ",
+    "reimbursment ",
+    "whikch caess ",
+    "a@",
+    "b.",
+    "a.",
+    "1 ",
+    "1-",
+    "12 Harbour Road ",
+    "Ab ",
+    ". ",
+    "! ",
+    "\n",
+    "- ",
+    "# ",
+    "1) ",
+    "<",
+    "&#",
+    " ",
 ]
 CHUNK = st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map("".join)
 ADVERSARIAL = st.one_of(
@@ -251,8 +307,13 @@ ADVERSARIAL = st.one_of(
     st.text(max_size=2_000),
 ).filter(lambda text: text.strip())
 
-PASSAGE = Passage(chunk_id=7, article_id=1, article_title="Refunds", score=0.7,
-                  text="You can ask for a refund within 30 days. Write to help@example.com.")
+PASSAGE = Passage(
+    chunk_id=7,
+    article_id=1,
+    article_title="Refunds",
+    score=0.7,
+    text="You can ask for a refund within 30 days. Write to help@example.com.",
+)
 
 
 def every_gate(text: str) -> list[tuple[str, float]]:
@@ -261,22 +322,28 @@ def every_gate(text: str) -> list[tuple[str, float]]:
     passage = PASSAGE.model_copy(update={"text": text})
     retrieval = Retrieval(passages=[PASSAGE, passage])
     classification = Classification(
-        category="refund_request", confidence=0.9, rationale=text[:2_000],
+        category="refund_request",
+        confidence=0.9,
+        rationale=text[:2_000],
         proposed_actions=[ProposedAction(kind=ActionKind.REFUND, amount=Decimal("5"), note=text[:500])],
     )
     draft = Draft(body=body, citations=[7])
     calls = {
         "money_signals": lambda: money_signals(text),
         "gate_schema": lambda: gates.gate_schema(
-            classification=None, error=ContractError("Classification", text[:2_000], ["category"])),
+            classification=None, error=ContractError("Classification", text[:2_000], ["category"])
+        ),
         "gate_retrieval": lambda: gates.gate_retrieval(retrieval=retrieval, min_score=0.5),
         "gate_confidence": lambda: gates.gate_confidence(classification=classification, threshold=0.8),
         "gate_money": lambda: gates.gate_money(
-            classification=classification, category_moves_money=False, ticket_text=text),
+            classification=classification, category_moves_money=False, ticket_text=text
+        ),
         "gate_groundedness": lambda: gates.gate_groundedness(
-            draft=draft, retrieval=retrieval, min_overlap=0.5, boilerplate=boilerplate_lines()),
+            draft=draft, retrieval=retrieval, min_overlap=0.5, boilerplate=boilerplate_lines()
+        ),
         "gate_personal_data": lambda: gates.gate_personal_data(
-            draft=draft, retrieval=retrieval, requester="someone@example.com"),
+            draft=draft, retrieval=retrieval, requester="someone@example.com"
+        ),
     }
     return [(name, timed(call)[1]) for name, call in calls.items()]
 

@@ -155,4 +155,4 @@ def test_normalize_text_folds_width_case_accents_and_spacing():
 def test_signals_are_frozen():
     signals = money_signals("refund me")
     with pytest.raises(AttributeError):
-        signals.moves_money = False  # type: ignore[misc]
+        signals.moves_money = False  # type: ignore[misc]  # the point: a frozen result cannot be changed

@@ -82,10 +82,17 @@ def test_a_resolution_not_taken_by_a_permitted_person_moves_no_money(ingest, dja
     approval = ApprovalRequest.objects.get(run=run)
     agent = django_user_model.objects.create_user(username="agent", password="x-pass-12345", is_staff=True)
     # Written by anything but approval_decide (a shell, a bug, an admin edit): no permitted person behind it.
-    PipelineRun.objects.filter(pk=run.pk).update(status=PipelineRun.Status.QUEUED, resolution={
-        "verdict": "approve", "actions": approval.proposed_actions, "reply": approval.draft or "ok",
-        "category": approval.proposed_category, "reason": "", "decided_by": agent.pk,
-    })
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=PipelineRun.Status.QUEUED,
+        resolution={
+            "verdict": "approve",
+            "actions": approval.proposed_actions,
+            "reply": approval.draft or "ok",
+            "category": approval.proposed_category,
+            "reason": "",
+            "decided_by": agent.pk,
+        },
+    )
 
     run = run_pipeline(run_id=run.pk)
 
@@ -123,5 +130,5 @@ def test_a_shadow_run_with_the_gates_off_sends_nothing_to_the_helpdesk(ingest, s
 
 
 def recording_writer(*, action, ticket):
-    recording_writer.calls.append(action.kind)  # type: ignore[attr-defined]
+    recording_writer.calls.append(action.kind)  # type: ignore[attr-defined]  # the call log set by the test
     return {"sent": True}

@@ -1,5 +1,6 @@
 """How long to wait before a failed call is tried again: tenacity's exponential backoff with jitter,
-never sooner than the server asked for (`retry-after`), never longer than a cap.
+never sooner than the server asked for (`retry-after`), never longer than a cap. One home for reading
+Retry-After, used by the Claude provider and the helpdesk clients alike.
 
 Which layer retries a Claude call: the runner, not the SDK (`max_retries=0`) and not a tenacity
 `Retrying` around the call. Each attempt is a `StepRun` of its own (what it cost, which model, why),
@@ -29,7 +30,12 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             return max(0.0, float(value) / 1000)
         except ValueError:
             pass
-    value = (headers.get("retry-after") or "").strip()
+    return retry_after_value(headers.get("retry-after"))
+
+
+def retry_after_value(value: str | None) -> float | None:
+    """One `Retry-After` header value (seconds, or an HTTP date) in seconds from now; None when unusable."""
+    value = (value or "").strip()
     if not value:
         return None
     try:
@@ -43,7 +49,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class wait_retry_after(wait_base):  # noqa: N801 - named like tenacity's own wait strategies
+class wait_retry_after(wait_base):
     """`backoff`'s wait, or longer when the failed attempt's error carries `retry_after` (seconds); at most `cap`."""
 
     def __init__(self, backoff: wait_base, *, cap: float = MAX_WAIT):

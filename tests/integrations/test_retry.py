@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import pytest
 
 from integrations.llm.base import ProviderError
-from integrations.llm.retry import MAX_WAIT, retry_after_seconds, wait_seconds
+from integrations.retry import MAX_WAIT, retry_after_seconds, wait_seconds
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4])
