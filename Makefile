@@ -33,7 +33,7 @@ browsers:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 bench: setup
-	$(RUN) python bench/runner_overhead.py
+	$(RUN) --group bench python bench/runner_overhead.py
 
 stop-db: setup
 	$(RUN) python manage.py embedded_postgres stop

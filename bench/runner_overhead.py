@@ -1,22 +1,37 @@
-"""The durable runner's own cost per ticket, beside the same four steps as plain function calls.
+"""The durable runner's cost per ticket, side by side with the field, on the same stub steps and server.
 
-Model calls are stubbed (a fixed embedding, a fixed prediction, a fixed draft) so that what is left
-is what the orchestration adds: StepRun checkpoints, the advisory lock, gate verdicts, routing and
-idempotent actions. Both variants run in one process, on the embedded PostgreSQL, in a throw-away
-database, interleaved in rounds so that drift affects both alike.
+Model calls are stubbed (a fixed embedding, a fixed prediction, a fixed draft) so that what is left is
+what each orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
+throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike:
 
-    uv run python bench/runner_overhead.py [--tickets 200] [--rounds 3]
+- the durable runner (`run_pipeline`: checkpoints, the advisory lock, gate verdicts, routing, actions);
+- the same steps as plain function calls (no durability at all: the floor);
+- LangGraph with its PostgresSaver, default durability (a checkpoint after every step) and
+  `durability="exit"` (one checkpoint when the graph ends);
+- a psycopg chain that writes every step's output in one transaction per ticket.
+
+The steps are retrieve, classify, draft, validate (the gates) and route; the runner also runs its
+execute step (recording the auto-handled run's actions), which the others do not have. Tickets are
+ingested before each timed batch, so no variant pays for ingest.
+
+LangGraph is in the optional `bench` dependency group (`uv sync --group bench`); without it the bench
+says so and measures the other three.
+
+    uv run --group bench python bench/runner_overhead.py [--tickets 200] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -26,14 +41,14 @@ import django
 django.setup()
 
 import numpy as np
+import psycopg
+from django.db import connection
+from psycopg.types.json import Jsonb
 
 from integrations.llm.base import DraftRequest, PassageText
 from integrations.llm.local import LocalProvider
 from triage import embedding as embedding_module
-from triage.contracts import (
-    Draft,
-    TicketIn,
-)
+from triage.contracts import Classification, Draft, Retrieval, TicketIn, Verdict
 from triage.evaluation import isolated_database
 from triage.models import Article, Category, Chunk, PipelineRun, TrainedClassifier
 from triage.pipeline import gates
@@ -43,8 +58,15 @@ from triage.pipeline.runner import run_pipeline
 from triage.selectors import categories_by_label, chunk_search, gate_policy_current
 from triage.services import ticket_ingest
 
+try:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import END, START, StateGraph
+except ImportError:  # the optional `bench` group is not installed
+    StateGraph = None
+
 RNG = np.random.default_rng(7)
 VECTOR = (lambda v: v / np.linalg.norm(v))(RNG.normal(size=384).astype(np.float32))
+TEXT = "Where is my order? It has been a week and tracking has not moved since it left the roastery."
 
 
 @dataclass(frozen=True)
@@ -85,35 +107,143 @@ def seed() -> None:
             )
 
 
-def plain_chain(text: str) -> None:
-    """The four steps as plain calls: no checkpoints, no lock, no routing records."""
-    policy = gate_policy_current()
-    categories = categories_by_label()
-    vector = embedding_module.embed_texts([text])[0]
-    retrieval = chunk_search(embedding=vector, limit=4)
+# --- The five stub steps, shared by the plain chain, LangGraph and the psycopg chain -------------------
+
+
+class ChainState(TypedDict, total=False):
+    text: str
+    retrieval: Retrieval
+    classification: Classification
+    draft: Draft
+    boilerplate: Any
+    verdicts: list[Verdict]
+    route: str
+
+
+def step_retrieve(state: ChainState) -> ChainState:
+    vector = embedding_module.embed_texts([state["text"]])[0]
+    return {"retrieval": chunk_search(embedding=vector, limit=4)}
+
+
+def step_classify(state: ChainState) -> ChainState:
+    vector = embedding_module.embed_texts([state["text"]])[0]
     classification = router_module.classify_local(
-        text=text, embedding=vector, predictor=StubClassifier(), categories=categories, model="stub"
+        text=state["text"], embedding=vector, predictor=StubClassifier(), categories=categories_by_label(), model="stub"
     )
+    return {"classification": classification}
+
+
+def step_draft(state: ChainState) -> ChainState:
     drafter = LocalProvider()
     request = DraftRequest(
-        ticket_text=text,
-        category=classification.category,
+        ticket_text=state["text"],
+        category=state["classification"].category,
         category_name="Order status",
-        passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in retrieval.passages),
+        passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state["retrieval"].passages),
     )
     reply = drafter.draft(request)
     draft = Draft.model_validate({**reply.output, "model": reply.model})
-    verdicts = [
-        gates.gate_retrieval(retrieval=retrieval, min_score=policy.retrieval_min_score),
-        gates.gate_schema(classification=classification, error=None),
-        gates.gate_confidence(classification=classification, threshold=0.5),
-        gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
-        gates.gate_groundedness(
-            draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=drafter.boilerplate_for(request)
-        ),
-        gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
-    ]
-    assert verdicts
+    return {"draft": draft, "boilerplate": list(drafter.boilerplate_for(request))}
+
+
+def step_validate(state: ChainState) -> ChainState:
+    policy = gate_policy_current()
+    text, retrieval, classification, draft = state["text"], state["retrieval"], state["classification"], state["draft"]
+    return {
+        "verdicts": [
+            gates.gate_retrieval(retrieval=retrieval, min_score=policy.retrieval_min_score),
+            gates.gate_schema(classification=classification, error=None),
+            gates.gate_confidence(classification=classification, threshold=0.5),
+            gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
+            gates.gate_groundedness(
+                draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=tuple(state["boilerplate"])
+            ),
+            gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
+        ]
+    }
+
+
+def step_route(state: ChainState) -> ChainState:
+    return {"route": "auto" if all(v.passed for v in state["verdicts"]) else "human"}
+
+
+STUB_STEPS: tuple[tuple[str, Callable[[ChainState], ChainState]], ...] = (
+    ("retrieve", step_retrieve),
+    ("classify", step_classify),
+    ("draft", step_draft),
+    ("validate", step_validate),
+    ("route", step_route),
+)
+
+
+def plain_chain(text: str) -> ChainState:
+    """The five steps as plain calls: no checkpoints, no lock, no routing records."""
+    state: ChainState = {"text": text}
+    for _, step in STUB_STEPS:
+        state.update(step(state))
+    assert state["route"] == "auto", state["verdicts"]
+    return state
+
+
+PSYCOPG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bench_run (id bigserial PRIMARY KEY, ticket text NOT NULL, route text NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_step (
+    run_id bigint NOT NULL REFERENCES bench_run(id), step text NOT NULL, output jsonb NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+
+def psycopg_chain(conn: psycopg.Connection, ticket: str, text: str) -> None:
+    """The five steps as plain calls, then every step's output written in one transaction."""
+    state: ChainState = {"text": text}
+    outputs = []
+    for name, step in STUB_STEPS:
+        produced = step(state)
+        state.update(produced)
+        outputs.append((name, _jsonable(produced)))
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute("INSERT INTO bench_run (ticket, route) VALUES (%s, %s) RETURNING id", [ticket, state["route"]])
+        run_id = cursor.fetchone()[0]
+        cursor.executemany(
+            "INSERT INTO bench_step (run_id, step, output) VALUES (%s, %s, %s)",
+            [(run_id, name, Jsonb(output)) for name, output in outputs],
+        )
+
+
+def _jsonable(produced: ChainState) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in produced.items():
+        if isinstance(value, list):
+            out[key] = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
+        else:
+            out[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return out
+
+
+def langgraph_graph(saver: Any) -> Any:
+    builder = StateGraph(ChainState)
+    previous = START
+    for name, step in STUB_STEPS:
+        builder.add_node(name, step)
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
+    return builder.compile(checkpointer=saver)
+
+
+def conninfo() -> str:
+    """The connection string of the database Django uses now (the embedded server's socket included)."""
+    params = connection.get_connection_params()
+    keys = ("dbname", "user", "password", "host", "port")
+    return psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)})
+
+
+def per_ticket_ms(tickets: int, work: Callable[[int], None]) -> float:
+    start = time.perf_counter()
+    for i in range(tickets):
+        work(i)
+    return (time.perf_counter() - start) * 1000 / tickets
 
 
 def main() -> None:
@@ -121,32 +251,79 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if StateGraph is None:
+        print(
+            "LangGraph is not installed (the optional `bench` dependency group): measuring the runner, plain calls "
+            "and the psycopg chain only. For all five: uv sync --group bench, or uv run --group bench ...",
+            file=sys.stderr,
+        )
     stub_models()
+    times: dict[str, list[float]] = {
+        "runner_ms": [],
+        "plain_ms": [],
+        "langgraph_postgres_ms": [],
+        "langgraph_exit_ms": [],
+        "psycopg_one_transaction_ms": [],
+    }
     with isolated_database():
         seed()
         router = Router.for_run(PipelineRun())
-        text = "Where is my order? It has been a week and tracking has not moved since it left the roastery."
-        plain_ms, runner_ms = [], []
-        serial = 0
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            for _ in range(args.tickets):
-                plain_chain(text)
-            plain_ms.append((time.perf_counter() - start) * 1000 / args.tickets)
-            start = time.perf_counter()
-            for _ in range(args.tickets):
-                serial += 1
-                result = ticket_ingest(
-                    ticket_in=TicketIn(source="bench", external_id=str(serial), body=text), enqueue=False
+        dsn = conninfo()
+        with psycopg.connect(dsn) as pg, psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as lg_conn:
+            pg.execute(PSYCOPG_SCHEMA)
+            pg.commit()
+            graph = None
+            if StateGraph is not None:
+                saver = PostgresSaver(lg_conn)
+                saver.setup()
+                graph = langgraph_graph(saver)
+            serial = 0
+            for _ in range(args.rounds):
+                run_ids = []
+                for _ in range(args.tickets):
+                    serial += 1
+                    ingested = ticket_ingest(
+                        ticket_in=TicketIn(source="bench", external_id=str(serial), body=TEXT), enqueue=False
+                    )
+                    run_ids.append(ingested.run.pk)
+
+                def runner(i: int, run_ids: list[int] = run_ids) -> None:
+                    run = run_pipeline(run_id=run_ids[i], router=router.fresh())
+                    assert run.status == PipelineRun.Status.COMPLETED, run.status
+
+                times["runner_ms"].append(per_ticket_ms(args.tickets, runner))
+                times["plain_ms"].append(per_ticket_ms(args.tickets, lambda i: plain_chain(TEXT)))
+                times["psycopg_one_transaction_ms"].append(
+                    per_ticket_ms(args.tickets, lambda i, s=serial: psycopg_chain(pg, f"{s}-{i}", TEXT))
                 )
-                run = run_pipeline(run_id=result.run.pk, router=router.fresh())
-                assert run.status == PipelineRun.Status.COMPLETED, run.status
-            runner_ms.append((time.perf_counter() - start) * 1000 / args.tickets)
-    plain, durable = statistics.median(plain_ms), statistics.median(runner_ms)
-    print(f"tickets per round: {args.tickets}, rounds: {args.rounds} (medians of the rounds)")
-    print(f"plain function calls : {plain:8.2f} ms/ticket")
-    print(f"durable runner       : {durable:8.2f} ms/ticket  (ingest + checkpoints + actions)")
-    print(f"runner overhead      : {durable - plain:8.2f} ms/ticket  ratio {durable / plain:.2f}x")
+                if graph is not None:
+                    for key, durability in (("langgraph_postgres_ms", None), ("langgraph_exit_ms", "exit")):
+
+                        def langgraph(i: int, durability: Any = durability, key: str = key, s: int = serial) -> None:
+                            config = {"configurable": {"thread_id": f"{key}-{s}-{i}"}}
+                            final = graph.invoke({"text": TEXT}, config, durability=durability)
+                            assert final["route"] == "auto"
+
+                        times[key].append(per_ticket_ms(args.tickets, langgraph))
+    medians = {key: round(statistics.median(values), 2) if values else None for key, values in times.items()}
+    runner, plain = medians["runner_ms"], medians["plain_ms"]
+    assert runner is not None and plain is not None
+    print(f"tickets per round: {args.tickets}, rounds: {args.rounds} (medians of the rounds, ms per ticket)")
+    labels = {
+        "runner_ms": "durable runner (run_pipeline)",
+        "plain_ms": "plain function calls",
+        "langgraph_postgres_ms": "LangGraph + PostgresSaver (default)",
+        "langgraph_exit_ms": 'LangGraph + PostgresSaver ("exit")',
+        "psycopg_one_transaction_ms": "psycopg, one transaction/ticket",
+    }
+    for key, label in labels.items():
+        value = medians[key]
+        if value is None:
+            print(f"{label:38s}:      n/a  (install the `bench` group)")
+        else:
+            print(f"{label:38s}: {value:8.2f}   runner / this = {runner / value:6.2f}x")
+    print(f"runner overhead over plain calls      : {runner - plain:8.2f}")
+    print(json.dumps(medians))
 
 
 if __name__ == "__main__":
