@@ -70,16 +70,55 @@ def run_actions_execute(
     evaluation) records the actions and sends nothing anywhere.
     """
     writer = _record_only if record_only else writer_for(run.ticket.source)
-    done: list[Action] = []
+    planned: list[tuple[str, str, dict[str, Any]]] = []
     for position, proposed in enumerate(actions):
         payload = proposed.model_dump(mode="json")
         if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
-        key = f"run:{run.pk}:{position}:{proposed.kind}"
+        planned.append((f"run:{run.pk}:{position}:{proposed.kind}", proposed.kind, payload))
+    if writer is _record_only:
+        return _actions_record_only(run=run, planned=planned)
+    done: list[Action] = []
+    for key, kind, payload in planned:
         action, _ = Action.objects.get_or_create(
-            idempotency_key=key, defaults={"run": run, "kind": proposed.kind, "payload": payload}
+            idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
         )
         done.append(action_carry_out(action_id=action.pk, writer=writer))
+    return done
+
+
+def _actions_record_only(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, Any]]]) -> list[Action]:
+    """Record-only actions (nothing leaves the product) created and carried out in one transaction.
+
+    The claim / call / record split of `action_carry_out` exists so that no transaction is open during a
+    helpdesk call; a record-only writer calls nothing outside, so all of a run's actions are written at
+    once: all or none of them, each still exactly once (its unique idempotency key; rows that exist, from
+    an earlier attempt, are locked and finished, never duplicated).
+    """
+    now = timezone.now()
+    keys = [key for key, _, _ in planned]
+    with transaction.atomic():
+        existing = {a.idempotency_key: a for a in Action.objects.select_for_update().filter(idempotency_key__in=keys)}
+        done: list[Action] = []
+        new: list[Action] = []
+        for key, kind, payload in planned:
+            action = existing.get(key)
+            if action is None:
+                action = Action(run=run, kind=kind, payload=payload, idempotency_key=key)
+                new.append(action)
+            elif action.status == Action.Status.DONE:
+                done.append(action)
+                continue
+            action.status = Action.Status.DONE
+            action.attempts += 1
+            action.result = record_only(action=action, ticket=run.ticket)
+            action.executed_at = now
+            action.error = ""
+            action.claimed_at = None
+            if action.pk is not None:
+                action.save(update_fields=["status", "attempts", "result", "executed_at", "error", "claimed_at"])
+            done.append(action)
+        Action.objects.bulk_create(new)
     return done
 
 

@@ -2,6 +2,17 @@
 
 A checkpoint records the attempt's input digest, output, verdicts, latency, tokens, cost, the model
 that answered and why it was chosen. A succeeded checkpoint is what a resumed run restores from.
+
+Two ways to write one, chosen per attempt by the runner (why durability holds either way is written
+there, at `_run_step`):
+
+- an attempt that may pay a provider is *opened* first (a "running" row, committed and flushed before
+  the call) and closed with an update: a crash in between leaves the row, which the next run closes as
+  failed, so the attempt counts against the step's budget and what it may have cost stays visible;
+- an attempt that pays for nothing is written once, finished, in one transaction that does not wait for
+  the disk flush (`synchronous_commit = off`). Losing it (a worker crash before it, or a database crash
+  in the fraction of a second before the WAL writer flushes it) only means the free step is done again;
+  the next flushed commit (the next paid checkpoint, the run's close) flushes it with everything before.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import json
 import time
 from typing import Any
 
+from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.llm.base import ProviderReply
@@ -31,8 +43,12 @@ def input_digest(state: RunState, step: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def checkpoint_open(state: RunState, step: str, attempt: int) -> StepRun:
-    return StepRun.objects.create(run=state.run, step=step, attempt=attempt, input_digest=input_digest(state, step))
+def checkpoint_open(state: RunState, step: str, attempt: int, *, durable: bool) -> StepRun:
+    """The attempt's checkpoint: written now ("running") when `durable`, else only when it is closed."""
+    step_run = StepRun(run=state.run, step=step, attempt=attempt, input_digest=input_digest(state, step))
+    if durable:
+        step_run.save(force_insert=True)
+    return step_run
 
 
 def checkpoint_close(
@@ -62,7 +78,14 @@ def checkpoint_close(
     if output is not None:
         step_run.output = output
     step_run.verdicts = [v.model_dump(mode="json") for v in verdicts or []]
-    step_run.save()
+    if step_run.pk is not None:  # opened durably: closed with a flushed update
+        step_run.save()
+        return
+    # Written once, finished; its `started_at` is when it was recorded (`latency_ms` says how long it took).
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        step_run.save(force_insert=True)
 
 
 def checkpoint_charge(step_run: StepRun, *, model: str, why: str, charged: ProviderReply | None) -> None:

@@ -351,6 +351,15 @@ class Router:
             return result, charged, why
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def may_pay(self, step: str) -> bool:
+        """Whether an attempt of `step` may now ask a provider other than the free local ones (the trained
+        classifier and the `local` drafter): any other provider is taken to charge for its answer."""
+        if step not in ("classify", "draft"):
+            return False
+        fallback = self._fallbacks.get(step)
+        names = [fallback] if fallback else (self.classify_cascade if step == "classify" else self.draft_providers)
+        return any(name != "local" for name in names)
+
     def use_fallback(self, step: str, provider_name: str) -> bool:
         """Switch `step` to its fallback provider once; False when already switched or not usable."""
         if step not in ("classify", "draft") or self._fallbacks.get(step) == provider_name:

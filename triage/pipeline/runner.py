@@ -2,7 +2,8 @@
 
 Before a step runs, the runner looks for its finished checkpoint (`StepRun`); if there is one, the
 step restores its output from it and nothing is recomputed (or paid for) again. Each attempt writes its
-own row, so a crash anywhere leaves a trace and the next `run_pipeline` call carries on where it stopped.
+own row (one write for a step that pays for nothing, open and close around a paid call: see `_run_step`),
+so the next `run_pipeline` call after a crash carries on where it stopped.
 
 The five layers each have a file: hand-off contracts (`triage/contracts.py`), gates (`gates.py`), retry
 and fallback (`retry.py`), observability (`checkpoints.py`) and routing (`router.py`); the steps, one
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from triage.contracts import Verdict
@@ -27,7 +27,7 @@ from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, che
 from triage.pipeline.gates import STEP_FAILED
 from triage.pipeline.router import AnswerInvalid, ModelCallFailed, Router
 from triage.pipeline.steps import CHAIN, Escalate, RunState, Step, StepSkipped
-from triage.selectors import categories_by_label, gate_policy_current, step_policies, step_runs_finished
+from triage.selectors import categories_by_label, gate_policy_current, step_policies
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +51,37 @@ def _restore(state: RunState, step_run: StepRun) -> None:
         STEPS[step_run.step].restore(state, step_run.output or {})
 
 
-def _run_step(state: RunState, step: Step, policy: StepPolicy) -> None:
-    # Earlier attempts (a resumed run): one query for both counts, on the hot path of every step.
-    counts = StepRun.objects.filter(run=state.run, step=step.name).aggregate(
-        attempts=Count("pk"), failures=Count("pk", filter=Q(status=StepRun.Status.FAILED))
-    )
-    attempt, failures = counts["attempts"], counts["failures"]
+def _run_step(state: RunState, step: Step, policy: StepPolicy, *, earlier: list[StepRun]) -> None:
+    """Work one step to a finished checkpoint: succeeded, skipped or escalated (retries and fallback between).
+
+    Durability, attempt by attempt. The promise is that a step that finished, and anything it paid for,
+    is never redone after a crash:
+
+    - An attempt that may pay a provider (`Router.may_pay`: a hosted or any non-local model) is opened
+      with a flushed "running" row before the call and closed with a flushed update that records the
+      output and the charge. A crash in between leaves the row; the next run closes it as failed, so it
+      counts against `max_attempts` and the trace shows an attempt that may have been paid for. Once
+      closed, the step is restored from the row, never asked again.
+    - An attempt that pays for nothing (retrieval, the local classifier and drafter, the gates, routing,
+      execute, whose actions carry their own idempotency keys and rows) is written once, finished, in one
+      transaction that does not wait for the disk flush. A crash before that row is durable leaves no trace
+      of the attempt, and the step is simply done again: it cost nothing, gives the same answer from the
+      same input, and what it writes elsewhere (the approval request, the actions) is idempotent, exactly
+      as when a worker died before closing a "running" row. WAL order keeps this safe: a later flushed
+      commit (a paid step's checkpoint, the run's close) makes every earlier free checkpoint durable too,
+      so a run can never come back with a later step finished and an earlier one missing.
+
+    `earlier` holds this step's rows from before this call (a resumed run); a fresh run has none, so the
+    attempt numbering starts without a query.
+    """
+    attempt = max((s.attempt for s in earlier), default=0)
+    failures = sum(1 for s in earlier if s.status == StepRun.Status.FAILED)
     last_error: BaseException | None = None
     while True:
         attempt += 1
         started = time.perf_counter()
-        step_run = checkpoint_open(state, step.name, attempt)
+        pays = state.router.may_pay(step.name)
+        step_run = checkpoint_open(state, step.name, attempt, durable=pays)
         verdicts_before = len(state.verdicts)
         try:
             result = step.run(state)
@@ -100,7 +120,8 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy) -> None:
             return
     reason = f"Step '{step.name}' failed after {failures} attempt(s): {type(last_error).__name__}: {last_error}"
     verdict = Verdict(gate=STEP_FAILED, step=step.name, passed=False, reason=reason)
-    closing = checkpoint_open(state, step.name, attempt + 1)
+    # Durable for a step that may pay: were it lost, a resumed run would ask the provider once more.
+    closing = checkpoint_open(state, step.name, attempt + 1, durable=state.router.may_pay(step.name))
     checkpoint_close(
         closing,
         StepRun.Status.ESCALATED,
@@ -155,7 +176,9 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
             categories=categories_by_label(),
             router=router or Router.for_run(run),
         )
-        finished = {s.step: s for s in step_runs_finished(run_id=run.pk)}
+        # Every earlier attempt in one query (none for a fresh run): what to restore, and how to number retries.
+        earlier = list(StepRun.objects.filter(run=run).order_by("id"))
+        finished = {s.step: s for s in earlier if s.status in StepRun.FINISHED}
         policies = step_policies()
         try:
             for name, step in STEPS.items():
@@ -164,7 +187,7 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
                     continue
                 if name == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
                     break  # waits for a person; their decision re-queues the run to carry out this step
-                _run_step(state, step, policies[name])
+                _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
         except Exception as exc:
             logger.exception("run %s failed outside any step", run.pk)
             _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")

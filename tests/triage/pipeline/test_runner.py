@@ -103,6 +103,8 @@ def test_an_out_of_scope_ticket_goes_to_a_person(ingest):
 
 
 def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_finished_ones(ingest, monkeypatch):
+    # The draft step pays for nothing here (the local drafter): its attempt is written once, finished, so a
+    # crash mid-step leaves no row for it (it used to leave a "running" one) and the step is simply done again.
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
     def crash(state):
@@ -114,7 +116,7 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     monkeypatch.undo()
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert run.status == PipelineRun.Status.RUNNING
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "running")]
+    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded")]
 
     calls = {"predict": 0, "search": 0}
     real_load = router_module.classifier_load
@@ -134,6 +136,35 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
 
     assert run.status == PipelineRun.Status.COMPLETED
     assert calls["predict"] == 0
+    assert steps_of(run)[:3] == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "succeeded")]
+    assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
+
+
+def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts_on_resume(
+    ingest, monkeypatch, settings
+):
+    # Given a draft provider that charges (any provider but the local ones), whose attempt crashes the worker
+    settings.TRIAGE_DRAFT_PROVIDERS = ["claude"]
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+
+    def crash(state):
+        raise SimulatedCrash
+
+    monkeypatch.setattr(runner.STEPS["draft"], "run", crash)
+    with pytest.raises(SimulatedCrash):
+        run_pipeline(run_id=result.run.pk)
+    monkeypatch.undo()
+
+    # Then the attempt was recorded before the call, so a possible charge is never lost from sight
+    run = PipelineRun.objects.get(pk=result.run.pk)
+    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "running")]
+
+    # When the run resumes (the local drafter configured again)
+    settings.TRIAGE_DRAFT_PROVIDERS = ["local"]
+    run = run_pipeline(run_id=run.pk)
+
+    # Then the interrupted attempt is closed as failed and the next one is attempt 2
+    assert run.status == PipelineRun.Status.COMPLETED
     assert steps_of(run)[:4] == [
         ("retrieve", 1, "succeeded"),
         ("classify", 1, "succeeded"),

@@ -239,3 +239,39 @@ def test_an_escaped_reply_answered_too_late_is_recognised_as_posted(vendor, conn
     assert actions[0].status == Action.Status.DONE, actions[0].error
     assert actions[0].result["reply"] == "already posted"
     assert stub.replies[REMOTE_IDS[vendor]] == [HTML_REPLY[vendor]]
+
+
+@pytest.mark.django_db
+def test_record_only_actions_are_written_in_one_transaction_each_once(django_assert_num_queries):
+    # Given a product ticket (recorded only) whose run left one action failed by an earlier attempt
+    run = ticket_ingest(
+        ticket_in=TicketIn(source="api", external_id="rec-1", body="My grinder hopper arrived cracked."),
+        enqueue=False,
+    ).run
+    Action.objects.create(
+        run=run,
+        kind=ActionKind.SET_CATEGORY,
+        payload={},
+        idempotency_key=f"run:{run.pk}:0:{ActionKind.SET_CATEGORY}",
+        status=Action.Status.FAILED,
+        attempts=1,
+        error="earlier failure",
+    )
+
+    # When the run's four actions are carried out: one lock-and-read, one update, one insert for the rest
+    with django_assert_num_queries(3 + 2):  # + the savepoint and its release (the test's own transaction)
+        done = run_actions_execute(run=run, actions=DECISION, reply=REPLY)
+
+    # Then every action is done exactly once, the failed one finished in place, none sent anywhere
+    assert [(a.kind, a.status) for a in done] == [(p.kind, Action.Status.DONE) for p in DECISION]
+    rows = list(Action.objects.filter(run=run).order_by("idempotency_key").values_list("kind", "status", "attempts"))
+    assert sorted(rows) == sorted(
+        [("set_category", "done", 2), ("set_priority", "done", 1), ("send_reply", "done", 1), ("solve", "done", 1)]
+    )
+    assert Action.objects.get(run=run, kind="send_reply").payload["body"] == REPLY
+    assert all(a.result == {"recorded": True, "kind": a.kind, "ticket": run.ticket_id} for a in done)
+
+    # And a second call changes nothing
+    before = list(Action.objects.filter(run=run).values_list("pk", "status", "attempts", "executed_at"))
+    run_actions_execute(run=run, actions=DECISION, reply=REPLY)
+    assert list(Action.objects.filter(run=run).values_list("pk", "status", "attempts", "executed_at")) == before
