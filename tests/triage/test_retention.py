@@ -8,7 +8,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 from redis import Redis
@@ -191,3 +191,10 @@ def test_rq_cron_registers_every_scheduled_job_by_name():
     expected = {(j.name, j.every_seconds) for j in scheduled_jobs()}
     assert ("checkpoints-prune", 3600) in expected
     assert {(j.name, j.interval) for j in scheduler.get_jobs()} == expected
+
+
+def test_the_command_refuses_a_batch_size_of_zero_and_prunes_nothing(finished_runs):
+    with pytest.raises(CommandError, match="--batch-size and --max-batches must be at least 1"):
+        call_command("prune_checkpoints", "--batch-size", "0", stdout=StringIO())
+
+    assert StepRun.objects.filter(run__in=finished_runs, pruned_at__isnull=False).count() == 0
