@@ -12,6 +12,7 @@ from triage.models import (
     ModelPrice,
     PipelineRun,
     ProviderSettings,
+    RetentionPolicy,
     StepPolicy,
     StepRun,
     Ticket,
@@ -94,6 +95,7 @@ class StepRunInline(admin.TabularInline):
         "model",
         "route_reason",
         "error",
+        "pruned_at",
     )
     readonly_fields = fields
 
@@ -153,4 +155,9 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 @admin.register(ProviderSettings)
 class ProviderSettingsAdmin(SingletonModelAdmin):
+    exclude = ["name"]  # one row: its name is no choice anyone makes
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(SingletonModelAdmin):
     exclude = ["name"]  # one row: its name is no choice anyone makes

@@ -296,6 +296,9 @@ class StepRun(models.Model):
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention slimmed output and verdicts to what the figures need."
+    )
 
     class Meta:
         ordering = ["run_id", "started_at", "id"]
@@ -364,6 +367,30 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return self.model
+
+
+class RetentionPolicy(SingletonModel):
+    """How long finished runs keep their full checkpoints: one row (`RetentionPolicy.get_solo()`); admins edit it.
+
+    After `slim_after_days`, the scheduled `checkpoints_prune` job drops the bulky parts of a finished run's
+    step payloads (passage texts, draft bodies, gate reasons) and keeps every figure the reports read.
+    """
+
+    name = models.CharField(max_length=100, default="default", unique=True)
+    slim_after_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(36500)],
+        help_text="Days after a run finished before its step payloads are slimmed (figures kept). Empty: never.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retention policy"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ProviderSettings(SingletonModel):

@@ -16,9 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
+from django.utils import timezone
 
 from triage.models import PipelineRun
 from triage.pipeline.runner import run_pipeline
+from triage.retention import checkpoints_prune
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +116,16 @@ def runs_resume() -> int:
     for run_id in ids:
         submit(run_id)
     return len(ids)
+
+
+def checkpoints_prune_task() -> None:
+    """The scheduled retention pass: a task, so it takes nothing and calls one service."""
+    result = checkpoints_prune(now=timezone.now())
+    logger.info(
+        "checkpoints pruned: %s step run(s) of %s run(s), %s -> %s bytes%s",
+        result.step_runs,
+        result.runs,
+        result.bytes_before,
+        result.bytes_after,
+        "" if result.done else " (more left for the next pass)",
+    )

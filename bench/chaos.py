@@ -1,0 +1,535 @@
+"""Crash-proof runs under chaos: tickets through the API while processes are killed, then a quiet period.
+
+Two scenarios, each on loopback only, on the embedded PostgreSQL in its own database (bench_chaos,
+emptied at the start):
+
+- `rq`: gunicorn serving the project, its own redis-server on a free loopback port (`--save ""`, so
+  stopping it does not touch the machine's Redis, and a restart loses what was queued, as a Redis
+  without persistence does), and 2 `manage.py rqworker` processes. Every 1-3 s a random worker (its
+  whole process group) or the work-horse it forked is killed -9; a killed or exited worker is started
+  again at once, as a supervisor would. Redis is stopped and started once, a third of the way in; the
+  web process is killed -9 and started again once, two thirds of the way in.
+- `embedded`: the embedded default (no REDIS_URL: the in-process worker inside the web process);
+  the web process is killed -9 half-way and started again.
+
+Tickets are sent through `POST /api/tickets` with an API token, spread over the chaos window; a
+client retries what was not answered 2xx (same external id, so a retry is never a second ticket).
+Then nothing is killed any more and no command is typed; the bench waits until no run is left
+queued or running, or nothing has changed for `--stall-seconds`, or `--quiet-seconds` are up.
+
+Per scenario it prints: tickets sent (answered 2xx), tickets lost (answered but not in the database),
+runs completed / waiting / failed, runs still unfinished after the quiet period (queued or running:
+must be 0), steps finished twice (two finished checkpoints of one step: 0), actions carried out twice
+(two done actions of one run with the same kind and payload: 0), and the time to recover (from the
+last fault until no run was unfinished; none if that never happened). Then one JSON line of all figures.
+
+    uv run python bench/chaos.py [--tickets 60] [--chaos-seconds 45] [--quiet-seconds 180]
+                                 [--worker-class fork|simple] [--scenarios rq,embedded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEV_MODE", "1")
+os.environ.setdefault("TRIAGE_DB_NAME", "bench_chaos")
+os.environ.setdefault("TRIAGE_LOG_LEVEL", "WARNING")
+for inherited in ("REDIS_URL", "TRIAGE_QUEUE_BACKEND"):  # each scenario sets its own
+    os.environ.pop(inherited, None)
+
+WORKER_CLASSES = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
+
+
+def free_port(preferred: int = 0) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Proc:
+    """One supervised process in its own session (so -9 can take its whole group)."""
+
+    started: list[Proc] = []  # every one, stopped when the bench ends however it ends
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], logfile: Path) -> None:
+        self.name, self.command, self.env, self.logfile = name, command, env, logfile
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        Proc.started.append(self)
+
+    def start(self) -> None:
+        out = self.logfile.open("ab")
+        self.popen = subprocess.Popen(
+            self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        self.starts += 1
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill9(self) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+        except ProcessLookupError:
+            pass
+
+    def children(self) -> list[int]:
+        if not self.alive():
+            return []
+        assert self.popen is not None
+        try:
+            text = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in text.split()]
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", path)
+        status = conn.getresponse().status
+        conn.close()
+        return status == 200
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"{what} did not come up within {timeout:.0f}s")
+
+
+@dataclass
+class Figures:
+    scenario: str
+    tickets: int
+    tickets_sent: int = 0
+    intake_retries: int = 0
+    tickets_lost: int = 0
+    completed: int = 0
+    waiting: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    steps_finished_twice: int = 0
+    unfinished_at_kill: int | None = None  # embedded: runs queued or running when the web process was killed
+    actions_carried_out_twice: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    recover_seconds: float | None = None
+    quiet_seconds: float = 0.0
+
+
+class Client:
+    """Sends the tickets, spread over `spread` seconds, each retried until answered 2xx or `deadline`."""
+
+    def __init__(self, *, port: int, token: str, texts: list[str], tag: str, tickets: int) -> None:
+        self.port, self.token, self.texts, self.tag, self.tickets = port, token, texts, tag, tickets
+        self.accepted: set[str] = set()
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    def _send(self, n: int, deadline: float) -> None:
+        external_id = f"chaos-{self.tag}-{n}"
+        body = json.dumps({"external_id": external_id, "body": self.texts[n % len(self.texts)]}).encode()
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        while time.time() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn.request("POST", "/api/tickets", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status in (200, 201):
+                    with self._lock:
+                        self.accepted.add(external_id)
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            with self._lock:
+                self.retries += 1
+            time.sleep(0.5)
+
+    def run(self, *, spread: float, deadline: float) -> None:
+        started = time.time()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for n in range(self.tickets):
+                time.sleep(max(0.0, started + spread * n / self.tickets - time.time()))
+                pool.submit(self._send, n, deadline)
+
+
+def unfinished_runs(source: str) -> int:
+    from django.db import connection
+
+    from triage.models import PipelineRun
+
+    n = PipelineRun.objects.filter(
+        ticket__source=source, status__in=[PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING]
+    ).count()
+    connection.close()
+    return n
+
+
+def measure(figures: Figures, *, source: str, accepted: set[str]) -> int:
+    """Fill in the database figures; return how many runs are unfinished."""
+    from django.db import connection
+    from django.db.models import Count
+
+    from triage.models import Action, PipelineRun, StepRun, Ticket
+
+    runs = PipelineRun.objects.filter(ticket__source=source)
+    by_status = dict(runs.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    figures.completed = by_status.get(PipelineRun.Status.COMPLETED, 0)
+    figures.waiting = by_status.get(PipelineRun.Status.WAITING, 0)
+    figures.failed = by_status.get(PipelineRun.Status.FAILED, 0)
+    figures.unfinished = by_status.get(PipelineRun.Status.QUEUED, 0) + by_status.get(PipelineRun.Status.RUNNING, 0)
+    stored = set(Ticket.objects.filter(source=source).values_list("external_id", flat=True))
+    figures.tickets_lost = len(accepted - stored)
+    finished = (
+        StepRun.objects.filter(run__in=runs, status__in=StepRun.FINISHED)
+        .values("run_id", "step")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+    )
+    figures.steps_finished_twice = sum(row["n"] - 1 for row in finished)
+    done = [
+        (run_id, kind, json.dumps(payload, sort_keys=True))
+        for run_id, kind, payload in Action.objects.filter(run__in=runs, status=Action.Status.DONE).values_list(
+            "run_id", "kind", "payload"
+        )
+    ]
+    figures.actions_carried_out_twice = len(done) - len(set(done))
+    connection.close()
+    return figures.unfinished
+
+
+def quiet_period(
+    figures: Figures,
+    *,
+    source: str,
+    client: Client,
+    last_fault: float,
+    args: argparse.Namespace,
+    supervise: Callable[[], None],
+) -> None:
+    """No more faults: wait for every run to end, with no command typed."""
+    started = time.time()
+    last_change, last_seen = time.time(), None
+    while time.time() - started < args.quiet_seconds:
+        supervise()
+        unfinished = measure(figures, source=source, accepted=client.accepted)
+        snapshot = (unfinished, figures.completed, figures.waiting, figures.failed)
+        if snapshot != last_seen:
+            last_change, last_seen = time.time(), snapshot
+        if unfinished == 0 and len(client.accepted) == figures.completed + figures.waiting + figures.failed:
+            figures.recover_seconds = round(time.time() - last_fault, 1)
+            break
+        if time.time() - last_change > args.stall_seconds:
+            log(f"nothing changed for {args.stall_seconds:.0f}s: {unfinished} run(s) left unfinished")
+            break
+        time.sleep(1.0)
+    figures.quiet_seconds = round(time.time() - started, 1)
+
+
+def prepare(tag: str) -> tuple[str, str, list[str]]:
+    """Migrate and empty the bench database, load the demo company once; a token for this scenario."""
+    import django
+    from django.db import connection
+
+    django.setup()
+    from integrations.models import ApiToken
+    from integrations.tokens import api_token_issue
+    from triage.datasets import dataset_load
+    from triage.models import TrainedClassifier
+    from triage.services import categories_import, classifier_train, examples_import, knowledge_base_import
+
+    demo = ROOT / "triage" / "demo"
+    data = dataset_load(demo)
+    if not TrainedClassifier.objects.exists():
+        log("loading the demo company into the bench database (once)")
+        categories_import(rows=list(data.categories.items()))
+        examples_import(rows=[(e.text, e.label) for e in data.examples])
+        classifier_train()
+        knowledge_base_import(directory=demo / "kb")
+    ApiToken.objects.filter(name=f"chaos-{tag}").delete()
+    token, raw = api_token_issue(name=f"chaos-{tag}")
+    connection.close()
+    return raw, token.source, [t.text for t in data.tickets]
+
+
+def scenario_rq(args: argparse.Namespace, logs: Path) -> Figures:
+    figures = Figures(scenario="rq", tickets=args.tickets)
+    token, source, texts = prepare("rq")
+    redis_port, web_port = free_port(6391), free_port()
+    base_env = {**os.environ, "DJANGO_DEBUG": "0"}
+    env = {**base_env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "TRIAGE_QUEUE_BACKEND": "rq"}
+    redis_server = shutil.which("redis-server") or "redis-server"
+    redis = Proc(
+        "redis",
+        [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        base_env,
+        logs / "redis.log",
+    )
+    web = Proc("web", gunicorn_command(web_port, workers=2), env, logs / "web-rq.log")
+    worker_command = [sys.executable, "manage.py", "rqworker", "default", "--worker-class"]
+    workers = [
+        Proc(f"worker{i}", [*worker_command, WORKER_CLASSES[args.worker_class]], env, logs / f"worker{i}.log")
+        for i in range(2)
+    ]
+    faults = {"worker_killed": 0, "work_horse_killed": 0, "redis_restarted": 0, "web_restarted": 0}
+    figures.faults = faults
+    redis.start()
+    wait_until(lambda: redis_ping(redis_port), timeout=20, what="redis-server")
+    web.start()
+    wait_until(lambda: http_ok(web_port, "/api/openapi.json"), timeout=120, what="gunicorn")
+    for w in workers:
+        w.start()
+    redis_down_until = 0.0
+
+    def supervise() -> None:
+        # A supervisor (systemd, a container runtime) restarts what died; Redis only once it is back.
+        if time.time() >= redis_down_until and not redis.alive():
+            redis.start()
+        for w in workers:
+            if not w.alive():
+                w.start()
+        if not web.alive():
+            web.start()
+
+    client = Client(port=web_port, token=token, texts=texts, tag=f"rq{int(time.time())}", tickets=args.tickets)
+    chaos_end = time.time() + args.chaos_seconds
+    sender = threading.Thread(
+        target=client.run, kwargs={"spread": args.chaos_seconds * 0.7, "deadline": chaos_end + 60}, daemon=True
+    )
+    rng = random.Random(args.seed)
+    redis_at = time.time() + args.chaos_seconds / 3
+    web_at = time.time() + 2 * args.chaos_seconds / 3
+    last_fault = time.time()
+    try:
+        sender.start()
+        log(f"rq: {args.tickets} tickets over {args.chaos_seconds * 0.7:.0f}s; chaos for {args.chaos_seconds:.0f}s")
+        while time.time() < chaos_end:
+            time.sleep(rng.uniform(1.0, 3.0))
+            supervise()
+            now = time.time()
+            if redis_at and now >= redis_at:
+                redis.stop()
+                redis_down_until, redis_at = now + 3.0, 0.0
+                faults["redis_restarted"] += 1
+                log("redis stopped (started again in 3s)")
+            elif web_at and now >= web_at:
+                web.kill9()
+                web.start()
+                web_at = 0.0
+                faults["web_restarted"] += 1
+                log("web process killed -9 and started again")
+            else:
+                victim = rng.choice(workers)
+                horses = victim.children()
+                if horses and rng.random() < 0.5:
+                    try:
+                        os.kill(horses[0], signal.SIGKILL)
+                        faults["work_horse_killed"] += 1
+                    except ProcessLookupError:
+                        pass
+                else:
+                    victim.kill9()
+                    victim.start()
+                    faults["worker_killed"] += 1
+            last_fault = time.time()
+        supervise()
+        sender.join()
+        log(f"chaos over ({faults}); quiet period, no command typed")
+        quiet_period(figures, source=source, client=client, last_fault=last_fault, args=args, supervise=supervise)
+    finally:
+        for w in workers:
+            w.stop()
+        web.stop()
+        redis.stop()
+    figures.tickets_sent, figures.intake_retries = len(client.accepted), client.retries
+    return figures
+
+
+def scenario_embedded(args: argparse.Namespace, logs: Path) -> Figures:
+    figures = Figures(scenario="embedded", tickets=args.tickets)
+    token, source, texts = prepare("embedded")
+    web_port = free_port()
+    env = {**os.environ, "DJANGO_DEBUG": "0", "TRIAGE_QUEUE_BACKEND": "inprocess"}
+    # One web worker: the in-process thread pool lives in it, as in the embedded default.
+    web = Proc("web", gunicorn_command(web_port, workers=1), env, logs / "web-embedded.log")
+    faults = {"web_restarted": 0}
+    figures.faults = faults
+    web.start()
+    wait_until(lambda: http_ok(web_port, "/api/openapi.json"), timeout=120, what="gunicorn")
+
+    def supervise() -> None:
+        if not web.alive():
+            web.start()
+
+    client = Client(port=web_port, token=token, texts=texts, tag=f"emb{int(time.time())}", tickets=args.tickets)
+    chaos_end = time.time() + args.chaos_seconds
+    sender = threading.Thread(
+        target=client.run, kwargs={"spread": args.chaos_seconds * 0.7, "deadline": chaos_end + 60}, daemon=True
+    )
+    last_fault = time.time()
+    try:
+        sender.start()
+        log(f"embedded: {args.tickets} tickets over {args.chaos_seconds * 0.7:.0f}s; web killed at half-time")
+        time.sleep(args.chaos_seconds / 2)
+        # Kill it while it holds work: a run it is working on, or one its in-memory queue holds.
+        wait_deadline = time.time() + 15
+        while unfinished_runs(source) == 0 and time.time() < wait_deadline:
+            time.sleep(0.2)
+        figures.unfinished_at_kill = unfinished_runs(source)
+        web.kill9()
+        web.start()
+        faults["web_restarted"] += 1
+        last_fault = time.time()
+        log(
+            f"web process (with its in-process worker) killed -9 holding {figures.unfinished_at_kill} unfinished "
+            "run(s), and started again"
+        )
+        while time.time() < chaos_end:
+            time.sleep(1.0)
+            supervise()
+        sender.join()
+        log("chaos over; quiet period, no command typed")
+        quiet_period(figures, source=source, client=client, last_fault=last_fault, args=args, supervise=supervise)
+    finally:
+        web.stop()
+    figures.tickets_sent, figures.intake_retries = len(client.accepted), client.retries
+    return figures
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def gunicorn_command(port: int, *, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--chdir",
+        str(ROOT),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "--log-level",
+        "warning",
+    ]
+
+
+def empty_database() -> None:
+    import django
+    from django.core.management import call_command
+    from django.db import connection
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    with connection.cursor() as cursor:  # a clean bench database every run (the demo company stays)
+        cursor.execute(
+            "TRUNCATE triage_action, triage_steprun, triage_pipelinerun, triage_ticket RESTART IDENTITY CASCADE"
+        )
+    connection.close()
+
+
+def report(f: Figures) -> None:
+    recover = f"{f.recover_seconds:.1f}s" if f.recover_seconds is not None else f"not recovered in {f.quiet_seconds}s"
+    print(f"\n== {f.scenario} ==  faults: {f.faults}")
+    print(f"tickets sent (answered 2xx)        : {f.tickets_sent} of {f.tickets}  ({f.intake_retries} retried sends)")
+    print(f"tickets lost                       : {f.tickets_lost}")
+    print(f"runs completed / waiting / failed  : {f.completed} / {f.waiting} / {f.failed}")
+    if f.unfinished_at_kill is not None:
+        print(f"runs unfinished when web was killed: {f.unfinished_at_kill}")
+    print(f"runs unfinished after quiet period : {f.unfinished}   (must be 0; no command was typed)")
+    print(f"steps finished twice               : {f.steps_finished_twice}")
+    print(f"actions carried out twice          : {f.actions_carried_out_twice}")
+    print(f"time to recover                    : {recover}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tickets", type=int, default=60)
+    parser.add_argument("--chaos-seconds", type=float, default=45.0)
+    parser.add_argument("--quiet-seconds", type=float, default=180.0, help="longest wait after the last fault")
+    parser.add_argument("--stall-seconds", type=float, default=30.0, help="stop waiting when nothing changes")
+    parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="fork")
+    parser.add_argument("--scenarios", default="rq,embedded")
+    parser.add_argument("--seed", type=int, default=10)
+    args = parser.parse_args()
+    scenarios = {"rq": scenario_rq, "embedded": scenario_embedded}
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if unknown := [s for s in chosen if s not in scenarios]:
+        raise SystemExit(f"unknown scenario(s) {unknown}: choose from {sorted(scenarios)}")
+    logs = ROOT / "var" / "bench-chaos"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"chaos bench: {args.tickets} tickets per scenario, worker class {args.worker_class}; logs in {logs}")
+    empty_database()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops what was started
+    try:
+        results = [scenarios[name](args, logs) for name in chosen]
+    finally:
+        for proc in Proc.started:
+            proc.stop()
+    for f in results:
+        report(f)
+    print(json.dumps({"bench": "chaos", "worker_class": args.worker_class, "scenarios": [asdict(f) for f in results]}))
+
+
+if __name__ == "__main__":
+    main()
