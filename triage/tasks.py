@@ -174,15 +174,19 @@ class InProcessWorker:
         future = self._pool.submit(self._work, run_id)
         with self._lock:
             self._futures.add(future)
-        future.add_done_callback(lambda f: self._done(f, run_id))
+        future.add_done_callback(self._done)
 
     def holds(self, run_id: int) -> bool:
         with self._lock:
             return run_id in self._held
 
-    def _done(self, future: Future[None], run_id: int) -> None:
+    def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._futures.discard(future)
+
+    def _release(self, run_id: int) -> None:
+        # In the job itself, not a done-callback: by the time `drain` returns the pool no longer holds it.
+        with self._lock:
             left = self._held.pop(run_id, 1) - 1
             if left:
                 self._held[run_id] = left
@@ -194,14 +198,14 @@ class InProcessWorker:
     def stop(self) -> None:
         self._stop.set()
 
-    @staticmethod
-    def _work(run_id: int) -> None:
+    def _work(self, run_id: int) -> None:
         close_old_connections()
         try:
             run_task(run_id)
         except Exception:
             logger.exception("run %s failed in the in-process worker", run_id)
         finally:
+            self._release(run_id)
             connections.close_all()
 
     def drain(self, timeout: float | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import django_rq
@@ -249,3 +250,24 @@ def test_a_resumed_execute_step_does_not_post_the_reply_twice(settings, helpdesk
     assert (reply.status, reply.attempts, reply.result["reply"]) == (Action.Status.DONE, 2, "already posted")
     assert stub.reply_posts == 1
     assert run.steps.filter(step="execute", status=StepRun.Status.SUCCEEDED).count() == 1
+
+
+def test_the_inprocess_worker_sweeps_on_its_own_and_holds_what_it_was_given(settings, monkeypatch):
+    # given: an in-process worker sweeping every 50 ms, with a run in its pool that has not finished
+    settings.TRIAGE_QUEUE_BACKEND = "inprocess"
+    swept, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(tasks, "runs_sweep", lambda: swept.set())
+    monkeypatch.setattr(tasks, "run_task", lambda run_id: release.wait(5))
+    worker = tasks.InProcessWorker(workers=1, sweep_every=0.05)
+    monkeypatch.setattr(tasks, "_worker", worker)
+
+    # when
+    worker.submit(41)
+
+    # then: the sweeper ran without anyone calling it, and leaves run 41 to the pool that holds it
+    assert swept.wait(5)
+    assert (tasks.queue_holds(41), tasks.queue_holds(42)) == (True, False)
+    release.set()
+    worker.drain(timeout=5)
+    assert tasks.queue_holds(41) is False
+    worker.stop()
