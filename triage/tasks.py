@@ -61,7 +61,10 @@ def _job_id(run_id: int) -> str:
 def submit(run_id: int) -> None:
     backend = settings.TRIAGE_QUEUE_BACKEND
     if backend == "rq":
-        django_rq.get_queue("default").enqueue(run_task, run_id, job_id=_job_id(run_id))
+        queue = django_rq.get_queue("default")
+        # A run handed back after its worker was killed is owed work, not failed: RQ had listed its job so.
+        queue.failed_job_registry.remove(_job_id(run_id))
+        queue.enqueue(run_task, run_id, job_id=_job_id(run_id))
     elif backend == "inprocess":
         _inprocess().submit(run_id)
     elif backend == "immediate":

@@ -12,6 +12,7 @@ import redis
 from django.urls import reverse
 from django.utils import timezone
 from rq import SimpleWorker
+from rq.job import JobStatus
 
 from integrations.tokens import api_token_issue
 from triage import tasks
@@ -271,3 +272,25 @@ def test_the_inprocess_worker_sweeps_on_its_own_and_holds_what_it_was_given(sett
     worker.drain(timeout=5)
     assert tasks.queue_holds(41) is False
     worker.stop()
+
+
+def test_a_run_whose_work_horse_was_killed_is_taken_off_rqs_failed_list_and_finished(rq_settings, ingest):
+    # given: RQ moved the job of a killed work-horse to its failed list; the run was left RUNNING
+    queue = rq_settings
+    run = ingest(PASSWORD_TICKET, enqueue=False).run
+    tasks.submit(run.pk)
+    job = queue.fetch_job(f"triage-run-{run.pk}")
+    queue.remove(job)
+    queue.failed_job_registry.add(job, ttl=600)
+    job.set_status(JobStatus.FAILED)
+    _abandon(run)
+
+    # when
+    sweep = tasks.runs_sweep()
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    # then
+    assert sweep.requeued == [run.pk]
+    assert queue.failed_job_registry.get_job_ids() == []
+    assert queue.finished_job_registry.get_job_ids() == [f"triage-run-{run.pk}"]
+    assert PipelineRun.objects.get(pk=run.pk).status == PipelineRun.Status.COMPLETED
