@@ -16,7 +16,7 @@ from django.db.models import Case, CharField, Count, Prefetch, Q, QuerySet, Valu
 
 from approvals.models import ApprovalRequest, Decision
 from triage.contracts import OUT_OF_SCOPE, ActionKind, stored_action_moves_money
-from triage.models import Category, StepRun
+from triage.models import Category, PipelineRun, StepRun
 from triage.pipeline.gates import REGISTRY as GATE_REGISTRY
 
 # The inbox's gate filter: every gate and stop reason in the registry, in its order, with its label.
@@ -76,6 +76,19 @@ class InboxItem:
     @property
     def pending(self) -> bool:
         return self.approval.status == ApprovalRequest.Status.PENDING
+
+    @property
+    def outcome(self) -> str:
+        """What became of a decision, from its run: the inbox must not show "Approved" and go quiet while
+        the run that carries it out waits for a queue that is down, or has failed."""
+        if self.pending:
+            return ""
+        status = self.approval.run.status
+        if status == PipelineRun.Status.COMPLETED:
+            return "carried out"
+        if status == PipelineRun.Status.FAILED:
+            return "failed"
+        return "carrying out"
 
 
 def _age_q(age: str, now: datetime) -> Q:

@@ -208,6 +208,7 @@ def approval_decide(
             decided_by=actor.pk,
         ).model_dump(mode="json")
         run.status = PipelineRun.Status.QUEUED
-        run.save(update_fields=["resolution", "status"])
+        run.queued_at = timezone.now()
+        run.save(update_fields=["resolution", "status", "queued_at"])
         enqueue_run(run_id=run.pk)
     return decision

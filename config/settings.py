@@ -141,6 +141,17 @@ RQ_QUEUES = {"default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAUL
 RQ = {"COMMIT_MODE": "auto"}  # we enqueue on commit ourselves (triage.tasks.enqueue_run)
 # "rq" when REDIS_URL is set, else "inprocess"; TRIAGE_QUEUE_BACKEND overrides.
 TRIAGE_QUEUE_BACKEND = env.str("TRIAGE_QUEUE_BACKEND", default="rq" if REDIS_URL else "inprocess")
+# Recovery (README "Recovery"): a worker holds a run for TRIAGE_RUN_LEASE seconds and renews the lease
+# between steps; every TRIAGE_SWEEP_INTERVAL seconds a sweeper (inside each RQ worker, triage.worker, or
+# inside the in-process worker) hands back to the queue the runs whose lease expired and the runs queued
+# longer than TRIAGE_SWEEP_GRACE seconds that the queue does not hold; a run taken TRIAGE_RUN_MAX_TAKES
+# times without finishing (it keeps killing its worker) fails with the reason, for a person.
+TRIAGE_RUN_LEASE = env.float("TRIAGE_RUN_LEASE", default=120.0)
+TRIAGE_SWEEP_INTERVAL = env.float("TRIAGE_SWEEP_INTERVAL", default=15.0)
+TRIAGE_SWEEP_GRACE = env.float("TRIAGE_SWEEP_GRACE", default=60.0)
+TRIAGE_RUN_MAX_TAKES = env.int("TRIAGE_RUN_MAX_TAKES", default=3)
+# `manage.py rqworker default` loads the models once in the worker before it forks, and sweeps.
+RQ["WORKER_CLASS"] = "triage.worker.TriageWorker"
 
 # --- The chain ------------------------------------------------------------------------------
 TRIAGE_LLM_PROVIDER = env.str("TRIAGE_LLM_PROVIDER", default="local")

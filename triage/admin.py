@@ -120,6 +120,10 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "error",
         "started_at",
         "finished_at",
+        # The recovery fields are the workers' and the sweeper's (README "Recovery"), not an editor's.
+        "queued_at",
+        "lease_expires_at",
+        "takes",
     ]
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 from solo.models import SingletonModel
 
@@ -257,10 +258,20 @@ class PipelineRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Recovery (triage.tasks.runs_sweep): the database, not the queue, knows which runs are owed work.
+    queued_at = models.DateTimeField(
+        default=timezone.now, help_text="When the run was last handed to the queue (or should have been)."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The worker holding the run renews this between steps; expired = it died."
+    )
+    takes = models.PositiveSmallIntegerField(
+        default=0, help_text="Workers that took the run since it last finished a phase; bounded (poison ticket)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["status", "queued_at"])]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.ticket_id}"

@@ -5,6 +5,10 @@
 - `immediate`: runs in the committing thread; for tests and the `evaluate` command.
 
 All three call `run_task`, the same function, with the run's id.
+
+The database, not the queue, is the source of truth: a run that the queue lost (Redis down at commit,
+a worker killed mid-run, a web process restarted with runs in its pool) is handed back by `runs_sweep`,
+which runs on its own inside every RQ worker (`triage.worker`) and inside the in-process worker.
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from triage.models import PipelineRun
 from triage.pipeline.runner import run_pipeline
-from triage.retention import checkpoints_prune
+from triage.schedule import scheduled_jobs_run_due
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +40,32 @@ def run_task(run_id: int) -> None:
 
 
 def enqueue_run(*, run_id: int) -> None:
-    """Start the run once the current transaction commits (immediately outside one)."""
-    transaction.on_commit(lambda: submit(run_id))
+    """Start the run once the current transaction commits (immediately outside one).
+
+    The rows are committed by then, so a queue that cannot take the run (Redis down) must not turn a
+    saved ticket or decision into an error: it is logged, and `runs_sweep` hands the run over later.
+    """
+    transaction.on_commit(lambda: _submit_or_leave_to_sweeper(run_id))
+
+
+def _submit_or_leave_to_sweeper(run_id: int) -> None:
+    try:
+        submit(run_id)
+    except Exception:
+        logger.exception("run %s could not be enqueued; the sweeper will enqueue it", run_id)
+
+
+def _job_id(run_id: int) -> str:
+    return f"triage-run-{run_id}"
 
 
 def submit(run_id: int) -> None:
     backend = settings.TRIAGE_QUEUE_BACKEND
     if backend == "rq":
-        django_rq.get_queue("default").enqueue(run_task, run_id, job_id=f"triage-run-{run_id}")
+        queue = django_rq.get_queue("default")
+        # A run handed back after its worker was killed is owed work, not failed: RQ had listed its job so.
+        queue.failed_job_registry.remove(_job_id(run_id))
+        queue.enqueue(run_task, run_id, job_id=_job_id(run_id))
     elif backend == "inprocess":
         _inprocess().submit(run_id)
     elif backend == "immediate":
@@ -50,32 +77,140 @@ def submit(run_id: int) -> None:
         raise ValueError(f"unknown TRIAGE_QUEUE_BACKEND {backend!r} (rq, inprocess, immediate or none)")
 
 
-class InProcessWorker:
-    """A thread pool that works runs inside this process; each thread has its own DB connection."""
+def queue_holds(run_id: int) -> bool:
+    """Whether the queue still holds the run, waiting for a worker (then the sweeper leaves it there)."""
+    backend = settings.TRIAGE_QUEUE_BACKEND
+    if backend == "rq":
+        queue = django_rq.get_queue("default")
+        try:
+            job = Job.fetch(_job_id(run_id), connection=queue.connection)
+        except NoSuchJobError:
+            return False
+        # A STARTED job may belong to a worker that was killed -9: the run's lease decides, not RQ.
+        return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+    if backend == "inprocess":
+        return _worker is not None and _worker.holds(run_id)
+    return False
 
-    def __init__(self, workers: int) -> None:
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one sweep did: runs handed back to the queue, and those the queue could not take."""
+
+    requeued: list[int]
+    not_enqueued: list[int]
+
+
+def runs_sweep(*, now: datetime | None = None, limit: int = 500) -> Sweep:
+    """Hand back to the queue every run the queue lost; no one needs to run a command.
+
+    Owed work: runs QUEUED longer than `TRIAGE_SWEEP_GRACE` that the queue does not hold (never
+    enqueued, or Redis lost them), and RUNNING runs whose lease expired (their worker died). Sweepers
+    in several workers may run at once: rows are claimed with SKIP LOCKED and stamped `queued_at`, so
+    each run is handed over by one sweeper, and at worst twice, which the runner's advisory lock makes a
+    no-op. A run that keeps killing its worker is failed by the runner when it is taken once too often.
+    """
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=settings.TRIAGE_SWEEP_GRACE)
+    owed = Q(queued_at__lt=settled) & (
+        Q(status=PipelineRun.Status.QUEUED)
+        | Q(status=PipelineRun.Status.RUNNING, lease_expires_at__lt=now)
+        | Q(status=PipelineRun.Status.RUNNING, lease_expires_at__isnull=True)
+    )
+    with transaction.atomic():
+        candidates = list(
+            PipelineRun.objects.select_for_update(skip_locked=True)
+            .filter(owed)
+            .order_by("queued_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        due = [run_id for run_id in candidates if not queue_holds(run_id)]
+        PipelineRun.objects.filter(pk__in=due).update(queued_at=now)
+    not_enqueued = []
+    for run_id in due:
+        try:
+            submit(run_id)
+        except Exception:
+            # Still owed: stamped `queued_at`, it is tried again after the grace period.
+            logger.exception("sweeper: run %s could not be enqueued", run_id)
+            not_enqueued.append(run_id)
+    if due:
+        logger.info("sweeper: %s run(s) handed back to the queue, %s not enqueued", len(due), len(not_enqueued))
+    return Sweep(requeued=[r for r in due if r not in not_enqueued], not_enqueued=not_enqueued)
+
+
+def sweep_safely() -> None:
+    """One sweep for a periodic loop: a failure (database restarting, Redis down) waits for the next."""
+    try:
+        close_old_connections()
+        runs_sweep()
+        scheduled_jobs_run_due()
+    except Exception:
+        logger.exception("sweeper: this sweep failed; the next one tries again")
+    finally:
+        # Between sweeps no connection is held: an RQ worker forks its work-horse from this process (a
+        # child must not share the parent's socket), and an idle thread must not pin a database.
+        connections.close_all()
+
+
+class InProcessWorker:
+    """A thread pool that works runs inside this process; each thread has its own DB connection.
+
+    With it runs a sweeper thread: after a restart of this process the runs its pool held are owed
+    work that only the database remembers.
+    """
+
+    def __init__(self, workers: int, *, sweep_every: float | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="triage-worker")
         self._futures: set[Future[None]] = set()
+        self._held: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        if sweep_every:
+            self._sweeper = threading.Thread(
+                target=self._sweep_loop, args=(sweep_every,), name="triage-sweeper", daemon=True
+            )
+            self._sweeper.start()
 
     def submit(self, run_id: int) -> None:
+        with self._lock:
+            self._held[run_id] = self._held.get(run_id, 0) + 1
         future = self._pool.submit(self._work, run_id)
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._done)
 
+    def holds(self, run_id: int) -> bool:
+        with self._lock:
+            return run_id in self._held
+
     def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._futures.discard(future)
 
-    @staticmethod
-    def _work(run_id: int) -> None:
+    def _release(self, run_id: int) -> None:
+        # In the job itself, not a done-callback: by the time `drain` returns the pool no longer holds it.
+        with self._lock:
+            left = self._held.pop(run_id, 1) - 1
+            if left:
+                self._held[run_id] = left
+
+    def _sweep_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            sweep_safely()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _work(self, run_id: int) -> None:
         close_old_connections()
         try:
             run_task(run_id)
         except Exception:
             logger.exception("run %s failed in the in-process worker", run_id)
         finally:
+            self._release(run_id)
             connections.close_all()
 
     def drain(self, timeout: float | None = None) -> None:
@@ -97,8 +232,17 @@ def _inprocess() -> InProcessWorker:
     global _worker
     with _worker_lock:
         if _worker is None:
-            _worker = InProcessWorker(workers=int(getattr(settings, "TRIAGE_INPROCESS_WORKERS", 2)))
+            _worker = InProcessWorker(
+                workers=int(getattr(settings, "TRIAGE_INPROCESS_WORKERS", 2)),
+                sweep_every=settings.TRIAGE_SWEEP_INTERVAL,
+            )
         return _worker
+
+
+def inprocess_start() -> None:
+    """Start the in-process worker (and its sweeper) with the web process, not at its first ticket."""
+    if settings.TRIAGE_QUEUE_BACKEND == "inprocess":
+        _inprocess()
 
 
 def inprocess_drain(timeout: float | None = None) -> None:
@@ -107,7 +251,7 @@ def inprocess_drain(timeout: float | None = None) -> None:
 
 
 def runs_resume() -> int:
-    """Re-submit runs that never finished (queued, or running when a worker died)."""
+    """Re-submit every run that never finished, now (a manual tool: `runs_sweep` does it on its own)."""
     ids = list(
         PipelineRun.objects.filter(status__in=[PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING]).values_list(
             "pk", flat=True
@@ -116,16 +260,3 @@ def runs_resume() -> int:
     for run_id in ids:
         submit(run_id)
     return len(ids)
-
-
-def checkpoints_prune_task() -> None:
-    """The scheduled retention pass: a task, so it takes nothing and calls one service."""
-    result = checkpoints_prune(now=timezone.now())
-    logger.info(
-        "checkpoints pruned: %s step run(s) of %s run(s), %s -> %s bytes%s",
-        result.step_runs,
-        result.runs,
-        result.bytes_before,
-        result.bytes_after,
-        "" if result.done else " (more left for the next pass)",
-    )

@@ -18,9 +18,8 @@ from approvals.services import approval_decide
 from tests.factories import build_run
 from triage.metrics import ReferenceLabels, StaffFeedback, chain_figures
 from triage.models import Action, Category, PipelineRun, RetentionPolicy, StepRun, Ticket
-from triage.retention import checkpoints_prune
+from triage.retention import checkpoints_prune, checkpoints_prune_task
 from triage.schedule import scheduled_jobs
-from triage.tasks import checkpoints_prune_task
 
 pytestmark = pytest.mark.django_db
 

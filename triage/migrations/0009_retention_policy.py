@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("triage", "0007_remove_gatepolicy_schema_gate"),
+        ("triage", "0008_pipelinerun_lease"),
     ]
 
     operations = [

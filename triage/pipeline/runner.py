@@ -16,8 +16,11 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from triage.contracts import Verdict
@@ -160,9 +163,17 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
             PipelineRun.Status.FAILED,
         ):
             return run
+        if run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
+            _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run))
+            run.refresh_from_db()
+            return run
         now = timezone.now()
+        # The lease tells the sweeper this run has a live worker; `takes` counts workers that took it.
         PipelineRun.objects.filter(pk=run.pk).update(
-            status=PipelineRun.Status.RUNNING, started_at=run.started_at or now
+            status=PipelineRun.Status.RUNNING,
+            started_at=run.started_at or now,
+            takes=F("takes") + 1,
+            lease_expires_at=now + timedelta(seconds=settings.TRIAGE_RUN_LEASE),
         )
         Ticket.objects.filter(pk=run.ticket_id, status=Ticket.Status.NEW).update(status=Ticket.Status.TRIAGING)
         # Attempts left "running" by a worker that died are closed as failed before resuming.
@@ -187,6 +198,7 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
                     continue
                 if name == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
                     break  # waits for a person; their decision re-queues the run to carry out this step
+                _heartbeat(run.pk)
                 _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
         except Exception as exc:
             logger.exception("run %s failed outside any step", run.pk)
@@ -213,9 +225,36 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
         return run
 
 
+def _heartbeat(run_id: int) -> None:
+    """Renew the lease before each step, so only a run whose worker died looks abandoned to the sweeper.
+
+    A step longer than the lease is re-enqueued by the sweeper while it still runs; the advisory lock
+    turns that second job away, so a lease too short costs a no-op job, never a second execution.
+    """
+    PipelineRun.objects.filter(pk=run_id).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=settings.TRIAGE_RUN_LEASE)
+    )
+
+
+def _poisoned(run: PipelineRun) -> str:
+    last = StepRun.objects.filter(run=run).order_by("-pk").values_list("step", flat=True).first()
+    where = f"while working the '{last}' step" if last else "before its first step"
+    return (
+        f"Stopped after {run.takes} attempts: each worker that took this run stopped {where} before the run "
+        "finished (a worker crash, a kill or a restart each time). The ticket may be what crashes the worker, "
+        "so it is not retried again; please handle it by hand."
+    )
+
+
 def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str = "", error: str = "") -> None:
     with transaction.atomic():
         PipelineRun.objects.filter(pk=run.pk).update(
-            status=status, route=route, error=error[:5000], finished_at=timezone.now()
+            status=status,
+            route=route,
+            error=error[:5000],
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            # A run that reached a person starts counting afresh when their decision re-queues it.
+            takes=0 if status == PipelineRun.Status.WAITING else F("takes"),
         )
         Ticket.objects.filter(pk=run.ticket_id).update(status=ticket_status, updated_at=timezone.now())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -11,6 +13,7 @@ from approvals.services import AlreadyDecided, approval_decide
 from tests.factories import snapshot
 from triage.models import Action, PipelineRun, Ticket
 from triage.pipeline.runner import run_pipeline
+from triage.tasks import runs_sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +175,47 @@ def test_the_approval_page_shows_one_card_and_its_decision(agent_client, agent, 
     page = agent_client.get(reverse("approvals:detail", args=[approval.pk])).content.decode()
 
     assert "<strong>Rejected</strong> by agent1" in page and "Duplicate" in page
+
+
+def test_a_decision_taken_while_redis_is_down_shows_carrying_out_until_the_sweeper_carries_it_out(
+    settings, agent_client, paused, django_capture_on_commit_callbacks
+):
+    # given: Redis is unreachable when the decision commits
+    approval = paused()
+    settings.TRIAGE_QUEUE_BACKEND = "rq"
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/11", "DEFAULT_TIMEOUT": 120}}
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide(agent_client, approval, verdict="approve")
+
+    # then: the decision is saved and answered as usual; the card says it is not carried out yet
+    assert response.status_code == 302
+    run = PipelineRun.objects.get(pk=approval.run_id)
+    assert run.status == PipelineRun.Status.QUEUED and not Action.objects.filter(run=run).exists()
+    page = agent_client.get(reverse("approvals:detail", args=[approval.pk])).content.decode()
+    assert 'data-outcome="carrying out"' in page and "Carrying out the decision (its run is queued)" in page
+
+    # when: a worker is back and the sweeper finds the run after the grace period
+    settings.TRIAGE_QUEUE_BACKEND = "immediate"
+    PipelineRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    runs_sweep()
+
+    # then
+    assert PipelineRun.objects.get(pk=run.pk).status == PipelineRun.Status.COMPLETED
+    assert Action.objects.filter(run=run, status="done").count() == 4
+    page = agent_client.get(reverse("approvals:detail", args=[approval.pk])).content.decode()
+    assert 'data-outcome="carried out"' in page
+
+
+def test_a_decision_whose_run_failed_shows_the_reason_on_its_card(agent_client, agent, paused):
+    approval = paused()
+    approval_decide(approval_id=approval.pk, actor=agent, verdict="reject", reason="Duplicate")
+    PipelineRun.objects.filter(pk=approval.run_id).update(
+        status=PipelineRun.Status.FAILED, error="Stopped after 3 attempts: each worker that took this run stopped"
+    )
+
+    page = agent_client.get(reverse("approvals:detail", args=[approval.pk])).content.decode()
+
+    assert 'data-outcome="failed"' in page
+    assert 'Carrying out the decision failed: <span dir="auto">Stopped after 3 attempts' in page

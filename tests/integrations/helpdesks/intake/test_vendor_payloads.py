@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from integrations.models import WebhookDelivery
 from triage.models import PipelineRun, Ticket
+from triage.tasks import runs_sweep
 
 # fixture file -> (sign as a Front app webhook?, what the ticket must say)
 TICKET_FIXTURES = {
@@ -407,3 +408,31 @@ def test_front_application_webhook_challenge_is_echoed_when_signed(helpdesk_sour
     assert signed.status_code == 200 and signed.json() == {"challenge": "ch-8812"}
     assert unsigned.status_code == 401
     assert nothing_stored()
+
+
+def test_a_delivery_while_redis_is_down_is_answered_202_and_the_sweeper_works_its_run(
+    settings, helpdesk_source, deliver, sign, payload, django_capture_on_commit_callbacks
+):
+    # given: Redis unreachable when the ticket commits
+    settings.TRIAGE_QUEUE_BACKEND = "rq"
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/11", "DEFAULT_TIMEOUT": 120}}
+    source = helpdesk_source("zendesk")
+    body = payload("zendesk/ticket_created_event.json")
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(source, body, sign(source.vendor, body, app=False))
+
+    # then: accepted, not a 500 after the commit; the run waits for the sweeper
+    assert response.status_code == 202, response.content
+    run = PipelineRun.objects.get(ticket_id=response.json()["ticket"])
+    assert run.status == PipelineRun.Status.QUEUED
+
+    # when: a worker is back and the grace period is over
+    settings.TRIAGE_QUEUE_BACKEND = "immediate"
+    PipelineRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    runs_sweep()
+
+    # then: the run reached its end
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.WAITING

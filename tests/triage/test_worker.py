@@ -1,0 +1,68 @@
+"""The RQ worker class: models loaded before the fork, and the sweeper run between jobs and while idle."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.utils import timezone
+
+from integrations import embeddings
+from triage.models import PipelineRun
+from triage.pipeline import router
+from triage.worker import TriageWorker
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD_TICKET = "I forgot my password and the reset email never arrives, how do I get back into my account?"
+
+
+@pytest.fixture
+def worker(settings, monkeypatch):
+    settings.TRIAGE_QUEUE_BACKEND = "rq"
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/14", "DEFAULT_TIMEOUT": 120}}
+    settings.TRIAGE_SWEEP_INTERVAL = 7
+    queue = django_rq.get_queue("default")
+    queue.connection.flushdb()
+    # The worker closes (or recycles) its database connection around a sweep and before forking; here
+    # the connection holds the test's transaction, which a close would end, so only those closes are left out.
+    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.tasks.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.tasks.close_old_connections", lambda: None)
+    yield TriageWorker([queue], connection=queue.connection)
+    queue.connection.flushdb()
+
+
+def test_the_worker_loads_the_models_before_any_job(monkeypatch, settings):
+    # given: no model loaded in this process yet
+    monkeypatch.setattr(embeddings, "_singleton", None)
+    monkeypatch.setattr(router, "_classifier_cache", {})
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/14", "DEFAULT_TIMEOUT": 120}}
+    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    queue = django_rq.get_queue("default")
+
+    # when
+    worker = TriageWorker([queue], connection=queue.connection)
+
+    # then
+    assert embeddings._singleton is not None
+    assert list(router._classifier_cache) != []
+    assert (worker.maintenance_interval, worker.dequeue_timeout) == (int(settings.TRIAGE_SWEEP_INTERVAL), 15)
+
+
+def test_the_worker_sweeps_in_its_maintenance_and_hands_back_a_lost_run(worker, ingest):
+    # given: a run whose worker was killed -9 an hour ago
+    run = ingest(PASSWORD_TICKET, enqueue=False).run
+    past = timezone.now() - timedelta(hours=1)
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=PipelineRun.Status.RUNNING, lease_expires_at=past, queued_at=past, takes=1
+    )
+
+    # when
+    worker.run_maintenance_tasks()
+
+    # then: the run is back in the queue, and the wake-up follows the sweep interval
+    queue = django_rq.get_queue("default")
+    assert queue.job_ids == [f"triage-run-{run.pk}"]
+    assert (worker.maintenance_interval, worker.dequeue_timeout) == (7, 7)
