@@ -191,6 +191,7 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
         earlier = list(StepRun.objects.filter(run=run).order_by("id"))
         finished = {s.step: s for s in earlier if s.status in StepRun.FINISHED}
         policies = step_policies()
+        renewed = time.monotonic()
         try:
             for name, step in STEPS.items():
                 if name in finished:
@@ -198,7 +199,11 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
                     continue
                 if name == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
                     break  # waits for a person; their decision re-queues the run to carry out this step
-                _heartbeat(run.pk)
+                # Renewed once a third of the lease has gone, not before every step: most runs finish well
+                # inside one lease, and each renewal is a write the disk must flush.
+                if time.monotonic() - renewed > settings.TRIAGE_RUN_LEASE / 3:
+                    _heartbeat(run.pk)
+                    renewed = time.monotonic()
                 _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
         except Exception as exc:
             logger.exception("run %s failed outside any step", run.pk)
@@ -226,7 +231,7 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
 
 
 def _heartbeat(run_id: int) -> None:
-    """Renew the lease before each step, so only a run whose worker died looks abandoned to the sweeper.
+    """Renew the lease between steps, so only a run whose worker died looks abandoned to the sweeper.
 
     A step longer than the lease is re-enqueued by the sweeper while it still runs; the advisory lock
     turns that second job away, so a lease too short costs a no-op job, never a second execution.
