@@ -24,7 +24,7 @@ must be 0), steps finished twice (two finished checkpoints of one step: 0), acti
 last fault until no run was unfinished; none if that never happened). Then one JSON line of all figures.
 
     uv run python bench/chaos.py [--tickets 60] [--chaos-seconds 45] [--quiet-seconds 180]
-                                 [--worker-class fork|simple] [--scenarios rq,embedded]
+                                 [--worker-class triage|fork|simple] [--scenarios rq,embedded]
 """
 
 from __future__ import annotations
@@ -56,7 +56,18 @@ os.environ.setdefault("TRIAGE_LOG_LEVEL", "WARNING")
 for inherited in ("REDIS_URL", "TRIAGE_QUEUE_BACKEND"):  # each scenario sets its own
     os.environ.pop(inherited, None)
 
-WORKER_CLASSES = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
+# The product's worker (forks, loads the models once, sweeps) and, for comparison, RQ's plain ones, which
+# do not sweep: with them a killed worker's run waits for a sweeper elsewhere.
+WORKER_CLASSES = {
+    "triage": "triage.worker.TriageWorker",
+    "fork": "rq.worker.Worker",
+    "simple": "rq.worker.SimpleWorker",
+}
+# Recovery timings for a bench that lasts minutes (production defaults: lease 120 s, sweep 15 s, grace 60 s):
+# a killed worker's run is handed back within lease + sweep interval.
+os.environ.setdefault("TRIAGE_RUN_LEASE", "12")
+os.environ.setdefault("TRIAGE_SWEEP_INTERVAL", "3")
+os.environ.setdefault("TRIAGE_SWEEP_GRACE", "10")
 
 
 def free_port(preferred: int = 0) -> int:
@@ -507,8 +518,8 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=60)
     parser.add_argument("--chaos-seconds", type=float, default=45.0)
     parser.add_argument("--quiet-seconds", type=float, default=180.0, help="longest wait after the last fault")
-    parser.add_argument("--stall-seconds", type=float, default=30.0, help="stop waiting when nothing changes")
-    parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="fork")
+    parser.add_argument("--stall-seconds", type=float, default=45.0, help="stop waiting when nothing changes")
+    parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="triage")
     parser.add_argument("--scenarios", default="rq,embedded")
     parser.add_argument("--seed", type=int, default=10)
     args = parser.parse_args()
@@ -518,7 +529,11 @@ def main() -> None:
         raise SystemExit(f"unknown scenario(s) {unknown}: choose from {sorted(scenarios)}")
     logs = ROOT / "var" / "bench-chaos"
     logs.mkdir(parents=True, exist_ok=True)
-    print(f"chaos bench: {args.tickets} tickets per scenario, worker class {args.worker_class}; logs in {logs}")
+    print(
+        f"chaos bench: {args.tickets} tickets per scenario, worker class {args.worker_class}; lease "
+        f"{os.environ['TRIAGE_RUN_LEASE']} s, sweep every {os.environ['TRIAGE_SWEEP_INTERVAL']} s, grace "
+        f"{os.environ['TRIAGE_SWEEP_GRACE']} s; logs in {logs}"
+    )
     empty_database()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops what was started
     try:
