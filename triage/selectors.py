@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 from pgvector.django import CosineDistance
 
 from triage.contracts import Passage, Retrieval
@@ -70,10 +70,6 @@ def categories_by_label() -> dict[str, Category]:
 
 def classifier_latest() -> TrainedClassifier | None:
     return TrainedClassifier.objects.defer("blob").order_by("-created_at", "-pk").first()
-
-
-def step_runs_finished(*, run_id: int) -> QuerySet[StepRun]:
-    return StepRun.objects.filter(run_id=run_id, status__in=StepRun.FINISHED)
 
 
 # --- the ticket trace (the staff app's trace page) ----------------------------------------------

@@ -35,7 +35,6 @@ from triage.selectors import categories_by_label, gate_policy_current, step_poli
 logger = logging.getLogger(__name__)
 
 STEPS: dict[str, Step] = {step.name: step for step in CHAIN}
-STEP_ORDER = tuple(STEPS)
 ADVISORY_LOCK_NAMESPACE = 7_301
 
 

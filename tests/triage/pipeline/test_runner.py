@@ -38,7 +38,7 @@ def test_a_clear_ordinary_ticket_is_auto_handled_and_every_step_is_a_checkpoint(
     run = run_pipeline(run_id=result.run.pk)
 
     assert run.status == PipelineRun.Status.COMPLETED and run.route == "auto"
-    assert [s for s, _, _ in steps_of(run)] == list(runner.STEP_ORDER)
+    assert [s for s, _, _ in steps_of(run)] == list(runner.STEPS)
     assert all(status == "succeeded" for _, _, status in steps_of(run))
     classify = finished(run, "classify")
     assert classify.output["category"] == "account_access"
