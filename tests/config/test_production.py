@@ -82,7 +82,9 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def request(
     port: int, method: str, path: str, *, https: bool = True, body: str = "", headers: dict[str, str] | None = None
 ) -> http.client.HTTPResponse:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    # The first request waits for a gunicorn worker to boot (it loads the models); on a loaded 2-core
+    # machine that has taken over 30 s.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=180)
     sent = {"Host": f"127.0.0.1:{port}", **(headers or {})}
     if https:
         sent["X-Forwarded-Proto"] = "https"
