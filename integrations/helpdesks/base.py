@@ -46,13 +46,22 @@ class NeedsFetch(Exception):
     """The delivery names an event but does not carry it (Front's rule-webhook *preview*): the ticket can only
     be made after reading the event through the vendor's API. Never a reason to drop the delivery."""
 
-    def __init__(self, *, vendor: str, event_id: str, event_type: str, conversation_id: str, conversation_link: str):
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        event_id: str,
+        event_type: str,
+        conversation_id: str,
+        conversation_link: str,
+        field: str = "target.data",
+    ):
         self.vendor = vendor
         self.event_id = event_id
         self.event_type = event_type
         self.conversation_id = conversation_id
         self.conversation_link = conversation_link
-        self.field = "target.data"
+        self.field = field  # where the missing message should have been
         super().__init__(
             f"{vendor} sent an event preview without the message (event {event_id}, conversation "
             f"{conversation_id or conversation_link}); the event must be read through {vendor}'s API"

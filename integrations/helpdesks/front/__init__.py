@@ -72,6 +72,7 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignor
             event_type=preview.type,
             conversation_id=preview.conversation.id,
             conversation_link=preview.conversation_link,
+            field=f"{at}.target.data".lstrip("."),
         )
     event = validated(InboundEvent, event_data, at=at)
     message = event.target.data
