@@ -16,9 +16,7 @@ def nothing_stored() -> bool:
 # --- Front --------------------------------------------------------------------------------------------
 
 
-def test_front_preview_is_refused_naming_the_event_and_how_to_get_its_message(
-    helpdesk_source, deliver, sign, payload
-):
+def test_front_preview_is_refused_naming_the_event_and_how_to_get_its_message(helpdesk_source, deliver, sign, payload):
     # given: a rule webhook with "Send full event data" off (Front does not retry rule webhooks)
     source = helpdesk_source("front")
     body = payload("front/inbound_preview.json")
