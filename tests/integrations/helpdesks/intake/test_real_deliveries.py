@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from integrations.models import WebhookDelivery
-from triage.models import Ticket
+from triage.models import PipelineRun, Ticket
 
 
 def nothing_stored() -> bool:
@@ -43,3 +43,69 @@ def test_front_application_preview_names_the_wrapped_field(helpdesk_source, deli
     assert response.status_code == 400
     assert response.json()["field"] == "payload.target.data"
     assert nothing_stored()
+
+
+# --- Chatwoot -----------------------------------------------------------------------------------------
+
+
+def message_in(conversation: dict, payload, *, message_id: int, content: str) -> bytes:
+    """An incoming `message_created` of `conversation` (a `conversation_created` body), built from the fixture."""
+    message = json.loads(payload("chatwoot/message_created.json"))
+    message["id"] = message_id
+    message["content"] = content
+    message["conversation"] = {k: v for k, v in conversation.items() if k != "event"}
+    message["sender"]["email"] = conversation["meta"]["sender"]["email"]
+    return json.dumps(message).encode()
+
+
+def test_chatwoot_conversation_created_before_its_message_waits_and_the_message_makes_the_ticket(
+    helpdesk_source, deliver, sign, payload
+):
+    # given: Chatwoot creates the conversation, then its first message
+    source = helpdesk_source("chatwoot")
+    created = payload("chatwoot/conversation_created_empty.json")
+    conversation = json.loads(created)
+
+    # when: conversation_created with messages: []
+    first = deliver(source, created, sign("chatwoot", created))
+
+    # then: 2xx, so Chatwoot is done with it; nothing stored yet
+    assert first.status_code == 202 and first.json()["ignored"] is True
+    assert first.json()["reason"].startswith("no message yet")
+    assert nothing_stored()
+
+    # when: the first incoming message_created of that conversation
+    message = message_in(conversation, payload, message_id=6001, content="Can I pause my Club for a month?")
+    second = deliver(source, message, sign("chatwoot", message))
+
+    # then: the ticket, keyed by the conversation's display id
+    assert second.status_code == 202, second.content
+    ticket = Ticket.objects.get(pk=second.json()["ticket"])
+    assert (ticket.external_id, ticket.requester) == ("320", "kai.lind@example.com")
+    assert ticket.body == "Can I pause my Club for a month?"
+
+    # when: a later message in the same conversation
+    later = message_in(conversation, payload, message_id=6002, content="Or skip one delivery?")
+    third = deliver(source, later, sign("chatwoot", later))
+
+    # then: the same ticket, no second one
+    assert third.status_code == 200 and third.json() == {"duplicate": True, "ticket": ticket.pk}
+    assert Ticket.objects.filter(source=source.ticket_source).count() == 1
+    assert PipelineRun.objects.filter(ticket__source=source.ticket_source).count() == 1
+
+
+def test_chatwoot_conversation_created_with_its_message_and_that_message_make_one_ticket(
+    helpdesk_source, deliver, sign, payload
+):
+    source = helpdesk_source("chatwoot")
+    created = payload("chatwoot/conversation_created.json")
+    conversation = json.loads(created)
+    message = message_in(conversation, payload, message_id=5590, content=conversation["messages"][0]["content"])
+
+    first = deliver(source, created, sign("chatwoot", created))
+    second = deliver(source, message, sign("chatwoot", message))
+
+    assert first.status_code == 202, first.content
+    assert second.status_code == 200 and second.json()["ticket"] == first.json()["ticket"]
+    assert Ticket.objects.filter(source=source.ticket_source).count() == 1
+    assert PipelineRun.objects.filter(ticket__source=source.ticket_source).count() == 1
