@@ -109,3 +109,43 @@ def test_chatwoot_conversation_created_with_its_message_and_that_message_make_on
     assert second.status_code == 200 and second.json()["ticket"] == first.json()["ticket"]
     assert Ticket.objects.filter(source=source.ticket_source).count() == 1
     assert PipelineRun.objects.filter(ticket__source=source.ticket_source).count() == 1
+
+
+# --- Zammad -------------------------------------------------------------------------------------------
+
+
+def test_zammad_trigger_without_an_article_is_answered_2xx_each_time_it_is_sent(
+    helpdesk_source, deliver, sign, payload
+):
+    # given: Zammad retries a non-2xx answer five times with the same X-Zammad-Delivery
+    source = helpdesk_source("zammad")
+    body = payload("zammad/trigger_no_article.json")
+    headers = sign("zammad", body)
+
+    # when
+    answers = [deliver(source, body, headers) for _ in range(2)]
+
+    # then: 2xx both times (no retries), with the reason; nothing stored
+    assert [a.status_code for a in answers] == [202, 202]
+    assert all("without an article" in a.json()["reason"] for a in answers)
+    assert nothing_stored()
+
+
+# --- Freshdesk ----------------------------------------------------------------------------------------
+
+
+def test_freshdesk_rule_with_filled_triggered_event_makes_the_ticket_and_its_update_rule_is_ignored(
+    helpdesk_source, deliver, sign, payload
+):
+    source = helpdesk_source("freshdesk")
+    created = payload("freshdesk/ticket_created.json")
+    updated = payload("freshdesk/ticket_updated.json")
+    assert json.loads(created)["freshdesk_webhook"]["triggered_event"] == "{ticket_action:created}"
+
+    first = deliver(source, created, sign("freshdesk", created))
+    second = deliver(source, updated, sign("freshdesk", updated))
+
+    assert first.status_code == 202 and "run" in first.json(), first.content
+    assert second.status_code == 202 and second.json()["ignored"] is True
+    assert "{status:{from:Open,to:Pending}}" in second.json()["reason"]
+    assert Ticket.objects.filter(source=source.ticket_source).count() == 1
