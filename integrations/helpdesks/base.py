@@ -55,6 +55,7 @@ class NeedsFetch(Exception):
         conversation_id: str,
         conversation_link: str,
         field: str = "target.data",
+        hint: str = "",
     ):
         self.vendor = vendor
         self.event_id = event_id
@@ -62,10 +63,11 @@ class NeedsFetch(Exception):
         self.conversation_id = conversation_id
         self.conversation_link = conversation_link
         self.field = field  # where the missing message should have been
-        super().__init__(
+        message = (
             f"{vendor} sent an event preview without the message (event {event_id}, conversation "
             f"{conversation_id or conversation_link}); the event must be read through {vendor}'s API"
         )
+        super().__init__(f"{message}; {hint}" if hint else message)
 
 
 @dataclass(frozen=True)

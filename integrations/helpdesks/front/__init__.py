@@ -73,6 +73,7 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignor
             conversation_id=preview.conversation.id,
             conversation_link=preview.conversation_link,
             field=f"{at}.target.data".lstrip("."),
+            hint="or switch on 'Send full event data' in Front's Webhooks app settings",
         )
     event = validated(InboundEvent, event_data, at=at)
     message = event.target.data

@@ -29,7 +29,7 @@ def test_front_preview_is_refused_naming_the_event_and_how_to_get_its_message(he
     answer = response.json()
     assert answer["field"] == "target.data"
     assert "event preview" in answer["error"] and "evt_3c4a2f9d" in answer["error"]
-    assert "cnv_3c4a2f9d" in answer["error"]
+    assert "cnv_3c4a2f9d" in answer["error"] and "Send full event data" in answer["error"]
     assert nothing_stored()
 
 
