@@ -84,8 +84,9 @@ def zendesk_delivery(n: int, run_tag: str) -> tuple[bytes, dict[str, str]]:
             "subject": f"Order {n} is late",
             "tags": ["bench"],
             "description": f"<p>My order {n} has not arrived yet. Could you check where it is?</p>",
+            "requester_id": str(90_000 + n),  # as Zendesk sends it: the requester by id only
         },
-        "event": {"requester": {"email": f"customer{n}@example.com"}},
+        "event": {"meta": {"sequence": {"id": f"seq-{run_tag}-{n}", "position": 1, "total": 1}}},
     }
     body = json.dumps(payload).encode()
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

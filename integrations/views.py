@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import ValidationError
 
-from integrations.helpdesks.base import MAX_INTEGER_DIGITS, json_load, out_of_range_path
+from integrations.helpdesks.base import MAX_INTEGER_DIGITS, field_error, json_load, out_of_range_path
 from integrations.helpdesks.intake import webhook_receive
 from integrations.models import ApiToken
 from integrations.openapi import openapi_document
@@ -103,9 +103,9 @@ def api_tickets_create(request: HttpRequest) -> JsonResponse:
         # The token decides the source, whatever the request says: a token sees and creates only its own tickets.
         ticket_in = contract.model_validate({**data, "source": token.source})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
-        return JsonResponse({"error": f"{field}: {err['msg']}", "field": field}, status=400)
+        # Named exactly as the webhook intake names a refused `TicketIn` field (base.field_error).
+        error = field_error(exc)
+        return JsonResponse({"error": f"{error.field}: {error.reason}", "field": error.field}, status=400)
     ingest = import_string(settings.TRIAGE_INGEST_SERVICE)
     try:
         result = ingest(ticket_in=ticket_in)

@@ -1,11 +1,14 @@
-"""What every helpdesk vendor package shares: signatures, payload access, HTML to text.
+"""What every helpdesk vendor package shares: signatures, payload models, HTML to text.
 
-A vendor package (`integrations/helpdesks/<vendor>.py`) provides:
+A vendor package (`integrations/helpdesks/<vendor>/`) provides:
 
 - ``verify(*, headers, body, secret) -> bool``: the signature on the raw body, compared in constant time;
 - ``signed_at(*, headers) -> float | None``: the signed timestamp (epoch seconds) where the vendor signs one;
-- ``parse(*, payload, headers) -> IncomingTicket | None``: the documented payload as a ticket, ``None`` for
-  events that carry no new ticket (answered 2xx and ignored);
+- ``parse(*, payload, headers) -> IncomingTicket | Ignored``: the documented payload as a ticket, or `Ignored`
+  with the reason for events that carry no new ticket (answered 2xx). Parsing is ``Model.model_validate`` on
+  the vendor's pydantic models (``<vendor>/payloads.py``, one per payload and event kind, written from the
+  vendor's documentation or source); `validated` turns a `ValidationError` into the `PayloadError` that
+  names the dotted field;
 - ``Client``: the vendor's REST API for write-back (a `HelpdeskClient`).
 """
 
@@ -18,10 +21,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 
 class SignatureError(Exception):
@@ -37,9 +42,41 @@ class PayloadError(Exception):
         self.reason = reason
 
 
+class NeedsFetch(Exception):
+    """The delivery names an event but does not carry it (Front's rule-webhook *preview*): the ticket can only
+    be made after reading the event through the vendor's API. Never a reason to drop the delivery."""
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        event_id: str,
+        event_type: str,
+        conversation_id: str,
+        conversation_link: str,
+        field: str = "target.data",
+        hint: str = "",
+    ):
+        self.vendor = vendor
+        self.event_id = event_id
+        self.event_type = event_type
+        self.conversation_id = conversation_id
+        self.conversation_link = conversation_link
+        self.field = field  # where the missing message should have been
+        message = (
+            f"{vendor} sent an event preview without the message (event {event_id}, conversation "
+            f"{conversation_id or conversation_link}); the event must be read through {vendor}'s API"
+        )
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
 @dataclass(frozen=True)
 class IncomingTicket:
-    """A ticket as a vendor payload states it, before it becomes a `TicketIn`."""
+    """A ticket as a vendor payload states it, before it becomes a `TicketIn`.
+
+    `requester_id` is the vendor's id of the requester when the payload names them only by id (Zendesk's
+    ``ticket.created`` event): `requester` is then empty, to be looked up through the vendor's API.
+    """
 
     external_id: str
     body: str
@@ -47,6 +84,15 @@ class IncomingTicket:
     requester: str = ""
     tags: list[str] = field(default_factory=list)
     delivery_id: str = ""
+    event: str = ""
+    requester_id: str = ""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A genuine delivery that carries no new ticket (another event, our own reply, no message yet): 2xx."""
+
+    reason: str
     event: str = ""
 
 
@@ -141,41 +187,97 @@ def out_of_range_path(value: Any, path: str = "") -> str | None:
     return None
 
 
-def require(payload: Any, path: str, *, at: str = "") -> Any:
-    """The value at dotted `path`; a `PayloadError` naming the path (under `at`) when it is missing or empty."""
-    full = f"{at}.{path}" if at else path
-    value = payload
-    for part in path.split("."):
-        if isinstance(value, Mapping) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise PayloadError(full)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise PayloadError(full)
-    return value
+# --- payload models -------------------------------------------------------------------------------
 
 
-def optional(payload: Any, path: str, default: Any = "") -> Any:
-    try:
-        return require(payload, path)
-    except PayloadError:
-        return default
+class VendorPayload(BaseModel):
+    """Base of every vendor payload model: fields we do not read are ignored (vendors add fields all the time),
+    fields we read are validated. Never constructed by us, only validated from a delivery."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
-def text_id(value: Any, path: str) -> str:
+def _as_id(value: Any) -> str:
     if isinstance(value, OutOfRangeInteger):
-        raise PayloadError(path, value.reason)
+        raise PydanticCustomError("out_of_range", value.reason)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise PayloadError(path, "must be a string or an integer")
-    return str(value).strip()
+        raise PydanticCustomError("id_type", "must be a string or an integer")
+    text = str(value).strip()
+    if not text:
+        raise PydanticCustomError("missing", "Field required")
+    return text
 
 
-def text_of(value: Any, path: str) -> str:
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
     if not isinstance(value, str):
-        raise PayloadError(path, "must be a string")
+        raise PydanticCustomError("string_type", "must be a string")
     return value
+
+
+def _as_required_text(value: Any) -> str:
+    text = _as_text(value)
+    if not text.strip():
+        raise PydanticCustomError("missing", "Field required")
+    return text
+
+
+def _as_optional_id(value: Any) -> str:
+    return "" if value is None or value == "" else _as_id(value)
+
+
+# A vendor id (string or integer) as text; an integer too long to be an id is refused naming its field.
+Id = Annotated[str, BeforeValidator(_as_id)]
+# An id that may be absent or null ("" then).
+OptionalId = Annotated[str, BeforeValidator(_as_optional_id)]
+# Free text that may be absent or null ("" then); anything but a string is refused.
+Text = Annotated[str, BeforeValidator(_as_text)]
+# Free text that must be there and not blank (the ticket's body).
+RequiredText = Annotated[str, BeforeValidator(_as_required_text)]
+
+
+def loose_object(value: Any) -> Any:
+    """For an optional nested object we only glean from (a requester's e-mail): anything but an object is
+    taken as absent rather than refusing the ticket.
+
+    Use as ``Annotated[Model | None, BeforeValidator(loose_object)]``.
+    """
+    return value if isinstance(value, Mapping) else None
+
+
+def _as_tags(value: Any) -> list[str]:
+    return tag_list(value)
+
+
+def _as_email(value: Any) -> str:
+    return requester_email(value)
+
+
+# Tags in any of the shapes vendors send; never a reason to refuse a ticket.
+Tags = Annotated[list[str], BeforeValidator(_as_tags)]
+# An e-mail address or "": a malformed requester must not turn the ticket away.
+Email = Annotated[str, BeforeValidator(_as_email)]
+
+
+def field_error(exc: ValidationError, *, at: str = "") -> PayloadError:
+    """The first error of a pydantic validation as the intake's `PayloadError`, naming the dotted field.
+
+    Used for vendor payloads (the field as the vendor names it, under `at`) and for `TicketIn` on both the
+    webhook and the API paths, so a field is named the same way wherever it is refused.
+    """
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    name = ".".join(part for part in (at, loc) if part) or "(root)"
+    return PayloadError(name, err["msg"])
+
+
+def validated[M: BaseModel](model: type[M], data: Any, *, at: str = "") -> M:
+    """`model.model_validate(data)`; a `ValidationError` becomes the `PayloadError` naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise field_error(exc, at=at) from exc
 
 
 def tag_list(value: Any) -> list[str]:

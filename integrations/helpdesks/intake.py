@@ -22,7 +22,15 @@ from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
 from integrations.helpdesks import vendor_module
-from integrations.helpdesks.base import IncomingTicket, PayloadError, SignatureError, json_load
+from integrations.helpdesks.base import (
+    Ignored,
+    IncomingTicket,
+    NeedsFetch,
+    PayloadError,
+    SignatureError,
+    field_error,
+    json_load,
+)
 from integrations.models import HelpdeskSource, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -99,14 +107,17 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
         return _error(400, f"malformed JSON: {exc}"[:300], "(root)")
     try:
         incoming = module.parse(payload=payload, headers=headers)
+    except NeedsFetch as exc:
+        # Front's preview names the event without its message. Answered as a refusal naming what is
+        # missing until the event is read through the vendor's API; never answered 2xx, which would drop it.
+        logger.warning("webhook %s/%s refused: %s", vendor, source_id, exc)
+        return _error(400, str(exc), exc.field)
     except PayloadError as exc:
-        return _error(400, f"{exc.field} {exc.reason}", exc.field)
-    if incoming is None:
-        event = (
-            payload.get("topic") or payload.get("type") or payload.get("event") if isinstance(payload, dict) else None
-        )
-        logger.info("webhook %s/%s: event %r ignored", vendor, source_id, event or headers.get("X-HelpScout-Event"))
-        return IntakeOutcome(202, {"ignored": True})
+        logger.warning("webhook %s/%s refused: %s", vendor, source_id, exc)
+        return _error(400, str(exc), exc.field)
+    if isinstance(incoming, Ignored):
+        logger.info("webhook %s/%s: event %r ignored: %s", vendor, source_id, incoming.event, incoming.reason)
+        return IntakeOutcome(202, {"ignored": True, "reason": incoming.reason})
 
     # 3. The contract. The helpdesk cannot correct a delivery, and one that is refused is retried until it
     # gives up and the ticket is lost; so free text is fitted to the limits (cut with a visible marker,
@@ -132,10 +143,9 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
     try:
         ticket_in = ticket_contract.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
-        logger.warning("webhook %s/%s refused: %s: %s", vendor, source_id, field, err["msg"])
-        return _error(400, f"{field}: {err['msg']}", field)
+        error = field_error(exc)
+        logger.warning("webhook %s/%s refused: %s: %s", vendor, source_id, error.field, error.reason)
+        return _error(400, f"{error.field}: {error.reason}", error.field)
     if adjustments:
         logger.warning(
             "webhook %s/%s delivery %s fitted to the limits: %s", vendor, source_id, delivery_id, "; ".join(adjustments)

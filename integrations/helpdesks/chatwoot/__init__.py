@@ -9,18 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from integrations.helpdesks.base import (
+    Ignored,
     IncomingTicket,
-    PayloadError,
     epoch_seconds,
     html_to_text,
     matches_hex,
-    optional,
-    requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
+    validated,
 )
+from integrations.helpdesks.chatwoot.payloads import INCOMING, ConversationCreated, EventEnvelope, MessageCreated
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
 
@@ -38,46 +34,44 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return epoch_seconds(headers.get(TIMESTAMP), header=TIMESTAMP)
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    event = payload.get("event")
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    """A ticket from the customer's first message. The ticket is the conversation (its display id), so a
+    ``conversation_created`` that carries the message and the ``message_created`` of that message make one
+    ticket; a ``conversation_created`` sent before any message (``messages`` empty) is answered 2xx and the
+    ``message_created`` that follows makes the ticket."""
+    event = validated(EventEnvelope, payload).event
     if event == "message_created":
-        if payload.get("message_type") != "incoming" or payload.get("private"):
-            return None  # our own replies and notes come back as events too
-        conversation = require(payload, "conversation")
+        message = validated(MessageCreated, payload)
+        if not message.from_customer:
+            return Ignored("an outgoing, activity or private message (our own replies come back too)", event=event)
+        if not message.content.strip():
+            return Ignored("the message has no text (attachments only); the next text message makes the ticket", event)
         return IncomingTicket(
-            external_id=text_id(require(conversation, "id", at="conversation"), "conversation.id"),
-            subject=text_of(
-                optional(conversation, "additional_attributes.mail_subject"),
-                "conversation.additional_attributes.mail_subject",
-            ),
-            body=html_to_text(text_of(require(payload, "content"), "content")),
-            requester=requester_email(optional(payload, "sender.email")),
-            tags=tag_list(optional(conversation, "labels", [])),
-            delivery_id=headers.get(DELIVERY) or f"message:{text_id(require(payload, 'id'), 'id')}",
+            external_id=message.conversation.id,
+            subject=message.conversation.subject,
+            body=html_to_text(message.content),
+            requester=message.sender.email if message.sender else "",
+            tags=message.conversation.labels,
+            delivery_id=headers.get(DELIVERY) or f"message:{message.id}",
             event=event,
         )
     if event == "conversation_created":
-        messages = optional(payload, "messages", [])
-        first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], Mapping) else {}
+        conversation = validated(ConversationCreated, payload)
+        last = conversation.messages[-1] if conversation.messages else None
+        if last is None:
+            return Ignored("no message yet: the conversation's first incoming message_created makes the ticket", event)
+        if last.message_type not in INCOMING or last.private or not last.content.strip():
+            return Ignored("no customer text yet (started by an agent, or attachments only)", event=event)
         return IncomingTicket(
-            external_id=text_id(require(payload, "id"), "id"),
-            subject=text_of(
-                optional(payload, "additional_attributes.mail_subject"), "additional_attributes.mail_subject"
-            ),
-            body=html_to_text(
-                text_of(
-                    require(first, "content", at="messages.0") if first else require(payload, "messages.0.content"),
-                    "messages.0.content",
-                )
-            ),
-            requester=requester_email(optional(payload, "meta.sender.email")),
-            tags=tag_list(optional(payload, "labels", [])),
-            delivery_id=headers.get(DELIVERY) or f"conversation:{payload['id']}",
+            external_id=conversation.id,
+            subject=conversation.subject,
+            body=html_to_text(last.content),
+            requester=conversation.requester,
+            tags=conversation.labels,
+            delivery_id=headers.get(DELIVERY) or f"conversation:{conversation.id}",
             event=event,
         )
-    return None
+    return Ignored(f"Chatwoot event {event or '(none)'} carries no new ticket", event=event)
 
 
 class Client(HelpdeskClient):

@@ -3,7 +3,7 @@
 
 The webhook body is the JSON template in the README, built from Freshdesk placeholders
 (``{{ticket.id}}``, ``{{ticket.subject}}``, ``{{ticket.description}}``, ``{{ticket.contact.email}}``,
-``{{ticket.tags}}``).
+``{{ticket.tags}}``, ``{{triggered_event}}``), or a *Simple* content body (see payloads.py).
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from integrations.helpdesks.base import (
-    IncomingTicket,
-    PayloadError,
-    html_to_text,
-    optional,
-    requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
-)
+from integrations.helpdesks.base import Ignored, IncomingTicket, html_to_text, validated
 from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.freshdesk.payloads import TicketCreated, WebhookEnvelope, is_creation
 from integrations.helpdesks.http import quote
 
 TOKEN = "X-Webhook-Token"
@@ -56,21 +47,17 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    hook = require(payload, "freshdesk_webhook")
-    event = optional(hook, "triggered_event", "ticket_created")
-    if event not in ("ticket_created", "{{triggered_event}}"):
-        return None
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    triggered = validated(WebhookEnvelope, payload).freshdesk_webhook.triggered_event
+    if not is_creation(triggered):
+        return Ignored(f"Freshdesk rule fired for {triggered!r}, not a ticket creation", event=triggered)
+    hook = validated(TicketCreated, payload).freshdesk_webhook
     return IncomingTicket(
-        external_id=text_id(require(hook, "ticket_id", at="freshdesk_webhook"), "freshdesk_webhook.ticket_id"),
-        subject=text_of(optional(hook, "ticket_subject"), "freshdesk_webhook.ticket_subject"),
-        body=html_to_text(
-            text_of(require(hook, "ticket_description", at="freshdesk_webhook"), "freshdesk_webhook.ticket_description")
-        ),
-        requester=requester_email(optional(hook, "ticket_contact_email")),
-        tags=tag_list(optional(hook, "ticket_tags", [])),
+        external_id=hook.ticket_id,
+        subject=hook.ticket_subject,
+        body=html_to_text(hook.ticket_description),
+        requester=hook.ticket_contact_email or hook.ticket_requester_email,
+        tags=hook.ticket_tags,
         delivery_id=headers.get("X-Request-Id") or "",
         event="ticket_created",
     )

@@ -11,24 +11,29 @@ from typing import Any
 from django.utils.html import linebreaks
 
 from integrations.helpdesks.base import (
+    Ignored,
     IncomingTicket,
+    NeedsFetch,
     PayloadError,
     epoch_seconds,
     html_to_text,
     matches_base64,
-    optional,
     requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
+    validated,
 )
 from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.front.payloads import (
+    INBOUND,
+    EventEnvelope,
+    InboundEvent,
+    InboundPreview,
+    is_preview,
+    is_wrapped,
+)
 from integrations.helpdesks.http import quote
 
 SIGNATURE = "X-Front-Signature"
 TIMESTAMP = "X-Front-Request-Timestamp"
-INBOUND = ("inbound", "inbound_received")  # rule webhooks / application webhooks
 CHALLENGE = "X-Front-Challenge"
 
 
@@ -51,38 +56,38 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return epoch_seconds(headers.get(TIMESTAMP), header=TIMESTAMP)
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    wrapped = isinstance(payload.get("payload"), Mapping)  # application webhooks wrap the event
-    event = payload["payload"] if wrapped else payload
-    at = "payload" if wrapped else ""
-    if event.get("type") not in INBOUND:
-        return None
-    conversation = require(event, "conversation", at=at)
-    message = require(event, "target.data", at=at)
-    recipients = optional(message, "recipients", [])
-    author = optional(message, "author.email") or next(
-        (
-            r.get("handle")
-            for r in (recipients if isinstance(recipients, list) else [])
-            if isinstance(r, Mapping) and r.get("role") == "from"
-        ),
-        "",
-    )
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    """An inbound message event as a ticket. A preview (Send full event data off) raises `NeedsFetch` with the
+    event id and conversation link: the ticket can only be made once the event is read through Front's API."""
+    at = "payload" if is_wrapped(payload) else ""
+    event_data = payload["payload"] if at else payload
+    event_type = validated(EventEnvelope, event_data, at=at).type
+    if event_type not in INBOUND:
+        return Ignored(f"Front event {event_type or '(none)'} carries no new ticket", event=event_type)
+    if is_preview(event_data):
+        preview = validated(InboundPreview, event_data, at=at)
+        raise NeedsFetch(
+            vendor="front",
+            event_id=preview.id,
+            event_type=preview.type,
+            conversation_id=preview.conversation.id,
+            conversation_link=preview.conversation_link,
+            field=f"{at}.target.data".lstrip("."),
+            hint="or switch on 'Send full event data' in Front's Webhooks app settings",
+        )
+    event = validated(InboundEvent, event_data, at=at)
+    message = event.target.data
+    text = message.text if message.text.strip() else message.body
+    if not text.strip():
+        raise PayloadError(f"{at}.target.data.body".lstrip("."), "Field required")
     return IncomingTicket(
-        external_id=text_id(require(conversation, "id", at=f"{at}.conversation".lstrip(".")), "conversation.id"),
-        subject=text_of(optional(conversation, "subject"), "conversation.subject"),
-        body=html_to_text(
-            text_of(
-                optional(message, "text") or require(message, "body", at=f"{at}.target.data".lstrip(".")),
-                "target.data.body",
-            )
-        ),
-        requester=requester_email(author or optional(conversation, "recipient.handle")),
-        tags=tag_list(optional(conversation, "tags", [])),
-        delivery_id=text_id(optional(event, "id", ""), "id"),
-        event=str(event["type"]),
+        external_id=event.conversation.id,
+        subject=event.conversation.subject,
+        body=html_to_text(text),
+        requester=requester_email(event.requester),
+        tags=event.conversation.tags,
+        delivery_id=event.id,
+        event=event_type,
     )
 
 

@@ -9,23 +9,20 @@ from typing import Any
 from django.utils.html import linebreaks
 
 from integrations.helpdesks.base import (
+    Ignored,
     IncomingTicket,
     PayloadError,
     html_to_text,
     matches_base64,
-    optional,
-    requester_email,
-    require,
     tag_list,
-    text_id,
-    text_of,
+    validated,
 )
 from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.helpscout.payloads import CREATED, Conversation
 from integrations.helpdesks.http import quote
 
 SIGNATURE = "X-HelpScout-Signature"
 EVENT = "X-HelpScout-Event"
-CREATED = "convo.created"
 
 
 def verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
@@ -36,27 +33,20 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if headers.get(EVENT) != CREATED:
-        return None
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    threads = optional(payload, "_embedded.threads", [])
-    customer_threads = (
-        [t for t in threads if isinstance(t, Mapping) and t.get("type") == "customer" and t.get("body")]
-        if isinstance(threads, list)
-        else []
-    )
-    if customer_threads:
-        body = text_of(customer_threads[-1]["body"], "_embedded.threads.body")
-    else:
-        body = text_of(require(payload, "preview"), "preview")
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    event = headers.get(EVENT) or ""
+    if event != CREATED:
+        return Ignored(f"Help Scout event {event or '(none)'} carries no new ticket", event=event)
+    conversation = validated(Conversation, payload)
+    body = conversation.customer_text
+    if not body.strip():
+        raise PayloadError("_embedded.threads", "has no customer thread with a body, and preview is empty")
     return IncomingTicket(
-        external_id=text_id(require(payload, "id"), "id"),
-        subject=text_of(optional(payload, "subject"), "subject"),
+        external_id=conversation.id,
+        subject=conversation.subject,
         body=html_to_text(body),
-        requester=requester_email(optional(payload, "primaryCustomer.email") or optional(payload, "customer.email")),
-        tags=tag_list(optional(payload, "tags", [])),
+        requester=conversation.requester,
+        tags=conversation.tags,
         event=CREATED,
     )
 

@@ -9,23 +9,12 @@ from typing import Any
 
 from django.utils.html import linebreaks
 
-from integrations.helpdesks.base import (
-    IncomingTicket,
-    PayloadError,
-    html_to_text,
-    matches_hex,
-    optional,
-    requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
-)
+from integrations.helpdesks.base import Ignored, IncomingTicket, html_to_text, matches_hex, validated
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
+from integrations.helpdesks.intercom.payloads import CREATED, ConversationUserCreated, NotificationEnvelope
 
 SIGNATURE = "X-Hub-Signature"
-CREATED = "conversation.user.created"
 
 
 def verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
@@ -36,19 +25,19 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    if payload.get("topic") != CREATED:
-        return None
-    item = require(payload, "data.item")
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    topic = validated(NotificationEnvelope, payload).topic
+    if topic != CREATED:
+        return Ignored(f"Intercom topic {topic or '(none)'} carries no new ticket", event=topic)
+    notification = validated(ConversationUserCreated, payload)
+    item = notification.data.item
     return IncomingTicket(
-        external_id=text_id(require(item, "id", at="data.item"), "data.item.id"),
-        subject=html_to_text(text_of(optional(item, "source.subject"), "data.item.source.subject")),
-        body=html_to_text(text_of(require(item, "source.body", at="data.item"), "data.item.source.body")),
-        requester=requester_email(optional(item, "source.author.email")),
-        tags=tag_list(optional(item, "tags", [])),
-        delivery_id=text_id(optional(payload, "id", ""), "id"),
+        external_id=item.id,
+        subject=html_to_text(item.source.subject),
+        body=html_to_text(item.source.body),
+        requester=item.source.author.email if item.source.author else "",
+        tags=item.tags,
+        delivery_id=notification.id,
         event=CREATED,
     )
 

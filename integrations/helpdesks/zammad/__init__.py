@@ -7,20 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from integrations.helpdesks.base import (
-    IncomingTicket,
-    PayloadError,
-    html_to_text,
-    matches_hex,
-    optional,
-    requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
-)
+from integrations.helpdesks.base import Ignored, IncomingTicket, html_to_text, matches_hex, validated
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
+from integrations.helpdesks.zammad.payloads import TriggerEnvelope, TriggerWithArticle
 
 SIGNATURE = "X-Hub-Signature"
 DELIVERY = "X-Zammad-Delivery"
@@ -35,22 +25,22 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    ticket = require(payload, "ticket")
-    article = payload.get("article") if isinstance(payload.get("article"), Mapping) else None
-    if article is None or article.get("sender") not in (None, "Customer"):
-        return None  # an update without a customer article is no new ticket text
-    body = text_of(require(article, "body", at="article"), "article.body")
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    trigger = headers.get("X-Zammad-Trigger") or "trigger"
+    if not validated(TriggerEnvelope, payload).article:
+        return Ignored('the trigger fired without an article ("article": {}): no new customer text', trigger)
+    hook = validated(TriggerWithArticle, payload)
+    article = hook.article
+    if article.sender not in ("", "Customer") or article.internal:
+        return Ignored(f"the article is from {article.sender or 'nobody'}, not a customer message", event=trigger)
     return IncomingTicket(
-        external_id=text_id(require(ticket, "id", at="ticket"), "ticket.id"),
-        subject=text_of(optional(ticket, "title"), "ticket.title"),
-        body=html_to_text(body) if article.get("content_type", "text/html") == "text/html" else body,
-        requester=requester_email(optional(ticket, "customer.email") or optional(article, "created_by.email")),
-        tags=tag_list(optional(ticket, "tags", [])),
+        external_id=hook.ticket.id,
+        subject=hook.ticket.title,
+        body=html_to_text(article.body) if article.content_type == "text/html" else article.body,
+        requester=hook.ticket.customer.email if hook.ticket.customer else "",
+        tags=hook.ticket.tags,
         delivery_id=headers.get(DELIVERY) or "",
-        event=headers.get("X-Zammad-Trigger") or "trigger",
+        event=trigger,
     )
 
 

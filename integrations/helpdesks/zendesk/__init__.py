@@ -13,24 +13,25 @@ from datetime import datetime
 from typing import Any
 
 from integrations.helpdesks.base import (
+    Ignored,
     IncomingTicket,
-    PayloadError,
     SignatureError,
     html_to_text,
     matches_base64,
-    optional,
-    requester_email,
-    require,
-    tag_list,
-    text_id,
-    text_of,
+    validated,
 )
 from integrations.helpdesks.client import HelpdeskClient
 from integrations.helpdesks.http import quote
+from integrations.helpdesks.zendesk.payloads import (
+    TICKET_CREATED,
+    EventEnvelope,
+    TicketCreatedEvent,
+    TriggerWebhook,
+)
 
 SIGNATURE = "X-Zendesk-Webhook-Signature"
 TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
-TICKET_CREATED = "zen:event-type:ticket.created"
+INVOCATION = "X-Zendesk-Webhook-Invocation-Id"
 
 
 def verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
@@ -48,32 +49,30 @@ def signed_at(*, headers: Mapping[str, str]) -> float | None:
         raise SignatureError(f"{TIMESTAMP} is not an ISO 8601 time") from exc
 
 
-def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | None:
-    if not isinstance(payload, Mapping):
-        raise PayloadError("(root)", "must be a JSON object")
-    delivery = headers.get("X-Zendesk-Webhook-Invocation-Id") or ""
-    if "type" in payload:  # event-subscription webhook
-        if payload["type"] != TICKET_CREATED:
-            return None
-        detail = require(payload, "detail")
+def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignored:
+    delivery = headers.get(INVOCATION) or ""
+    if isinstance(payload, Mapping) and "type" in payload:  # event-subscription webhook
+        envelope = validated(EventEnvelope, payload)
+        if envelope.type != TICKET_CREATED:
+            return Ignored(f"Zendesk event {envelope.type} carries no new ticket", event=envelope.type)
+        event = validated(TicketCreatedEvent, payload)
+        # The event names the requester by id only: `requester` stays empty for the Users API lookup.
         return IncomingTicket(
-            external_id=text_id(require(detail, "id", at="detail"), "detail.id"),
-            subject=text_of(optional(detail, "subject"), "detail.subject"),
-            body=html_to_text(text_of(require(detail, "description", at="detail"), "detail.description")),
-            requester=requester_email(
-                optional(payload, "event.requester.email") or optional(detail, "requester_email")
-            ),
-            tags=tag_list(optional(detail, "tags", [])),
-            delivery_id=delivery or text_id(optional(payload, "id", ""), "id"),
-            event=payload["type"],
+            external_id=event.detail.id,
+            subject=event.detail.subject,
+            body=html_to_text(event.detail.description),
+            requester_id=event.detail.requester_id,
+            tags=event.detail.tags,
+            delivery_id=delivery or event.id,
+            event=TICKET_CREATED,
         )
-    ticket = require(payload, "ticket")
+    ticket = validated(TriggerWebhook, payload).ticket
     return IncomingTicket(
-        external_id=text_id(require(ticket, "id", at="ticket"), "ticket.id"),
-        subject=text_of(optional(ticket, "subject"), "ticket.subject"),
-        body=html_to_text(text_of(require(ticket, "description", at="ticket"), "ticket.description")),
-        requester=requester_email(optional(ticket, "requester.email")),
-        tags=tag_list(optional(ticket, "tags", [])),
+        external_id=ticket.id,
+        subject=ticket.subject,
+        body=html_to_text(ticket.description),
+        requester=ticket.requester.email if ticket.requester else "",
+        tags=ticket.tags,
         delivery_id=delivery,
         event="ticket",
     )

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+# Vendor-sourced payloads live beside each vendor package, with a SOURCE.md naming where each comes from.
+HELPDESKS = Path(__file__).resolve().parents[3] / "integrations" / "helpdesks"
 SECRET = "whsec-test-4f1c2b9a7e"
 
 
@@ -33,7 +34,11 @@ def _hex(secret: str, message: bytes, algo: str) -> str:
 def signed_headers(
     vendor: str, body: bytes, *, secret: str = SECRET, at: float | None = None, app: bool = False
 ) -> dict[str, str]:
-    """Headers exactly as the vendor would send them for `body`, signed with `secret` at time `at`."""
+    """Headers exactly as the vendor would send them for `body`, signed with `secret` at time `at`.
+
+    Each signature is one `hmac` call written from the vendor's documentation (cited in the vendor's
+    fixtures/SOURCE.md), never our own verify code.
+    """
     at = time.time() if at is None else at
     if vendor == "zendesk":
         stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -68,8 +73,18 @@ def signed_headers(
     raise ValueError(vendor)
 
 
+def fixture_path(name: str) -> Path:
+    """``"<vendor>/<file>.json"`` -> ``integrations/helpdesks/<vendor>/fixtures/<file>.json``."""
+    vendor, _, file = name.partition("/")
+    return HELPDESKS / vendor / "fixtures" / file
+
+
+def vendor_fixtures(vendor: str) -> list[Path]:
+    return sorted((HELPDESKS / vendor / "fixtures").glob("*.json"))
+
+
 def fixture_body(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return fixture_path(name).read_bytes()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 
 from integrations.helpdesks import VENDORS
 from integrations.models import WebhookDelivery
+from tests.integrations.helpdesks.stubs import vendor_fixtures
 from triage.models import PipelineRun, Ticket
 
 HUGE = "__huge_integer__"  # written into the JSON text as a 5,000-digit integer by `encoded`
@@ -31,7 +31,8 @@ json_values = st.recursive(
 shaped = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["zen:event-type:ticket.created", "inbound", "other"]) | st.text(max_size=10),
+        "type": st.sampled_from(["zen:event-type:ticket.created", "inbound", "inbound_received", "other"])
+        | st.text(max_size=10),
         "topic": st.sampled_from(["conversation.user.created", "ping"]),
         "event": st.sampled_from(["message_created", "conversation_created", "x"]),
         "message_type": st.sampled_from(["incoming", "outgoing", 0]),
@@ -43,23 +44,48 @@ shaped = st.fixed_dictionaries(
             json_values,
             max_size=6,
         ),
-        "article": st.dictionaries(st.sampled_from(["body", "sender", "content_type"]), json_values, max_size=3),
+        "article": st.dictionaries(
+            st.sampled_from(["body", "sender", "content_type", "internal"]), json_values, max_size=4
+        ),
         "freshdesk_webhook": st.dictionaries(
             st.sampled_from(
-                ["ticket_id", "ticket_subject", "ticket_description", "ticket_contact_email", "ticket_tags"]
+                [
+                    "ticket_id",
+                    "ticket_subject",
+                    "ticket_description",
+                    "ticket_contact_email",
+                    "ticket_requester_email",
+                    "ticket_tags",
+                    "triggered_event",
+                ]
             ),
-            json_values,
-            max_size=5,
+            json_values | st.sampled_from(["{ticket_action:created}", "{status:{from:Open,to:Pending}}"]),
+            max_size=7,
         ),
         "data": st.fixed_dictionaries(
             {"item": st.dictionaries(st.sampled_from(["id", "source", "tags"]), json_values, max_size=3)}
         ),
-        "conversation": st.dictionaries(st.sampled_from(["id", "subject", "labels", "tags"]), json_values, max_size=4),
-        "target": st.fixed_dictionaries(
-            {"data": st.dictionaries(st.sampled_from(["body", "text", "recipients"]), json_values, max_size=3)}
+        "conversation": st.dictionaries(
+            st.sampled_from(["id", "subject", "labels", "tags", "_links", "additional_attributes"]),
+            json_values,
+            max_size=4,
         ),
+        # a Front full event (body/text) or preview (_links and id only)
+        "target": st.fixed_dictionaries(
+            {"data": st.dictionaries(st.sampled_from(["body", "text", "recipients", "_links", "id"]), json_values)}
+        ),
+        "payload": json_values,  # a Front application webhook's wrapped event
         "preview": json_values,
-        "messages": st.lists(st.dictionaries(st.just("content"), json_values, max_size=1), max_size=2),
+        "_embedded": st.fixed_dictionaries(
+            {"threads": st.lists(st.dictionaries(st.sampled_from(["type", "body"]), json_values), max_size=2)}
+        ),
+        "primaryCustomer": json_values,
+        "meta": json_values,
+        "private": json_values,
+        "messages": st.lists(
+            st.dictionaries(st.sampled_from(["content", "message_type", "private"]), json_values, max_size=3),
+            max_size=2,
+        ),
     },
 )
 
@@ -74,12 +100,11 @@ bodies = st.one_of(
     json_values.map(encoded),
     shaped.map(encoded),
 )
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def mutated(draw_data, vendor: str) -> bytes:
     """A real fixture of the vendor with one leaf replaced or removed."""
-    files = sorted((FIXTURES / vendor).glob("*.json"))
+    files = vendor_fixtures(vendor)
     doc = json.loads(draw_data.draw(st.sampled_from(files)).read_bytes())
     node, path = doc, []
     while isinstance(node, (dict, list)) and node and draw_data.draw(st.booleans()):
@@ -162,6 +187,45 @@ def test_intake_never_answers_500_nor_leaves_partial_rows(
     assert response.status_code in (200, 202, 400, 401, 413), (response.status_code, response.content)
     assert response["Content-Type"] == "application/json"
     invariant_holds()
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    vendor=st.sampled_from(VENDORS),
+    document=st.one_of(json_values, shaped),
+    use_fixture=st.booleans(),
+    draw_data=st.data(),
+    event_header=st.sampled_from(["convo.created", "convo.tags", ""]),
+)
+def test_every_vendor_model_answers_a_ticket_an_ignore_or_a_named_field_for_any_document(
+    vendor, document, use_fixture, draw_data, event_header
+):
+    """The vendor's models never raise anything but the named refusal, whatever JSON arrives: no 500 can come
+    out of parsing. A ticket they make has text in every field (the contract sees nothing else)."""
+    from integrations.helpdesks import vendor_module
+    from integrations.helpdesks.base import Ignored, IncomingTicket, NeedsFetch, PayloadError, json_load
+
+    body = mutated(draw_data, vendor) if use_fixture else encoded(document)
+    headers = {"X-HelpScout-Event": event_header} if event_header else {}
+
+    try:
+        result = vendor_module(vendor).parse(payload=json_load(body), headers=headers)
+    except NeedsFetch as exc:
+        event(f"{vendor}: needs fetch")
+        assert exc.field and exc.event_id
+        return
+    except PayloadError as exc:
+        event(f"{vendor}: refused")
+        assert exc.field
+        return
+
+    event(f"{vendor}: {type(result).__name__}")
+    assert isinstance(result, (IncomingTicket, Ignored))
+    if isinstance(result, IncomingTicket):
+        assert result.external_id and result.body.strip()
+        fields = (result.external_id, result.subject, result.body, result.requester, result.requester_id)
+        assert all(isinstance(value, str) for value in fields)
+        assert all(isinstance(tag, str) and tag for tag in result.tags)
 
 
 # --- the generic API -------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Help Scout webhook bodies (https://developer.helpscout.com/webhooks/): the event is the
+``X-HelpScout-Event`` header; for ``convo.created`` the body is the Mailbox API 2.0 Conversation object
+(https://developer.helpscout.com/mailbox-api/endpoints/conversations/get/), its threads under
+``_embedded.threads`` (https://developer.helpscout.com/mailbox-api/endpoints/conversations/threads/list/).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from integrations.helpdesks.base import Email, Id, Tags, Text, VendorPayload, loose_object
+
+CREATED = "convo.created"
+
+
+class Person(VendorPayload):
+    email: Email = ""
+
+
+class Thread(VendorPayload):
+    type: Text = ""
+    body: Text = ""
+
+
+class Embedded(VendorPayload):
+    threads: list[Thread] = []
+
+
+class Conversation(VendorPayload):
+    """The v2 Conversation object sent with ``convo.created``."""
+
+    id: Id
+    subject: Text = ""
+    preview: Text = ""
+    primary_customer: Annotated[Person | None, BeforeValidator(loose_object)] = Field(
+        default=None, alias="primaryCustomer"
+    )
+    customer: Annotated[Person | None, BeforeValidator(loose_object)] = None  # Mailbox API 1.0 name
+    tags: Tags = []
+    embedded: Annotated[Embedded | None, BeforeValidator(loose_object)] = Field(default=None, alias="_embedded")
+
+    @property
+    def customer_text(self) -> str:
+        """The customer's message: the first customer thread with a body, else Help Scout's preview of it."""
+        threads = self.embedded.threads if self.embedded else []
+        customer = [t.body for t in threads if t.type == "customer" and t.body.strip()]
+        return customer[-1] if customer else self.preview
+
+    @property
+    def requester(self) -> str:
+        for person in (self.primary_customer, self.customer):
+            if person and person.email:
+                return person.email
+        return ""
