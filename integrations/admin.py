@@ -216,6 +216,26 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         return False
 
 
+FAILED_DELIVERY_FIELDS = (
+    "source",
+    "vendor",
+    "status",
+    "error",
+    "field",
+    "answered",
+    "retryable",
+    "attempts",
+    "replays",
+    "ticket_id",
+    "received_at",
+    "last_received_at",
+    "last_replayed_at",
+    "body_digest",
+    "headers_shown",
+    "body_shown",
+)
+
+
 @admin.register(FailedDelivery)
 class FailedDeliveryAdmin(admin.ModelAdmin):
     """Genuine deliveries that made no ticket, kept whole; "Replay" runs the intake on them again."""
@@ -224,25 +244,8 @@ class FailedDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "vendor", "retryable", "source"]
     search_fields = ["error", "body_digest"]
     actions = ["replay"]
-    fields = [
-        "source",
-        "vendor",
-        "status",
-        "error",
-        "field",
-        "answered",
-        "retryable",
-        "attempts",
-        "replays",
-        "ticket_id",
-        "received_at",
-        "last_received_at",
-        "last_replayed_at",
-        "body_digest",
-        "headers_shown",
-        "body_shown",
-    ]
-    readonly_fields = fields
+    fields = FAILED_DELIVERY_FIELDS
+    readonly_fields = FAILED_DELIVERY_FIELDS
 
     @admin.display(description="error")
     def error_short(self, obj: FailedDelivery) -> str:

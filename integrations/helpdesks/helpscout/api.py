@@ -94,7 +94,7 @@ class ClientCredentialsAuth:
     api_token: str
 
     def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)  # type: ignore[call-arg]  # the HelpdeskClient it is mixed into takes them
+        super().__init__(**kwargs)  # the HelpdeskClient it is mixed into takes them
         self.http = TokenRestClient(tokens_from=self.http, client_id=self.api_user, client_secret=self.api_token)
 
     def auth_headers(self) -> dict[str, str]:
