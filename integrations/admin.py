@@ -91,8 +91,8 @@ def source_warnings(*, source: HelpdeskSource) -> list[str]:
         )
     if source.vendor == "zendesk" and not source.api_token:
         warnings.append(
-            "No API token: requesters named only by id (the 'Ticket created' event) cannot be looked up; such "
-            "deliveries are kept as failed deliveries."
+            "No API token: requesters named only by id (the 'Ticket created' event) cannot be looked up; those "
+            "tickets arrive without a requester, and nothing can be written back."
         )
     if source.vendor == "helpscout" and not (source.api_user and source.api_token):
         warnings.append("Help Scout write-back needs the app ID (API user) and app secret (API token).")
@@ -119,6 +119,7 @@ class HelpdeskSourceAdmin(admin.ModelAdmin):
         "previous_secret_valid_until",
         "webhook_path",
         "base_url",
+        "warnings",
     ]
     list_filter = ["vendor", "active"]
     change_form_template = "admin/integrations/helpdesksource/change_form.html"
@@ -142,6 +143,10 @@ class HelpdeskSourceAdmin(admin.ModelAdmin):
     @admin.display(description="API token")
     def api_token_masked(self, obj: HelpdeskSource) -> str:
         return masked(obj.api_token)
+
+    @admin.display(description="warnings")
+    def warnings(self, obj: HelpdeskSource) -> str:
+        return " ".join(source_warnings(source=obj)) or "—"
 
     @admin.display(description="webhook URL path")
     def webhook_path(self, obj: HelpdeskSource) -> str:

@@ -114,6 +114,8 @@ def test_a_front_source_without_an_api_token_is_warned_about(admin_client, helpd
 
     assert "No API token: Front rule webhooks" in _change_page(admin_client, without)
     assert "No API token" not in _change_page(admin_client, with_token)
+    listing = admin_client.get("/admin/integrations/helpdesksource/").content.decode()
+    assert listing.count("No API token: Front rule webhooks") == 1  # on the list too, for that source only
 
 
 def test_check_credentials_says_who_we_are_or_what_failed(admin_client, helpdesk_source, stub_helpdesk):

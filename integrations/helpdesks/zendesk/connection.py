@@ -73,11 +73,14 @@ def complete(*, source: HelpdeskSource, payload: Any, incoming: IncomingTicket) 
     email = cache.get(key)
     if email is None:
         if not source.api_token or not source.base_url:
-            raise FetchFailed(
-                f"the ticket names its requester only by id ({user_id}) and the source has no "
-                "API token or base URL to look it up (Users API)",
-                retryable=False,
+            # A source without API credentials cannot write back either: its admin page says so. The
+            # ticket is still made, without a requester, rather than held until someone sets a token.
+            logger.warning(
+                "zendesk %s: requester %s not looked up: the source has no API token or base URL",
+                source.ticket_source,
+                user_id,
             )
+            return incoming
         try:
             answer = api_client(source=source).http.send("GET", f"/api/v2/users/{quote(user_id)}.json")
         except WritebackError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from django.core.management import call_command
 
 from integrations.helpdesks.deliveries import failed_delivery_replay, storable_headers
@@ -65,21 +66,22 @@ def test_credentials_are_never_stored_with_a_kept_delivery():
     assert storable_headers(headers) == {"X-Hub-Signature": "sha1=ab", "Content-Type": "application/json"}
 
 
-def test_a_replay_after_the_fix_makes_exactly_one_ticket(helpdesk_source, deliver, payload, sign):
-    # given: a Zendesk delivery kept because the requester could not be looked up (no API token yet)
-    source = helpdesk_source("zendesk")
+def test_a_replay_after_the_fix_makes_exactly_one_ticket(helpdesk_source, deliver, payload, sign, stub_helpdesk):
+    # given: a Zendesk delivery kept because the Users API did not answer for its requester
+    stub = stub_helpdesk("zendesk")
+    stub.fail_all = True
+    stub.users["8447388090494"] = {"id": 8447388090494, "email": "maria.lopez@example.com"}
+    source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="a@example.com", api_token="t")
     event = json.loads(payload("zendesk/ticket_created_event.json"))
     del event["event"]["requester"]
     body = json.dumps(event).encode()
     response = deliver(source, body, sign("zendesk", body))
     assert response.status_code == 202 and response.json()["kept"] is True
     kept = FailedDelivery.objects.get(pk=response.json()["failed_delivery"])
-    assert "no API token" in kept.error and Ticket.objects.count() == 0
+    assert "HTTP 503" in kept.error and Ticket.objects.count() == 0
 
-    # when: the requester is known (cached, as if looked up) and the delivery is replayed twice
-    from django.core.cache import cache
-
-    cache.set(f"zendesk:user-email:{source.pk}:8447388090494", "maria.lopez@example.com")
+    # when: the API answers again and the delivery is replayed twice
+    stub.fail_all = False
     first = failed_delivery_replay(failed=kept)
     second = failed_delivery_replay(failed=kept)
 
@@ -90,6 +92,18 @@ def test_a_replay_after_the_fix_makes_exactly_one_ticket(helpdesk_source, delive
     kept.refresh_from_db()
     assert kept.status == FailedDelivery.Status.REPLAYED and kept.ticket_id == ticket.pk and kept.replays == 2
     assert WebhookDelivery.objects.filter(source=source).count() == 1
+
+
+def test_a_zendesk_source_without_an_api_token_still_makes_the_ticket(helpdesk_source, deliver, payload, sign):
+    source = helpdesk_source("zendesk")
+    event = json.loads(payload("zendesk/ticket_created_event.json"))
+    del event["event"]["requester"]
+    body = json.dumps(event).encode()
+
+    response = deliver(source, body, sign("zendesk", body))
+
+    assert response.status_code == 202 and Ticket.objects.get().requester == ""
+    assert FailedDelivery.objects.count() == 0
 
 
 def test_replay_command_replays_retryable_ones_by_default_and_every_open_one_with_all(helpdesk_source, deliver, capsys):
@@ -137,3 +151,47 @@ def test_the_digest_is_remembered_for_the_replay_retention_period_only(
     assert again.status_code == 200 and "ticket" in again.json()
     assert WebhookDelivery.objects.filter(source=source).count() == 2
     assert Ticket.objects.filter(source=source.ticket_source).count() == 1
+
+
+def test_a_fault_of_ours_keeps_the_genuine_delivery_for_a_later_replay(
+    helpdesk_source, deliver, payload, sign, monkeypatch
+):
+    # given: the ticket service fails (a bug, the database gone)
+    source = helpdesk_source("intercom")
+    body = payload("intercom/conversation_user_created.json")
+
+    def broken(**kwargs):
+        raise RuntimeError("database is gone")
+
+    monkeypatch.setattr("triage.services.ticket_ingest", broken)
+
+    # when
+    response = deliver(source, body, sign("intercom", body))
+
+    # then: the vendor is asked to retry (5xx), and the delivery is kept as retryable meanwhile
+    assert response.status_code == 503 and "RuntimeError" in response.json()["error"]
+    kept = FailedDelivery.objects.get()
+    assert kept.retryable and Ticket.objects.count() == 0 and WebhookDelivery.objects.count() == 0
+
+    # when: fixed, the retryable deliveries are replayed
+    monkeypatch.undo()
+    call_command("replay_deliveries")
+
+    # then
+    assert Ticket.objects.count() == 1
+    kept.refresh_from_db()
+    assert kept.status == FailedDelivery.Status.REPLAYED
+
+
+def test_a_forged_delivery_that_meets_a_fault_of_ours_is_not_kept(helpdesk_source, deliver, monkeypatch):
+    source = helpdesk_source("intercom")
+
+    def broken(**kwargs):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr("integrations.helpdesks.deliveries.webhook_receive", broken)
+
+    with pytest.raises(RuntimeError):
+        deliver(source, b"{}", {"X-Hub-Signature": "sha1=" + "0" * 40})
+
+    assert FailedDelivery.objects.count() == 0
