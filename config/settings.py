@@ -138,6 +138,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Queue ----------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 RQ_QUEUES = {"default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600}}
+# Shared by every process when REDIS_URL is set (Help Scout's API tokens, looked-up Zendesk requesters),
+# else each process keeps its own.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 RQ = {"COMMIT_MODE": "auto"}  # we enqueue on commit ourselves (triage.tasks.enqueue_run)
 # "rq" when REDIS_URL is set, else "inprocess"; TRIAGE_QUEUE_BACKEND overrides.
 TRIAGE_QUEUE_BACKEND = env.str("TRIAGE_QUEUE_BACKEND", default="rq" if REDIS_URL else "inprocess")
@@ -275,6 +284,17 @@ TRIAGE_INGEST_SERVICE = "triage.services.ticket_ingest"
 TRIAGE_WEBHOOK_MAX_BYTES = env.int("TRIAGE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Signed timestamps further than this from now are refused as replays.
 TRIAGE_WEBHOOK_REPLAY_SECONDS = env.int("TRIAGE_WEBHOOK_REPLAY_SECONDS", default=300)
+# Where a vendor signs no time (Help Scout, Intercom, Freshdesk, Zammad, Front rule webhooks, unsigned
+# Chatwoot), a body already received within this many days is a replay, whatever delivery id it carries.
+TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = env.float("TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS", default=30)
+# Intake reads a vendor's API while the webhook waits (Front previews, Zendesk requesters): one attempt,
+# at most this many seconds; a failure keeps the delivery for replay. Looked-up requesters are cached
+# (Django cache) this long.
+TRIAGE_INTAKE_FETCH_TIMEOUT = env.float("TRIAGE_INTAKE_FETCH_TIMEOUT", default=5.0)
+TRIAGE_INTAKE_LOOKUP_CACHE_SECONDS = env.int("TRIAGE_INTAKE_LOOKUP_CACHE_SECONDS", default=3600)
+# The absolute root the webhook URLs shown in admin start with (e.g. https://triage.example.com), when the
+# admin is reached at another address than the helpdesks use; empty: the admin request's own.
+TRIAGE_PUBLIC_URL = env.str("TRIAGE_PUBLIC_URL", default="")
 # After a secret is rotated in admin, the previous one stays valid this long.
 TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS = env.int("TRIAGE_WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600)
 # One write-back (every request of one action, read-backs and retries included) stays within

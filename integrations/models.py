@@ -32,7 +32,22 @@ class HelpdeskSource(models.Model):
         blank=True,
         help_text="Zendesk agent e-mail, Intercom admin id, Chatwoot account id, Front author id; else empty.",
     )
-    api_token = models.CharField(max_length=500, blank=True, help_text="REST API token or key.")
+    api_token = models.CharField(
+        max_length=500, blank=True, help_text="REST API token or key (Help Scout: the app's client secret)."
+    )
+    # Chatwoot releases before signed webhooks (PR 13573, 2026-02) send no signature and no time. Such a
+    # delivery is accepted only when an admin opts in, and only with this secret in the URL's `token`: weaker
+    # than a signature (the token travels in every URL and may be logged by proxies; a replayed body is caught
+    # only by its digest), so it is off unless switched on. See docs/SECURITY.md.
+    accept_url_token = models.BooleanField(
+        default=False,
+        verbose_name="accept unsigned deliveries with the URL token",
+        help_text=(
+            "Chatwoot before signed webhooks only. Weaker than a signature: anyone who sees the URL (proxy logs, "
+            "the Chatwoot admin page) can send tickets. Leave off when your Chatwoot signs its webhooks."
+        ),
+    )
+    url_token = models.CharField(max_length=100, blank=True, help_text="The secret `token` of the webhook URL.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -62,6 +77,12 @@ class WebhookDelivery(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     ticket_id = models.BigIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.CREATED)
+    body_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="sha256 of the raw body: a replay is caught by it where the vendor signs no time.",
+    )
     adjustments = models.JSONField(
         default=list,
         blank=True,
@@ -78,6 +99,54 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}/{self.delivery_id}"
+
+
+class FailedDelivery(models.Model):
+    """A delivery that passed its signature check but made no ticket: kept whole, to be replayed after a fix.
+
+    Nothing a helpdesk sends is only logged: a payload we cannot parse, a Front preview we could not read
+    through Front's API, a Zendesk requester the Users API did not answer for. The same body sent again (a
+    vendor's retry) counts another attempt on the same row while it is unresolved.
+    """
+
+    class Status(models.TextChoices):
+        FAILED = "failed"
+        REPLAYED = "replayed", "Replayed: ticket made or known"
+
+    source = models.ForeignKey(HelpdeskSource, on_delete=models.CASCADE, related_name="failed_deliveries")
+    vendor = models.CharField(max_length=20)
+    body = models.BinaryField(help_text="The raw body, byte for byte.")
+    headers = models.JSONField(
+        default=dict, help_text="The request's headers, secrets (Authorization, tokens) removed."
+    )
+    body_digest = models.CharField(max_length=64)
+    error = models.TextField()
+    field = models.CharField(max_length=300, blank=True, help_text="The payload field the error names, if any.")
+    answered = models.PositiveSmallIntegerField(help_text="The HTTP status the helpdesk was answered.")
+    retryable = models.BooleanField(
+        default=False, help_text="A remote API did not answer: replaying it later may succeed without a fix."
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.FAILED)
+    attempts = models.PositiveIntegerField(default=1, help_text="Times the helpdesk sent this body.")
+    replays = models.PositiveIntegerField(default=0)
+    ticket_id = models.BigIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    last_received_at = models.DateTimeField(auto_now_add=True)
+    last_replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "failed deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "body_digest"],
+                condition=models.Q(status="failed"),
+                name="faileddelivery_one_open_per_body",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor}/{self.source_id} {self.received_at:%Y-%m-%d %H:%M} {self.error[:60]}"
 
 
 class ApiToken(models.Model):

@@ -7,6 +7,7 @@ integrations never imports triage.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import time
@@ -31,6 +32,7 @@ from integrations.helpdesks.base import (
     field_error,
     json_load,
 )
+from integrations.helpdesks.connection import FetchFailed, connection_module
 from integrations.models import HelpdeskSource, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -44,13 +46,48 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 class IntakeOutcome:
     status: int
     body: dict[str, Any]
+    # A delivery that passed its signature check and made no ticket: the caller keeps it as a FailedDelivery
+    # (integrations.helpdesks.deliveries). `retryable`: a remote API failed, a later replay may succeed.
+    failed: bool = False
+    retryable: bool = False
 
 
 def _error(status: int, message: str, field: str | None = None) -> IntakeOutcome:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    return IntakeOutcome(status, body)
+    # Every 400 is answered after the signature was checked: the delivery is genuine and is kept.
+    return IntakeOutcome(status, body, failed=status == 400)
+
+
+def _fetch_failed(vendor: str, source_id: int, exc: FetchFailed) -> IntakeOutcome:
+    # Answered 2xx: the delivery is kept and replayed from here (Front does not retry rule webhooks, and a
+    # vendor that does would only add attempts to the same kept delivery).
+    logger.warning("webhook %s/%s kept as failed: %s", vendor, source_id, exc.reason)
+    return IntakeOutcome(
+        202, {"kept": True, "error": exc.reason, "retryable": exc.retryable}, failed=True, retryable=exc.retryable
+    )
+
+
+def webhook_authenticate(
+    *, source: HelpdeskSource, headers: Mapping[str, str], body: bytes, url_token: str = ""
+) -> float | None:
+    """Check a delivery is the helpdesk's own; the signed time (epoch seconds), None where none is signed.
+
+    A source that opted into URL tokens (Chatwoot releases that sign nothing) accepts a delivery that carries
+    no signature header when its URL `token` matches, compared in constant time; a delivery that does carry
+    a signature is always checked by it. Raises `SignatureError`.
+    """
+    module = vendor_module(source.vendor)
+    unsigned_header = getattr(connection_module(source.vendor), "URL_TOKEN_SIGNATURE", "")
+    if source.accept_url_token and unsigned_header and not headers.get(unsigned_header):
+        if not source.url_token or not hmac.compare_digest(url_token.encode(), source.url_token.encode()):
+            raise SignatureError("no signature, and the URL token does not match")
+        return None
+    if not any(module.verify(headers=headers, body=body, secret=s) for s in source_secrets(source=source)):
+        raise SignatureError("signature does not match")
+    signed: float | None = module.signed_at(headers=headers)
+    return signed
 
 
 def source_secrets(*, source: HelpdeskSource, now: Any = None) -> list[str]:
@@ -76,8 +113,19 @@ def helpdesk_source_secret_rotate(
     return source
 
 
-def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], body: bytes) -> IntakeOutcome:
-    """Everything a webhook endpoint does after reading the body (size already checked)."""
+def webhook_receive(
+    *,
+    vendor: str,
+    source_id: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    url_token: str = "",
+    verified: bool = False,
+) -> IntakeOutcome:
+    """Everything a webhook endpoint does after reading the body (size already checked).
+
+    `verified`: the body was authenticated when it was received (a replay of a kept `FailedDelivery`).
+    """
     source = HelpdeskSource.objects.filter(pk=source_id, vendor=vendor, active=True).first()
     if source is None:
         return _error(404, "no active helpdesk source with this vendor and id")
@@ -85,9 +133,9 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
 
     # 1. The signature, on the raw body, against every secret still valid.
     try:
-        if not any(module.verify(headers=headers, body=body, secret=s) for s in source_secrets(source=source)):
-            raise SignatureError("signature does not match")
-        signed = module.signed_at(headers=headers)
+        signed = (
+            None if verified else webhook_authenticate(source=source, headers=headers, body=body, url_token=url_token)
+        )
     except SignatureError as exc:
         logger.warning("webhook %s/%s refused: %s", vendor, source_id, exc)
         return _error(401, str(exc))
@@ -105,6 +153,12 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
         payload = json_load(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _error(400, f"malformed JSON: {exc}"[:300], "(root)")
+    connection = connection_module(vendor)
+    if (prepare := getattr(connection, "prepare", None)) is not None:
+        try:  # what the delivery only points at (Front's event preview), read through the vendor's API
+            payload = prepare(source=source, payload=payload, headers=headers)
+        except FetchFailed as exc:
+            return _fetch_failed(vendor, source_id, exc)
     try:
         incoming = module.parse(payload=payload, headers=headers)
     except NeedsFetch as exc:
@@ -119,14 +173,21 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
         logger.info("webhook %s/%s: event %r ignored: %s", vendor, source_id, incoming.event, incoming.reason)
         return IntakeOutcome(202, {"ignored": True, "reason": incoming.reason})
 
+    if (complete := getattr(connection, "complete", None)) is not None:
+        try:  # what the delivery names only by id (Zendesk's requester), read through the vendor's API
+            incoming = complete(source=source, payload=payload, incoming=incoming)
+        except FetchFailed as exc:
+            return _fetch_failed(vendor, source_id, exc)
+
     # 3. The contract. The helpdesk cannot correct a delivery, and one that is refused is retried until it
     # gives up and the ticket is lost; so free text is fitted to the limits (cut with a visible marker,
     # unstorable characters cleaned) and the change recorded on the delivery, where the API refuses the
     # same input with a 400 its client can act on. An identifier is never cut (two tickets would become
     # one): an unusable external id is a 400 naming it on both paths.
     ticket_contract = import_string(settings.TRIAGE_TICKET_CONTRACT)
+    body_digest = hashlib.sha256(body).hexdigest()
     delivery_id = _delivery_key(
-        incoming.delivery_id or "sha256:" + hashlib.sha256(body).hexdigest(),
+        incoming.delivery_id or "sha256:" + body_digest,
         limit=ticket_contract.max_length("delivery_id"),
     )
     fields, adjustments = ticket_contract.fitted(
@@ -151,7 +212,13 @@ def webhook_receive(*, vendor: str, source_id: int, headers: Mapping[str, str], 
             "webhook %s/%s delivery %s fitted to the limits: %s", vendor, source_id, delivery_id, "; ".join(adjustments)
         )
     return _store(
-        source=source, incoming=incoming, ticket_in=ticket_in, delivery_id=delivery_id, adjustments=adjustments
+        source=source,
+        incoming=incoming,
+        ticket_in=ticket_in,
+        delivery_id=delivery_id,
+        adjustments=adjustments,
+        body_digest=body_digest,
+        digest_dedup=signed is None,
     )
 
 
@@ -168,9 +235,35 @@ def _storable_label(value: str, *, limit: int) -> str:
     return _UNSTORABLE.sub("", value)[:limit]
 
 
+def replay_retention() -> timedelta:
+    """How long a delivery's body digest is remembered against replays (`TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS`)."""
+    return timedelta(days=float(getattr(settings, "TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS", 30)))
+
+
 def _store(
-    *, source: HelpdeskSource, incoming: IncomingTicket, ticket_in: Any, delivery_id: str, adjustments: list[str]
+    *,
+    source: HelpdeskSource,
+    incoming: IncomingTicket,
+    ticket_in: Any,
+    delivery_id: str,
+    adjustments: list[str],
+    body_digest: str,
+    digest_dedup: bool,
 ) -> IntakeOutcome:
+    # Where the vendor signs no time, a captured body can be sent again at any time, and the delivery id
+    # (an unsigned header, where there is one) with it changed: the signed body's digest is what identifies
+    # it, for the replay-retention period.
+    if digest_dedup:
+        earlier = (
+            WebhookDelivery.objects.filter(
+                source=source, body_digest=body_digest, received_at__gte=timezone.now() - replay_retention()
+            )
+            .values_list("ticket_id", flat=True)
+            .first()
+        )
+        if earlier is not None:
+            logger.info("webhook %s: body %s already received", source.ticket_source, body_digest)
+            return IntakeOutcome(200, {"duplicate": True, "ticket": earlier})
     ingest = import_string(settings.TRIAGE_INGEST_SERVICE)
     # One transaction: the delivery row, the ticket and its run exist together or not at all; the run
     # is enqueued by the ingest service on commit.
@@ -183,6 +276,7 @@ def _store(
                     event=_storable_label(incoming.event, limit=100),
                     external_id=ticket_in.external_id,
                     adjustments=adjustments,
+                    body_digest=body_digest,
                 )
         except IntegrityError:
             logger.info("webhook %s: delivery %s already received", source.ticket_source, delivery_id)

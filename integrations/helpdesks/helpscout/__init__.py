@@ -18,8 +18,9 @@ from integrations.helpdesks.base import (
     validated,
 )
 from integrations.helpdesks.client import HelpdeskClient
+from integrations.helpdesks.helpscout.api import ClientCredentialsAuth
 from integrations.helpdesks.helpscout.payloads import CREATED, Conversation
-from integrations.helpdesks.http import quote
+from integrations.helpdesks.http import WritebackError, quote
 
 SIGNATURE = "X-HelpScout-Signature"
 EVENT = "X-HelpScout-Event"
@@ -51,9 +52,9 @@ def parse(*, payload: Any, headers: Mapping[str, str]) -> IncomingTicket | Ignor
     )
 
 
-class Client(HelpdeskClient):
-    """https://developer.helpscout.com/mailbox-api/ (OAuth2 bearer token). Help Scout has no priority:
-    it is written as a tag."""
+class Client(ClientCredentialsAuth, HelpdeskClient):
+    """https://developer.helpscout.com/mailbox-api/ (OAuth2 client credentials: `api_user` is the app id,
+    `api_token` the app secret; see helpscout/api.py). Help Scout has no priority: it is written as a tag."""
 
     vendor = "helpscout"
 
@@ -68,9 +69,12 @@ class Client(HelpdeskClient):
 
     def post_reply(self, *, ticket_id: str, body: str, requester: str, key: str, before_retry: Any) -> Any:
         # Help Scout stores and e-mails a thread's text as HTML: the reply is text, so it is escaped, its lines kept.
-        payload: dict[str, Any] = {"text": linebreaks(body, autoescape=True)}
-        if requester:
-            payload["customer"] = {"email": requester}
+        # `customer` is required by the Mailbox API (https://developer.helpscout.com/mailbox-api/endpoints/
+        # conversations/threads/reply/): the requester's e-mail, else the conversation's primary customer.
+        payload: dict[str, Any] = {
+            "text": linebreaks(body, autoescape=True),
+            "customer": self._customer(ticket_id, requester),
+        }
         return self.http.send(
             "POST",
             f"/v2/conversations/{quote(ticket_id)}/reply",
@@ -78,6 +82,15 @@ class Client(HelpdeskClient):
             idempotency_key=key,
             before_retry=before_retry,
         )
+
+    def _customer(self, ticket_id: str, requester: str) -> dict[str, Any]:
+        if requester:
+            return {"email": requester}
+        answer = self.http.send("GET", f"/v2/conversations/{quote(ticket_id)}")
+        customer = answer.get("primaryCustomer") if isinstance(answer, dict) else None
+        if not isinstance(customer, dict) or not customer.get("id"):
+            raise WritebackError(f"conversation {ticket_id} has no primary customer to reply to")
+        return {"id": customer["id"]}
 
     def _tags(self, ticket_id: str) -> list[str]:
         answer = self.http.send("GET", f"/v2/conversations/{quote(ticket_id)}")

@@ -93,10 +93,11 @@ class Client(HelpdeskClient):
         return {}
 
     def set_priority(self, *, ticket_id: str, priority: str, key: str) -> Any:
-        value = "priority" if priority in ("high", "urgent") else "not_priority"
-        return self.http.send(
-            "PUT", f"/conversations/{quote(ticket_id)}", body={"priority": value}, idempotency_key=key
-        )
+        # No stable API version (2.11 to 2.16) can set a conversation's priority: "Update a conversation"
+        # takes only read, title, custom_attributes and company_id (descriptions/<version>/api.intercom.io.yaml
+        # in github.com/intercom/Intercom-OpenAPI; `priority` there is only in the Preview version). So it is
+        # written as a tag, as for Help Scout and Front; see SOURCE.md in tests/integrations/helpdesks.
+        return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
         return self.http.send(

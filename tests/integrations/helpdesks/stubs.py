@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integrations.helpdesks.documented import BODIES, auth_problems
+
 # Vendor-sourced payloads live beside each vendor package, with a SOURCE.md naming where each comes from.
 HELPDESKS = Path(__file__).resolve().parents[3] / "integrations" / "helpdesks"
 SECRET = "whsec-test-4f1c2b9a7e"
@@ -134,6 +136,13 @@ class StubHelpdesk:
     `faults` is consumed by reply-posting requests, one per request: ("429", retry_after),
     ("500",), or ("slow", seconds) — the reply is stored, then the answer comes too late.
     Set `fail_all` to answer every request 503.
+
+    Every request is checked against the vendor's documented request (tests/integrations/helpdesks/
+    documented.py): authentication header (exact when `expect(user=, token=)` was called), required body
+    fields and allowed values. A request that breaks one is answered 400 (401 for authentication) and kept in
+    `violations`. Help Scout's bearer tokens must be ones its token endpoint issued and has not `expire`d.
+    Read-only endpoints the intake and admin use are served too: who-am-I per vendor, Zendesk's users
+    (`users`), Front's events (`events`), Help Scout's conversations with their primary customer.
     """
 
     def __init__(self, vendor: str):
@@ -148,6 +157,15 @@ class StubHelpdesk:
         self.requests: list[tuple[str, str, dict[str, str], object]] = []
         self.faults: list[tuple] = []
         self.fail_all = False
+        self.violations: list[str] = []
+        self.user: str | None = None
+        self.token: str | None = None
+        self.issued: list[str] = []  # Help Scout access tokens issued and still valid
+        self.token_requests: list[dict] = []
+        self.token_lifetime = 7200
+        self.users: dict[str, dict] = {}  # Zendesk user id -> user
+        self.events: dict[str, dict] = {}  # Front event id -> full event
+        self.me: dict | None = None  # the who-am-I answer; None: the vendor's documented example shape
         self.lock = threading.Lock()
         stub = self
 
@@ -187,6 +205,14 @@ class StubHelpdesk:
         self.server.shutdown()
         self.server.server_close()
 
+    def expect(self, *, user: str | None = None, token: str | None = None) -> None:
+        """Check requests carry exactly these credentials (as the vendor documents them)."""
+        self.user, self.token = user, token
+
+    def expire(self) -> None:
+        """Every Help Scout token issued so far stops working (as when its expires_in has passed)."""
+        self.issued.clear()
+
     @property
     def reply_posts(self) -> int:
         return sum(1 for _, _, _, kind in self.requests if kind == "reply")
@@ -201,6 +227,17 @@ class StubHelpdesk:
             if route is None:
                 return 404, {"error": f"no route {method} {path}"}, {}
             kind, ticket, apply = route
+            if kind == "token":
+                return 200, apply(), {}
+            auth = self._auth_problems(headers)
+            if auth:
+                self.violations.extend(auth)
+                return 401, {"error": "; ".join(auth)}, {}
+            if kind in ("reply", "tags", "tag-create", "update"):
+                problems = BODIES[self.vendor](kind, body if isinstance(body, dict) else {})
+                if problems:
+                    self.violations.extend(f"{method} {path}: {p}" for p in problems)
+                    return 400, {"errors": problems}, {}
             if kind == "reply" and self.faults:
                 fault = self.faults.pop(0)
                 if fault[0] == "429":
@@ -210,12 +247,69 @@ class StubHelpdesk:
                 if fault[0] == "slow":
                     apply()
                     return "slow", fault[1], {}
-            return 200, apply(), {}
+            answer = apply()
+            if kind == "read" and answer is None and not ticket:
+                return 404, {"error": "not found"}, {}
+            return 200, answer, {}
+
+    def _auth_problems(self, headers: dict) -> list[str]:
+        if self.vendor == "helpscout":
+            auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+            return [] if auth.removeprefix("Bearer ") in self.issued else [f"bearer token not valid: {auth!r}"]
+        return auth_problems(self.vendor, headers, user=self.user, token=self.token)
+
+    def _issue_token(self, body) -> dict:
+        # https://developer.helpscout.com/mailbox-api/overview/authentication/#client-credentials-flow
+        self.token_requests.append(body)
+        if body.get("grant_type") != "client_credentials" or not body.get("client_id") or not body.get("client_secret"):
+            return {"error": "invalid_request"}
+        token = f"hs-{uuid.uuid4().hex}"
+        self.issued.append(token)
+        return {"token_type": "bearer", "access_token": token, "expires_in": self.token_lifetime}
+
+    def _read_only(self, method: str, path: str):
+        """Who-am-I and the look-ups intake makes, per vendor (documented example shapes)."""
+        v, p = self.vendor, path.split("?")[0]
+        if method != "GET":
+            return None
+        me_paths = {
+            "zendesk": "/api/v2/users/me.json",
+            "freshdesk": "/api/v2/agents/me",
+            "helpscout": "/v2/users/me",
+            "intercom": "/me",
+            "front": "/me",
+            "chatwoot": "/api/v1/profile",
+            "zammad": "/api/v1/users/me",
+        }
+        if p == me_paths[v]:
+            default = {
+                "zendesk": {
+                    "user": {"id": 35436, "name": "Johnny Agent", "email": "johnny@example.com", "role": "agent"}
+                },
+                "freshdesk": {"id": 1, "contact": {"name": "Rachel", "email": "rachel@freshdesk.com"}},
+                "helpscout": {"id": 12, "firstName": "Vernon", "lastName": "Bear", "email": "vbear@example.com"},
+                "intercom": {"type": "admin", "id": "991267460", "name": "Ciaran", "email": "admin@example.com"},
+                "front": {"_links": {"self": self.base_url + "/me"}, "name": "Tidewater", "id": "cmp_123"},
+                "chatwoot": {"id": 1, "name": "Agent", "email": "agent@example.com"},
+                "zammad": {"id": 3, "firstname": "Nicole", "lastname": "Braun", "email": "nicole@example.com"},
+            }[v]
+            return "read", "", lambda: self.me if self.me is not None else default
+        if v == "zendesk" and (r := re.fullmatch(r"/api/v2/users/(\d+)\.json", p)):
+            user = self.users.get(r[1])
+            return "read", "", lambda: {"user": user} if user else None
+        if v == "front" and (r := re.fullmatch(r"/events/(\w+)", p)):
+            event = self.events.get(r[1])
+            return "read", "", lambda: event
+        return None
 
     def route(self, method: str, path: str, body):
         """(kind, ticket id, apply) for a documented endpoint of this vendor, else None."""
         v, b = self.vendor, body or {}
         m = lambda pattern: re.fullmatch(pattern, path.split("?")[0])  # noqa: E731 - a one-line matcher read as a table
+        if v == "helpscout" and m(r"/v2/oauth2/token") and method == "POST":
+            return "token", "", lambda: self._issue_token(b)
+        if (found := self._read_only(method, path)) is not None:
+            return found
         if v == "zendesk":
             if (r := m(r"/api/v2/tickets/([^/]+)/comments\.json")) and method == "GET":
                 t = r[1]
@@ -272,7 +366,15 @@ class StubHelpdesk:
                 return "tags", t, apply
             if (r := m(r"/v2/conversations/(\d+)")) and method == "GET":
                 t = r[1]
-                return "read", t, lambda: {"id": int(t), "tags": [{"tag": x} for x in self.tags[t]]}
+                return (
+                    "read",
+                    t,
+                    lambda: {
+                        "id": int(t),
+                        "tags": [{"tag": x} for x in self.tags[t]],
+                        "primaryCustomer": {"id": 7231, "type": "customer", "email": "customer@example.com"},
+                    },
+                )
             if (r := m(r"/v2/conversations/(\d+)")) and method == "PATCH":
                 t = r[1]
                 return "update", t, lambda: self._update(t, None, "solved" if b.get("value") == "closed" else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from integrations.models import WebhookDelivery
+from integrations.models import FailedDelivery, WebhookDelivery
 from triage.models import PipelineRun, Ticket
 
 
@@ -16,33 +16,37 @@ def nothing_stored() -> bool:
 # --- Front --------------------------------------------------------------------------------------------
 
 
-def test_front_preview_is_refused_naming_the_event_and_how_to_get_its_message(helpdesk_source, deliver, sign, payload):
-    # given: a rule webhook with "Send full event data" off (Front does not retry rule webhooks)
+def test_front_preview_without_an_api_token_is_kept_naming_the_event_and_the_way_out(
+    helpdesk_source, deliver, sign, payload
+):
+    # given: a rule webhook with "Send full event data" off (Front does not retry rule webhooks), and a source
+    # with no API token to read the event with
     source = helpdesk_source("front")
     body = payload("front/inbound_preview.json")
 
     # when
     response = deliver(source, body, sign("front", body))
 
-    # then: not a 2xx (that would drop the ticket silently); the answer says which event and why
-    assert response.status_code == 400, response.content
+    # then: no ticket yet, but the delivery is kept to replay once a token is set; the answer says which
+    # event and why
     answer = response.json()
-    assert answer["field"] == "target.data"
-    assert "event preview" in answer["error"] and "evt_3c4a2f9d" in answer["error"]
-    assert "cnv_3c4a2f9d" in answer["error"] and "Send full event data" in answer["error"]
-    assert nothing_stored()
+    assert response.status_code == 202 and answer["kept"] is True, response.content
+    assert "preview" in answer["error"] and "evt_3c4a2f9d" in answer["error"]
+    assert "Send full event data" in answer["error"]
+    kept = FailedDelivery.objects.get(pk=answer["failed_delivery"])
+    assert kept.vendor == "front" and bytes(kept.body) == body
+    assert not Ticket.objects.exclude(source__in=["demo", "test"]).exists()
 
 
-def test_front_application_preview_names_the_wrapped_field(helpdesk_source, deliver, sign, payload):
+def test_front_application_preview_is_kept_too(helpdesk_source, deliver, sign, payload):
     source = helpdesk_source("front")
     event = json.loads(payload("front/inbound_preview.json"))
     body = json.dumps({"type": "inbound_received", "authorization": {"id": "cmp_1"}, "payload": event}).encode()
 
     response = deliver(source, body, sign("front", body, app=True))
 
-    assert response.status_code == 400
-    assert response.json()["field"] == "payload.target.data"
-    assert nothing_stored()
+    assert response.status_code == 202 and response.json()["kept"] is True
+    assert FailedDelivery.objects.count() == 1
 
 
 # --- Chatwoot -----------------------------------------------------------------------------------------

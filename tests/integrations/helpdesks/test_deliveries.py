@@ -1,0 +1,197 @@
+"""Nothing a helpdesk sends is lost: genuine deliveries that made no ticket are kept whole and replayable;
+forged ones are refused and leave nothing; bodies replayed where the vendor signs no time are duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from integrations.helpdesks.deliveries import failed_delivery_replay, storable_headers
+from integrations.models import FailedDelivery, WebhookDelivery
+from triage.models import Ticket
+
+
+def test_a_genuine_delivery_we_cannot_parse_is_kept_whole_without_its_credentials(helpdesk_source, deliver):
+    # given: a Freshdesk rule whose body lacks the ticket id, authenticated by its shared token
+    source = helpdesk_source("freshdesk")
+    body = json.dumps({"freshdesk_webhook": {"ticket_subject": "Refund", "ticket_description": "twice"}}).encode()
+
+    # when
+    response = deliver(source, body, {"X-Webhook-Token": source.secret, "X-Request-Id": "req-1"})
+
+    # then: a 400 naming the field, and the delivery kept byte for byte, minus the token
+    assert response.status_code == 400
+    answer = response.json()
+    kept = FailedDelivery.objects.get(pk=answer["failed_delivery"])
+    assert bytes(kept.body) == body and kept.vendor == "freshdesk" and kept.source == source
+    assert "ticket_id" in kept.error and kept.answered == 400 and kept.status == FailedDelivery.Status.FAILED
+    assert kept.headers.get("X-Request-Id") == "req-1"
+    assert not any(source.secret in str(v) for v in kept.headers.values())
+    assert not {"X-Webhook-Token", "Authorization"} & set(kept.headers)
+    assert Ticket.objects.count() == 0
+
+
+def test_the_vendors_retries_of_one_body_count_on_one_kept_row(helpdesk_source, deliver):
+    source = helpdesk_source("freshdesk")
+    body = b'{"freshdesk_webhook": {}}'
+
+    for _ in range(3):
+        deliver(source, body, {"X-Webhook-Token": source.secret})
+
+    kept = FailedDelivery.objects.get(source=source)
+    assert kept.attempts == 3
+
+
+def test_a_forged_delivery_is_refused_and_nothing_is_kept(helpdesk_source, deliver):
+    source = helpdesk_source("freshdesk")
+
+    response = deliver(source, b"not even json", {"X-Webhook-Token": "guessed"})
+
+    assert response.status_code == 401
+    assert FailedDelivery.objects.count() == 0 and WebhookDelivery.objects.count() == 0
+
+
+def test_credentials_are_never_stored_with_a_kept_delivery():
+    headers = {
+        "Authorization": "Basic c2VjcmV0Olg=",
+        "X-Webhook-Token": "t",
+        "api_access_token": "a",
+        "X-Custom-Secret": "s",
+        "X-Hub-Signature": "sha1=ab",
+        "Content-Type": "application/json",
+    }
+
+    assert storable_headers(headers) == {"X-Hub-Signature": "sha1=ab", "Content-Type": "application/json"}
+
+
+def test_a_replay_after_the_fix_makes_exactly_one_ticket(helpdesk_source, deliver, payload, sign, stub_helpdesk):
+    # given: a Zendesk delivery kept because the Users API did not answer for its requester
+    stub = stub_helpdesk("zendesk")
+    stub.fail_all = True
+    stub.users["8447388090494"] = {"id": 8447388090494, "email": "maria.lopez@example.com"}
+    source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="a@example.com", api_token="t")
+    event = json.loads(payload("zendesk/ticket_created_event.json"))
+    event["event"].pop("requester", None)  # the documented event names the requester by id only
+    body = json.dumps(event).encode()
+    response = deliver(source, body, sign("zendesk", body))
+    assert response.status_code == 202 and response.json()["kept"] is True
+    kept = FailedDelivery.objects.get(pk=response.json()["failed_delivery"])
+    assert "HTTP 503" in kept.error and Ticket.objects.count() == 0
+
+    # when: the API answers again and the delivery is replayed twice
+    stub.fail_all = False
+    first = failed_delivery_replay(failed=kept)
+    second = failed_delivery_replay(failed=kept)
+
+    # then: one ticket, with its requester; the second replay is a duplicate
+    ticket = Ticket.objects.get()
+    assert first.status == 202 and second.status == 200 and second.body["duplicate"] is True
+    assert ticket.requester == "maria.lopez@example.com" and ticket.external_id == "5158"
+    kept.refresh_from_db()
+    assert kept.status == FailedDelivery.Status.REPLAYED and kept.ticket_id == ticket.pk and kept.replays == 2
+    assert WebhookDelivery.objects.filter(source=source).count() == 1
+
+
+def test_a_zendesk_source_without_an_api_token_still_makes_the_ticket(helpdesk_source, deliver, payload, sign):
+    source = helpdesk_source("zendesk")
+    event = json.loads(payload("zendesk/ticket_created_event.json"))
+    event["event"].pop("requester", None)  # the documented event names the requester by id only
+    body = json.dumps(event).encode()
+
+    response = deliver(source, body, sign("zendesk", body))
+
+    assert response.status_code == 202 and Ticket.objects.get().requester == ""
+    assert FailedDelivery.objects.count() == 0
+
+
+def test_replay_command_replays_retryable_ones_by_default_and_every_open_one_with_all(helpdesk_source, deliver, capsys):
+    source = helpdesk_source("freshdesk")
+    deliver(source, b'{"freshdesk_webhook": {}}', {"X-Webhook-Token": source.secret})
+
+    call_command("replay_deliveries")
+    assert "0 done, 0 still failing" in capsys.readouterr().out
+
+    call_command("replay_deliveries", "--all")
+    out = capsys.readouterr().out
+    assert "0 done, 1 still failing" in out and "ticket_id" in out
+    assert FailedDelivery.objects.get().replays == 1
+
+
+def test_a_body_replayed_with_a_new_delivery_id_is_a_duplicate_where_no_time_is_signed(
+    helpdesk_source, deliver, payload, sign
+):
+    # given: Zammad signs the body only; X-Zammad-Delivery is an unsigned header an attacker can change
+    source = helpdesk_source("zammad")
+    body = payload("zammad/ticket_created.json")
+    first = deliver(source, body, sign("zammad", body))
+
+    # when: the captured body comes again with a fresh delivery id (sign() makes a new one)
+    again = deliver(source, body, sign("zammad", body))
+
+    # then
+    assert first.status_code == 202
+    assert again.status_code == 200 and again.json() == {"duplicate": True, "ticket": first.json()["ticket"]}
+    assert WebhookDelivery.objects.filter(source=source).count() == 1
+    assert WebhookDelivery.objects.get(source=source).body_digest
+
+
+def test_the_digest_is_remembered_for_the_replay_retention_period_only(
+    helpdesk_source, deliver, payload, sign, settings
+):
+    source = helpdesk_source("zammad")
+    body = payload("zammad/ticket_created.json")
+    deliver(source, body, sign("zammad", body))
+    settings.TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = 0  # the period is over
+
+    again = deliver(source, body, sign("zammad", body))
+
+    # a new delivery row, but the ticket is still the one ticket (its external id is known)
+    assert again.status_code == 200 and "ticket" in again.json()
+    assert WebhookDelivery.objects.filter(source=source).count() == 2
+    assert Ticket.objects.filter(source=source.ticket_source).count() == 1
+
+
+def test_a_fault_of_ours_keeps_the_genuine_delivery_for_a_later_replay(
+    helpdesk_source, deliver, payload, sign, monkeypatch
+):
+    # given: the ticket service fails (a bug, the database gone)
+    source = helpdesk_source("intercom")
+    body = payload("intercom/conversation_user_created.json")
+
+    def broken(**kwargs):
+        raise RuntimeError("database is gone")
+
+    monkeypatch.setattr("triage.services.ticket_ingest", broken)
+
+    # when
+    response = deliver(source, body, sign("intercom", body))
+
+    # then: the vendor is asked to retry (5xx), and the delivery is kept as retryable meanwhile
+    assert response.status_code == 503 and "RuntimeError" in response.json()["error"]
+    kept = FailedDelivery.objects.get()
+    assert kept.retryable and Ticket.objects.count() == 0 and WebhookDelivery.objects.count() == 0
+
+    # when: fixed, the retryable deliveries are replayed
+    monkeypatch.undo()
+    call_command("replay_deliveries")
+
+    # then
+    assert Ticket.objects.count() == 1
+    kept.refresh_from_db()
+    assert kept.status == FailedDelivery.Status.REPLAYED
+
+
+def test_a_forged_delivery_that_meets_a_fault_of_ours_is_not_kept(helpdesk_source, deliver, monkeypatch):
+    source = helpdesk_source("intercom")
+
+    def broken(**kwargs):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr("integrations.helpdesks.deliveries.webhook_receive", broken)
+
+    with pytest.raises(RuntimeError):
+        deliver(source, b"{}", {"X-Hub-Signature": "sha1=" + "0" * 40})
+
+    assert FailedDelivery.objects.count() == 0
