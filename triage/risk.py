@@ -51,6 +51,9 @@ from typing import Literal
 import numpy
 
 __all__ = [
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_MIN_PER_CATEGORY",
+    "DEFAULT_TARGET",
     "GRID_STEP",
     "CategoryThreshold",
     "CurvePoint",
@@ -62,6 +65,11 @@ __all__ = [
     "zero_error_sample_size",
 ]
 
+#: The gate policy's defaults: at most 1 mishandled ticket in 100 auto-handled, with 90% confidence, and
+#: no category automated before 30 of its tickets have been labelled.
+DEFAULT_TARGET = 0.01
+DEFAULT_CONFIDENCE = 0.9
+DEFAULT_MIN_PER_CATEGORY = 30
 #: Spacing of the fixed threshold grid.
 GRID_STEP = 0.001
 _GRID = numpy.abs(numpy.round(numpy.arange(1.0, -GRID_STEP / 2, -GRID_STEP), 3))  # 1.000, 0.999, ..., 0.000
@@ -120,6 +128,11 @@ class ThresholdChoice:
     def error_rate(self) -> float | None:
         """Share of wrong answers among the accepted calibration tickets (None: none accepted)."""
         return self.errors / self.accepted if self.accepted else None
+
+    @property
+    def refused(self) -> list[str]:
+        """The categories nothing is automated in, by label."""
+        return [c.category for c in self.categories.values() if c.source == "refused"]
 
     def threshold_for(self, category: str) -> float | None:
         """The confidence a ticket predicted in `category` needs; None: it is never auto-handled here.

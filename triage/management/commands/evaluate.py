@@ -25,6 +25,24 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
         parser.add_argument(
+            "--target",
+            type=float,
+            default=None,
+            help="Maximum mishandled rate among auto-handled tickets, e.g. 0.01 (default: the gate policy's, 1%%).",
+        )
+        parser.add_argument(
+            "--confidence",
+            type=float,
+            default=None,
+            help="Confidence of the guarantee, e.g. 0.9 (default: the gate policy's, 90%%).",
+        )
+        parser.add_argument(
+            "--hold-out",
+            type=int,
+            default=0,
+            help="Take N non-money categories out before training: their tickets become in-domain out-of-scope.",
+        )
+        parser.add_argument(
             "--provider",
             default="local",
             choices=sorted(settings.TRIAGE_PROVIDERS),
@@ -43,6 +61,10 @@ class Command(BaseCommand):
             raise CommandError(
                 "--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)"
             )
+        for name, low, high in (("target", 0.0005, 0.2), ("confidence", 0.5, 0.999)):
+            value = options[name]
+            if value is not None and not low <= value <= high:
+                raise CommandError(f"--{name} must lie between {low} and {high}, not {value}")
         bars = Bars(enabled=not options["no_progress"])
         try:
             with isolated_database():
@@ -53,7 +75,12 @@ class Command(BaseCommand):
                     limit=options["limit"],
                     with_ungated=not options["no_ungated"],
                     provider=provider,
+                    target=options["target"],
+                    confidence=options["confidence"],
+                    hold_out=options["hold_out"],
                 )
+        except ValueError as exc:  # e.g. more categories held out than there are
+            raise CommandError(str(exc)) from exc
         finally:
             bars.close()
         if options["json"]:
@@ -96,6 +123,24 @@ def render_report(report: dict) -> str:
             f"in {report['tokens_in']}, out {report['tokens_out']}, cache write {report['cache_write_tokens']}, "
             f"cache read {report['cache_read_tokens']})"
         )
+    if report.get("target_mishandled_rate") is not None:
+        lines.append(
+            f"{'mishandled among auto-handled':32}{_pct(report['mishandled_among_auto_handled']):>10}"
+            f"  target {report['target_mishandled_rate']:.2%} at {report['guarantee_confidence']:.0%} confidence"
+        )
+    lines.append(
+        f"{'automatable share automated':32}{_pct(report.get('automatable_share_automated')):>10}"
+        f"  (automation rate {_pct(report['automation_rate']).strip()}; {report.get('automatable_tickets')} "
+        "automatable tickets: in scope, not moving money)"
+    )
+    for title, key in (
+        ("out of scope, other business", "out_of_scope_other_business"),
+        ("out of scope, inside the domain", "out_of_scope_in_domain"),
+        ("money tickets", "money_tickets"),
+    ):
+        kind = report.get(key)
+        if kind and kind["tickets"]:
+            lines.append(f"{title:32}{kind['auto_handled']:>10} auto-handled of {kind['tickets']}")
     if report["escalations_by_gate"]:
         lines.append("escalations by gate: " + ", ".join(f"{g} {n}" for g, n in report["escalations_by_gate"].items()))
     return "\n".join(lines)
