@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -91,6 +91,7 @@ def evaluate_dataset(
     target: float | None = None,
     confidence: float | None = None,
     hold_out: int = 0,
+    also_targets: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
 
@@ -98,7 +99,8 @@ def evaluate_dataset(
     (default: the policy's defaults). `hold_out`: that many non-money categories are taken out of the
     categories and examples before training, and their tickets become requests inside the domain that
     no category covers (`out_of_scope_in_domain`); the dataset's own `out_of_scope` tickets are text
-    about another business (`out_of_scope_other_business`).
+    about another business (`out_of_scope_other_business`). `also_targets`: the same tickets are triaged
+    again (gated) under each of these targets with the same trained classifier; `by_target` reports each.
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
@@ -122,7 +124,7 @@ def evaluate_dataset(
     router = Router.for_run(PipelineRun())
     if provider != "local":
         router = dataclasses.replace(router, classify_cascade=[provider], draft_providers=[provider, "local"])
-    gated_ids, ungated_ids = [], []
+    gated_ids, ungated_ids, ticket_ids = [], [], []
     kinds: dict[int, str] = {}  # gated run -> what the ticket truly is
     tick = progress("triaging tickets", len(tickets) * (2 if with_ungated else 1))
     for row in tickets:
@@ -134,6 +136,7 @@ def evaluate_dataset(
         )
         run_pipeline(run_id=result.run.pk, router=router.fresh())
         gated_ids.append(result.run.pk)
+        ticket_ids.append(result.ticket.pk)
         kinds[result.run.pk] = (
             "in_domain"
             if row.label in held_out
@@ -162,6 +165,28 @@ def evaluate_dataset(
         ),
         "held_out_categories": sorted(held_out),
     }
+    report["by_target"] = [_target_summary(report)]
+    if also_targets:
+        kind_of_ticket = dict(zip(ticket_ids, (kinds[pk] for pk in gated_ids), strict=True))
+        tick = progress("triaging again per target", len(ticket_ids) * len(also_targets))
+        for extra in also_targets:
+            policy.target_mishandled_rate = extra
+            gate_policy_save(policy=policy, actor=None)
+            again = Router.for_run(PipelineRun())
+            if provider != "local":
+                again = dataclasses.replace(again, classify_cascade=[provider], draft_providers=[provider, "local"])
+            ids, extra_kinds = [], {}
+            for ticket_id in ticket_ids:
+                run = PipelineRun.objects.create(ticket_id=ticket_id)
+                run_pipeline(run_id=run.pk, router=again.fresh())
+                ids.append(run.pk)
+                extra_kinds[run.pk] = kind_of_ticket[ticket_id]
+                tick(1)
+            runs = PipelineRun.objects.filter(pk__in=ids)
+            figures = chain_figures(runs=runs, truth=truth, human_cost=human_cost).as_dict()
+            report["by_target"].append(
+                _target_summary(figures | autonomy_figures(runs=runs, kinds=extra_kinds, thresholds=again.thresholds))
+            )
     if with_ungated:
         ungated_figures = chain_figures(
             runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost
@@ -186,7 +211,7 @@ def autonomy_figures(
 ) -> dict[str, Any]:
     """The calibrated-autonomy figures: the target beside the mishandled rate among auto-handled tickets,
     the share of automatable tickets (in scope, not moving money) automated, and out of scope by kind."""
-    auto, wrong = 0, 0
+    auto, wrong, in_scope_auto, in_scope_wrong, in_scope_tickets = 0, 0, 0, 0, 0
     by_kind: dict[str, list[int]] = {kind: [0, 0] for kind in ("automatable", "money", "other_business", "in_domain")}
     rows = runs.values_list(
         "pk", "route", "status", "ticket__reference_label", "steps__step", "steps__status", "steps__output__category"
@@ -205,6 +230,10 @@ def autonomy_figures(
         if handled:
             auto += 1
             wrong += not right
+        if kinds.get(pk) in ("automatable", "money"):  # the dataset without its out-of-scope tickets
+            in_scope_tickets += 1
+            in_scope_auto += handled
+            in_scope_wrong += handled and not right
     automatable = by_kind["automatable"]
     return {
         "target_mishandled_rate": thresholds.target if thresholds else None,
@@ -218,6 +247,13 @@ def autonomy_figures(
         },
         "out_of_scope_in_domain": {"tickets": by_kind["in_domain"][0], "auto_handled": by_kind["in_domain"][1]},
         "money_tickets": {"tickets": by_kind["money"][0], "auto_handled": by_kind["money"][1]},
+        "in_scope_only": {
+            "tickets": in_scope_tickets,
+            "auto_handled": in_scope_auto,
+            "automation_rate": in_scope_auto / in_scope_tickets if in_scope_tickets else None,
+            "mishandled": in_scope_wrong,
+            "mishandled_among_auto_handled": in_scope_wrong / in_scope_auto if in_scope_auto else None,
+        },
         "thresholds": None
         if thresholds is None
         else {
@@ -228,3 +264,26 @@ def autonomy_figures(
             "calibration_coverage": thresholds.coverage,
         },
     }
+
+
+_SUMMARY_KEYS = (
+    "target_mishandled_rate",
+    "guarantee_confidence",
+    "tickets",
+    "auto_handled",
+    "automation_rate",
+    "automatable_share_automated",
+    "mishandled",
+    "mishandled_rate",
+    "mishandled_among_auto_handled",
+    "money_auto_executed",
+    "out_of_scope_other_business",
+    "out_of_scope_in_domain",
+    "money_tickets",
+    "in_scope_only",
+    "thresholds",
+)
+
+
+def _target_summary(figures: dict[str, Any]) -> dict[str, Any]:
+    return {key: figures.get(key) for key in _SUMMARY_KEYS}
