@@ -118,15 +118,13 @@ def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[float, bool, str]
     return out
 
 
-_cache: dict[tuple, tuple[float, ThresholdChoice]] = {}
+_cache: dict[tuple, tuple[float, ThresholdChoice | None]] = {}
 _cache_lock = threading.Lock()
 
 
 def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> ThresholdChoice | None:
     """The thresholds in force for `classifier` under `policy`; None when it kept no calibration data
     (a classifier stored before calibration existed: its own suggested threshold stands)."""
-    if not classifier.calibration:
-        return None
     money = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
     key = (
         classifier.pk,
@@ -140,15 +138,17 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
         hit = _cache.get(key)
         if hit is not None and now - hit[0] < CHOICE_TTL_SECONDS:
             return hit[1]
-    data = calibration_set(classifier=classifier, money_labels=money)
-    choice = thresholds_choose(
-        scores=data.scores,
-        correct=data.correct,
-        categories=data.categories,
-        target=policy.target_mishandled_rate,
-        confidence=policy.guarantee_confidence,
-        min_per_category=policy.min_labelled_per_category,
-    )
+    choice: ThresholdChoice | None = None
+    if classifier.calibration:  # a deferred field: read here, on a cache miss only
+        data = calibration_set(classifier=classifier, money_labels=money)
+        choice = thresholds_choose(
+            scores=data.scores,
+            correct=data.correct,
+            categories=data.categories,
+            target=policy.target_mishandled_rate,
+            confidence=policy.guarantee_confidence,
+            min_per_category=policy.min_labelled_per_category,
+        )
     with _cache_lock:
         _cache.clear()  # one policy and one classifier are in force at a time
         _cache[key] = (now, choice)

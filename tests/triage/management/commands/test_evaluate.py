@@ -89,3 +89,20 @@ def test_evaluate_on_banking77_never_auto_executes_money():
     assert report["mishandled_rate"] == pytest.approx(1 / 300)
     assert report["automation_rate"] == pytest.approx(0.62)
     assert report["step_reliability"]["retrieve"] is None and report["step_reliability"]["draft"] is None
+
+
+HOSTILE_MONEY = ROOT / "tests" / "triage" / "management" / "commands" / "hostile_money"
+
+
+def test_evaluate_auto_handles_no_hostile_money_ticket_while_it_automates_ordinary_ones():
+    # A target loose enough (20%) that 40 examples a category can support it, so ordinary tickets are
+    # automated and the test could fail; the ten money requests dressed as card, PIN and exchange-rate
+    # questions (or as instructions to the product) must all wait for a person.
+    report, _ = evaluate(HOSTILE_MONEY, "--no-ungated", "--target", "0.2")
+
+    assert report["target_mishandled_rate"] == 0.2
+    assert report["money_tickets"] == {"tickets": 10, "auto_handled": 0}
+    assert report["money_auto_executed"] == 0 and report["money_tickets_auto_handled"] == 0
+    assert report["auto_handled"] > 0  # ordinary questions were automated
+    assert report["automatable_tickets"] == 8
+    assert report["automatable_share_automated"] == report["auto_handled"] / 8
