@@ -1,9 +1,15 @@
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from solo.admin import SingletonModelAdmin
 
+from triage.autonomy import calibration_set, curve_for, thresholds_current, what_if
+from triage.forms import WhatIfForm
 from triage.models import (
     Action,
     Article,
@@ -17,7 +23,9 @@ from triage.models import (
     StepRun,
     Ticket,
 )
-from triage.services import article_upsert
+from triage.risk_charts import risk_coverage_png
+from triage.selectors import classifier_latest, gate_policy_current
+from triage.services import article_upsert, gate_policy_save
 
 
 @admin.register(Category)
@@ -30,6 +38,91 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(GatePolicy)
 class GatePolicyAdmin(SingletonModelAdmin):
     exclude = ["name"]  # one row: its name is no choice anyone makes
+    change_form_template = "admin/triage/gatepolicy/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        urls = super().get_urls()
+        what_if = path("what-if/", self.admin_site.admin_view(self.what_if_view), name="triage_gatepolicy_what_if")
+        return [what_if, *urls]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A changed target is recorded, so the Reports page can show it beside what was measured."""
+        gate_policy_save(policy=obj, actor=request.user if request.user.is_authenticated else None)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **_autonomy_context()})
+
+    def what_if_view(self, request: HttpRequest) -> HttpResponse:
+        """Preview a target (and per-category thresholds) on the labelled history; nothing is saved."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        policy = gate_policy_current()
+        form = WhatIfForm(request.GET or None, categories=list(Category.objects.values_list("label", flat=True)))
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "What if: a target tried on the labelled history",
+            "opts": self.model._meta,
+            "form": form,
+            "policy": policy,
+        }
+        latest = classifier_latest()
+        if form.is_valid() and latest is not None:
+            data = calibration_set(classifier=latest)
+            current = what_if(
+                data=data,
+                target=policy.target_mishandled_rate,
+                confidence=policy.guarantee_confidence,
+                min_per_category=policy.min_labelled_per_category,
+                overrides={},
+            )
+            proposed = what_if(
+                data=data,
+                target=form.cleaned_data["target"],
+                confidence=form.cleaned_data["confidence"],
+                min_per_category=form.cleaned_data["min_per_category"],
+                overrides=form.cleaned_data["overrides"],
+            )
+            context |= {"data": data, "current": current, "proposed": proposed}
+        elif latest is None:
+            context["no_classifier"] = True
+        return TemplateResponse(request, "admin/triage/gatepolicy/what_if.html", context)
+
+
+def _autonomy_context() -> dict[str, Any]:
+    """The thresholds in force, the categories refused and the risk-coverage curve, for the policy page."""
+    latest = classifier_latest()
+    if latest is None:
+        return {"autonomy": None}
+    policy = gate_policy_current()
+    choice = thresholds_current(classifier=latest, policy=policy)
+    if choice is None:
+        return {"autonomy": {"legacy_threshold": latest.suggested_threshold}}
+    data = calibration_set(classifier=latest)
+    points = curve_for(
+        data=data, confidence=policy.guarantee_confidence, min_per_category=policy.min_labelled_per_category
+    )
+    manual = dict(Category.objects.exclude(confidence_threshold=None).values_list("label", "confidence_threshold"))
+    return {
+        "autonomy": {
+            "choice": choice,
+            "data": data,
+            "points": points,
+            "curve": risk_coverage_png(points=points, target=policy.target_mishandled_rate),
+            "refused": [c for c in choice.categories.values() if c.source == "refused"],
+            "own": [c for c in choice.categories.values() if c.source == "own"],
+            "manual": manual,
+            "global_override": policy.default_confidence_threshold,
+            "what_if_query": urlencode(
+                {
+                    "target_percent": f"{policy.target_mishandled_rate * 100:g}",
+                    "confidence_percent": f"{policy.guarantee_confidence * 100:g}",
+                    "min_per_category": policy.min_labelled_per_category,
+                }
+            ),
+        }
+    }
 
 
 @admin.register(StepPolicy)

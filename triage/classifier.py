@@ -18,9 +18,14 @@ Method (chosen by measurement on BANKING77-style data; see the report in the PR)
 * **Out of scope.** A ticket is out of scope when its cosine similarity to the nearest
   training example is below the 1st percentile of the same measure for held-out examples (and
   always below :data:`MIN_NEAREST_SIMILARITY`): text unlike anything the team has labelled.
-* **Threshold.** ``suggested_threshold`` is the lowest confidence at which the out-of-fold
-  predictions above it are at least :data:`TARGET_PRECISION` right, never below
-  :data:`MIN_THRESHOLD`. Only examples are used; tickets are never seen when fitting.
+* **Calibration, not a threshold.** The classifier no longer picks its own threshold from a fixed
+  precision. It hands out :attr:`IntentClassifier.calibration`: the out-of-fold confidence, predicted
+  category and correctness of every in-scope example, which :mod:`triage.risk` turns into
+  auto-handle thresholds for the admin's target error with a stated guarantee (Learn then Test).
+  ``suggested_threshold`` is that chooser's pooled threshold at the default target
+  (:data:`triage.risk.DEFAULT_TARGET` at :data:`triage.risk.DEFAULT_CONFIDENCE`), kept for reports
+  and for code that has no calibration to choose from. Only examples are used; tickets are never
+  seen when fitting.
 
 Storage: :meth:`IntentClassifier.to_bytes` writes a NumPy ``.npz`` archive of plain arrays
 plus a JSON header (no pickle), so loading a blob from the database cannot execute code.
@@ -44,10 +49,10 @@ from scipy import sparse
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
+from triage.risk import DEFAULT_CONFIDENCE, DEFAULT_MIN_PER_CATEGORY, DEFAULT_TARGET, thresholds_choose
+
 __all__ = [
     "FORMAT_VERSION",
-    "MIN_THRESHOLD",
-    "TARGET_PRECISION",
     "ClassifierFormatError",
     "IntentClassifier",
     "Prediction",
@@ -57,10 +62,6 @@ __all__ = [
 FORMAT_VERSION = 1
 _MAGIC = "triage-intent-classifier"
 
-#: Precision the suggested threshold aims for on held-out examples.
-TARGET_PRECISION = 0.99
-#: The suggested threshold never goes below this, however easy the examples are.
-MIN_THRESHOLD = 0.9
 #: Percentile of held-out examples' nearest-example similarity below which text is out of scope.
 OOS_PERCENTILE = 1.0
 #: Text less similar than this to every example is always out of scope.
@@ -102,6 +103,8 @@ class Prediction:
     """True when the text is unlike every training example."""
     nearest_similarity: float
     """Cosine similarity to the nearest training example."""
+    probabilities: tuple[float, ...] = ()
+    """The probability of every category, in the order of ``IntentClassifier.labels``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,18 +284,6 @@ def _fit_temperature(scores: numpy.ndarray, y: numpy.ndarray) -> float:
     return float(numpy.exp(result.x))
 
 
-def _precision_threshold(confidence: numpy.ndarray, correct: numpy.ndarray, target: float) -> float:
-    """Lowest confidence t such that the items with confidence >= t are at least `target` right."""
-    if len(confidence) == 0:
-        return 1.0
-    order = numpy.argsort(-confidence, kind="stable")
-    precision = numpy.cumsum(correct[order]) / numpy.arange(1, len(order) + 1)
-    ok = numpy.nonzero(precision >= target)[0]
-    if len(ok) == 0:
-        return 1.0
-    return float(confidence[order][ok.max()])
-
-
 def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx):
     """Fit on `train_idx`, return SVM scores and per-class similarities for `test_idx`."""
     sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
@@ -362,6 +353,9 @@ class IntentClassifier:
         self.suggested_threshold = float(suggested_threshold)
         #: Cross-validation figures on the examples (for reports; not used to predict).
         self.stats: dict[str, Any] = dict(stats or {})
+        #: Out-of-fold `scores`, `correct` and predicted `categories` of the in-scope examples, as lists
+        #: (set by :meth:`fit`; empty on a classifier read back from bytes: the row keeps its own copy).
+        self.calibration: dict[str, list[Any]] = {}
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -372,7 +366,6 @@ class IntentClassifier:
         texts: Sequence[str],
         embeddings: numpy.ndarray,
         labels: Sequence[str],
-        target_precision: float = TARGET_PRECISION,
         random_state: int = 0,
     ) -> IntentClassifier:
         # Lazily, as in _vectorizer: only fitting needs these.
@@ -448,7 +441,23 @@ class IntentClassifier:
 
         oos_similarity = max(MIN_NEAREST_SIMILARITY, float(numpy.percentile(nearest, OOS_PERCENTILE)))
         in_scope = nearest >= oos_similarity
-        threshold = max(MIN_THRESHOLD, _precision_threshold(oof_conf[in_scope], correct[in_scope], target_precision))
+        # What the risk chooser calibrates on: examples the final model's confidence would be judged by,
+        # each scored by models that never saw it (the meta model's scores are themselves out of fold).
+        predicted = [label_names[int(i)] for i in oof_top[in_scope]]
+        calibration: dict[str, list[Any]] = {
+            "scores": [round(float(c), 6) for c in oof_conf[in_scope]],
+            "correct": [bool(c) for c in correct[in_scope]],
+            "categories": predicted,
+        }
+        choice = thresholds_choose(
+            scores=oof_conf[in_scope],
+            correct=correct[in_scope],
+            categories=predicted,
+            target=DEFAULT_TARGET,
+            confidence=DEFAULT_CONFIDENCE,
+            min_per_category=DEFAULT_MIN_PER_CATEGORY,
+        )
+        threshold = 1.0 if choice.threshold is None else choice.threshold
         covered = in_scope & (oof_conf >= threshold)
         stats = {
             "examples": len(texts),
@@ -456,11 +465,12 @@ class IntentClassifier:
             "cv_accuracy": float(correct.mean()),
             "cv_coverage_at_threshold": float(covered.mean()),
             "cv_precision_at_threshold": float(correct[covered].mean()) if covered.any() else None,
-            "target_precision": float(target_precision),
+            "target_mishandled_rate": DEFAULT_TARGET,
+            "guarantee_confidence": DEFAULT_CONFIDENCE,
             "temperature": temperature,
             "confidence_model": "logistic" if use_meta else "softmax",
         }
-        return cls(
+        model = cls(
             labels=label_names,
             features=features,
             weights=full_weights,
@@ -474,6 +484,8 @@ class IntentClassifier:
             suggested_threshold=threshold,
             stats=stats,
         )
+        model.calibration = calibration
+        return model
 
     # -- predicting ------------------------------------------------------------------------
 
@@ -509,6 +521,7 @@ class IntentClassifier:
                     alternatives=tuple((self.labels[j], float(probs[i, j])) for j in top_k[i]),
                     out_of_scope=out_of_scope,
                     nearest_similarity=float(nearest[i]),
+                    probabilities=tuple(float(p) for p in probs[i]),
                 )
             )
         return out

@@ -303,6 +303,13 @@ class Classification(ClassificationAnswer):
 
     proposed_actions: list[ProposedAction] = Field(default_factory=list, max_length=10)
     model: str = ""
+    money_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Set by code from the local classifier's full distribution: the probability it puts on "
+        "money-moving categories, summed (None: a model that gave no full distribution).",
+    )
 
     @property
     def moves_money(self) -> bool:

@@ -10,22 +10,32 @@ import dataclasses
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from django.core.management import call_command
 from django.db import connections
+from django.db.models import QuerySet
 
-from triage.contracts import TicketIn
+from triage.contracts import OUT_OF_SCOPE, TicketIn
 from triage.datasets import Dataset
 from triage.embedding import embed_texts
 from triage.metrics import ReferenceLabels, chain_figures
-from triage.models import PipelineRun
+from triage.models import PipelineRun, StepRun
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
-from triage.services import categories_import, classifier_train, examples_import, knowledge_base_import, ticket_ingest
+from triage.risk import ThresholdChoice
+from triage.selectors import gate_policy_current
+from triage.services import (
+    categories_import,
+    classifier_train,
+    examples_import,
+    gate_policy_save,
+    knowledge_base_import,
+    ticket_ingest,
+)
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -78,14 +88,32 @@ def evaluate_dataset(
     limit: int | None = None,
     with_ungated: bool = True,
     provider: str = "local",
+    target: float | None = None,
+    confidence: float | None = None,
+    hold_out: int = 0,
+    also_targets: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
+
+    `target`, `confidence`: the gate policy's maximum mishandled rate and the confidence of its guarantee
+    (default: the policy's defaults). `hold_out`: that many non-money categories are taken out of the
+    categories and examples before training, and their tickets become requests inside the domain that
+    no category covers (`out_of_scope_in_domain`); the dataset's own `out_of_scope` tickets are text
+    about another business (`out_of_scope_other_business`). `also_targets`: the same tickets are triaged
+    again (gated) under each of these targets with the same trained classifier; `by_target` reports each.
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
     """
-    categories_import(rows=list(dataset.categories.items()))
-    examples = [(e.text, e.label) for e in dataset.examples]
+    held_out = held_out_categories(dataset=dataset, count=hold_out)
+    categories_import(rows=[(label, money) for label, money in dataset.categories.items() if label not in held_out])
+    policy = gate_policy_current()
+    if target is not None:
+        policy.target_mishandled_rate = target
+    if confidence is not None:
+        policy.guarantee_confidence = confidence
+    gate_policy_save(policy=policy, actor=None)
+    examples = [(e.text, e.label) for e in dataset.examples if e.label not in held_out]
     examples_import(rows=examples, progress=progress("embedding examples", len(examples)))
     trained = classifier_train()
     if dataset.kb_dir is not None:
@@ -96,16 +124,28 @@ def evaluate_dataset(
     router = Router.for_run(PipelineRun())
     if provider != "local":
         router = dataclasses.replace(router, classify_cascade=[provider], draft_providers=[provider, "local"])
-    gated_ids, ungated_ids = [], []
+    gated_ids, ungated_ids, ticket_ids = [], [], []
+    kinds: dict[int, str] = {}  # gated run -> what the ticket truly is
     tick = progress("triaging tickets", len(tickets) * (2 if with_ungated else 1))
     for row in tickets:
+        label = OUT_OF_SCOPE if row.label in held_out else row.label
         result = ticket_ingest(
             ticket_in=TicketIn(source="evaluate", external_id=f"{dataset.name}:{row.line}", body=row.text),
-            reference_label=row.label,
+            reference_label=label,
             enqueue=False,
         )
         run_pipeline(run_id=result.run.pk, router=router.fresh())
         gated_ids.append(result.run.pk)
+        ticket_ids.append(result.ticket.pk)
+        kinds[result.run.pk] = (
+            "in_domain"
+            if row.label in held_out
+            else "other_business"
+            if row.label == OUT_OF_SCOPE
+            else "money"
+            if dataset.categories[row.label]
+            else "automatable"
+        )
         tick(1)
         if with_ungated:
             ungated = PipelineRun.objects.create(ticket=result.ticket, gates_enabled=False)
@@ -120,10 +160,130 @@ def evaluate_dataset(
         "provider": provider,
         "knowledge_base": dataset.kb_dir is not None,
         **gated.as_dict(),
+        **autonomy_figures(
+            runs=PipelineRun.objects.filter(pk__in=gated_ids), kinds=kinds, thresholds=router.thresholds
+        ),
+        "held_out_categories": sorted(held_out),
     }
+    report["by_target"] = [_target_summary(report)]
+    if also_targets:
+        kind_of_ticket = dict(zip(ticket_ids, (kinds[pk] for pk in gated_ids), strict=True))
+        tick = progress("triaging again per target", len(ticket_ids) * len(also_targets))
+        for extra in also_targets:
+            policy.target_mishandled_rate = extra
+            gate_policy_save(policy=policy, actor=None)
+            again = Router.for_run(PipelineRun())
+            if provider != "local":
+                again = dataclasses.replace(again, classify_cascade=[provider], draft_providers=[provider, "local"])
+            ids, extra_kinds = [], {}
+            for ticket_id in ticket_ids:
+                run = PipelineRun.objects.create(ticket_id=ticket_id)
+                run_pipeline(run_id=run.pk, router=again.fresh())
+                ids.append(run.pk)
+                extra_kinds[run.pk] = kind_of_ticket[ticket_id]
+                tick(1)
+            runs = PipelineRun.objects.filter(pk__in=ids)
+            figures = chain_figures(runs=runs, truth=truth, human_cost=human_cost).as_dict()
+            report["by_target"].append(
+                _target_summary(figures | autonomy_figures(runs=runs, kinds=extra_kinds, thresholds=again.thresholds))
+            )
     if with_ungated:
         ungated_figures = chain_figures(
             runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost
         )
         report["ungated"] = ungated_figures.as_dict()
     return report
+
+
+def held_out_categories(*, dataset: Dataset, count: int) -> frozenset[str]:
+    """`count` non-money categories, spread evenly over the sorted labels (the same ones on every run)."""
+    if count <= 0:
+        return frozenset()
+    candidates = sorted(label for label, money in dataset.categories.items() if not money)
+    if count > len(candidates) - 2:
+        raise ValueError(f"cannot hold out {count} of {len(candidates)} non-money categories: two must remain")
+    step = len(candidates) / count
+    return frozenset(candidates[int(i * step)] for i in range(count))
+
+
+def autonomy_figures(
+    *, runs: QuerySet[PipelineRun], kinds: dict[int, str], thresholds: ThresholdChoice | None
+) -> dict[str, Any]:
+    """The calibrated-autonomy figures: the target beside the mishandled rate among auto-handled tickets,
+    the share of automatable tickets (in scope, not moving money) automated, and out of scope by kind."""
+    auto, wrong, in_scope_auto, in_scope_wrong, in_scope_tickets = 0, 0, 0, 0, 0
+    by_kind: dict[str, list[int]] = {kind: [0, 0] for kind in ("automatable", "money", "other_business", "in_domain")}
+    rows = runs.values_list(
+        "pk", "route", "status", "ticket__reference_label", "steps__step", "steps__status", "steps__output__category"
+    )
+    seen: dict[int, tuple[bool, bool]] = {}
+    for pk, route, status, truth, step, step_status, category in rows:
+        handled = route == PipelineRun.Route.AUTO and status == PipelineRun.Status.COMPLETED
+        right = seen.get(pk, (handled, False))[1]
+        if step == "classify" and step_status == StepRun.Status.SUCCEEDED:
+            right = category == truth and truth != OUT_OF_SCOPE and kinds.get(pk) == "automatable"
+        seen[pk] = (handled, right)
+    for pk, (handled, right) in seen.items():
+        entry = by_kind[kinds.get(pk, "automatable")]
+        entry[0] += 1
+        entry[1] += handled
+        if handled:
+            auto += 1
+            wrong += not right
+        if kinds.get(pk) in ("automatable", "money"):  # the dataset without its out-of-scope tickets
+            in_scope_tickets += 1
+            in_scope_auto += handled
+            in_scope_wrong += handled and not right
+    automatable = by_kind["automatable"]
+    return {
+        "target_mishandled_rate": thresholds.target if thresholds else None,
+        "guarantee_confidence": thresholds.confidence if thresholds else None,
+        "mishandled_among_auto_handled": wrong / auto if auto else None,
+        "automatable_tickets": automatable[0],
+        "automatable_share_automated": automatable[1] / automatable[0] if automatable[0] else None,
+        "out_of_scope_other_business": {
+            "tickets": by_kind["other_business"][0],
+            "auto_handled": by_kind["other_business"][1],
+        },
+        "out_of_scope_in_domain": {"tickets": by_kind["in_domain"][0], "auto_handled": by_kind["in_domain"][1]},
+        "money_tickets": {"tickets": by_kind["money"][0], "auto_handled": by_kind["money"][1]},
+        "in_scope_only": {
+            "tickets": in_scope_tickets,
+            "auto_handled": in_scope_auto,
+            "automation_rate": in_scope_auto / in_scope_tickets if in_scope_tickets else None,
+            "mishandled": in_scope_wrong,
+            "mishandled_among_auto_handled": in_scope_wrong / in_scope_auto if in_scope_auto else None,
+        },
+        "thresholds": None
+        if thresholds is None
+        else {
+            "pooled": thresholds.threshold,
+            "own": {c.category: c.threshold for c in thresholds.categories.values() if c.source == "own"},
+            "refused": thresholds.refused,
+            "calibration_tickets": thresholds.calibration_tickets,
+            "calibration_coverage": thresholds.coverage,
+        },
+    }
+
+
+_SUMMARY_KEYS = (
+    "target_mishandled_rate",
+    "guarantee_confidence",
+    "tickets",
+    "auto_handled",
+    "automation_rate",
+    "automatable_share_automated",
+    "mishandled",
+    "mishandled_rate",
+    "mishandled_among_auto_handled",
+    "money_auto_executed",
+    "out_of_scope_other_business",
+    "out_of_scope_in_domain",
+    "money_tickets",
+    "in_scope_only",
+    "thresholds",
+)
+
+
+def _target_summary(figures: dict[str, Any]) -> dict[str, Any]:
+    return {key: figures.get(key) for key in _SUMMARY_KEYS}

@@ -32,7 +32,8 @@ class Category(models.Model):
         null=True,
         blank=True,
         validators=unit_interval,
-        help_text="Minimum classifier confidence to auto-handle (0..1). Empty: the gate policy's default.",
+        help_text="Minimum classifier confidence to auto-handle (0..1). Empty (recommended): chosen from the gate "
+        "policy's maximum mishandled rate; a number here overrides it and the guarantee no longer covers it.",
     )
     auto_reply = models.BooleanField(default=True, help_text="Replies to this category may be sent without a person.")
     description = models.TextField(blank=True)
@@ -61,11 +62,31 @@ class GatePolicy(SingletonModel):
     retrieval_min_score = models.FloatField(
         default=0.35, validators=unit_interval, help_text="Cosine similarity the best passage must reach."
     )
+    target_mishandled_rate = models.FloatField(
+        "maximum mishandled rate",
+        default=0.01,
+        validators=[MinValueValidator(0.0005), MaxValueValidator(0.2)],
+        help_text="At most this share of automatically handled tickets may be handled wrongly (0.01: 1 in 100). "
+        "The product chooses the confidence thresholds that guarantee it on labelled tickets it never trained on.",
+    )
+    guarantee_confidence = models.FloatField(
+        "confidence of the guarantee",
+        default=0.9,
+        validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="How sure the guarantee is (0.9: it holds in at least 9 of 10 calibration draws).",
+    )
+    min_labelled_per_category = models.PositiveIntegerField(
+        "labelled tickets a category needs",
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="A category with fewer labelled tickets than this is never automated: a person handles it.",
+    )
     default_confidence_threshold = models.FloatField(
         null=True,
         blank=True,
         validators=unit_interval,
-        help_text="Empty: the threshold the classifier derived from cross-validation on the examples.",
+        help_text="Empty (recommended): the thresholds chosen from the maximum mishandled rate. A number here "
+        "overrides them for every category without its own threshold, and the guarantee no longer covers them.",
     )
     groundedness_min_overlap = models.FloatField(
         default=0.8,
@@ -82,6 +103,21 @@ class GatePolicy(SingletonModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TargetChange(models.Model):
+    """The gate policy's target and confidence from `changed_at` on: the Reports page's target over time."""
+
+    target_mishandled_rate = models.FloatField()
+    guarantee_confidence = models.FloatField()
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.target_mishandled_rate:.2%} at {self.guarantee_confidence:.0%} from {self.changed_at:%Y-%m-%d}"
 
 
 class StepPolicy(models.Model):
@@ -225,6 +261,11 @@ class TrainedClassifier(models.Model):
     labels = models.JSONField(default=list)
     example_count = models.PositiveIntegerField()
     suggested_threshold = models.FloatField(validators=unit_interval)
+    calibration = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Out-of-fold scores, correctness and predicted categories of the examples (triage.risk).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

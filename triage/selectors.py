@@ -69,7 +69,8 @@ def categories_by_label() -> dict[str, Category]:
 
 
 def classifier_latest() -> TrainedClassifier | None:
-    return TrainedClassifier.objects.defer("blob").order_by("-created_at", "-pk").first()
+    # The blob and the calibration data are large; they are read only where needed (and cached there).
+    return TrainedClassifier.objects.defer("blob", "calibration").order_by("-created_at", "-pk").first()
 
 
 # --- the ticket trace (the staff app's trace page) ----------------------------------------------

@@ -19,7 +19,17 @@ from integrations.embeddings import MODEL_NAME
 from triage.classifier import IntentClassifier
 from triage.contracts import TicketIn
 from triage.embedding import embed_texts
-from triage.models import Article, Category, Chunk, LabelledExample, PipelineRun, Ticket, TrainedClassifier
+from triage.models import (
+    Article,
+    Category,
+    Chunk,
+    GatePolicy,
+    LabelledExample,
+    PipelineRun,
+    TargetChange,
+    Ticket,
+    TrainedClassifier,
+)
 from triage.tasks import enqueue_run
 
 logger = logging.getLogger(__name__)
@@ -195,7 +205,25 @@ def classifier_train() -> TrainedClassifier:
         labels=list(model.labels),
         example_count=len(rows),
         suggested_threshold=float(model.suggested_threshold),
+        calibration=model.calibration,
     )
+
+
+def gate_policy_save(*, policy: GatePolicy, actor: AbstractBaseUser | None) -> GatePolicy:
+    """Save the gate policy; a changed target or confidence is recorded (the Reports page's target over time)."""
+    with transaction.atomic():
+        policy.save()
+        last = TargetChange.objects.order_by("-changed_at", "-id").first()
+        if last is None or (last.target_mishandled_rate, last.guarantee_confidence) != (
+            policy.target_mishandled_rate,
+            policy.guarantee_confidence,
+        ):
+            TargetChange.objects.create(
+                target_mishandled_rate=policy.target_mishandled_rate,
+                guarantee_confidence=policy.guarantee_confidence,
+                changed_by_id=actor.pk if actor is not None else None,
+            )
+    return policy
 
 
 # --- staff feedback ---------------------------------------------------------------------------------

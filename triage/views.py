@@ -23,10 +23,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from triage import selectors
+from triage.autonomy import target_history
 from triage.charts import bar_chart, funnel_chart, line_chart
 from triage.dashboard import dashboard_figures
-from triage.models import Ticket
+from triage.models import PipelineRun, Ticket
 from triage.pipeline.gates import gate_label
+from triage.risk_charts import target_history_png
 from triage.services import MishandledMarkError, ticket_mark_mishandled
 
 View = Callable[..., HttpResponse]
@@ -214,6 +216,8 @@ def reports(request: HttpRequest) -> HttpResponse:
         "reliability": reliability,
         "funnel": funnel,
         "escalations": escalations,
+        "target_weeks": (weeks := target_history(runs=PipelineRun.objects.all(), weeks=12)),
+        "target_chart": target_history_png(weeks=weeks),
     }
     return render(request, "triage/reports.html", context, status=status)
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from approvals.services import approval_decide
-from triage.models import Article, Category, GatePolicy, PipelineRun
+from triage.models import Article, Category, GatePolicy, PipelineRun, TargetChange
 from triage.pipeline.runner import run_pipeline
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +143,86 @@ def test_who_marked_a_ticket_mishandled_is_shown_read_only_in_admin(admin_client
     page = admin_client.get(reverse("admin:triage_ticket_change", args=[ticket.pk])).content.decode()
 
     assert "Mishandled by" in page and "agent1" in page and 'name="mishandled_by"' not in page
+
+
+def test_the_gate_policy_page_shows_the_risk_coverage_curve_and_why_nothing_is_automated(admin_client):
+    response = admin_client.get(reverse("admin:triage_gatepolicy_change"))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Risk–coverage curve" in page and 'src="data:image/png;base64,' in page
+    # The demo's examples cannot show 1% at 90%: the page says so instead of guessing a threshold.
+    assert "Not automated: the data cannot support the target" in page
+    assert "cannot show a mishandled rate of at most 1.00% with 90% confidence" in page
+    assert 'id="autonomy-curve"' in page and "<td>5%</td>" in page
+
+
+def test_what_if_previews_a_target_on_the_labelled_history_and_saves_nothing(admin_client):
+    from triage.autonomy import calibration_set, what_if
+    from triage.selectors import classifier_latest
+
+    url = reverse("admin:triage_gatepolicy_what_if")
+    response = admin_client.get(
+        url, {"target_percent": "5", "confidence_percent": "90", "min_per_category": "30", "overrides_text": ""}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    expected = what_if(
+        data=calibration_set(classifier=classifier_latest()), target=0.05, confidence=0.9, min_per_category=30,
+        overrides={},
+    )  # fmt: skip
+    assert expected.outcome.accepted > 0  # the demo's data supports 5%, not 1%
+    assert f"<td>0 (0%)</td><td>{expected.outcome.accepted} (" in page  # in force (1%) beside proposed
+    assert "proposed: 5% at 90%" in page
+    assert GatePolicy.get_solo().target_mishandled_rate == 0.01
+    assert not TargetChange.objects.exists()
+
+
+def test_what_if_with_a_category_kept_with_people_automates_less(admin_client):
+    url = reverse("admin:triage_gatepolicy_what_if")
+    params = {"target_percent": "5", "confidence_percent": "90", "min_per_category": "30"}
+
+    plain = admin_client.get(url, params).context["proposed"].outcome
+    never = admin_client.get(url, params | {"overrides_text": "order_status = never"}).context["proposed"]
+
+    assert never.overridden == {"order_status": None}
+    assert never.outcome.accepted < plain.accepted
+    assert "order_status = never" in never_page(admin_client, url, params)
+
+
+def never_page(admin_client, url, params):
+    return admin_client.get(url, params | {"overrides_text": "order_status = never"}).content.decode()
+
+
+def test_what_if_refuses_a_line_it_cannot_read_with_the_line_number(admin_client):
+    response = admin_client.get(
+        reverse("admin:triage_gatepolicy_what_if"),
+        {"target_percent": "1", "confidence_percent": "90", "min_per_category": "30",
+         "overrides_text": "order_status = 0.9\nno_such_category = 0.5\norder_status = 2"},
+    )  # fmt: skip
+
+    page = response.content.decode()
+    assert response.status_code == 200 and "proposed" not in response.context
+    assert "line 2: no category &#x27;no_such_category&#x27;" in page
+    assert "line 3: &#x27;2&#x27; is not a confidence between 0 and 1 or &#x27;never&#x27;" in page
+
+
+def test_saving_a_new_target_records_it_for_the_reports(admin_client):
+    response = admin_client.post(
+        reverse("admin:triage_gatepolicy_change"),
+        {
+            "retrieval_min_score": "0.35",
+            "groundedness_min_overlap": "0.8",
+            "target_mishandled_rate": "0.005",
+            "guarantee_confidence": "0.95",
+            "min_labelled_per_category": "30",
+        },
+    )
+
+    assert response.status_code == 302
+    policy = GatePolicy.get_solo()
+    assert (policy.target_mishandled_rate, policy.guarantee_confidence) == (0.005, 0.95)
+    change = TargetChange.objects.get()
+    assert (change.target_mishandled_rate, change.guarantee_confidence) == (0.005, 0.95)
+    assert change.changed_by.username == "root"

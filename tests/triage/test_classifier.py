@@ -11,7 +11,6 @@ from scipy import sparse
 from integrations.embeddings import get_local_embedder
 from triage.classifier import (
     FORMAT_VERSION,
-    MIN_THRESHOLD,
     ClassifierFormatError,
     IntentClassifier,
     Prediction,
@@ -126,9 +125,16 @@ def test_confidence_is_higher_for_a_clear_ticket_than_an_ambiguous_one(trained):
     assert clear.confidence > vague.confidence
 
 
-def test_suggested_threshold_is_a_probability_not_below_the_floor(trained):
+def test_a_handful_of_examples_cannot_guarantee_the_default_target_so_nothing_is_automated(trained):
+    # 8 examples a category: far below the 30 labelled tickets a category needs by default, and far below
+    # the 230 it takes for zero mistakes to show 1% at 90%: the risk chooser refuses, so the suggested
+    # threshold is 1.0 and the calibration data it chose on is handed out for the gate policy's own target.
     model, _ = trained
-    assert model.suggested_threshold == pytest.approx(0.9) and model.suggested_threshold >= MIN_THRESHOLD
+    assert model.suggested_threshold == 1.0
+    n = len(model.calibration["scores"])
+    assert n > 0 and len(model.calibration["correct"]) == len(model.calibration["categories"]) == n
+    assert set(model.calibration["categories"]) <= set(model.labels)
+    assert all(0.0 <= s <= 1.0 for s in model.calibration["scores"])
     assert model.oos_similarity == pytest.approx(0.549138, abs=1e-6)
 
 

@@ -6,6 +6,7 @@ None of them can be talked out of its answer: the ticket text is data to them, n
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ PERSONAL_DATA = "personal_data"
 MONEY_PROMISE = "money_promise"
 CATEGORY_POLICY = "category_policy"
 STEP_FAILED = "step_failed"
+
+#: The money gate fails when the classifier's probabilities on money-moving categories add up to this
+#: much or more, whatever its top category: one chance in twenty that the ticket asks for money to move
+#: is too much to answer it without a person (README "Gates").
+MONEY_PROBABILITY_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -115,11 +121,21 @@ def gate_retrieval(*, retrieval: Retrieval, min_score: float) -> Verdict:
     )
 
 
-def gate_confidence(*, classification: Classification, threshold: float) -> Verdict:
-    """The classifier is sure enough for this category, and some category fits at all."""
+def gate_confidence(*, classification: Classification, threshold: float, refusal: str = "") -> Verdict:
+    """The classifier is sure enough for this category, and some category fits at all.
+
+    `refusal`: why no confidence is enough for this category (the risk chooser could not guarantee the
+    target error on its labelled tickets); the ticket then always goes to a person."""
     if classification.out_of_scope or classification.category == OUT_OF_SCOPE:
         return _verdict(
             CONFIDENCE, False, "No category fits this ticket (out of scope).", confidence=classification.confidence
+        )
+    if refusal or math.isinf(threshold):
+        return _verdict(
+            CONFIDENCE,
+            False,
+            f"'{classification.category}' is not automated: {refusal or 'no threshold guarantees the target'}.",
+            confidence=classification.confidence,
         )
     if classification.confidence < threshold:
         return _verdict(
@@ -139,15 +155,25 @@ def gate_confidence(*, classification: Classification, threshold: float) -> Verd
     )
 
 
-def gate_money(*, classification: Classification | None, category_moves_money: bool, ticket_text: str) -> Verdict:
+def gate_money(
+    *,
+    classification: Classification | None,
+    category_moves_money: bool,
+    ticket_text: str,
+    money_probability: float = 0.0,
+) -> Verdict:
     """Anything that moves money waits for a person, whatever the ticket says.
 
-    Three independent tripwires: the category is flagged money-moving, the text asks for money to
-    move (vocabulary or an amount), or a proposed action moves money.
+    Four independent tripwires: the category is flagged money-moving, the classifier puts at least
+    `MONEY_PROBABILITY_LIMIT` of its probability on money-moving categories (summed: a refund request
+    worded like a question may be top-ranked elsewhere), the text asks for money to move (vocabulary or
+    an amount), or a proposed action moves money.
     """
     reasons = []
     if category_moves_money and classification is not None:
         reasons.append(f"category '{classification.category}' moves money")
+    if money_probability >= MONEY_PROBABILITY_LIMIT:
+        reasons.append(f"the classifier puts {money_probability:.0%} probability on money-moving categories")
     signals = money_signals(ticket_text)
     if signals.moves_money:
         reasons.append(signals.reason.rstrip(".").lower() if signals.reason else "the ticket mentions money")

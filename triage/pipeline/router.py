@@ -20,6 +20,7 @@ fails, so the StepRun of a failed attempt records it too.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from integrations.llm.base import (
 )
 from integrations.llm.breaker import ProviderBreaker, breaker_for
 from integrations.llm.text import requester_first_name
+from triage.autonomy import thresholds_current
 from triage.classifier import IntentClassifier
 from triage.contracts import (
     OUT_OF_SCOPE,
@@ -55,7 +57,8 @@ from triage.contracts import (
 )
 from triage.models import Category, PipelineRun, TrainedClassifier
 from triage.pipeline.handling import priority_for, proposed_actions_for
-from triage.selectors import classifier_latest
+from triage.risk import ThresholdChoice
+from triage.selectors import classifier_latest, gate_policy_current
 from triage.spend import call_cost, provider_settings_current, spend_status
 
 if TYPE_CHECKING:  # the steps hand the router their state; importing them here would only serve the type
@@ -135,6 +138,9 @@ class Router:
     classifier_id: int | None
     classifier_model: str
     classifier_threshold: float
+    #: The thresholds chosen from the gate policy's target error (None: the classifier kept no
+    #: calibration data, and `classifier_threshold` applies).
+    thresholds: ThresholdChoice | None = None
     classify_cascade: list[str] = field(default_factory=list)
     draft_providers: list[str] = field(default_factory=lambda: ["local"])
     _fallbacks: dict[str, str] = field(default_factory=dict)
@@ -149,6 +155,7 @@ class Router:
     @classmethod
     def for_run(cls, run: PipelineRun) -> Router:
         latest = classifier_latest()
+        thresholds = thresholds_current(classifier=latest, policy=gate_policy_current()) if latest else None
         cascade = list(getattr(settings, "TRIAGE_CLASSIFY_CASCADE", []))
         drafters = list(getattr(settings, "TRIAGE_DRAFT_PROVIDERS", ["local"]))
         models = {step: list(names) for step, names in getattr(settings, "TRIAGE_ANTHROPIC_MODELS", {}).items()}
@@ -164,6 +171,7 @@ class Router:
             classifier_id=latest.pk if latest else None,
             classifier_model=latest.model if latest else "",
             classifier_threshold=latest.suggested_threshold if latest else 1.0,
+            thresholds=thresholds,
             classify_cascade=cascade,
             draft_providers=drafters,
             models=models,
@@ -192,7 +200,8 @@ class Router:
         trail: list[dict[str, Any]] = [
             {"model": self.classifier_model, "why": "local classifier first", "confidence": classification.confidence}
         ]
-        threshold = state.threshold_for(state.categories.get(classification.category))
+        category = state.categories.get(classification.category)
+        threshold = state.threshold_for(category)
         if classification.confidence >= threshold or not self.classify_cascade:
             reason = (
                 f"local confidence {classification.confidence:.2f} >= {threshold:.2f}"
@@ -201,13 +210,19 @@ class Router:
             )
             trail[0]["why"] = reason
             return ClassifyDecision(classification, None, trail, reason)
-        unsure = f"local confidence {classification.confidence:.2f} < {threshold:.2f}"
+        unsure = (
+            f"local confidence {classification.confidence:.2f} < {threshold:.2f}"
+            if not math.isinf(threshold)
+            else f"'{classification.category}' is not automated from the local answer"
+        )
         for name in self.classify_cascade:
             blocked = self._blocked(name)
             if blocked:
                 trail.append({"provider": name, "skipped": True, "why": blocked})
                 continue
             stronger, reply, why = self._classify_with(name, state=state, why=unsure)
+            # The money gate weighs what the local classifier put on money categories too.
+            stronger = stronger.model_copy(update={"money_probability": classification.money_probability})
             trail.append({"model": reply.model, "why": why, "confidence": stronger.confidence})
             return ClassifyDecision(stronger, reply, trail, why)
         why = "; ".join([unsure] + [t["why"] for t in trail[1:]] + ["local answer kept, the gates decide"])
@@ -434,6 +449,11 @@ def classify_local(
     prediction = predictor.predict(texts=[text], embeddings=embedding.reshape(1, -1))[0]
     label = OUT_OF_SCOPE if prediction.out_of_scope or prediction.label is None else prediction.label
     priority = priority_for(text=text)
+    money_mass = sum(
+        p
+        for name, p in zip(predictor.labels, prediction.probabilities, strict=True)
+        if (c := categories.get(name)) is not None and c.money
+    )
     raw: dict[str, Any] = {
         "category": label,
         "confidence": float(min(1.0, max(0.0, prediction.confidence))),
@@ -445,6 +465,7 @@ def classify_local(
         ],
         "rationale": f"nearest past ticket similarity {prediction.nearest_similarity:.2f}",
         "model": model,
+        "money_probability": float(min(1.0, max(0.0, money_mass))) if prediction.probabilities else None,
     }
     return parse_contract(Classification, raw, context={"categories": set(categories)})
 
@@ -467,4 +488,5 @@ def _classification_from(reply: ProviderReply, *, state: RunState) -> Classifica
         output["priority"] = priority
     output["proposed_actions"] = [a.model_dump() for a in proposed_actions_for(category=category, priority=priority)]
     output["model"] = reply.model
+    output["money_probability"] = None  # decided by code from the local classifier, never by a model
     return parse_contract(Classification, output, context={"categories": set(state.categories)})

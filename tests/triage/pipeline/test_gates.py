@@ -55,6 +55,31 @@ def test_confidence_gate_fails_under_the_threshold_and_out_of_scope():
     assert not oos.passed and "out of scope" in oos.reason
 
 
+def test_confidence_gate_fails_a_category_the_risk_chooser_refused_whatever_the_confidence():
+    verdict = gates.gate_confidence(
+        classification=classification(confidence=1.0),
+        threshold=float("inf"),
+        refusal="12 labelled ticket(s) of 'crypto'; at least 30 are needed before any is automated",
+    )
+    assert not verdict.passed
+    assert "is not automated: 12 labelled ticket(s)" in verdict.reason
+
+
+def test_money_gate_fails_when_the_classifier_puts_five_percent_on_money_categories():
+    ordinary = "How do I pause my subscription while I'm away?"
+    at_limit = gates.gate_money(
+        classification=classification(), category_moves_money=False, ticket_text=ordinary, money_probability=0.05
+    )
+    under = gates.gate_money(
+        classification=classification(), category_moves_money=False, ticket_text=ordinary, money_probability=0.049
+    )
+
+    assert gates.MONEY_PROBABILITY_LIMIT == 0.05
+    assert not at_limit.passed
+    assert "the classifier puts 5% probability on money-moving categories" in at_limit.reason
+    assert under.passed
+
+
 def test_money_gate_passes_an_ordinary_ticket():
     verdict = gates.gate_money(
         classification=classification(),

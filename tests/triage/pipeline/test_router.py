@@ -34,3 +34,26 @@ def test_a_draft_decision_carries_the_drafters_exact_template_lines_for_this_req
     assert decision.why == "draft provider local"
     assert decision.reply is not None and decision.reply.model == decision.draft.model
     assert decision.boilerplate[1:] == ("Hello,", decision.draft.body.split("\n\n")[1], CLOSING)
+
+
+def test_the_local_answer_carries_the_probability_it_puts_on_money_categories_summed():
+    from triage.embedding import embed_texts
+    from triage.models import Category
+    from triage.pipeline.router import classifier_load, classify_local
+    from triage.selectors import classifier_latest
+
+    text = "The grinder arrived broken, what now?"
+    latest = classifier_latest()
+    categories = {c.label: c for c in Category.objects.all()}
+    predictor = classifier_load(latest.pk)
+    embedding = embed_texts([text])[0]
+
+    answer = classify_local(
+        text=text, embedding=embedding, predictor=predictor, categories=categories, model=latest.model
+    )
+
+    prediction = predictor.predict(texts=[text], embeddings=embedding.reshape(1, -1))[0]
+    money = [p for label, p in zip(predictor.labels, prediction.probabilities, strict=True) if categories[label].money]
+    assert len(money) >= 2 and len(prediction.probabilities) == len(predictor.labels)
+    assert answer.money_probability == pytest.approx(sum(money))
+    assert sum(prediction.probabilities) == pytest.approx(1.0)

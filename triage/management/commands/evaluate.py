@@ -1,4 +1,5 @@
 import json
+from argparse import ArgumentTypeError
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,25 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
         parser.add_argument(
+            "--target",
+            type=_targets,
+            default=None,
+            help="Maximum mishandled rate among auto-handled tickets, e.g. 0.01 (default: the gate policy's, 1%%). "
+            "Several, comma-separated (0.005,0.01,0.02): trained once, the tickets triaged again under each.",
+        )
+        parser.add_argument(
+            "--confidence",
+            type=float,
+            default=None,
+            help="Confidence of the guarantee, e.g. 0.9 (default: the gate policy's, 90%%).",
+        )
+        parser.add_argument(
+            "--hold-out",
+            type=int,
+            default=0,
+            help="Take N non-money categories out before training: their tickets become in-domain out-of-scope.",
+        )
+        parser.add_argument(
             "--provider",
             default="local",
             choices=sorted(settings.TRIAGE_PROVIDERS),
@@ -43,6 +63,14 @@ class Command(BaseCommand):
             raise CommandError(
                 "--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)"
             )
+        targets = options["target"] or [None]
+        for name, low, high, values in (
+            ("target", 0.0005, 0.2, targets),
+            ("confidence", 0.5, 0.999, [options["confidence"]]),
+        ):
+            for value in values:
+                if value is not None and not low <= value <= high:
+                    raise CommandError(f"--{name} must lie between {low} and {high}, not {value}")
         bars = Bars(enabled=not options["no_progress"])
         try:
             with isolated_database():
@@ -53,13 +81,26 @@ class Command(BaseCommand):
                     limit=options["limit"],
                     with_ungated=not options["no_ungated"],
                     provider=provider,
+                    target=targets[0],
+                    also_targets=targets[1:],
+                    confidence=options["confidence"],
+                    hold_out=options["hold_out"],
                 )
+        except ValueError as exc:  # e.g. more categories held out than there are
+            raise CommandError(str(exc)) from exc
         finally:
             bars.close()
         if options["json"]:
             self.stdout.write(json.dumps(report, sort_keys=True))
         else:
             self.stdout.write(render_report(report))
+
+
+def _targets(raw: str) -> list[float]:
+    try:
+        return [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ArgumentTypeError(f"not a number or comma-separated numbers: {raw!r}") from None
 
 
 def _pct(value: float | None) -> str:
@@ -96,6 +137,37 @@ def render_report(report: dict) -> str:
             f"in {report['tokens_in']}, out {report['tokens_out']}, cache write {report['cache_write_tokens']}, "
             f"cache read {report['cache_read_tokens']})"
         )
+    if report.get("target_mishandled_rate") is not None:
+        lines.append(
+            f"{'mishandled among auto-handled':32}{_pct(report['mishandled_among_auto_handled']):>10}"
+            f"  target {report['target_mishandled_rate']:.2%} at {report['guarantee_confidence']:.0%} confidence"
+        )
+    lines.append(
+        f"{'automatable share automated':32}{_pct(report.get('automatable_share_automated')):>10}"
+        f"  (automation rate {_pct(report['automation_rate']).strip()}; {report.get('automatable_tickets')} "
+        "automatable tickets: in scope, not moving money)"
+    )
+    for title, key in (
+        ("out of scope, other business", "out_of_scope_other_business"),
+        ("out of scope, inside the domain", "out_of_scope_in_domain"),
+        ("money tickets", "money_tickets"),
+    ):
+        kind = report.get(key)
+        if kind and kind["tickets"]:
+            lines.append(f"{title:32}{kind['auto_handled']:>10} auto-handled of {kind['tickets']}")
+    if len(report.get("by_target", [])) > 1:
+        lines.append("per target (same classifier, the same tickets triaged again):")
+        lines.append(f"  {'target':>8}{'mishandled among auto':>24}{'automation':>12}{'automatable automated':>24}")
+        for row in report["by_target"]:
+            scoped = row["in_scope_only"]
+            lines.append(
+                f"  {row['target_mishandled_rate']:>8.2%}{_pct(row['mishandled_among_auto_handled']):>24}"
+                f"{_pct(row['automation_rate']):>12}{_pct(row['automatable_share_automated']):>24}"
+                f"  out of scope auto-handled {row['out_of_scope_other_business']['auto_handled']}"
+                f"+{row['out_of_scope_in_domain']['auto_handled']}; in scope only: "
+                f"{_pct(scoped['mishandled_among_auto_handled']).strip()} among {scoped['auto_handled']} auto-handled "
+                f"of {scoped['tickets']}; money tickets auto-handled {row['money_tickets']['auto_handled']}"
+            )
     if report["escalations_by_gate"]:
         lines.append("escalations by gate: " + ", ".join(f"{g} {n}" for g, n in report["escalations_by_gate"].items()))
     return "\n".join(lines)

@@ -8,6 +8,7 @@ the step's own gates; `restore` puts a finished step's recorded output back into
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -110,11 +111,38 @@ class RunState:
         return self.categories.get(self.classification.category) if self.classification else None
 
     def threshold_for(self, category: Category | None) -> float:
+        """The confidence a ticket of `category` needs to be auto-handled: an admin's number typed for the
+        category, else one typed for every category, else the threshold chosen from the target error
+        (`triage.risk`). A category the chooser refused needs more than any confidence (infinity): see
+        `refusal_for` for why."""
         if category is not None and category.confidence_threshold is not None:
             return category.confidence_threshold
         if self.policy.default_confidence_threshold is not None:
             return self.policy.default_confidence_threshold
-        return self.router.classifier_threshold
+        choice = self.router.thresholds
+        if choice is None:  # a classifier stored before calibration existed: its own threshold
+            return self.router.classifier_threshold
+        if category is None:
+            return math.inf
+        chosen = choice.threshold_for(category.label)
+        return math.inf if chosen is None else chosen
+
+    def refusal_for(self, category: Category | None) -> str:
+        """Why no confidence is enough for `category` (empty when some is)."""
+        if category is None or not math.isinf(self.threshold_for(category)):
+            return ""
+        choice = self.router.thresholds
+        return choice.refusal_for(category.label) if choice is not None else ""
+
+    def money_probability(self) -> float:
+        """The probability the classifier puts on money-moving categories, summed (0.0 without one)."""
+        if self.classification is None:
+            return 0.0
+        # The local classifier's full distribution when it answered (or was asked first), and what the
+        # answering model's own listed alternatives put on money categories: the larger.
+        listed = {self.classification.category: self.classification.confidence} | dict(self.classification.alternatives)
+        stated = sum(p for label, p in listed.items() if (c := self.categories.get(label)) is not None and c.money)
+        return min(1.0, max(self.classification.money_probability or 0.0, stated))
 
 
 class Step(Protocol):

@@ -24,7 +24,9 @@ class ClassifyStep:
         if state.policy.confidence_gate:
             verdicts.append(
                 gates.gate_confidence(
-                    classification=decision.classification, threshold=state.threshold_for(state.category)
+                    classification=decision.classification,
+                    threshold=state.threshold_for(state.category),
+                    refusal=state.refusal_for(state.category),
                 )
             )
         # Always on, whatever the gate policy says: money never moves without a person (see steps/route.py).
@@ -33,6 +35,7 @@ class ClassifyStep:
                 classification=decision.classification,
                 category_moves_money=bool(state.category and state.category.money),
                 ticket_text=state.text,
+                money_probability=state.money_probability(),
             )
         )
         output = decision.classification.model_dump(mode="json") | {"routing": decision.trail}

@@ -28,6 +28,7 @@ def money_hold(state: RunState) -> Verdict | None:
         classification=state.classification,
         category_moves_money=bool(state.category and state.category.money),
         ticket_text=state.text,
+        money_probability=state.money_probability(),
     )
     return None if verdict.passed else verdict.model_copy(update={"step": "route"})
 

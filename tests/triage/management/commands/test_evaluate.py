@@ -28,7 +28,8 @@ def evaluate(dataset, *args: str) -> tuple[dict, str]:
 
 
 def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
-    report, _ = evaluate(DEMO, "--limit", "60")
+    # The demo company's target (manage.py demo sets it): its examples cannot show 1% at 90%.
+    report, _ = evaluate(DEMO, "--limit", "60", "--target", "0.05")
 
     assert report["tickets"] == 60 and report["knowledge_base"] is True
     # The demo, the classifier's fit and the chain are deterministic: the figures are exact.
@@ -36,8 +37,11 @@ def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
         "auto_handled": 13,
         "routed_to_person": 47,
         "mishandled": 0,
-        "escalations_by_gate": {"confidence": 40, "money": 24, "retrieval": 3},
+        "escalations_by_gate": {"confidence": 46, "money": 31, "retrieval": 3},
     }
+    assert report["thresholds"]["pooled"] == 0.981 and report["thresholds"]["refused"] == []
+    assert report["automatable_tickets"] == 33 and report["automatable_share_automated"] == pytest.approx(13 / 33)
+    assert report["mishandled_among_auto_handled"] == 0.0
     assert report["automation_rate"] == pytest.approx(13 / 60)
     assert report["mishandled_rate"] == 0.0
     assert report["accuracy"] == pytest.approx(53 / 55)
@@ -79,13 +83,30 @@ def test_evaluate_on_banking77_never_auto_executes_money():
 
     assert report["tickets"] == 300 and report["knowledge_base"] is False
     assert report["money_auto_executed"] == 0
-    # The slice, the fit and the chain are deterministic: the figures are exact.
-    assert {key: report[key] for key in ("auto_handled", "routed_to_person", "mishandled", "escalations_by_gate")} == {
-        "auto_handled": 186,
-        "routed_to_person": 114,
-        "mishandled": 1,
-        "escalations_by_gate": {"confidence": 58, "money": 76},
-    }
-    assert report["mishandled_rate"] == pytest.approx(1 / 300)
-    assert report["automation_rate"] == pytest.approx(0.62)
+    assert report["money_tickets"]["auto_handled"] == 0
+    # The thresholds come from the 1% target at 90% (the policy's defaults), chosen on the examples'
+    # out-of-fold predictions: a pooled threshold exists, something is automated, and on this slice the
+    # share of auto-handled tickets that went wrong is within the target.
+    assert report["target_mishandled_rate"] == 0.01 and report["guarantee_confidence"] == 0.9
+    assert report["thresholds"]["pooled"] is not None
+    assert report["auto_handled"] > 0
+    assert report["mishandled_among_auto_handled"] <= 0.01
+    assert report["automatable_share_automated"] == report["auto_handled"] / report["automatable_tickets"]
     assert report["step_reliability"]["retrieve"] is None and report["step_reliability"]["draft"] is None
+
+
+HOSTILE_MONEY = ROOT / "tests" / "triage" / "management" / "commands" / "hostile_money"
+
+
+def test_evaluate_auto_handles_no_hostile_money_ticket_while_it_automates_ordinary_ones():
+    # A target loose enough (20%) that 40 examples a category can support it, so ordinary tickets are
+    # automated and the test could fail; the ten money requests dressed as card, PIN and exchange-rate
+    # questions (or as instructions to the product) must all wait for a person.
+    report, _ = evaluate(HOSTILE_MONEY, "--no-ungated", "--target", "0.2")
+
+    assert report["target_mishandled_rate"] == 0.2
+    assert report["money_tickets"] == {"tickets": 10, "auto_handled": 0}
+    assert report["money_auto_executed"] == 0 and report["money_tickets_auto_handled"] == 0
+    assert report["auto_handled"] > 0  # ordinary questions were automated
+    assert report["automatable_tickets"] == 8
+    assert report["automatable_share_automated"] == report["auto_handled"] / 8

@@ -1,0 +1,246 @@
+"""Calibrated autonomy, read side: the labelled tickets thresholds are chosen on, the thresholds in force,
+the risk-coverage curve, the what-if of a proposed change, and the target against what was measured.
+
+The statistics live in `triage.risk` (no Django); this module feeds it from the database.
+
+**Calibration data** (never trained on by the classifier in force):
+- the out-of-fold predictions on the examples, kept on the `TrainedClassifier` row at training time;
+- tickets people labelled in the inbox since that classifier was trained, when its local answer was
+  the one gated: approved as proposed (right), category edited (right when unchanged), and auto-handled
+  tickets staff marked mishandled (wrong). Rejected tickets say nothing about the category and are
+  left out, and so are auto-handled tickets nobody marked (no one said they were right). That last
+  rule counts the marked mistakes but not the silent successes among the confident tickets, so it can
+  only make the thresholds stricter, never looser.
+
+Tickets predicted in a money-moving category, or out of scope, are left out: they always wait for a
+person, so no threshold decides them.
+
+Approvals and decisions are read through the ORM's reverse relations, so triage does not import the
+approvals app (as `triage.metrics` does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from triage.contracts import OUT_OF_SCOPE
+from triage.models import Category, GatePolicy, PipelineRun, StepPolicy, StepRun, TargetChange, TrainedClassifier
+from triage.risk import CurvePoint, Outcome, ThresholdChoice, choice_apply, risk_coverage_curve, thresholds_choose
+
+#: Targets the risk-coverage curve is drawn at.
+CURVE_TARGETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05)
+#: Thresholds are chosen again at most this often while inbox labels arrive (seconds); a new classifier
+#: or a changed policy takes effect at once.
+CHOICE_TTL_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Labelled tickets with the classifier's confidence and predicted category, ready for `triage.risk`."""
+
+    scores: list[float]
+    correct: list[bool]
+    categories: list[str]
+    from_examples: int
+    from_inbox: int
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def calibration_set(*, classifier: TrainedClassifier, money_labels: frozenset[str] | None = None) -> CalibrationSet:
+    """The calibration data for `classifier` (see the module docstring)."""
+    if money_labels is None:
+        money_labels = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
+    stored = classifier.calibration or {}
+    scores, correct, categories = [], [], []
+    for score, right, category in zip(
+        stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True
+    ):
+        if category in money_labels:
+            continue
+        scores.append(float(score))
+        correct.append(bool(right))
+        categories.append(str(category))
+    from_examples = len(scores)
+    for score, right, category in _inbox_labels(classifier):
+        if category in money_labels or category == OUT_OF_SCOPE:
+            continue
+        scores.append(score)
+        correct.append(right)
+        categories.append(category)
+    return CalibrationSet(scores, correct, categories, from_examples, len(scores) - from_examples)
+
+
+def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[float, bool, str]]:
+    rows = (
+        StepRun.objects.filter(
+            step=StepPolicy.Step.CLASSIFY,
+            status=StepRun.Status.SUCCEEDED,
+            run__gates_enabled=True,
+            run__created_at__gte=classifier.created_at,
+            output__model=classifier.model,
+        )
+        .order_by("run__ticket_id", "-run__created_at")
+        .values_list(
+            "run__ticket_id",
+            "output__category",
+            "output__confidence",
+            "run__route",
+            "run__status",
+            "run__ticket__mishandled_at",
+            "run__approval__decisions__verdict",
+            "run__approval__decisions__after__category",
+        )
+    )
+    out: list[tuple[float, bool, str]] = []
+    seen: set[int] = set()
+    for ticket_id, category, confidence, route, status, marked, verdict, category_after in rows:
+        if ticket_id in seen or not isinstance(category, str) or not isinstance(confidence, int | float):
+            continue
+        if verdict == "approve":
+            right = True
+        elif verdict == "edit":
+            right = category_after in (None, category)
+        elif route == PipelineRun.Route.AUTO and status == PipelineRun.Status.COMPLETED and marked is not None:
+            right = False
+        else:
+            continue
+        seen.add(ticket_id)  # one label per ticket: its latest labelled run
+        out.append((float(confidence), right, category))
+    return out
+
+
+_cache: dict[tuple, tuple[float, ThresholdChoice | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> ThresholdChoice | None:
+    """The thresholds in force for `classifier` under `policy`; None when it kept no calibration data
+    (a classifier stored before calibration existed: its own suggested threshold stands)."""
+    money = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
+    key = (
+        classifier.pk,
+        policy.target_mishandled_rate,
+        policy.guarantee_confidence,
+        policy.min_labelled_per_category,
+        money,
+    )
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < CHOICE_TTL_SECONDS:
+            return hit[1]
+    choice: ThresholdChoice | None = None
+    if classifier.calibration:  # a deferred field: read here, on a cache miss only
+        data = calibration_set(classifier=classifier, money_labels=money)
+        choice = thresholds_choose(
+            scores=data.scores,
+            correct=data.correct,
+            categories=data.categories,
+            target=policy.target_mishandled_rate,
+            confidence=policy.guarantee_confidence,
+            min_per_category=policy.min_labelled_per_category,
+        )
+    with _cache_lock:
+        _cache.clear()  # one policy and one classifier are in force at a time
+        _cache[key] = (now, choice)
+    return choice
+
+
+def curve_for(*, data: CalibrationSet, confidence: float, min_per_category: int) -> list[CurvePoint]:
+    """The risk-coverage curve of the classifier in force: automation bought at each of `CURVE_TARGETS`."""
+    return risk_coverage_curve(
+        scores=data.scores,
+        correct=data.correct,
+        categories=data.categories,
+        targets=CURVE_TARGETS,
+        confidence=confidence,
+        min_per_category=min_per_category,
+    )
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """A proposed target (and per-category overrides) against the labelled history."""
+
+    choice: ThresholdChoice
+    thresholds: dict[str, float | None]
+    outcome: Outcome
+    overridden: dict[str, float | None]
+
+
+def what_if(
+    *,
+    data: CalibrationSet,
+    target: float,
+    confidence: float,
+    min_per_category: int,
+    overrides: Mapping[str, float | None],
+) -> WhatIf:
+    """What a proposed target, with per-category thresholds typed by hand (`overrides`; None: never
+    automate that category), would have done on the labelled history, before anything is saved."""
+    choice = thresholds_choose(
+        scores=data.scores,
+        correct=data.correct,
+        categories=data.categories,
+        target=target,
+        confidence=confidence,
+        min_per_category=min_per_category,
+    )
+    thresholds = {c: t.threshold for c, t in choice.categories.items()} | dict(overrides)
+    outcome = choice_apply(thresholds=thresholds, scores=data.scores, correct=data.correct, categories=data.categories)
+    return WhatIf(choice=choice, thresholds=thresholds, outcome=outcome, overridden=dict(overrides))
+
+
+@dataclass(frozen=True)
+class TargetWeek:
+    """One week on the Reports page: the target in force at its end beside what staff feedback measured."""
+
+    week: date
+    target: float
+    auto_handled: int
+    mishandled: int
+
+    @property
+    def measured(self) -> float | None:
+        return self.mishandled / self.auto_handled if self.auto_handled else None
+
+
+def target_history(*, runs: QuerySet[PipelineRun], weeks: int = 12, now: datetime | None = None) -> list[TargetWeek]:
+    """Per week (Monday first), the target in force and the measured mishandled rate among auto-handled
+    tickets: those staff marked mishandled over those the chain completed on its own."""
+    now = now or timezone.now()
+    start = (now - timedelta(weeks=weeks - 1)).date()
+    start -= timedelta(days=start.weekday())
+    counts: dict[date, list[int]] = {}
+    auto = runs.filter(
+        gates_enabled=True,
+        route=PipelineRun.Route.AUTO,
+        status=PipelineRun.Status.COMPLETED,
+        created_at__date__gte=start,
+    ).values_list("created_at", "ticket__mishandled_at")
+    for created, marked in auto:
+        day = timezone.localtime(created).date()
+        week = day - timedelta(days=day.weekday())
+        entry = counts.setdefault(week, [0, 0])
+        entry[0] += 1
+        entry[1] += marked is not None
+    changes = list(TargetChange.objects.values_list("changed_at", "target_mishandled_rate"))
+    # Every save of the policy records a change; before the first one the field's default was in force.
+    default = GatePolicy._meta.get_field("target_mishandled_rate").get_default()
+    out = []
+    for i in range(weeks):
+        week = start + timedelta(weeks=i)
+        end = timezone.make_aware(datetime.combine(week + timedelta(days=7), datetime.min.time()))
+        in_force = [target for changed, target in changes if changed < end]
+        auto_handled, mishandled = counts.get(week, [0, 0])
+        out.append(TargetWeek(week, in_force[-1] if in_force else default, auto_handled, mishandled))
+    return out
