@@ -58,6 +58,8 @@ class Client(HelpdeskClient):
     `api_user` is the admin id replies and notes are written as)."""
 
     vendor = "intercom"
+    # Closing posts a "close" conversation part: a second one is a second part, not a no-op. Read the state back.
+    read_back_kinds = frozenset({"solve"})
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_token}", "Intercom-Version": "2.11"}
@@ -108,6 +110,10 @@ class Client(HelpdeskClient):
         return self.http.send(
             "PUT", f"/conversations/{quote(ticket_id)}", body={"priority": value}, idempotency_key=key
         )
+
+    def reconcile_kind(self, *, kind: str, ticket_id: str) -> dict[str, Any] | None:
+        answer = self.http.send("GET", f"/conversations/{quote(ticket_id)}")
+        return {"vendor": self.vendor, "status": "solved"} if answer.get("state") == "closed" else None
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
         return self.http.send(
