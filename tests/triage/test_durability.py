@@ -223,3 +223,36 @@ def test_the_run_lock_lost_with_its_connection_is_released_without_an_error(comm
             return held
 
     assert in_thread(take) is True
+
+
+def test_a_decision_taken_before_the_run_closed_as_waiting_is_not_lost(ingest, money_agent, monkeypatch):
+    # given: a money ticket, and a person so quick they decide between the approval request's commit and
+    # the run's close as waiting (the route step has committed the request; the runner has not closed yet)
+    from approvals.models import ApprovalRequest
+    from approvals.services import approval_decide
+
+    route = runner.STEPS["route"]
+    original = type(route).run
+
+    def route_then_a_quick_decision(self, state):
+        result = original(self, state)
+        approval = ApprovalRequest.objects.get(run=state.run)
+        approval_decide(approval_id=approval.pk, actor=money_agent, verdict="approve")
+        return result
+
+    monkeypatch.setattr(type(route), "run", route_then_a_quick_decision)
+    run = ingest("My grinder arrived with the hopper cracked in two. I want my money back for it.", enqueue=False).run
+
+    # when: the run closes
+    closed = runner.run_pipeline(run_id=run.pk)
+
+    # then: it is left queued for the decision (the sweeper hands it over), not waiting for a person forever
+    assert closed.status == PipelineRun.Status.QUEUED and closed.resolution["verdict"] == "approve"
+    assert (closed.takes, closed.lease_expires_at) == (0, None)
+
+    # when: a worker takes it
+    monkeypatch.setattr(type(route), "run", original)
+    finished = runner.run_pipeline(run_id=run.pk)
+
+    # then: the decision is carried out
+    assert finished.status == PipelineRun.Status.COMPLETED

@@ -245,7 +245,13 @@ def _poisoned(run: PipelineRun) -> str:
 
 def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str = "", error: str = "") -> None:
     with transaction.atomic():
-        PipelineRun.objects.filter(pk=run.pk).update(
+        runs = PipelineRun.objects.filter(pk=run.pk)
+        if status == PipelineRun.Status.WAITING:
+            # The approval request is committed (route step) before the run closes as waiting: a person quick
+            # enough decides in between, and their decision re-queued the run. Closing it as waiting then would
+            # leave a decided run that nothing works. Left queued, the sweeper hands it over.
+            runs = runs.filter(resolution__isnull=True)
+        if not runs.update(
             status=status,
             route=route,
             error=error[:5000],
@@ -253,5 +259,9 @@ def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str 
             lease_expires_at=None,
             # A run that reached a person starts counting afresh when their decision re-queues it.
             takes=0 if status == PipelineRun.Status.WAITING else F("takes"),
-        )
+        ):
+            logger.info("run %s was decided before it closed as waiting; left queued for its decision", run.pk)
+            # As a close as waiting would have: the decision starts the take count afresh, and no lease is held.
+            PipelineRun.objects.filter(pk=run.pk).update(takes=0, lease_expires_at=None)
+            return
         Ticket.objects.filter(pk=run.ticket_id).update(status=ticket_status, updated_at=timezone.now())
