@@ -159,6 +159,9 @@ TRIAGE_RUN_LEASE = env.float("TRIAGE_RUN_LEASE", default=120.0)
 TRIAGE_SWEEP_INTERVAL = env.float("TRIAGE_SWEEP_INTERVAL", default=15.0)
 TRIAGE_SWEEP_GRACE = env.float("TRIAGE_SWEEP_GRACE", default=60.0)
 TRIAGE_RUN_MAX_TAKES = env.int("TRIAGE_RUN_MAX_TAKES", default=3)
+# A task that finds the database unreachable (restarting) waits for it, with backoff, this many seconds before
+# it gives up and leaves the run to the sweeper (triage.tasks.database_wait).
+TRIAGE_DB_WAIT = env.float("TRIAGE_DB_WAIT", default=30.0)
 # `manage.py rqworker default` loads the models once in the worker before it forks, and sweeps.
 RQ["WORKER_CLASS"] = "triage.worker.TriageWorker"
 
@@ -311,9 +314,6 @@ TRIAGE_WRITEBACK_BUDGET = env.float("TRIAGE_WRITEBACK_BUDGET", default=15.0)
 # Its state is in Redis when REDIS_URL is set (shared by every worker), else in the process.
 TRIAGE_WRITEBACK_BREAKER_FAILURES = env.int("TRIAGE_WRITEBACK_BREAKER_FAILURES", default=3)
 TRIAGE_WRITEBACK_BREAKER_COOLDOWN = env.float("TRIAGE_WRITEBACK_BREAKER_COOLDOWN", default=60.0)
-# An action in flight longer than this is taken as abandoned by a stopped worker: `retry_writebacks`
-# (and a resumed run) may claim it again; the reply is read back before it is posted, so not doubled.
-TRIAGE_WRITEBACK_LEASE = env.float("TRIAGE_WRITEBACK_LEASE", default=600.0)
 
 # --- Claude as the reasoning provider (issue #5) ------------------------------------------------
 # Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible

@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tickets/<int:ticket_id>/", triage_views.ticket_trace, name="ticket-trace"),
     path("tickets/<int:ticket_id>/mishandled/", triage_views.ticket_mishandled, name="ticket-mishandled"),
+    path("tickets/<int:ticket_id>/actions/<int:action_id>/settle/", triage_views.action_settle, name="action-settle"),
     path("reports/", triage_views.reports, name="reports"),
     path("", include("integrations.urls")),
     path("", include("approvals.urls")),

@@ -158,3 +158,38 @@ def auto_handled(db) -> Callable[..., Ticket]:
         return ticket
 
     return _auto
+
+
+@pytest.fixture
+def run_held_elsewhere():
+    """Hold a run's advisory lock on a connection of its own, as a live worker does, for the `with` block."""
+    import threading
+    from contextlib import contextmanager
+
+    from django.db import connection
+
+    from triage.durability import run_lock
+
+    @contextmanager
+    def _held(run_id: int):
+        taken, release = threading.Event(), threading.Event()
+
+        def worker() -> None:
+            try:
+                with run_lock(run_id) as acquired:
+                    if acquired:
+                        taken.set()
+                        release.wait(30)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert taken.wait(10), f"run {run_id}'s lock could not be taken"
+        try:
+            yield
+        finally:
+            release.set()
+            thread.join(10)
+
+    return _held

@@ -380,9 +380,13 @@ class Action(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
-        IN_FLIGHT = "in_flight"  # claimed by a worker that is calling the helpdesk now (see claimed_at)
+        # Claimed, not recorded: a worker is calling out now (holding the run's lock), or one stopped mid-call and
+        # the attempt is reconciled before anything is sent again (triage.writeback.action_carry_out).
+        IN_FLIGHT = "in_flight"
         DONE = "done"
         FAILED = "failed"
+        # An attempt may have taken effect and the integration cannot read back whether it did: a person checks.
+        UNKNOWN = "unknown", "outcome unknown: check in the helpdesk"
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="actions")
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -394,7 +398,7 @@ class Action(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     executed_at = models.DateTimeField(null=True, blank=True)
-    # When the current attempt was claimed; a claim older than TRIAGE_WRITEBACK_LEASE is abandoned.
+    # When the current attempt was claimed (None once its outcome is recorded).
     claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -40,7 +40,7 @@ KEPT_PASSAGE = ("chunk_id", "article_id", "article_title", "heading", "score")  
 KEPT_VERDICT = ("gate", "passed", "step")
 
 FINISHED_RUNS = (PipelineRun.Status.COMPLETED, PipelineRun.Status.FAILED)
-UNSETTLED_ACTIONS = (Action.Status.PENDING, Action.Status.IN_FLIGHT)
+UNSETTLED_ACTIONS = (Action.Status.PENDING, Action.Status.IN_FLIGHT, Action.Status.UNKNOWN)
 
 logger = logging.getLogger(__name__)
 

@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.embeddings import MODEL_NAME
 from triage.classifier import IntentClassifier
-from triage.contracts import TicketIn
+from triage.contracts import MONEY_ACTIONS, TicketIn
 from triage.embedding import embed_texts
 from triage.models import (
+    Action,
     Article,
     Category,
     Chunk,
@@ -30,7 +32,9 @@ from triage.models import (
     Ticket,
     TrainedClassifier,
 )
+from triage.pipeline.steps.execute import MONEY_PERMISSION
 from triage.tasks import enqueue_run
+from triage.writeback import action_carry_out, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -253,3 +257,43 @@ def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket
         ticket.save(update_fields=["mishandled_at", "mishandled_by", "updated_at"])
     logger.info("ticket %s marked mishandled by %s", ticket.pk, actor)
     return ticket
+
+
+class OutcomeSettleError(Exception):
+    """An unknown-outcome action cannot be settled as asked; `reason` is shown to the person who tried."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def action_outcome_settle(*, action_id: int, actor: AbstractUser, carried_out: bool) -> Action:
+    """A person checked an action whose outcome was unknown (`Action.Status.UNKNOWN`): it was carried out
+    (recorded as done, nothing is sent), or it was not (carried out now, once).
+
+    Carrying out anything that moves money needs the money-approval permission, as deciding it did.
+    """
+    with transaction.atomic():
+        action = Action.objects.select_for_update().select_related("run__ticket").get(pk=action_id)
+        if action.status != Action.Status.UNKNOWN:
+            raise OutcomeSettleError("This action is not waiting for a check: someone may have settled it already.")
+        moves_money = action.kind in MONEY_ACTIONS or action.payload.get("amount") is not None
+        if not carried_out and moves_money and not actor.has_perm(MONEY_PERMISSION):
+            raise OutcomeSettleError("Carrying out an action that moves money needs the money-approval permission.")
+        who = actor.get_username()
+        if carried_out:
+            action.status = Action.Status.DONE
+            action.result = {"outcome": "carried out, checked in the helpdesk", "confirmed_by": who}
+            action.executed_at = timezone.now()
+            action.error = ""
+        else:
+            # Checked and found absent: an ordinary failed attempt, so carrying it out again is no guess.
+            action.status = Action.Status.FAILED
+            action.error = f"Checked by {who}: not carried out, so carried out again."
+        action.claimed_at = None
+        action.save(update_fields=["status", "result", "executed_at", "error", "claimed_at"])
+    logger.info("action %s: unknown outcome settled by %s (carried out: %s)", action.pk, who, carried_out)
+    if carried_out:
+        return action
+    # Outside the transaction: no row lock is held while the helpdesk is called.
+    return action_carry_out(action_id=action.pk, writer=writer_for(action.run.ticket.source))

@@ -26,7 +26,9 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
+from triage.durability import connection_discard, connection_lost
 from triage.models import PipelineRun
 from triage.pipeline.runner import run_pipeline
 from triage.schedule import scheduled_jobs_run_due
@@ -35,8 +37,40 @@ logger = logging.getLogger(__name__)
 
 
 def run_task(run_id: int) -> None:
-    """The task: takes an id, loads the run, calls the runner. Running it twice does no harm."""
+    """The task: takes an id, loads the run, calls the runner. Running it twice does no harm.
+
+    It starts on a connection known to work (one left broken by a database restart is replaced, and an
+    unreachable database is waited for, with backoff, a bounded while). A connection lost once the run is
+    taken ends the task with the error: the run keeps its status, and the sweeper hands it back once its
+    lease has expired (`runner.run_pipeline`).
+    """
+    database_wait()
     run_pipeline(run_id=run_id)
+
+
+def _discard_before_retry(_: object) -> None:
+    connection_discard()
+
+
+def database_wait(*, seconds: float | None = None) -> None:
+    """Return once this thread's connection answers; a lost one is replaced, an outage waited out with backoff.
+
+    Raises the connection error after `seconds` (default `TRIAGE_DB_WAIT`): the caller's work stays owed in
+    the database and is picked up by a later sweep.
+    """
+    if connections["default"].in_atomic_block:
+        return  # called inside the caller's transaction ('immediate' queue): its connection is the caller's
+    close_old_connections()
+    limit = float(getattr(settings, "TRIAGE_DB_WAIT", 30.0)) if seconds is None else seconds
+    for attempt in Retrying(
+        retry=retry_if_exception(connection_lost),
+        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        stop=stop_after_delay(limit),
+        before_sleep=_discard_before_retry,
+        reraise=True,
+    ):
+        with attempt, connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
 
 
 def enqueue_run(*, run_id: int) -> None:
@@ -139,18 +173,40 @@ def runs_sweep(*, now: datetime | None = None, limit: int = 500) -> Sweep:
     return Sweep(requeued=[r for r in due if r not in not_enqueued], not_enqueued=not_enqueued)
 
 
-def sweep_safely() -> None:
-    """One sweep for a periodic loop: a failure (database restarting, Redis down) waits for the next."""
+def sweep_safely() -> bool:
+    """One sweep for a periodic loop: a failure (database restarting, Redis down) waits for the next.
+
+    Returns whether the sweep went through; a loop backs off while it does not (`sweep_backoff`).
+    """
     try:
         close_old_connections()
         runs_sweep()
         scheduled_jobs_run_due()
-    except Exception:
-        logger.exception("sweeper: this sweep failed; the next one tries again")
+        return True
+    except Exception as exc:
+        if connection_lost(exc):
+            logger.warning("sweeper: the database is unreachable (%s); trying again later", exc)
+        else:
+            logger.exception("sweeper: this sweep failed; the next one tries again")
+        return False
     finally:
         # Between sweeps no connection is held: an RQ worker forks its work-horse from this process (a
         # child must not share the parent's socket), and an idle thread must not pin a database.
-        connections.close_all()
+        connections_close_quietly()
+
+
+def connections_close_quietly() -> None:
+    """Close every connection of this thread; one lost with its server may fail to close, which is no error."""
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:
+            logger.debug("closing connection %s failed", conn.alias, exc_info=True)
+
+
+def sweep_backoff(*, every: float, failures: int) -> float:
+    """The wait before the next sweep: the interval, doubled per failed sweep in a row, at most 4 intervals."""
+    return every * min(2**failures, 4)
 
 
 class InProcessWorker:
@@ -197,21 +253,24 @@ class InProcessWorker:
                 self._held[run_id] = left
 
     def _sweep_loop(self, every: float) -> None:
-        while not self._stop.wait(every):
-            sweep_safely()
+        failures = 0
+        while not self._stop.wait(sweep_backoff(every=every, failures=failures)):
+            failures = 0 if sweep_safely() else failures + 1
 
     def stop(self) -> None:
         self._stop.set()
 
     def _work(self, run_id: int) -> None:
-        close_old_connections()
         try:
             run_task(run_id)
-        except Exception:
-            logger.exception("run %s failed in the in-process worker", run_id)
+        except Exception as exc:
+            if connection_lost(exc):
+                logger.warning("run %s: database unreachable (%s); the sweeper hands it back later", run_id, exc)
+            else:
+                logger.exception("run %s failed in the in-process worker", run_id)
         finally:
             self._release(run_id)
-            connections.close_all()
+            connections_close_quietly()
 
     def drain(self, timeout: float | None = None) -> None:
         with self._lock:

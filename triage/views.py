@@ -13,9 +13,10 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,10 +27,10 @@ from triage import selectors
 from triage.autonomy import target_history
 from triage.charts import bar_chart, funnel_chart, line_chart
 from triage.dashboard import dashboard_figures
-from triage.models import PipelineRun, Ticket
+from triage.models import Action, PipelineRun, Ticket
 from triage.pipeline.gates import gate_label
 from triage.risk_charts import target_history_png
-from triage.services import MishandledMarkError, ticket_mark_mishandled
+from triage.services import MishandledMarkError, OutcomeSettleError, action_outcome_settle, ticket_mark_mishandled
 
 View = Callable[..., HttpResponse]
 
@@ -66,8 +67,13 @@ def ticket_trace(request: HttpRequest, ticket_id: int) -> HttpResponse:
         trace = selectors.ticket_trace(ticket_id=ticket_id)
     except Ticket.DoesNotExist:
         raise Http404("No such ticket.") from None
-    can_mark = trace.can_mark_mishandled and request.user.has_perm("triage.change_ticket")
-    return render(request, "triage/ticket.html", {"trace": trace, "ticket": trace.ticket, "can_mark": can_mark})
+    can_change = request.user.has_perm("triage.change_ticket")
+    can_mark = trace.can_mark_mishandled and can_change
+    return render(
+        request,
+        "triage/ticket.html",
+        {"trace": trace, "ticket": trace.ticket, "can_mark": can_mark, "can_settle": can_change},
+    )
 
 
 @require_POST
@@ -84,6 +90,30 @@ def ticket_mishandled(request: HttpRequest, ticket_id: int) -> HttpResponse:
         response.status_code = 303
         return response
     messages.success(request, "Marked as mishandled. It now counts in the mishandled rate.")
+    response = redirect("ticket-trace", ticket_id=ticket_id)
+    response.status_code = 303
+    return response
+
+
+@require_POST
+@staff_required("triage.view_ticket", "triage.change_ticket")
+def action_settle(request: HttpRequest, ticket_id: int, action_id: int) -> HttpResponse:
+    """A person checked, in the helpdesk, an action whose outcome was unknown: carried out, or carry it out."""
+    if not Action.objects.filter(pk=action_id, run__ticket_id=ticket_id).exists():
+        raise Http404("No such action.")
+    outcome = request.POST.get("outcome")
+    if outcome not in ("carried_out", "carry_out"):
+        return HttpResponseBadRequest("outcome must be carried_out or carry_out")
+    try:
+        assert isinstance(request.user, AbstractUser)  # staff_required let only a signed-in user through
+        action = action_outcome_settle(action_id=action_id, actor=request.user, carried_out=outcome == "carried_out")
+    except OutcomeSettleError as exc:
+        messages.error(request, exc.reason)
+    else:
+        if action.status == Action.Status.DONE:
+            messages.success(request, f"{action.kind}: recorded as carried out.")
+        else:
+            messages.error(request, f"{action.kind}: carried out again, but it failed: {action.error}")
     response = redirect("ticket-trace", ticket_id=ticket_id)
     response.status_code = 303
     return response

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -21,20 +19,35 @@ from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
+from triage.durability import connection_lost, run_lock
 from triage.models import Action, PipelineRun, Ticket
 
 logger = logging.getLogger(__name__)
 
 
-def record_only(*, action: Action, ticket: Ticket) -> dict[str, Any]:
+# A writer is called as ``writer(action=, ticket=) -> dict`` (what happened, for the trace) and raises when
+# its call did not take effect. It may also offer ``reconcile(action=, ticket=) -> dict | None``, asked
+# instead of a blind second call when an earlier attempt was claimed and never recorded (its worker died
+# between the call and the record): a dict means the effect is there (recorded as done, nothing is sent); None
+# means it is not there, or that carrying it out again changes nothing, so the writer is called. A writer
+# without `reconcile` is never called twice on a guess: such an action is left for a person to check.
+
+
+class RecordOnly:
     """The action is carried out inside the product: recorded on the ticket's run, nothing sent out."""
-    return {"recorded": True, "kind": action.kind, "ticket": ticket.pk}
+
+    def __call__(self, *, action: Action, ticket: Ticket) -> dict[str, Any]:
+        return {"recorded": True, "kind": action.kind, "ticket": ticket.pk}
+
+    def reconcile(self, *, action: Action, ticket: Ticket) -> dict[str, Any] | None:
+        return None  # nothing left the product: recording it again is the same record
 
 
+record_only = RecordOnly()
 _record_only = record_only  # the parameter of run_actions_execute shadows the name
 
 
-def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
+class HelpdeskWriter:
     """Carry out the action on the ticket in its helpdesk (source ``<vendor>:<HelpdeskSource id>``).
 
     The action's idempotency key goes with every request (``Idempotency-Key``), and a reply is looked
@@ -43,20 +56,31 @@ def helpdesk(*, action: Action, ticket: Ticket) -> dict[str, Any]:
     Every request goes through the source's circuit breaker: while it is open nothing is sent and the
     error says until when.
     """
-    vendor, _, source_id = ticket.source.partition(":")
-    source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
-    if source is None:
-        raise LookupError(f"helpdesk source {ticket.source} no longer exists")
-    client = vendor_module(vendor).Client(
-        base_url=source.base_url, api_user=source.api_user, api_token=source.api_token, source=ticket.source
-    )
-    return client.execute(
-        kind=action.kind,
-        payload=action.payload,
-        ticket_id=ticket.external_id,
-        requester=ticket.requester,
-        key=action.idempotency_key,
-    )
+
+    def _client(self, ticket: Ticket) -> Any:
+        vendor, _, source_id = ticket.source.partition(":")
+        source = HelpdeskSource.objects.filter(pk=int(source_id), vendor=vendor).first()
+        if source is None:
+            raise LookupError(f"helpdesk source {ticket.source} no longer exists")
+        return vendor_module(vendor).Client(
+            base_url=source.base_url, api_user=source.api_user, api_token=source.api_token, source=ticket.source
+        )
+
+    def __call__(self, *, action: Action, ticket: Ticket) -> dict[str, Any]:
+        return self._client(ticket).execute(
+            kind=action.kind,
+            payload=action.payload,
+            ticket_id=ticket.external_id,
+            requester=ticket.requester,
+            key=action.idempotency_key,
+        )
+
+    def reconcile(self, *, action: Action, ticket: Ticket) -> dict[str, Any] | None:
+        """What the helpdesk shows of an attempt never recorded (`HelpdeskClient.reconcile`, per vendor)."""
+        return self._client(ticket).reconcile(kind=action.kind, payload=action.payload, ticket_id=ticket.external_id)
+
+
+helpdesk = HelpdeskWriter()
 
 
 def run_actions_execute(
@@ -122,52 +146,84 @@ def _actions_record_only(*, run: PipelineRun, planned: list[tuple[str, str, dict
     return done
 
 
+class OutcomeUnknown(Exception):
+    """An action whose earlier attempt may have taken effect, and whose writer cannot tell: a person checks."""
+
+
+OUTCOME_UNKNOWN = (
+    "Outcome unknown: a worker stopped after calling out for this action and before recording the answer, and "
+    "this integration cannot read back whether it took effect. Check the ticket in the helpdesk (or the system "
+    "the action goes to), then mark it carried out, or carry it out again."
+)
+
+
 def action_carry_out(*, action_id: int, writer: Callable[..., dict]) -> Action:
-    """Claim the action, call `writer` with no transaction open, record the outcome.
+    """Claim the action, call `writer` with no transaction open, record the outcome: exactly once.
 
     Three steps instead of one locked transaction: a helpdesk that does not answer must not hold a row
-    lock (and with it the run's staff pages and the retry command) for as long as it takes. The claim
-    (status IN_FLIGHT, one more attempt, `claimed_at`) is what keeps two workers from calling the
-    helpdesk for the same action at once. An action that is done, or claimed by another worker within
-    TRIAGE_WRITEBACK_LEASE, is returned as it is.
+    lock (and with it the run's staff pages and the retry command) for as long as it takes. Whoever carries
+    out an action holds its run's advisory lock (`run_lock`; `run_pipeline` already does), so one worker at
+    a time does, and an action found claimed but never recorded was left by a worker that is gone: the
+    session that held the lock ended with it. Such an action is not called blindly again but reconciled: the
+    writer's `reconcile` reads back whether it took effect (a reply on the ticket) or says that repeating it
+    is harmless (a tag, a priority, a status); a writer that can do neither leaves it UNKNOWN for a person.
+    An action that is done, unknown, or whose run another worker holds is returned as it is.
     """
-    action = _action_claim(action_id=action_id)
-    if action is None:
-        return Action.objects.get(pk=action_id)
-    try:
-        result = writer(action=action, ticket=action.run.ticket)
-    except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
-        logger.warning("action %s failed: %s", action.idempotency_key, exc)
-        return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
-    return _action_record(action=action, result=result)
+    with run_lock(Action.objects.values_list("run_id", flat=True).get(pk=action_id)) as held:
+        if not held:
+            return Action.objects.get(pk=action_id)
+        claim = _action_claim(action_id=action_id)
+        if claim is None:
+            return Action.objects.get(pk=action_id)
+        action, unrecorded = claim
+        if unrecorded:
+            reconcile = getattr(writer, "reconcile", None)
+            if reconcile is None:
+                logger.warning("action %s: earlier attempt unrecorded and not readable; left to a person", action.pk)
+                return _action_record(action=action, error=OUTCOME_UNKNOWN, unknown=True)
+            try:
+                found = reconcile(action=action, ticket=action.run.ticket)
+            except Exception as exc:  # noqa: BLE001 - could not check: still unsettled, checked again next time
+                logger.warning("action %s: could not read back its earlier attempt: %s", action.idempotency_key, exc)
+                return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000], unsettled=True)
+            if found is not None:
+                return _action_record(action=action, result=found)
+        try:
+            result = writer(action=action, ticket=action.run.ticket)
+        except Exception as exc:
+            if connection_lost(exc):
+                raise  # nothing can be recorded; the claim stays, and is reconciled on resume
+            logger.warning("action %s failed: %s", action.idempotency_key, exc)
+            return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+        return _action_record(action=action, result=result)
 
 
-def _action_claim(*, action_id: int) -> Action | None:
-    """Mark the action in flight in a short transaction of its own; None when it is not ours to carry out."""
-    now = timezone.now()
-    lease = timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+def _action_claim(*, action_id: int) -> tuple[Action, bool] | None:
+    """Mark the action in flight in a short transaction of its own, by the run's lock holder.
+
+    Returns the claimed action and whether an earlier attempt was claimed and never recorded (it was in
+    flight when claimed again); None when there is nothing to carry out (done, or waiting for a person).
+    """
     with transaction.atomic():
         action = Action.objects.select_for_update(of=("self",)).select_related("run__ticket").get(pk=action_id)
-        if action.status == Action.Status.DONE:
+        if action.status in (Action.Status.DONE, Action.Status.UNKNOWN):
             return None
-        if (
-            action.status == Action.Status.IN_FLIGHT
-            and action.claimed_at is not None
-            and action.claimed_at > now - lease
-        ):
-            return None
+        unrecorded = action.status == Action.Status.IN_FLIGHT
         action.status = Action.Status.IN_FLIGHT
         action.attempts += 1
-        action.claimed_at = now
+        action.claimed_at = timezone.now()
         action.save(update_fields=["status", "attempts", "claimed_at"])
-    return action
+    return action, unrecorded
 
 
-def _action_record(*, action: Action, result: dict | None = None, error: str = "") -> Action:
+def _action_record(
+    *, action: Action, result: dict | None = None, error: str = "", unknown: bool = False, unsettled: bool = False
+) -> Action:
     """Record the outcome of a claimed attempt in a second short transaction.
 
-    A success is always recorded: the helpdesk has it. A failure is recorded only while the claim is still
-    this attempt's; if the lease ran out and another worker claimed the action meanwhile, its outcome wins.
+    A success is always recorded: the helpdesk has it. A failure (FAILED: retried later), an unsettled
+    attempt (stays IN_FLIGHT with no claim: reconciled again later) and an unknown outcome (UNKNOWN: a person
+    checks) are recorded while the claim is this attempt's.
     """
     with transaction.atomic():
         current = Action.objects.select_for_update().get(pk=action.pk)
@@ -179,11 +235,13 @@ def _action_record(*, action: Action, result: dict | None = None, error: str = "
             current.executed_at = timezone.now()
             current.error = ""
         elif current.status == Action.Status.IN_FLIGHT and current.attempts == action.attempts:
-            current.status = Action.Status.FAILED
+            current.status = (
+                Action.Status.UNKNOWN if unknown else Action.Status.IN_FLIGHT if unsettled else Action.Status.FAILED
+            )
             current.error = error
         else:
             logger.warning(
-                "action %s: attempt %s failed after another worker claimed it; left to that worker",
+                "action %s: attempt %s ended after another worker claimed it; left to that worker",
                 action.idempotency_key,
                 action.attempts,
             )
@@ -206,18 +264,18 @@ def writer_for(source: str) -> Callable[..., dict[str, Any]]:
 
 
 def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, int]:
-    """Try again, oldest first, the actions that FAILED and those left IN_FLIGHT by a worker that stopped
-    (claimed longer ago than TRIAGE_WRITEBACK_LEASE); DONE ones are never touched.
+    """Try again, oldest first, the actions that FAILED and those left IN_FLIGHT (claimed, never recorded);
+    DONE and UNKNOWN (a person checks those) ones are never touched.
 
     Actions of a helpdesk whose circuit is open are left for a later run without spending an attempt.
-    Each action is claimed, called and recorded like a run's own (`action_carry_out`): no row lock is held
-    during the call, and a second retry command running at the same time skips what this one claimed.
+    Each action is claimed, called and recorded like a run's own (`action_carry_out`), holding its run's
+    lock: an action whose run a worker holds right now is left to it, and one left in flight by a worker
+    that is gone is reconciled, not sent again blindly.
     """
-    counts = {"done": 0, "failed": 0, "waiting": 0}
-    stale = timezone.now() - timedelta(seconds=float(getattr(settings, "TRIAGE_WRITEBACK_LEASE", 600)))
+    counts = {"done": 0, "failed": 0, "waiting": 0, "unknown": 0, "busy": 0}
     candidates = (
         Action.objects.filter(attempts__lt=max_attempts)
-        .filter(Q(status=Action.Status.FAILED) | Q(status=Action.Status.IN_FLIGHT, claimed_at__lt=stale))
+        .filter(status__in=[Action.Status.FAILED, Action.Status.IN_FLIGHT])
         .order_by("pk")
         .values_list("pk", "run__ticket__source")[:limit]
     )
@@ -233,4 +291,8 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         elif action.status == Action.Status.FAILED:
             logger.warning("write-back retry of action %s failed: %s", pk, action.error)
             counts["failed"] += 1
+        elif action.status == Action.Status.UNKNOWN:
+            counts["unknown"] += 1
+        else:
+            counts["busy"] += 1  # its run is held by a worker, or it could not be read back yet
     return counts

@@ -10,6 +10,13 @@ from integrations.helpdesks.http import RestClient, WritebackError
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 
+# Set operations: carried out twice, they leave the ticket as carried out once (a tag the ticket has is not
+# added again, a priority or status set to what it is changes nothing). A vendor whose call for one of them
+# is not such a set names it in `read_back_kinds` and reads the state back in `reconcile_kind`.
+IDEMPOTENT_KINDS = frozenset({"set_category", "add_tags", "set_priority", "solve"})
+# Decided here, carried out by people in the billing system: nothing is sent to the helpdesk.
+RECORDED_KINDS = frozenset({"refund", "cancel_order", "credit"})
+
 
 class HelpdeskClient:
     """Subclasses implement the vendor's REST calls; `execute` is the same for all of them.
@@ -20,6 +27,8 @@ class HelpdeskClient:
     """
 
     vendor: ClassVar[str] = ""
+    # Kinds among IDEMPOTENT_KINDS whose call on this vendor's API is not a set, read back instead of repeated.
+    read_back_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, base_url: str, api_user: str, api_token: str, source: str = ""):
         """`source` (``<vendor>:<HelpdeskSource id>``) names the circuit breaker every request goes through."""
@@ -48,7 +57,31 @@ class HelpdeskClient:
     def solve(self, *, ticket_id: str, key: str) -> Any:
         raise NotImplementedError
 
+    def reconcile_kind(self, *, kind: str, ticket_id: str) -> dict[str, Any] | None:
+        """For a kind in `read_back_kinds`: what the remote ticket shows of it (a dict), or None when absent."""
+        raise NotImplementedError
+
     # --- shared ---
+    def reconcile(self, *, kind: str, payload: dict[str, Any], ticket_id: str) -> dict[str, Any] | None:
+        """After an attempt that was made and never recorded (its worker stopped mid-call): did it land?
+
+        A dict: it is on the ticket (recorded as done, nothing sent again). None: it is not, or carrying it
+        out again changes nothing, so `execute` is called. Replies are read back; set operations are
+        repeated, because repeating them is harmless; money actions were never sent.
+        """
+        self.http.budget_start()
+        if kind == "send_reply":
+            body = str(payload.get("body") or "").strip()
+            if body and self.reply_posted(ticket_id=ticket_id, body=body):
+                return {"vendor": self.vendor, "reply": "already posted", "reconciled": True}
+            return None
+        if kind in self.read_back_kinds:
+            found = self.reconcile_kind(kind=kind, ticket_id=ticket_id)
+            return {**found, "reconciled": True} if found is not None else None
+        if kind in IDEMPOTENT_KINDS or kind in RECORDED_KINDS:
+            return None
+        raise ValueError(f"{self.vendor}: no way to reconcile an action of kind {kind!r}")
+
     def reply_posted(self, *, ticket_id: str, body: str) -> bool:
         wanted = comparable(body)
         return any(comparable(existing) == wanted for existing in self.replies(ticket_id=ticket_id))

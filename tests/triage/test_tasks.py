@@ -234,7 +234,7 @@ def test_a_resumed_execute_step_does_not_post_the_reply_twice(settings, helpdesk
     ).run
     assert run_pipeline(run_id=run.pk).status == PipelineRun.Status.COMPLETED
     assert stub.reply_posts == 1
-    claimed = timezone.now() - timedelta(seconds=settings.TRIAGE_WRITEBACK_LEASE + 60)
+    claimed = timezone.now() - timedelta(seconds=60)
     Action.objects.filter(run=run, kind=ActionKind.SEND_REPLY).update(
         status=Action.Status.IN_FLIGHT, claimed_at=claimed, result=None
     )

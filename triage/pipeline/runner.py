@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from triage.contracts import Verdict
+from triage.durability import connection_discard, connection_lost, run_lock
 from triage.models import PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import retry
 from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, checkpoint_open
@@ -35,7 +34,6 @@ from triage.selectors import categories_by_label, gate_policy_current, step_poli
 logger = logging.getLogger(__name__)
 
 STEPS: dict[str, Step] = {step.name: step for step in CHAIN}
-ADVISORY_LOCK_NAMESPACE = 7_301
 
 
 def _attempt_charge(step_run: StepRun, exc: BaseException) -> None:
@@ -102,7 +100,10 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy, *, earlier: list[
             )
             state.verdicts.extend(esc.verdicts)
             return
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or escalated
+        except Exception as exc:
+            if connection_lost(exc):
+                # Not the step's failure, and nothing can be recorded: the run is left to its lease.
+                raise
             del state.verdicts[verdicts_before:]
             last_error = exc
             _attempt_charge(step_run, exc)
@@ -135,26 +136,12 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy, *, earlier: list[
     state.verdicts.append(verdict)
 
 
-@contextmanager
-def _run_lock(run_id: int) -> Iterator[bool]:
-    """A session-level advisory lock: one worker per run, whatever the queue does."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, run_id])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, run_id])
-
-
 def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
     """Run (or resume) a pipeline run to its end: auto-handled, waiting for a person, or failed.
 
     Safe to call twice, concurrently or after a crash: finished steps are restored, not redone.
     """
-    with _run_lock(run_id) as acquired:
+    with run_lock(run_id) as acquired:
         run = PipelineRun.objects.select_related("ticket").get(pk=run_id)
         if not acquired or run.status in (
             PipelineRun.Status.COMPLETED,
@@ -205,6 +192,12 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
                     renewed = time.monotonic()
                 _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
         except Exception as exc:
+            if connection_lost(exc):
+                # The database went away (restart, network, terminated backend): no verdict on the run. It
+                # stays RUNNING; its lease expires and the sweeper hands it back once the database is back.
+                logger.warning("run %s: database connection lost (%s); left for the sweeper", run.pk, exc)
+                connection_discard()
+                raise
             logger.exception("run %s failed outside any step", run.pk)
             _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -252,7 +245,13 @@ def _poisoned(run: PipelineRun) -> str:
 
 def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str = "", error: str = "") -> None:
     with transaction.atomic():
-        PipelineRun.objects.filter(pk=run.pk).update(
+        runs = PipelineRun.objects.filter(pk=run.pk)
+        if status == PipelineRun.Status.WAITING:
+            # The approval request is committed (route step) before the run closes as waiting: a person quick
+            # enough decides in between, and their decision re-queued the run. Closing it as waiting then would
+            # leave a decided run that nothing works. Left queued, the sweeper hands it over.
+            runs = runs.filter(resolution__isnull=True)
+        if not runs.update(
             status=status,
             route=route,
             error=error[:5000],
@@ -260,5 +259,9 @@ def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str 
             lease_expires_at=None,
             # A run that reached a person starts counting afresh when their decision re-queues it.
             takes=0 if status == PipelineRun.Status.WAITING else F("takes"),
-        )
+        ):
+            logger.info("run %s was decided before it closed as waiting; left queued for its decision", run.pk)
+            # As a close as waiting would have: the decision starts the take count afresh, and no lease is held.
+            PipelineRun.objects.filter(pk=run.pk).update(takes=0, lease_expires_at=None)
+            return
         Ticket.objects.filter(pk=run.ticket_id).update(status=ticket_status, updated_at=timezone.now())

@@ -47,6 +47,8 @@ class Client(HelpdeskClient):
     `api_user` is the admin id replies and notes are written as)."""
 
     vendor = "intercom"
+    # Closing posts a "close" conversation part: a second one is a second part, not a no-op. Read the state back.
+    read_back_kinds = frozenset({"solve"})
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_token}", "Intercom-Version": "2.11"}
@@ -98,6 +100,10 @@ class Client(HelpdeskClient):
         # in github.com/intercom/Intercom-OpenAPI; `priority` there is only in the Preview version). So it is
         # written as a tag, as for Help Scout and Front; see SOURCE.md in tests/integrations/helpdesks.
         return self.add_tags(ticket_id=ticket_id, tags=[f"priority-{priority}"], key=key)
+
+    def reconcile_kind(self, *, kind: str, ticket_id: str) -> dict[str, Any] | None:
+        answer = self.http.send("GET", f"/conversations/{quote(ticket_id)}")
+        return {"vendor": self.vendor, "status": "solved"} if answer.get("state") == "closed" else None
 
     def solve(self, *, ticket_id: str, key: str) -> Any:
         return self.http.send(

@@ -5,9 +5,9 @@ from django.utils.module_loading import import_string
 
 class Command(BaseCommand):
     help = (
-        "Retry write-backs (actions) that failed, e.g. while a helpdesk was down, and those a stopped worker "
-        "left in flight longer than TRIAGE_WRITEBACK_LEASE. Helpdesks whose circuit is open are left for a "
-        "later run. Safe to run from cron."
+        "Retry write-backs (actions) that failed, e.g. while a helpdesk was down, and reconcile those a stopped "
+        "worker left in flight (read back, not sent again). Actions whose run a worker holds are left to it; "
+        "helpdesks whose circuit is open are left for a later run. Safe to run from cron."
     )
 
     def add_arguments(self, parser):
@@ -20,5 +20,7 @@ class Command(BaseCommand):
         counts = retry(limit=limit, max_attempts=max_attempts)
         self.stdout.write(
             f"write-backs retried: {counts['done']} done, {counts['failed']} still failing, "
-            f"{counts.get('waiting', 0)} waiting for their helpdesk's circuit to close"
+            f"{counts.get('waiting', 0)} waiting for their helpdesk's circuit to close, "
+            f"{counts.get('unknown', 0)} with an unknown outcome for a person to check, "
+            f"{counts.get('busy', 0)} left to the worker holding their run or not readable yet"
         )

@@ -386,6 +386,7 @@ class StubHelpdesk:
                     t,
                     lambda: {
                         "id": t,
+                        "state": "closed" if self.status.get(t) == "solved" else "open",
                         "conversation_parts": {
                             "conversation_parts": [
                                 {"part_type": "comment", "author": {"type": "admin"}, "body": x}

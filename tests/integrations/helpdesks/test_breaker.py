@@ -245,10 +245,9 @@ def test_an_http_4xx_is_not_retried_and_does_not_open_the_circuit(helpdesk_sourc
 
 
 def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(
-    settings, helpdesk_source, stub_helpdesk, ticket_for
+    helpdesk_source, stub_helpdesk, ticket_for, run_held_elsewhere
 ):
     # given: a worker posted the reply and stopped before recording it (the action stays IN_FLIGHT)
-    settings.TRIAGE_WRITEBACK_LEASE = 300
     stub = stub_helpdesk("zendesk")
     source = helpdesk_source("zendesk", base_url=stub.base_url, api_user="a@example.com", api_token="t")
     run = ticket_for(source)
@@ -263,24 +262,24 @@ def test_an_abandoned_in_flight_reply_is_read_back_not_posted_again(
         claimed_at=datetime.now(UTC) - timedelta(seconds=60),
     )
 
-    # when: within the lease, the run is resumed and retry_writebacks runs
-    resumed = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY)
-    call_command("retry_writebacks")
+    # when: a live worker holds the run (its lock), and the run is resumed elsewhere and retry_writebacks runs
+    with run_held_elsewhere(run.pk):
+        resumed = run_actions_execute(run=run, actions=[ProposedAction(kind=ActionKind.SEND_REPLY)], reply=REPLY)
+        call_command("retry_writebacks")
 
-    # then: left to the worker that claimed it; nothing sent
+    # then: left to the worker that holds it; nothing sent
     assert (resumed[0].pk, resumed[0].status, resumed[0].attempts) == (action.pk, Action.Status.IN_FLIGHT, 1)
     assert stub.requests == []
 
-    # when: the lease has run out
-    Action.objects.filter(pk=action.pk).update(claimed_at=datetime.now(UTC) - timedelta(seconds=301))
+    # when: that worker is gone (its session, and with it the lock, ended)
     call_command("retry_writebacks")
 
-    # then: claimed again, the reply was found on the ticket, not posted twice
+    # then: claimed again at once (no lease to wait out), the reply was found on the ticket, not posted twice
     action.refresh_from_db()
     assert (action.status, action.attempts, action.result, action.claimed_at) == (
         Action.Status.DONE,
         2,
-        {"vendor": "zendesk", "reply": "already posted"},
+        {"vendor": "zendesk", "reply": "already posted", "reconciled": True},
         None,
     )
     assert stub.replies[run.ticket.external_id] == [REPLY]

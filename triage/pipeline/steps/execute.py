@@ -24,6 +24,10 @@ class MoneyWithoutPerson(NotRetryable):
     """A money-moving action reached execution without a permitted person's decision."""
 
 
+class ActionOutcomeUnknown(NotRetryable):
+    """An action may have been carried out and cannot be read back: a person checks it (no retry guesses)."""
+
+
 def money_permitted(user_id: int | None) -> bool:
     if user_id is None:
         return False
@@ -59,6 +63,14 @@ class ExecuteStep:
         actions = run_actions_execute(
             run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled
         )
+        unknown = [a for a in actions if a.status == a.Status.UNKNOWN]
+        if unknown:
+            raise ActionOutcomeUnknown(
+                "Outcome unknown, check in the helpdesk: "
+                + ", ".join(a.kind for a in unknown)
+                + ". A worker stopped after calling out and before recording the answer, and this integration "
+                "cannot read back whether it took effect; mark each one on the ticket's trace."
+            )
         failed = [a for a in actions if a.status != a.Status.DONE]
         if failed:
             # Recorded and retried by the step policy; a write-back that keeps failing escalates, visibly.

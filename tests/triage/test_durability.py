@@ -1,0 +1,258 @@
+"""A lost database connection is no verdict on a run: real connection losses (`pg_terminate_backend`, which
+ends the server process behind a connection exactly as a server restart does) in the middle of a run, at the
+start of a task and in the middle of a sweep.
+
+The rows must be committed for the worker's connection to see them, so every query runs in a thread of its
+own (Django gives each thread its own connection, in autocommit), outside pytest-django's per-test
+transaction; the test deletes what it committed (a transactional test would flush the session's demo data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from triage import tasks
+from triage.contracts import TicketIn
+from triage.durability import connection_lost, run_lock
+from triage.models import PipelineRun, StepRun, Ticket
+from triage.pipeline import runner
+from triage.services import ticket_ingest
+
+PASSWORD_TICKET = "I forgot my password and the reset email never arrives, how do I get back into my account?"
+
+
+def in_thread(fn, *, timeout: float = 60.0):
+    """Run `fn` on a connection of its own and return what it returned (or raise what it raised)."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            with contextlib.suppress(Exception):  # a terminated connection may fail to close; it is gone
+                connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{fn} still running after {timeout}s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def terminate(pid: int) -> None:
+    """End the server process behind another connection, from a connection of its own (a real loss for it)."""
+
+    def kill() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return bool(cursor.fetchone()[0])
+
+    assert in_thread(kill), f"backend {pid} was not terminated"
+
+
+@pytest.fixture
+def committed_run(db):
+    """A committed ticket and its queued run (deleted after the test, with its steps and actions)."""
+    made: list[Ticket] = []
+
+    def make() -> PipelineRun:
+        def given():
+            return ticket_ingest(
+                ticket_in=TicketIn(source="test", external_id=f"dbloss-{uuid.uuid4().hex[:8]}", body=PASSWORD_TICKET),
+                enqueue=False,
+            ).run
+
+        run = in_thread(given)
+        made.append(run.ticket)
+        return run
+
+    yield make
+    in_thread(lambda: [Ticket.objects.filter(pk=t.pk).delete() for t in made])
+
+
+def test_a_connection_lost_mid_run_leaves_the_run_for_the_sweeper_which_finishes_it(committed_run, monkeypatch):
+    # given: a worker half-way through a run (retrieve finished, classify under way)
+    run = committed_run()
+    reached, go_on = threading.Event(), threading.Event()
+    worker_pid: dict[str, int] = {}
+    classify = runner.STEPS["classify"]
+    original = type(classify).run
+
+    def classify_after_the_loss(self, state):
+        if not reached.is_set():
+            worker_pid["pid"] = backend_pid()
+            reached.set()
+            assert go_on.wait(20)
+        return original(self, state)
+
+    monkeypatch.setattr(type(classify), "run", classify_after_the_loss)
+    outcome: dict = {}
+
+    def worker() -> None:
+        try:
+            runner.run_pipeline(run_id=run.pk)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome["error"] = exc
+        finally:
+            with contextlib.suppress(Exception):  # a terminated connection may fail to close; it is gone
+                connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert reached.wait(60), "the run never reached classify"
+
+    # when: its database connection is lost (the server process behind it ends), and the step goes on
+    terminate(worker_pid["pid"])
+    go_on.set()
+    thread.join(60)
+
+    # then: the worker stopped with the connection error; the run is not failed, only left RUNNING
+    assert connection_lost(outcome["error"]), outcome
+    left = in_thread(lambda: PipelineRun.objects.get(pk=run.pk))
+    assert (left.status, left.error, left.takes) == (PipelineRun.Status.RUNNING, "", 1)
+    assert in_thread(lambda: list(StepRun.objects.filter(run_id=run.pk, status=StepRun.Status.FAILED))) == []
+
+    # when: its lease has expired and the sweeper runs (the 'immediate' queue works the run in the sweep)
+    monkeypatch.setattr(type(classify), "run", original)
+    past = timezone.now() - timedelta(minutes=10)
+    in_thread(lambda: PipelineRun.objects.filter(pk=run.pk).update(lease_expires_at=past, queued_at=past))
+    sweep = in_thread(tasks.runs_sweep)
+
+    # then: handed back once and finished; every step finished once
+    finished = in_thread(lambda: PipelineRun.objects.get(pk=run.pk))
+    assert sweep.requeued == [run.pk]
+    assert finished.status in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING)
+    steps = in_thread(lambda: list(StepRun.objects.filter(run_id=run.pk, status__in=StepRun.FINISHED)))
+    assert sorted(s.step for s in steps) == sorted({s.step for s in steps})
+
+
+def test_a_task_started_on_a_connection_the_database_dropped_reconnects_and_works_the_run(committed_run):
+    # given: a worker thread whose connection the server ended while it was idle between jobs
+    run = committed_run()
+    pid_ready, lost = threading.Event(), threading.Event()
+    worker_pid: dict[str, int] = {}
+    outcome: dict = {}
+
+    def worker() -> None:
+        try:
+            worker_pid["pid"] = backend_pid()
+            pid_ready.set()
+            assert lost.wait(20)
+            # when: it takes its next job
+            tasks.InProcessWorker(workers=1)._work(run.pk)
+            outcome["status"] = PipelineRun.objects.get(pk=run.pk).status
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert pid_ready.wait(20)
+    terminate(worker_pid["pid"])
+    lost.set()
+    thread.join(60)
+
+    # then: the dead connection was replaced before the run was taken, and the run ran to its end
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["status"] in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING)
+
+
+def test_a_sweep_whose_connection_is_lost_fails_quietly_and_the_next_one_hands_the_run_back(committed_run, monkeypatch):
+    # given: a run whose worker died, and a sweep that loses its connection half-way
+    run = committed_run()
+    past = timezone.now() - timedelta(minutes=10)
+    in_thread(
+        lambda: PipelineRun.objects.filter(pk=run.pk).update(
+            status=PipelineRun.Status.RUNNING, lease_expires_at=past, queued_at=past, takes=1
+        )
+    )
+    original = tasks.queue_holds
+    losses = []
+
+    def queue_holds_after_a_loss(run_id: int) -> bool:
+        if not losses:
+            losses.append(backend_pid())
+            terminate(losses[0])
+        return original(run_id)
+
+    monkeypatch.setattr(tasks, "queue_holds", queue_holds_after_a_loss)
+
+    # when: the sweeper loop sweeps twice
+    first = in_thread(tasks.sweep_safely)
+    second = in_thread(tasks.sweep_safely)
+
+    # then: the first sweep failed without raising (its claim rolled back), the second finished the run
+    assert (first, second) == (False, True)
+    finished = in_thread(lambda: PipelineRun.objects.get(pk=run.pk))
+    assert finished.status in (PipelineRun.Status.COMPLETED, PipelineRun.Status.WAITING)
+    assert tasks.sweep_backoff(every=3.0, failures=0) == 3.0 and tasks.sweep_backoff(every=3.0, failures=5) == 12.0
+
+
+def test_the_run_lock_lost_with_its_connection_is_released_without_an_error(committed_run):
+    # given: a holder of a run's lock whose connection is lost while it holds it
+    run = committed_run()
+
+    def hold_and_lose() -> bool:
+        with run_lock(run.pk) as held:
+            terminate(backend_pid())
+        return held
+
+    # then: leaving the block raises nothing (the lock went with the session) and another holder gets it
+    assert in_thread(hold_and_lose) is True
+
+    def take() -> bool:
+        with run_lock(run.pk) as held:
+            return held
+
+    assert in_thread(take) is True
+
+
+def test_a_decision_taken_before_the_run_closed_as_waiting_is_not_lost(ingest, money_agent, monkeypatch):
+    # given: a money ticket, and a person so quick they decide between the approval request's commit and
+    # the run's close as waiting (the route step has committed the request; the runner has not closed yet)
+    from approvals.models import ApprovalRequest
+    from approvals.services import approval_decide
+
+    route = runner.STEPS["route"]
+    original = type(route).run
+
+    def route_then_a_quick_decision(self, state):
+        result = original(self, state)
+        approval = ApprovalRequest.objects.get(run=state.run)
+        approval_decide(approval_id=approval.pk, actor=money_agent, verdict="approve")
+        return result
+
+    monkeypatch.setattr(type(route), "run", route_then_a_quick_decision)
+    run = ingest("My grinder arrived with the hopper cracked in two. I want my money back for it.", enqueue=False).run
+
+    # when: the run closes
+    closed = runner.run_pipeline(run_id=run.pk)
+
+    # then: it is left queued for the decision (the sweeper hands it over), not waiting for a person forever
+    assert closed.status == PipelineRun.Status.QUEUED and closed.resolution["verdict"] == "approve"
+    assert (closed.takes, closed.lease_expires_at) == (0, None)
+
+    # when: a worker takes it
+    monkeypatch.setattr(type(route), "run", original)
+    finished = runner.run_pipeline(run_id=run.pk)
+
+    # then: the decision is carried out
+    assert finished.status == PipelineRun.Status.COMPLETED
