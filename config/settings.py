@@ -295,6 +295,12 @@ TRIAGE_WRITEBACK_BREAKER_COOLDOWN = env.float("TRIAGE_WRITEBACK_BREAKER_COOLDOWN
 # (and a resumed run) may claim it again; the reply is read back before it is posted, so not doubled.
 TRIAGE_WRITEBACK_LEASE = env.float("TRIAGE_WRITEBACK_LEASE", default=600.0)
 
+# MCP tools (README "Tools over MCP"): an action carried out through a shop's MCP tool is tried up to
+# TRIAGE_TOOL_ATTEMPTS times on errors that may pass (unreachable, timeout, 5xx, the tool's own error), with
+# exponential backoff from TRIAGE_TOOL_BACKOFF seconds; then it is FAILED on the trace, to be retried.
+TRIAGE_TOOL_ATTEMPTS = env.int("TRIAGE_TOOL_ATTEMPTS", default=3)
+TRIAGE_TOOL_BACKOFF = env.float("TRIAGE_TOOL_BACKOFF", default=0.5)
+
 # --- Claude as the reasoning provider (issue #5) ------------------------------------------------
 # Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible
 # server) turns the classify cascade on: local classifier first, Claude when it is unsure, then a person.

@@ -22,6 +22,7 @@ from integrations.models import HelpdeskSource
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
 from triage.models import Action, PipelineRun, Ticket
+from triage.tools import action_tool_write, mapped_action_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,21 @@ def run_actions_execute(
         if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
         planned.append((f"run:{run.pk}:{position}:{proposed.kind}", proposed.kind, payload))
-    if writer is _record_only:
-        return _actions_record_only(run=run, planned=planned)
+    # Actions mapped to an MCP tool (a refund to the shop's create_refund) go first, one by one: while one
+    # of them has not succeeded, the rest wait, so the customer is never told of a refund the shop refused.
+    tool_kinds = frozenset() if record_only else mapped_action_kinds()
+    through_tools = [p for p in planned if p[1] in tool_kinds]
     done: list[Action] = []
+    for key, kind, payload in through_tools:
+        action, _ = Action.objects.get_or_create(
+            idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
+        )
+        done.append(action_carry_out(action_id=action.pk, writer=action_tool_write))
+        if done[-1].status != Action.Status.DONE:
+            return done
+    planned = [p for p in planned if p[1] not in tool_kinds]
+    if writer is _record_only:
+        return done + _actions_record_only(run=run, planned=planned)
     for key, kind, payload in planned:
         action, _ = Action.objects.get_or_create(
             idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
@@ -219,10 +232,11 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         Action.objects.filter(attempts__lt=max_attempts)
         .filter(Q(status=Action.Status.FAILED) | Q(status=Action.Status.IN_FLIGHT, claimed_at__lt=stale))
         .order_by("pk")
-        .values_list("pk", "run__ticket__source")[:limit]
+        .values_list("pk", "run__ticket__source", "kind")[:limit]
     )
-    for pk, source in list(candidates):
-        writer = writer_for(source)
+    tool_kinds = mapped_action_kinds()
+    for pk, source, kind in list(candidates):
+        writer = action_tool_write if kind in tool_kinds else writer_for(source)
         # Asked for every action: a probe earlier in this pass may have opened the circuit again.
         if writer is helpdesk and open_until(source) is not None:
             counts["waiting"] += 1
