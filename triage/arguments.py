@@ -153,9 +153,11 @@ def gate_tool_arguments(
             where = ".".join(str(p) for p in error.absolute_path) or "arguments"
             problems.append(f"{where}: {error.message}")
     evidence = _evidence(facts)
-    for name, source in plan.sources.items():
-        value = plan.arguments.get(name)
-        if source in TICKET_SOURCES and isinstance(value, str) and value.lower() not in evidence:
+    by_name = guessed_sources({"properties": dict.fromkeys(plan.arguments)})
+    for name, value in plan.arguments.items():
+        # An identifier by its source or by its name: an order number an admin typed in is checked too.
+        identifier = plan.sources.get(name) in TICKET_SOURCES or by_name.get(name) in TICKET_SOURCES
+        if identifier and isinstance(value, str) and value.lower() not in evidence:
             problems.append(f"{name} {value!r} appears neither in the ticket nor in the requester's data")
     shown = {k: v for k, v in plan.arguments.items() if plan.sources.get(k) != "idempotency_key"}
     if problems:

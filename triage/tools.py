@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from integrations.mcp.client import IDEMPOTENCY_META_KEY, ToolCallFailed, ToolOutcome
 from integrations.mcp.registry import mcp_tool_call
@@ -26,7 +27,7 @@ from integrations.models import McpTool
 from integrations.retry import wait_seconds
 from triage.arguments import ArgumentPlan, TicketFacts, arguments_for, gate_tool_arguments
 from triage.contracts import MONEY_ACTIONS, Resolution, ToolLookup, Verdict
-from triage.models import Action, ActionTool, LookupTool, StepRun, Ticket
+from triage.models import Action, ActionTool, Category, LookupTool, StepRun, Ticket
 from triage.permissions import money_permitted
 
 logger = logging.getLogger(__name__)
@@ -44,13 +45,15 @@ class ToolRefused(RuntimeError):
 # --- reads ------------------------------------------------------------------------------------------
 
 
-def lookup_tool_for(*, category: str) -> LookupTool | None:
-    """The active look-up mapped to `category`, with its tool and server."""
-    return (
-        LookupTool.objects.select_related("tool__server")
-        .filter(category__label=category, active=True, tool__server__active=True)
-        .first()
-    )
+def lookup_tool_for(*, category: Category | None) -> LookupTool | None:
+    """The active look-up mapped to `category` (read with it by `categories_by_label`: no query here)."""
+    if category is None:
+        return None
+    try:
+        mapping = category.lookup
+    except ObjectDoesNotExist:
+        return None
+    return mapping if mapping.active and mapping.tool.server.active else None
 
 
 def action_tool_for(*, kind: str) -> ActionTool | None:

@@ -118,7 +118,7 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     monkeypatch.undo()
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert run.status == PipelineRun.Status.RUNNING
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded")]
+    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("lookup", 1, "skipped")]
 
     calls = {"predict": 0, "search": 0}
     real_load = router_module.classifier_load
@@ -138,7 +138,12 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
 
     assert run.status == PipelineRun.Status.COMPLETED
     assert calls["predict"] == 0
-    assert steps_of(run)[:3] == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "succeeded")]
+    assert steps_of(run)[:4] == [
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
+        ("draft", 1, "succeeded"),
+    ]
     assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
 
 
@@ -159,7 +164,12 @@ def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts
 
     # Then the attempt was recorded before the call, so a possible charge is never lost from sight
     run = PipelineRun.objects.get(pk=result.run.pk)
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "running")]
+    assert steps_of(run) == [
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
+        ("draft", 1, "running"),
+    ]
 
     # When the run resumes (the local drafter configured again)
     settings.TRIAGE_DRAFT_PROVIDERS = ["local"]
@@ -167,9 +177,10 @@ def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts
 
     # Then the interrupted attempt is closed as failed and the next one is attempt 2
     assert run.status == PipelineRun.Status.COMPLETED
-    assert steps_of(run)[:4] == [
+    assert steps_of(run)[:5] == [
         ("retrieve", 1, "succeeded"),
         ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
         ("draft", 1, "failed"),
         ("draft", 2, "succeeded"),
     ]

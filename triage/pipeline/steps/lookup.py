@@ -22,7 +22,7 @@ class LookupStep:
     def run(self, state: RunState) -> StepResult:
         if state.classification is None or state.classification.out_of_scope:
             raise StepSkipped("No category, so nothing to look up.")
-        mapping = lookup_tool_for(category=state.classification.category)
+        mapping = lookup_tool_for(category=state.category)
         if mapping is None:
             raise StepSkipped(f"No look-up tool is mapped to category '{state.classification.category}'.")
         plan, verdict = lookup_plan(mapping=mapping, ticket=state.ticket)
