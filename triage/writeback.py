@@ -21,7 +21,7 @@ from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
-from triage.models import Action, PipelineRun, Ticket
+from triage.models import Action, PipelineRun, StepRun, Ticket
 from triage.tools import action_tool_write, mapped_action_kinds
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,35 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         action = action_carry_out(action_id=pk, writer=writer)
         if action.status == Action.Status.DONE:
             counts["done"] += 1
+            if kind in tool_kinds:
+                run_execute_reopen(run_id=action.run_id)
         elif action.status == Action.Status.FAILED:
             logger.warning("write-back retry of action %s failed: %s", pk, action.error)
             counts["failed"] += 1
     return counts
+
+
+def run_execute_reopen(*, run_id: int) -> bool:
+    """Hand a run whose execute step gave up back to the queue, once the tool action that stopped it is done.
+
+    A run's tool actions go first and the rest wait behind them (`run_actions_execute`), so a refund that
+    kept failing left the reply unsent. Its escalated execute checkpoint is closed as failed and the run is
+    queued again (the sweeper hands it to a worker): execute runs once more, the done refund is not called
+    again, and the actions behind it are carried out. True when the run was reopened.
+    """
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().filter(pk=run_id, status=PipelineRun.Status.FAILED).first()
+        if run is None or Action.objects.filter(run=run).exclude(status=Action.Status.DONE).exists():
+            return False
+        reopened = StepRun.objects.filter(run=run, step="execute", status=StepRun.Status.ESCALATED).update(
+            status=StepRun.Status.FAILED,
+            error="reopened: the action that stopped this step was carried out later (retry_writebacks)",
+        )
+        if not reopened:
+            return False
+        PipelineRun.objects.filter(pk=run.pk).update(
+            status=PipelineRun.Status.QUEUED, error="", queued_at=timezone.now(), finished_at=None, takes=0
+        )
+        Ticket.objects.filter(pk=run.ticket_id).update(status=Ticket.Status.TRIAGING, updated_at=timezone.now())
+    logger.info("run %s reopened: its failed tool action was carried out; execute runs again", run_id)
+    return True

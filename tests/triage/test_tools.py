@@ -116,6 +116,14 @@ def test_a_failing_refund_tool_is_retried_by_policy_then_shown_failed_and_retrie
     assert counts["done"] == 1
     assert refund.status == Action.Status.DONE
     assert len(shop.shop.refunds) == 1
+    # The run is handed back to the queue (the sweeper's job; here, by hand): the actions behind the refund
+    # are carried out, the refund is not called again.
+    run.refresh_from_db()
+    assert run.status == PipelineRun.Status.QUEUED
+    run = run_pipeline(run_id=run.pk)
+    assert run.status == PipelineRun.Status.COMPLETED
+    assert Action.objects.get(run=run, kind="send_reply").status == Action.Status.DONE
+    assert shop.shop.calls_by_key[refund.idempotency_key] == 7 and len(shop.shop.refunds) == 1
 
 
 def test_a_money_tool_refuses_a_decision_without_the_money_permission(shop, waiting_refund, agent):
