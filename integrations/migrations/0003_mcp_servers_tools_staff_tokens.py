@@ -81,7 +81,7 @@ class Migration(migrations.Migration):
                     "read_only",
                     models.BooleanField(
                         default=False,
-                        help_text="Only reads (a look-up): may ground a draft. Set from the server's readOnlyHint; an admin may mark it.",
+                        help_text="Only reads (a look-up): may ground a draft. From the server's readOnlyHint; an admin may mark it.",
                     ),
                 ),
                 ("listed", models.BooleanField(default=True, help_text="Listed by the server at the last refresh.")),
