@@ -315,6 +315,12 @@ TRIAGE_WRITEBACK_BUDGET = env.float("TRIAGE_WRITEBACK_BUDGET", default=15.0)
 TRIAGE_WRITEBACK_BREAKER_FAILURES = env.int("TRIAGE_WRITEBACK_BREAKER_FAILURES", default=3)
 TRIAGE_WRITEBACK_BREAKER_COOLDOWN = env.float("TRIAGE_WRITEBACK_BREAKER_COOLDOWN", default=60.0)
 
+# MCP tools (README "Tools over MCP"): an action carried out through a shop's MCP tool is tried up to
+# TRIAGE_TOOL_ATTEMPTS times on errors that may pass (unreachable, timeout, 5xx, the tool's own error), with
+# exponential backoff from TRIAGE_TOOL_BACKOFF seconds; then it is FAILED on the trace, to be retried.
+TRIAGE_TOOL_ATTEMPTS = env.int("TRIAGE_TOOL_ATTEMPTS", default=3)
+TRIAGE_TOOL_BACKOFF = env.float("TRIAGE_TOOL_BACKOFF", default=0.5)
+
 # --- Claude as the reasoning provider (issue #5) ------------------------------------------------
 # Found like every provider: by name, through TRIAGE_PROVIDERS. A key (or a base URL of a compatible
 # server) turns the classify cascade on: local classifier first, Claude when it is unsure, then a person.

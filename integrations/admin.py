@@ -13,8 +13,18 @@ from django.utils.html import format_html
 from integrations.helpdesks.connection import base_url_of, connection_module, credentials_check
 from integrations.helpdesks.deliveries import failed_delivery_replay
 from integrations.helpdesks.intake import helpdesk_source_secret_rotate
-from integrations.models import ApiToken, FailedDelivery, HelpdeskSource, WebhookDelivery
-from integrations.tokens import api_token_issue
+from integrations.mcp.client import ToolCallFailed
+from integrations.mcp.registry import mcp_server_tools_refresh
+from integrations.models import (
+    ApiToken,
+    FailedDelivery,
+    HelpdeskSource,
+    McpServer,
+    McpTool,
+    StaffToken,
+    WebhookDelivery,
+)
+from integrations.tokens import api_token_issue, staff_token_issue
 
 RECENT_DELIVERIES = 10
 
@@ -307,4 +317,129 @@ class ApiTokenAdmin(admin.ModelAdmin):
             request,
             f"The new token is {raw} — copy it now, it will not be shown again. "
             f"It creates and reads only tickets of source {issued.source}.",
+        )
+
+
+class McpServerForm(forms.ModelForm):
+    # Write-only, like a helpdesk's API token: never rendered back; empty keeps the stored value.
+    new_bearer_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Bearer token",
+        help_text="Streamable HTTP: sent as `Authorization: Bearer …`. Leave empty to keep the current token.",
+    )
+
+    class Meta:
+        model = McpServer
+        fields = ["name", "transport", "url", "command", "args", "timeout_seconds", "active"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        transport = cleaned.get("transport")
+        if transport == McpServer.Transport.HTTP and not cleaned.get("url"):
+            self.add_error("url", "A streamable HTTP server needs its URL.")
+        if transport == McpServer.Transport.STDIO and not cleaned.get("command"):
+            self.add_error("command", "A stdio server needs the command that runs it.")
+        args = cleaned.get("args")
+        if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+            self.add_error("args", 'A JSON list of strings, e.g. ["run", "shop-mcp"].')
+        return cleaned
+
+
+class McpToolInline(admin.TabularInline):
+    model = McpTool
+    extra = 0
+    can_delete = False
+    fields = ["name", "description", "read_only", "listed", "refreshed_at"]
+    readonly_fields = ["name", "description", "listed", "refreshed_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    form = McpServerForm
+    list_display = [
+        "name",
+        "transport",
+        "target",
+        "active",
+        "bearer_token_masked",
+        "tools_refreshed_at",
+        "refresh_error",
+    ]
+    readonly_fields = ["bearer_token_masked", "tools_refreshed_at", "refresh_error"]
+    inlines = [McpToolInline]
+    actions = ["refresh_tools"]
+
+    @admin.display(description="bearer token")
+    def bearer_token_masked(self, obj: McpServer) -> str:
+        return masked(obj.bearer_token)
+
+    @admin.display(description="URL or command")
+    def target(self, obj: McpServer) -> str:
+        return obj.url if obj.transport == McpServer.Transport.HTTP else " ".join([obj.command, *obj.args])
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("new_bearer_token"):
+            obj.bearer_token = form.cleaned_data["new_bearer_token"]
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Refresh tools (ask the server for its tools and store them)")
+    def refresh_tools(self, request, queryset):
+        for server in queryset:
+            try:
+                tools = mcp_server_tools_refresh(server_id=server.pk)
+            except ToolCallFailed as exc:
+                messages.error(request, f"{server.name}: the tools could not be listed: {exc}")
+                continue
+            names = ", ".join(t.name for t in tools) or "none"
+            messages.success(request, f"{server.name}: {len(tools)} tool(s) listed: {names}.")
+
+
+@admin.register(McpTool)
+class McpToolAdmin(admin.ModelAdmin):
+    list_display = ["name", "server", "read_only", "listed", "refreshed_at"]
+    list_filter = ["server", "read_only", "listed"]
+    list_editable = ["read_only"]
+    search_fields = ["name", "description"]
+    fields = ["server", "name", "description", "input_schema", "read_only", "listed", "discovered_at", "refreshed_at"]
+    readonly_fields = ["server", "name", "description", "input_schema", "listed", "discovered_at", "refreshed_at"]
+
+    def has_add_permission(self, request):
+        return False  # tools come from their server ("Refresh tools"), never typed in
+
+
+class StaffTokenForm(forms.ModelForm):
+    class Meta:
+        model = StaffToken
+        fields = ["user", "name", "active"]
+
+
+@admin.register(StaffToken)
+class StaffTokenAdmin(admin.ModelAdmin):
+    form = StaffTokenForm
+    list_display = ["name", "user", "token_masked", "active", "created_at", "last_used_at"]
+    list_filter = ["active"]
+    readonly_fields = ["token_masked", "created_at", "last_used_at"]
+
+    @admin.display(description="token")
+    def token_masked(self, obj: StaffToken) -> str:
+        return "•" * 8 + obj.last4 if obj.last4 else "—"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued, raw = staff_token_issue(user=obj.user, name=obj.name)
+        obj.pk, obj.digest, obj.last4 = issued.pk, issued.digest, issued.last4
+        obj.active = issued.active
+        if not form.cleaned_data.get("active", True):
+            StaffToken.objects.filter(pk=issued.pk).update(active=False)
+        # Shown once: only the digest is stored.
+        messages.warning(
+            request,
+            f"The new token is {raw} — copy it now, it will not be shown again. An assistant using it acts as "
+            f"{obj.user} on the product's MCP server, with that person's permissions.",
         )

@@ -5,6 +5,7 @@ Models hold fields and constraints only; verification and parsing live in `integ
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from integrations.vendors import REGISTRY as VENDOR_REGISTRY
@@ -174,6 +175,92 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.last4})"
+
+
+class McpServer(models.Model):
+    """An MCP server the product calls tools on: typically the shop's or billing system's.
+
+    Over streamable HTTP with a bearer token (write-only, like a helpdesk's API token), or a local command
+    over stdio. Its tools are listed by "refresh tools" (`integrations.mcp.registry.mcp_server_tools_refresh`).
+    """
+
+    class Transport(models.TextChoices):
+        HTTP = "http", "Streamable HTTP"
+        STDIO = "stdio", "Local command (stdio)"
+
+    name = models.CharField(max_length=100, unique=True)
+    transport = models.CharField(max_length=10, choices=Transport.choices, default=Transport.HTTP)
+    url = models.URLField(blank=True, help_text="Streamable HTTP endpoint, e.g. https://shop.example.com/mcp")
+    bearer_token = models.CharField(max_length=500, blank=True, help_text="Sent as `Authorization: Bearer …`.")
+    command = models.CharField(max_length=500, blank=True, help_text="Stdio: the executable to run.")
+    args = models.JSONField(default=list, blank=True, help_text="Stdio: its arguments, a JSON list of strings.")
+    timeout_seconds = models.FloatField(default=10.0, help_text="One operation (connect, call, answer) at most.")
+    active = models.BooleanField(default=True)
+    tools_refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_error = models.TextField(blank=True, help_text="Why the last refresh failed (empty: it worked).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(transport="http") & ~models.Q(url=""))
+                | (models.Q(transport="stdio") & ~models.Q(command="")),
+                name="mcpserver_transport_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpTool(models.Model):
+    """A tool an MCP server listed: its name, description and input JSON Schema, as of the last refresh."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=dict)
+    read_only = models.BooleanField(
+        default=False,
+        help_text="Only reads (a look-up): may ground a draft. From the server's readOnlyHint; an admin may mark it.",
+    )
+    listed = models.BooleanField(default=True, help_text="Listed by the server at the last refresh.")
+    discovered_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["server__name", "name"]
+        verbose_name = "MCP tool"
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="mcptool_unique_server_name")]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.name}"
+
+
+class StaffToken(models.Model):
+    """A staff member's bearer token for the product's own MCP server (an assistant acting as them).
+
+    Only its sha256 is stored. Every call made with it is that person's: the inbox's permissions apply,
+    and decisions are audited under their name.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_tokens")
+    name = models.CharField(max_length=100, help_text="Where it is used, e.g. “Kim's Claude Desktop”.")
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token.")
+    last4 = models.CharField(max_length=4, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="stafftoken_unique_user_name")]
 
     def __str__(self) -> str:
         return f"{self.name} (…{self.last4})"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from integrations.models import ApiToken
+from integrations.models import ApiToken, StaffToken
 
 
 def token_digest(token: str) -> str:
@@ -42,3 +44,26 @@ def api_token_authenticate(*, authorization: str) -> ApiToken | None:
         return None
     # Looked up by its sha256, so no stored value is ever compared with the raw token.
     return ApiToken.objects.filter(digest=token_digest(raw.strip()), active=True).first()
+
+
+def staff_token_issue(*, user: Any, name: str) -> tuple[StaffToken, str]:
+    """A new token acting as `user` (for an assistant on the product's MCP server), and its raw value, which
+    is returned here once and stored nowhere."""
+    raw = "tst_" + secrets.token_urlsafe(32)
+    token = StaffToken.objects.create(user=user, name=name, digest=token_digest(raw), last4=raw[-4:])
+    return token, raw
+
+
+def staff_token_authenticate(*, raw: str) -> StaffToken | None:
+    """The active token `raw` names, when its person is still active staff; its last use is recorded."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    token = (
+        StaffToken.objects.select_related("user")
+        .filter(digest=token_digest(raw), active=True, user__is_active=True, user__is_staff=True)
+        .first()
+    )
+    if token is not None:
+        StaffToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token

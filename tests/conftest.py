@@ -23,7 +23,7 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 # Helpdesk sources, vendor-correct signing and the loopback helpdesk: used by the intake tests, the
 # write-back tests (tests/triage/writeback) and the integrations admin tests.
-pytest_plugins = ["tests.integrations.helpdesks.stubs"]
+pytest_plugins = ["tests.integrations.helpdesks.stubs", "tests.integrations.mcp.fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -8,13 +9,17 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from solo.admin import SingletonModelAdmin
 
+from integrations.models import McpTool
+from triage.arguments import CONST, SOURCES
 from triage.autonomy import calibration_set, curve_for, thresholds_current, what_if
 from triage.forms import WhatIfForm
 from triage.models import (
     Action,
+    ActionTool,
     Article,
     Category,
     GatePolicy,
+    LookupTool,
     ModelPrice,
     PipelineRun,
     ProviderSettings,
@@ -258,3 +263,65 @@ class ProviderSettingsAdmin(SingletonModelAdmin):
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(SingletonModelAdmin):
     exclude = ["name"]  # one row: its name is no choice anyone makes
+
+
+def _arguments_problems(arguments: Any, tool: McpTool | None) -> list[str]:
+    """Why an {argument: source} mapping cannot work with `tool` (empty: it can)."""
+    if not isinstance(arguments, dict):
+        return ['A JSON object {argument: source}, e.g. {"order_id": "order_id"}.']
+    problems = []
+    known = set((tool.input_schema.get("properties") or {}) if tool else ())
+    for name, source in arguments.items():
+        if tool is not None and name not in known:
+            problems.append(f"{tool.name} has no argument {name!r} (it has: {', '.join(sorted(known)) or 'none'}).")
+        if not isinstance(source, str) or not (source in SOURCES or source.startswith(CONST)):
+            problems.append(f"{name}: unknown source {source!r}; one of {', '.join(SOURCES)} or const:<value>.")
+    return problems
+
+
+class ActionToolForm(forms.ModelForm):
+    class Meta:
+        model = ActionTool
+        fields = ["kind", "tool", "arguments", "active"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        tool = cleaned.get("tool")
+        if tool is not None and tool.read_only:
+            self.add_error("tool", f"{tool.name} is marked read-only: it cannot carry out an action.")
+        for problem in _arguments_problems(cleaned.get("arguments") or {}, tool):
+            self.add_error("arguments", problem)
+        return cleaned
+
+
+@admin.register(ActionTool)
+class ActionToolAdmin(admin.ModelAdmin):
+    form = ActionToolForm
+    list_display = ["kind", "tool", "moves_money", "active", "updated_at"]
+
+    @admin.display(boolean=True, description="moves money")
+    def moves_money(self, obj: ActionTool) -> bool:
+        return obj.moves_money
+
+
+class LookupToolForm(forms.ModelForm):
+    class Meta:
+        model = LookupTool
+        fields = ["category", "tool", "arguments", "active"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        tool = cleaned.get("tool")
+        if tool is not None and not tool.read_only:
+            self.add_error(
+                "tool", f"{tool.name} is not marked read-only (MCP tools): only a look-up may ground a draft."
+            )
+        for problem in _arguments_problems(cleaned.get("arguments") or {}, tool):
+            self.add_error("arguments", problem)
+        return cleaned
+
+
+@admin.register(LookupTool)
+class LookupToolAdmin(admin.ModelAdmin):
+    form = LookupToolForm
+    list_display = ["category", "tool", "active", "updated_at"]

@@ -349,6 +349,33 @@ def draft_answer_schema(*, chunk_ids: Iterable[int]) -> dict[str, Any]:
     return schema
 
 
+class ToolLookup(Contract):
+    """What a read-only MCP tool answered for this ticket: evidence the draft may state, beside the passages."""
+
+    server: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict)
+    text: str = Field(default="", max_length=20_000)
+
+    @property
+    def facts(self) -> str:
+        """The answer as one plain line (nested fields dotted, at most 20), e.g. `Order status (order system):
+        order id: A-10423; status: shipped; carrier: UPS.` The drafter states it and the groundedness gate
+        traces sentences to it."""
+        pairs = [f"{k.replace('_', ' ').replace('.', ' ')}: {v}" for k, v in _flattened(self.result)][:20]
+        body = "; ".join(pairs) if pairs else " ".join(self.text.split())[:1000]
+        return f"{self.tool.replace('_', ' ').capitalize()} ({self.server}): {body}."
+
+
+def _flattened(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() for pair in _flattened(v, f"{prefix}{k}." if prefix or k else "")]
+    if isinstance(value, list):
+        return [(prefix.rstrip("."), ", ".join(str(v) for v in value if not isinstance(v, (dict, list)))[:200])]
+    return [(prefix.rstrip("."), str(value)[:200])] if prefix else []
+
+
 class Verdict(Contract):
     gate: str
     passed: bool

@@ -14,7 +14,8 @@ from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 from solo.models import SingletonModel
 
-from triage.contracts import ActionKind
+from integrations.models import McpTool
+from triage.contracts import MONEY_ACTIONS, ActionKind
 
 EMBEDDING_DIMENSIONS = 384
 unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -126,6 +127,7 @@ class StepPolicy(models.Model):
     class Step(models.TextChoices):
         RETRIEVE = "retrieve"
         CLASSIFY = "classify"
+        LOOKUP = "lookup"
         DRAFT = "draft"
         VALIDATE = "validate"
         ROUTE = "route"
@@ -478,3 +480,52 @@ class ProviderSettings(SingletonModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+ARGUMENT_SOURCES_HELP = (
+    "Where each tool argument comes from, as JSON {argument: source}. Sources: order_id (the order number "
+    "in the ticket), requester (the requester's e-mail), ticket_id (the helpdesk's ticket id), idempotency_key, "
+    "amount, currency, note (from the action), or const:<value>. Empty: guessed from the argument names."
+)
+
+
+class ActionTool(models.Model):
+    """An action kind carried out by an MCP tool (refund -> create_refund, cancel_order -> orders_cancel).
+
+    A money-moving kind's tool runs only from a decision by a person with the money permission, once per
+    action (its idempotency key is sent to the tool), see `triage.tools`.
+    """
+
+    kind = models.CharField(max_length=30, choices=[(k.value, k.value) for k in ActionKind], unique=True)
+    tool = models.ForeignKey(McpTool, on_delete=models.PROTECT, related_name="action_mappings")
+    arguments = models.JSONField(default=dict, blank=True, help_text=ARGUMENT_SOURCES_HELP)
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind"]
+        verbose_name = "action tool"
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.tool.name}"
+
+    @property
+    def moves_money(self) -> bool:
+        return self.kind in MONEY_ACTIONS
+
+
+class LookupTool(models.Model):
+    """A read-only MCP tool whose answer grounds the drafts of one category (order_status for late parcels)."""
+
+    category = models.OneToOneField(Category, on_delete=models.CASCADE, related_name="lookup")
+    tool = models.ForeignKey(McpTool, on_delete=models.PROTECT, related_name="lookup_mappings")
+    arguments = models.JSONField(default=dict, blank=True, help_text=ARGUMENT_SOURCES_HELP)
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category__label"]
+        verbose_name = "look-up tool"
+
+    def __str__(self) -> str:
+        return f"{self.category.label} -> {self.tool.name}"

@@ -30,6 +30,7 @@ from triage.models import Action, PipelineRun, RetentionPolicy, StepRun
 KEPT_OUTPUT = {
     "retrieve": {"passages"},
     "classify": {"category", "confidence", "out_of_scope", "priority", "alternatives", "model", "routing"},
+    "lookup": {"server", "tool"},
     "draft": {"citations", "model"},
     "validate": {"passed", "failed_gates", "gates_enabled"},
     "route": {"route", "reason", "approval_id"},

@@ -65,7 +65,8 @@ def step_policies() -> dict[str, StepPolicy]:
 
 
 def categories_by_label() -> dict[str, Category]:
-    return {c.label: c for c in Category.objects.all()}
+    """Every category, with its look-up tool (if any) in the same query: the look-up step reads it from here."""
+    return {c.label: c for c in Category.objects.select_related("lookup__tool__server")}
 
 
 def classifier_latest() -> TrainedClassifier | None:

@@ -20,7 +20,8 @@ from integrations.models import HelpdeskSource
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
 from triage.durability import connection_lost, run_lock
-from triage.models import Action, PipelineRun, Ticket
+from triage.models import Action, PipelineRun, StepRun, Ticket
+from triage.tools import action_tool_write, mapped_action_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,21 @@ def run_actions_execute(
         if proposed.kind == ActionKind.SEND_REPLY:
             payload["body"] = reply
         planned.append((f"run:{run.pk}:{position}:{proposed.kind}", proposed.kind, payload))
-    if writer is _record_only:
-        return _actions_record_only(run=run, planned=planned)
+    # Actions mapped to an MCP tool (a refund to the shop's create_refund) go first, one by one: while one
+    # of them has not succeeded, the rest wait, so the customer is never told of a refund the shop refused.
+    tool_kinds = frozenset() if record_only else mapped_action_kinds()
+    through_tools = [p for p in planned if p[1] in tool_kinds]
     done: list[Action] = []
+    for key, kind, payload in through_tools:
+        action, _ = Action.objects.get_or_create(
+            idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
+        )
+        done.append(action_carry_out(action_id=action.pk, writer=action_tool_write))
+        if done[-1].status != Action.Status.DONE:
+            return done
+    planned = [p for p in planned if p[1] not in tool_kinds]
+    if writer is _record_only:
+        return done + _actions_record_only(run=run, planned=planned)
     for key, kind, payload in planned:
         action, _ = Action.objects.get_or_create(
             idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
@@ -277,10 +290,11 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         Action.objects.filter(attempts__lt=max_attempts)
         .filter(status__in=[Action.Status.FAILED, Action.Status.IN_FLIGHT])
         .order_by("pk")
-        .values_list("pk", "run__ticket__source")[:limit]
+        .values_list("pk", "run__ticket__source", "kind")[:limit]
     )
-    for pk, source in list(candidates):
-        writer = writer_for(source)
+    tool_kinds = mapped_action_kinds()
+    for pk, source, kind in list(candidates):
+        writer = action_tool_write if kind in tool_kinds else writer_for(source)
         # Asked for every action: a probe earlier in this pass may have opened the circuit again.
         if writer is helpdesk and open_until(source) is not None:
             counts["waiting"] += 1
@@ -288,6 +302,8 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         action = action_carry_out(action_id=pk, writer=writer)
         if action.status == Action.Status.DONE:
             counts["done"] += 1
+            if kind in tool_kinds:
+                run_execute_reopen(run_id=action.run_id)
         elif action.status == Action.Status.FAILED:
             logger.warning("write-back retry of action %s failed: %s", pk, action.error)
             counts["failed"] += 1
@@ -296,3 +312,29 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         else:
             counts["busy"] += 1  # its run is held by a worker, or it could not be read back yet
     return counts
+
+
+def run_execute_reopen(*, run_id: int) -> bool:
+    """Hand a run whose execute step gave up back to the queue, once the tool action that stopped it is done.
+
+    A run's tool actions go first and the rest wait behind them (`run_actions_execute`), so a refund that
+    kept failing left the reply unsent. Its escalated execute checkpoint is closed as failed and the run is
+    queued again (the sweeper hands it to a worker): execute runs once more, the done refund is not called
+    again, and the actions behind it are carried out. True when the run was reopened.
+    """
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().filter(pk=run_id, status=PipelineRun.Status.FAILED).first()
+        if run is None or Action.objects.filter(run=run).exclude(status=Action.Status.DONE).exists():
+            return False
+        reopened = StepRun.objects.filter(run=run, step="execute", status=StepRun.Status.ESCALATED).update(
+            status=StepRun.Status.FAILED,
+            error="reopened: the action that stopped this step was carried out later (retry_writebacks)",
+        )
+        if not reopened:
+            return False
+        PipelineRun.objects.filter(pk=run.pk).update(
+            status=PipelineRun.Status.QUEUED, error="", queued_at=timezone.now(), finished_at=None, takes=0
+        )
+        Ticket.objects.filter(pk=run.ticket_id).update(status=Ticket.Status.TRIAGING, updated_at=timezone.now())
+    logger.info("run %s reopened: its failed tool action was carried out; execute runs again", run_id)
+    return True

@@ -69,6 +69,19 @@ def _input_schema(schema: Mapping[str, Any] | None, *, step: str) -> dict[str, A
     return dict(schema)
 
 
+def _facts_block(facts: tuple[str, ...]) -> str:
+    """What the shop's system answered for this ticket (a look-up): facts the reply may state, exactly as given."""
+    if not facts:
+        return ""
+    safe = [f.replace("<facts>", "&lt;facts&gt;").replace("</facts>", "&lt;/facts&gt;") for f in facts]
+    return (
+        "\nThe shop's own system answered this look-up for the ticket; you may state these facts, word for word "
+        "where you can, and no figure (date, number) that is not here or in the passages:\n<facts>\n"
+        + "\n".join(safe)
+        + "\n</facts>\n"
+    )
+
+
 def _ticket_block(text: str) -> str:
     # The delimiter cannot be closed from inside the ticket.
     safe = text.replace("<ticket>", "&lt;ticket&gt;").replace("</ticket>", "&lt;/ticket&gt;")
@@ -181,6 +194,7 @@ class AnthropicProvider:
             f"Write the reply to this ticket about {request.category_name!r}, addressed to "
             f"{request.requester_name or 'the customer'}, by calling write_reply.\n"
             + _ticket_block(request.ticket_text)
+            + _facts_block(request.facts)
         )
         tool = {
             "name": DRAFT_TOOL,

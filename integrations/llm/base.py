@@ -71,6 +71,8 @@ class DraftRequest:
     category_name: str
     passages: tuple[PassageText, ...]
     requester_name: str = ""
+    # What a look-up tool answered (the shop's own system), one plain line each: facts the reply may state.
+    facts: tuple[str, ...] = ()
     # The JSON schema of the draft a model must return (None: the provider does not ask a model).
     output_schema: Mapping[str, Any] | None = None
 

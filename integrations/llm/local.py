@@ -71,6 +71,8 @@ class LocalProvider:
             [
                 greeting(request.requester_name),
                 OPENING.format(topic=topic_for(request.category_name)),
+                # What the shop's own system says, as it said it: the customer's own answer, first.
+                *request.facts,
                 " ".join(sentence for *_, sentence in chosen),
                 CLOSING,
             ]

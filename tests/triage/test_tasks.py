@@ -18,6 +18,7 @@ from integrations.tokens import api_token_issue
 from triage import tasks
 from triage.contracts import ActionKind, TicketIn
 from triage.models import Action, PipelineRun, StepRun, Ticket
+from triage.pipeline.runner import STEPS as runner_steps
 from triage.pipeline.runner import run_pipeline
 from triage.services import ticket_ingest
 
@@ -49,7 +50,7 @@ def test_a_ticket_goes_through_a_real_rq_worker_on_redis(rq_settings, ingest, dj
 
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert run.status == PipelineRun.Status.COMPLETED
-    assert run.steps.filter(status__in=StepRun.FINISHED).count() == 6
+    assert run.steps.filter(status__in=StepRun.FINISHED).count() == len(runner_steps)
     assert queue.count == 0 and len(queue.finished_job_registry) == 1
 
 
@@ -94,7 +95,7 @@ def test_a_run_whose_lease_expired_is_picked_up_and_finishes(ingest):
     assert sweep == tasks.Sweep(requeued=[run.pk], not_enqueued=[])
     assert (run.status, run.takes, run.lease_expires_at) == (PipelineRun.Status.COMPLETED, 2, None)
     assert run.steps.filter(status=StepRun.Status.FAILED, error__startswith="interrupted").count() == 1
-    assert run.steps.filter(status__in=StepRun.FINISHED).count() == 6
+    assert run.steps.filter(status__in=StepRun.FINISHED).count() == len(runner_steps)
 
 
 def test_a_run_with_a_live_lease_or_fresh_in_the_queue_is_left_alone(ingest):
@@ -175,7 +176,7 @@ def test_a_run_never_enqueued_is_picked_up_by_a_real_rq_worker(
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert sweep.requeued == [run.pk]
     assert (run.status, run.takes) == (PipelineRun.Status.COMPLETED, 1)
-    assert run.steps.filter(status__in=StepRun.FINISHED).count() == 6
+    assert run.steps.filter(status__in=StepRun.FINISHED).count() == len(runner_steps)
 
 
 def test_two_sweepers_hand_a_run_over_once_and_a_doubled_job_does_no_second_work(
@@ -198,7 +199,9 @@ def test_two_sweepers_hand_a_run_over_once_and_a_doubled_job_does_no_second_work
     assert (first.requeued, second.requeued) == ([run.pk], [])
     assert len(queue.finished_job_registry) == 2
     assert (run.status, run.takes) == (PipelineRun.Status.COMPLETED, 1)
-    assert run.steps.count() == 6 and run.steps.filter(status__in=StepRun.FINISHED).count() == 6
+    assert run.steps.count() == len(runner_steps) and run.steps.filter(status__in=StepRun.FINISHED).count() == len(
+        runner_steps
+    )
 
 
 def test_a_poison_run_stops_after_the_take_limit_and_a_person_sees_why(settings, ingest, agent_client):

@@ -41,6 +41,8 @@ def input_digest(state: RunState, step: str) -> str:
         "classification": state.classification.model_dump(mode="json") if state.classification else None,
         "draft": state.draft.model_dump(mode="json") if state.draft else None,
     }
+    if state.lookup is not None:  # only when there is one: the digests of runs without look-ups stay as they were
+        payload["lookup"] = state.lookup.model_dump(mode="json")
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

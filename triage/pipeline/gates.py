@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import phonenumbers
 import re2
 
-from integrations.llm.text import content_words, split_sentences
+from integrations.llm.text import WORD, content_words, split_sentences
+from triage.arguments import TOOL_ARGUMENTS, gate_tool_arguments
 from triage.contracts import OUT_OF_SCOPE, Classification, ContractError, Draft, Retrieval, Verdict
 from triage.pipeline.money import money_signals
 from triage.pipeline.promises import money_promises
@@ -33,6 +34,8 @@ STEP_FAILED = "step_failed"
 #: much or more, whatever its top category: one chance in twenty that the ticket asks for money to move
 #: is too much to answer it without a person (README "Gates").
 MONEY_PROBABILITY_LIMIT = 0.05
+
+__all__ = ["TOOL_ARGUMENTS", "gate_tool_arguments"]  # the argument gate lives beside its extraction
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ REGISTRY: tuple[Gate, ...] = (
     Gate(RETRIEVAL, "Retrieval", "retrieve", judges_step=True),
     Gate(GROUNDEDNESS, "Groundedness", "draft", judges_step=True),
     Gate(PERSONAL_DATA, "Personal data", "draft", judges_step=True),
+    # Before any MCP tool call (a look-up, or an action a person approved): the arguments match the tool's
+    # input schema and the ticket. A hold: the ticket lacks what the tool needs, the chain did not err.
+    Gate(TOOL_ARGUMENTS, "Tool arguments", "lookup", judges_step=False),
     # Not a judge of the draft: on a refund ticket "we will refund you" is the reply the approver
     # sends. It decides who may send the reply; a draft a person had to rewrite is counted from the
     # decision (reply rewritten) instead.
@@ -200,14 +206,21 @@ def gate_category_policy(*, category: str, auto_reply: bool) -> Verdict:
 
 
 def gate_groundedness(
-    *, draft: Draft, retrieval: Retrieval, min_overlap: float, boilerplate: Iterable[str] = ()
+    *,
+    draft: Draft,
+    retrieval: Retrieval,
+    min_overlap: float,
+    boilerplate: Iterable[str] = (),
+    facts: Iterable[str] = (),
 ) -> Verdict:
-    """Every sentence of the draft can be traced to a passage the draft cites.
+    """Every sentence of the draft can be traced to a passage the draft cites, or to a look-up's answer.
 
     A sentence is traced when at least `min_overlap` of its content words appear in one cited
-    passage. The template's own lines (`boilerplate`, filled in: the greeting with the safe name
-    only) are ours and exempt when they match exactly; a greeting that says anything else is
-    checked like every other sentence.
+    passage or in one look-up answer (`facts`: what the shop's own system said, see steps/lookup.py),
+    and every figure in it (a number, a date, an order or tracking number) appears in the cited passages
+    or the look-up answers: a reply may not change the delivery date the shop gave. The template's own
+    lines (`boilerplate`, filled in: the greeting with the safe name only) are ours and exempt when they
+    match exactly; a greeting that says anything else is checked like every other sentence.
     """
     passages = {p.chunk_id: p for p in retrieval.passages}
     unknown = [c for c in draft.citations if c not in passages]
@@ -215,7 +228,10 @@ def gate_groundedness(
         return _verdict(
             GROUNDEDNESS, False, f"The draft cites passages that were not retrieved: {unknown}.", unknown=unknown
         )
-    cited = [content_words(passages[c].text) for c in draft.citations]
+    facts = [f for f in facts if f]
+    evidence = [passages[c].text for c in draft.citations] + facts
+    cited = [content_words(text) for text in evidence]
+    figures = {w for text in evidence for w in WORD.findall(text.lower()) if any(ch.isdigit() for ch in w)}
     ours = {line.strip() for line in boilerplate}
     untraced = []
     checked = 0
@@ -227,19 +243,21 @@ def gate_groundedness(
             continue
         checked += 1
         best = max((len(words & c) / len(words) for c in cited), default=0.0)
-        if best < min_overlap:
+        unknown_figures = {w for w in WORD.findall(sentence.lower()) if any(ch.isdigit() for ch in w)} - figures
+        if best < min_overlap or unknown_figures:
             untraced.append(sentence[:200])
     if checked == 0:
-        return _verdict(GROUNDEDNESS, False, "The draft says nothing drawn from the knowledge base.")
+        return _verdict(GROUNDEDNESS, False, "The draft says nothing drawn from the knowledge base or a look-up.")
     if untraced:
         return _verdict(
             GROUNDEDNESS,
             False,
-            f"{len(untraced)} of {checked} sentences cannot be traced to a cited passage, "
+            f"{len(untraced)} of {checked} sentences cannot be traced to a cited passage or a look-up, "
             f"e.g. \u201c{untraced[0]}\u201d.",
             untraced=untraced,
         )
-    return _verdict(GROUNDEDNESS, True, f"All {checked} sentences trace to cited passages.")
+    where = "cited passages and the look-up" if facts else "cited passages"
+    return _verdict(GROUNDEDNESS, True, f"All {checked} sentences trace to {where}.")
 
 
 def gate_reply_money(*, reply: str, policy_text: Iterable[str] = (), step: str = "draft") -> Verdict:

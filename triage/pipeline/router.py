@@ -426,6 +426,7 @@ def _draft_request(state: RunState) -> DraftRequest:
         category_name=(category.name or category.label.replace("_", " ")) if category else label,
         passages=_passages(state),
         requester_name=requester_first_name(state.ticket.requester),
+        facts=(state.lookup.facts,) if state.lookup else (),
         output_schema=draft_answer_schema(
             chunk_ids=[p.chunk_id for p in state.retrieval.passages] if state.retrieval else []
         ),

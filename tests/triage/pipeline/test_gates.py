@@ -236,3 +236,24 @@ def test_personal_data_gate_fails_a_phone_number_that_is_not_the_companys():
     assert gates.gate_personal_data(draft=ours, retrieval=kb, requester="sam@example.com").passed
     verdict = gates.gate_personal_data(draft=theirs, retrieval=kb, requester="sam@example.com")
     assert not verdict.passed and "+442079460958" in verdict.reason
+
+
+def test_groundedness_traces_a_sentence_to_a_look_up_and_refuses_a_figure_it_did_not_give():
+    from triage.contracts import Draft, Passage, Retrieval, ToolLookup
+    from triage.pipeline.gates import gate_groundedness
+
+    retrieval = Retrieval(
+        passages=[
+            Passage(chunk_id=1, article_id=1, article_title="Late parcels", score=0.8, text="Parcels can be late.")
+        ]
+    )
+    lookup = ToolLookup(
+        server="shop", tool="order_status", result={"order_id": "A-10423", "estimated_delivery": "2026-12-02"}
+    )
+    stated = Draft(body=lookup.facts, citations=[1])
+    changed = Draft(body=lookup.facts.replace("2026-12-02", "2026-12-05"), citations=[1])
+
+    assert gate_groundedness(draft=stated, retrieval=retrieval, min_overlap=0.8, facts=[lookup.facts]).passed
+    assert not gate_groundedness(draft=stated, retrieval=retrieval, min_overlap=0.8).passed
+    refused = gate_groundedness(draft=changed, retrieval=retrieval, min_overlap=0.8, facts=[lookup.facts])
+    assert not refused.passed and "2026-12-05" in refused.reason

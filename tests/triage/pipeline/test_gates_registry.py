@@ -10,6 +10,7 @@ from django.urls import reverse
 from approvals.forms import InboxFilterForm
 from approvals.models import ApprovalRequest
 from approvals.selectors import GATE_NAMES, GATES
+from triage.arguments import ArgumentPlan, TicketFacts
 from triage.contracts import ActionKind, Classification, ContractError, Draft, Passage, ProposedAction, Retrieval
 from triage.metrics import CHAIN_STEPS, STEP_GATES
 from triage.models import PipelineRun, Ticket
@@ -35,6 +36,13 @@ def every_gate_verdict():
         gates.gate_groundedness(draft=DRAFT, retrieval=RETRIEVAL, min_overlap=0.8),
         gates.gate_reply_money(reply="We have refunded $12 to your card."),
         gates.gate_personal_data(draft=DRAFT, retrieval=RETRIEVAL, requester="sam@example.com"),
+        gates.gate_tool_arguments(
+            tool="order_status",
+            schema={"type": "object", "required": ["order_id"]},
+            plan=ArgumentPlan(arguments={}, sources={}),
+            facts=TicketFacts(text="Where is my order?"),
+            step="lookup",
+        ),
     ]
 
 

@@ -39,7 +39,9 @@ def test_a_clear_ordinary_ticket_is_auto_handled_and_every_step_is_a_checkpoint(
 
     assert run.status == PipelineRun.Status.COMPLETED and run.route == "auto"
     assert [s for s, _, _ in steps_of(run)] == list(runner.STEPS)
-    assert all(status == "succeeded" for _, _, status in steps_of(run))
+    # No look-up tool is mapped to any category here: the look-up step is skipped, the rest succeed.
+    assert all(status == "succeeded" for step, _, status in steps_of(run) if step != "lookup")
+    assert finished(run, "lookup").status == StepRun.Status.SKIPPED
     classify = finished(run, "classify")
     assert classify.output["category"] == "account_access"
     # latency is measured wall-clock time: only its sign is known.
@@ -116,7 +118,7 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     monkeypatch.undo()
     run = PipelineRun.objects.get(pk=result.run.pk)
     assert run.status == PipelineRun.Status.RUNNING
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded")]
+    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("lookup", 1, "skipped")]
 
     calls = {"predict": 0, "search": 0}
     real_load = router_module.classifier_load
@@ -136,7 +138,12 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
 
     assert run.status == PipelineRun.Status.COMPLETED
     assert calls["predict"] == 0
-    assert steps_of(run)[:3] == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "succeeded")]
+    assert steps_of(run)[:4] == [
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
+        ("draft", 1, "succeeded"),
+    ]
     assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
 
 
@@ -157,7 +164,12 @@ def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts
 
     # Then the attempt was recorded before the call, so a possible charge is never lost from sight
     run = PipelineRun.objects.get(pk=result.run.pk)
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("draft", 1, "running")]
+    assert steps_of(run) == [
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
+        ("draft", 1, "running"),
+    ]
 
     # When the run resumes (the local drafter configured again)
     settings.TRIAGE_DRAFT_PROVIDERS = ["local"]
@@ -165,9 +177,10 @@ def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts
 
     # Then the interrupted attempt is closed as failed and the next one is attempt 2
     assert run.status == PipelineRun.Status.COMPLETED
-    assert steps_of(run)[:4] == [
+    assert steps_of(run)[:5] == [
         ("retrieve", 1, "succeeded"),
         ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
         ("draft", 1, "failed"),
         ("draft", 2, "succeeded"),
     ]

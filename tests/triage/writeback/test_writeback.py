@@ -258,8 +258,9 @@ def test_record_only_actions_are_written_in_one_transaction_each_once(django_ass
         error="earlier failure",
     )
 
-    # When the run's four actions are carried out: one lock-and-read, one update, one insert for the rest
-    with django_assert_num_queries(3 + 2):  # + the savepoint and its release (the test's own transaction)
+    # When the run's four actions are carried out: which kinds go through an MCP tool (none), one lock-and-read,
+    # one update, one insert for the rest
+    with django_assert_num_queries(1 + 3 + 2):  # + the savepoint and its release (the test's own transaction)
         done = run_actions_execute(run=run, actions=DECISION, reply=REPLY)
 
     # Then every action is done exactly once, the failed one finished in place, none sent anywhere

@@ -6,10 +6,19 @@ from triage.pipeline.steps.base import Escalate, NotRetryable, RunState, Step, S
 from triage.pipeline.steps.classify import ClassifyStep
 from triage.pipeline.steps.draft import DraftStep
 from triage.pipeline.steps.execute import ExecuteStep
+from triage.pipeline.steps.lookup import LookupStep
 from triage.pipeline.steps.retrieve import RetrieveStep
 from triage.pipeline.steps.route import RouteStep
 from triage.pipeline.steps.validate import ValidateStep
 
-CHAIN: tuple[Step, ...] = (RetrieveStep(), ClassifyStep(), DraftStep(), ValidateStep(), RouteStep(), ExecuteStep())
+CHAIN: tuple[Step, ...] = (
+    RetrieveStep(),
+    ClassifyStep(),
+    LookupStep(),
+    DraftStep(),
+    ValidateStep(),
+    RouteStep(),
+    ExecuteStep(),
+)
 
 __all__ = ["CHAIN", "Escalate", "NotRetryable", "RunState", "Step", "StepResult", "StepSkipped"]

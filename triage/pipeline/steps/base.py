@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from integrations.llm.base import ProviderReply
 from triage import embedding
-from triage.contracts import Classification, Draft, Retrieval, Verdict
+from triage.contracts import Classification, Draft, Retrieval, ToolLookup, Verdict
 from triage.models import Category, GatePolicy, PipelineRun, Ticket
 
 if TYPE_CHECKING:  # the router is handed in by the runner; importing it here would only serve the type
@@ -90,6 +90,7 @@ class RunState:
     router: Router
     retrieval: Retrieval | None = None
     classification: Classification | None = None
+    lookup: ToolLookup | None = None
     draft: Draft | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     passed: bool = False

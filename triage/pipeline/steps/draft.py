@@ -32,6 +32,7 @@ class DraftStep:
                     retrieval=state.retrieval,
                     min_overlap=state.policy.groundedness_min_overlap,
                     boilerplate=answer.boilerplate,
+                    facts=[state.lookup.facts] if state.lookup else [],
                 )
             )
         if state.policy.personal_data_gate:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.contrib.auth import get_user_model
-
 from triage.contracts import Resolution
 from triage.models import PipelineRun
+from triage.permissions import MONEY_PERMISSION, money_permitted
 from triage.pipeline.steps.base import NotRetryable, RunState, StepResult, StepSkipped
 from triage.writeback import run_actions_execute
 
-# The permission a person needs for a decision that moves money (declared by the approvals app's model).
-MONEY_PERMISSION = "approvals.approve_money"
+__all__ = ["MONEY_PERMISSION", "ExecuteStep", "MoneyWithoutPerson", "money_permitted"]
 
 
 class MoneyWithoutPerson(NotRetryable):
@@ -26,13 +24,6 @@ class MoneyWithoutPerson(NotRetryable):
 
 class ActionOutcomeUnknown(NotRetryable):
     """An action may have been carried out and cannot be read back: a person checks it (no retry guesses)."""
-
-
-def money_permitted(user_id: int | None) -> bool:
-    if user_id is None:
-        return False
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    return user is not None and user.has_perm(MONEY_PERMISSION)
 
 
 class ExecuteStep:
