@@ -19,8 +19,10 @@ from django.utils.module_loading import import_string
 from integrations.helpdesks import vendor_module
 from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
+from integrations.tracing import outbound_call, span_error
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
+from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, Ticket
 
 logger = logging.getLogger(__name__)
@@ -134,12 +136,33 @@ def action_carry_out(*, action_id: int, writer: Callable[..., dict]) -> Action:
     action = _action_claim(action_id=action_id)
     if action is None:
         return Action.objects.get(pk=action_id)
-    try:
-        result = writer(action=action, ticket=action.run.ticket)
-    except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
-        logger.warning("action %s failed: %s", action.idempotency_key, exc)
-        return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+    ticket = action.run.ticket
+    destination = _destination(writer, ticket)
+    with outbound_call(
+        f"write-back {action.kind}",
+        triage__writer=destination,
+        triage__action__kind=action.kind,
+        triage__action__key=action.idempotency_key,
+        triage__action__attempt=action.attempts,
+        triage__run__id=action.run_id,
+        triage__ticket__id=ticket.pk,
+    ) as span:
+        try:
+            result = writer(action=action, ticket=ticket)
+        except Exception as exc:  # noqa: BLE001 - recorded and retried later, never dropped
+            logger.warning("action %s failed: %s", action.idempotency_key, exc)
+            span_error(span, exc)
+            writeback_count(writer=destination, failed=True)
+            return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+    writeback_count(writer=destination, failed=False)
     return _action_record(action=action, result=result)
+
+
+def _destination(writer: Callable[..., dict], ticket: Ticket) -> str:
+    """Where a write-back goes, for its span and metrics: the helpdesk vendor, else the writer's name."""
+    if writer is helpdesk:
+        return ticket.source.partition(":")[0]
+    return getattr(writer, "__name__", type(writer).__name__)
 
 
 def _action_claim(*, action_id: int) -> Action | None:
