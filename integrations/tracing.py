@@ -5,7 +5,9 @@ an SDK tracer provider (it does so only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set), the API's tracer is a no-op: `start_as_current_span` hands back
 a non-recording span and each `set_attribute` returns at once, so an untraced deployment pays nothing.
 
-Model and tool calls follow the OpenTelemetry GenAI semantic conventions: a CLIENT span named
+Claude's calls are traced by the anthropic SDK itself (its `anthropic.messages.create` span, GenAI
+conventions; see `integrations/llm/anthropic.py`). A provider without its own instrumentation (the local
+drafter) uses `model_call`. Model and tool calls follow the OpenTelemetry GenAI semantic conventions: a CLIENT span named
 `"{gen_ai.operation.name} {gen_ai.request.model}"` (`"execute_tool {gen_ai.tool.name}"` for a tool) with the
 operation, provider, requested and answering model and token usage. The installed
 `opentelemetry-semantic-conventions` (0.66b2) lists these names as moved to the GenAI conventions repository,

@@ -83,6 +83,7 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.bodies: list[bytes] = []  # each export request as received (to forward to a real collector)
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -101,6 +102,7 @@ class OtlpReceiver:
                     return
                 spans = decode(body)
                 with receiver._lock:
+                    receiver.bodies.append(body)
                     receiver.requests += 1
                     receiver.spans.extend(spans)
                 answer = ExportTraceServiceResponse().SerializeToString()
@@ -120,6 +122,17 @@ class OtlpReceiver:
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def forward(self, endpoint: str) -> None:
+        """Send every export request received, byte for byte, on to another OTLP/HTTP receiver (a tracing UI)."""
+        import urllib.request
+
+        for body in list(self.bodies):
+            request = urllib.request.Request(
+                endpoint.rstrip("/") + "/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answer.read()
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
@@ -186,3 +199,47 @@ class BlackHole:
         for conn in self.accepted:
             conn.close()
         self._listener.close()
+
+
+def waterfall_png(roots: list[ReceivedSpan], path: str, *, keys: tuple[str, ...] = (), title: str = "") -> None:
+    """Draw received trees as a tracing UI's waterfall (one bar a span, nested by parent) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: list[tuple[int, ReceivedSpan]] = []
+
+    def walk(span: ReceivedSpan, depth: int) -> None:
+        rows.append((depth, span))
+        for child in span.children:
+            walk(child, depth + 1)
+
+    for root in roots:
+        walk(root, 0)
+    t0 = min(s.start for _, s in rows)
+    total = max(s.end for _, s in rows) - t0
+    colours = {"server": "#4c72b0", "consumer": "#55a868", "internal": "#8172b2", "client": "#dd8452"}
+    fig, (labels, bars) = plt.subplots(
+        1, 2, figsize=(15, 0.42 * len(rows) + 1.3), gridspec_kw={"width_ratios": [1.25, 1]}, sharey=True
+    )
+    for i, (depth, span) in enumerate(rows):
+        shown = ", ".join(f"{k.split('.', 1)[-1]}={span.attributes[k]}" for k in keys if k in span.attributes)
+        labels.text(0.01 + depth * 0.035, i, span.name, va="center", fontsize=9, fontweight="bold")
+        if shown:
+            labels.text(0.01 + depth * 0.035, i + 0.32, shown, va="center", fontsize=6.5, color="#555555")
+        start_ms, ms = (span.start - t0) / 1e6, (span.end - span.start) / 1e6
+        bars.barh(i, max(ms, total / 1e6 / 400), left=start_ms, color=colours.get(span.kind, "#999999"), height=0.6)
+        bars.text(start_ms + ms, i, f" {ms:.1f} ms", va="center", fontsize=7)
+    labels.set_xlim(0, 1)
+    labels.axis("off")
+    bars.invert_yaxis()
+    bars.set_yticks([])
+    bars.set_xlabel("ms since the trace's first span")
+    bars.spines[["top", "right", "left"]].set_visible(False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    bars.legend(handles, list(colours), loc="lower right", fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

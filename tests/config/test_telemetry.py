@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 
 from config.telemetry import TraceContextFilter, telemetry_flush, telemetry_setup
 from integrations.tracing import tracer
-from tests.config.otlp_receiver import BlackHole, OtlpReceiver, ReceivedSpan, render, tree
+from tests.config.otlp_receiver import BlackHole, OtlpReceiver, ReceivedSpan, render, tree, waterfall_png
 from tests.integrations.helpdesks.stubs import fixture_body
 from tests.integrations.llm.fake_anthropic import FakeAnthropic, answer, classification
 from triage.models import Category, PipelineRun, Ticket
@@ -136,7 +137,18 @@ def test_one_ticket_is_one_trace_run_steps_model_calls_and_write_backs_linked_to
 
     # Steps under the run, in the chain's order; model calls and write-backs under their steps.
     [root] = tree(collector.trace(run_span.trace_id))
-    print(render([root], keys=SHOWN))
+    [request_root] = tree(collector.trace(request.trace_id))
+    print(render([request_root, root], keys=SHOWN))
+    if os.environ.get("TRIAGE_TRACE_FORWARD"):  # the same export requests, on to a tracing UI's OTLP/HTTP port
+        collector.forward(os.environ["TRIAGE_TRACE_FORWARD"])
+    if os.environ.get("TRIAGE_TRACE_PNG"):  # the README's picture: `TRIAGE_TRACE_PNG=docs/trace-otlp.png pytest ...`
+        waterfall_png(
+            [request_root, root],
+            os.environ["TRIAGE_TRACE_PNG"],
+            keys=SHOWN,
+            title="One ticket as the test's OTLP/HTTP receiver got it: the webhook request's trace, then the run's "
+            "trace (linked to it)",
+        )
     assert root is run_span
     assert [c.name for c in root.children] == [
         "step retrieve",
