@@ -7,9 +7,9 @@ a non-recording span and each `set_attribute` returns at once, so an untraced de
 
 Claude's calls are traced by the anthropic SDK itself (its `anthropic.messages.create` span, GenAI
 conventions; see `integrations/llm/anthropic.py`). A provider without its own instrumentation (the local
-drafter) uses `model_call`. Model and tool calls follow the OpenTelemetry GenAI semantic conventions: a CLIENT span named
-`"{gen_ai.operation.name} {gen_ai.request.model}"` (`"execute_tool {gen_ai.tool.name}"` for a tool) with the
-operation, provider, requested and answering model and token usage. The installed
+drafter) uses `model_call`. Model and tool calls follow the OpenTelemetry GenAI semantic conventions: a
+CLIENT span named `"{gen_ai.operation.name} {gen_ai.request.model}"` (`"execute_tool {gen_ai.tool.name}"` for
+a tool) with the operation, provider, requested and answering model and token usage. The installed
 `opentelemetry-semantic-conventions` (0.66b2) lists these names as moved to the GenAI conventions repository,
 and names `gen_ai.provider.name` as the replacement of `gen_ai.system`; the names are written out here, not
 imported, so a later package that drops them cannot break an import.
