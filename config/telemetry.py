@@ -28,25 +28,14 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, TraceState
-from opentelemetry.util.types import Attributes
+from collections.abc import Callable
+from typing import Any
 
 from integrations.tracing import current_ids
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SERVICE_NAME = "gated-triage"
 _TRUE = {"1", "true", "yes", "on"}
-
-SpanExporterFactory = Callable[[], SpanExporter]
 
 
 def telemetry_enabled() -> bool:
@@ -61,65 +50,29 @@ def telemetry_enabled() -> bool:
     )
 
 
-def _otlp_exporter() -> SpanExporter:
-    # Imported here: a deployment without a collector never loads the exporter (nor `requests`' session).
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter()  # endpoint, headers, timeout, compression: from the OTEL_* environment
+_provider: Any = None  # config.telemetry_sdk.Installed, once tracing was turned on in this process
+_setup_lock = threading.Lock()
 
 
-class _PerProcessBatch(SpanProcessor):
-    """A `BatchSpanProcessor` per process, built by the first span that ends in it (see the module docstring).
+def telemetry_setup(*, exporter: Callable[[], Any] | None = None) -> bool:
+    """Install the tracer provider when a collector is named (idempotent; `exporter` replaces OTLP in tests).
 
-    Off (no exporter factory) it drops every span: tests turn exporting on and off in one process, where the
-    global tracer provider can only be installed once.
+    Returns whether spans are now exported. Called again after the environment changed, it follows it: a
+    collector no longer named turns exporting off (the installed provider then samples nothing). Without a
+    collector the SDK is not even imported: an untraced process pays for none of it.
     """
+    global _provider
+    enabled = exporter is not None or telemetry_enabled()
+    with _setup_lock:
+        if _provider is None:
+            if not enabled:
+                return False
+            from config.telemetry_sdk import provider_install
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._factory: SpanExporterFactory | None = None
-        self._inner: BatchSpanProcessor | None = None
-        self._pid: int | None = None
-
-    def configure(self, factory: SpanExporterFactory | None) -> None:
-        with self._lock:
-            old, self._inner, self._pid, self._factory = self._inner, None, None, factory
-        if old is not None:
-            _shutdown_quietly(old)
-
-    def _current(self) -> BatchSpanProcessor | None:
-        pid = os.getpid()
-        if self._pid == pid:
-            return self._inner
-        with self._lock:
-            if self._pid != pid:
-                # After a fork the parent's processor is left alone: its thread does not exist here, and its
-                # queue and connection are the parent's to export.
-                self._inner = BatchSpanProcessor(self._factory()) if self._factory else None
-                self._pid = pid
-            return self._inner
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        inner = self._current()
-        if inner is not None:
-            inner.on_end(span)
-
-    def shutdown(self) -> None:
-        inner = self._inner if self._pid == os.getpid() else None
-        if inner is not None:
-            _shutdown_quietly(inner)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        inner = self._inner if self._pid == os.getpid() else None
-        return inner.force_flush(timeout_millis) if inner is not None else True
-
-
-def _shutdown_quietly(processor: BatchSpanProcessor, timeout: float = 1.0) -> None:
-    """Shut a processor down waiting at most `timeout`: its own shutdown may wait 30 s on a dead collector."""
-    _bounded(processor.shutdown, timeout=timeout)
+            _provider = provider_install()
+            atexit.register(_flush_at_exit)
+        _provider.configure(exporter, enabled=enabled)
+    return enabled
 
 
 def _bounded(call: Callable[[], object], *, timeout: float) -> bool:
@@ -142,83 +95,24 @@ def _bounded(call: Callable[[], object], *, timeout: float) -> bool:
     return done.wait(timeout)
 
 
-class _Switch(Sampler):
-    """The configured sampler while exporting, else ALWAYS_OFF: once a provider is installed (it cannot be
-    removed again), turning exporting off still makes every span a non-recording one that costs nothing."""
-
-    def __init__(self, sampler: Sampler) -> None:
-        self.sampler = sampler
-        self.on = True
-
-    def should_sample(
-        self,
-        parent_context: otel_context.Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        chosen = self.sampler if self.on else ALWAYS_OFF
-        return chosen.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-    def get_description(self) -> str:
-        return f"Switch({self.sampler.get_description()}, on={self.on})"
-
-
-_processor: _PerProcessBatch | None = None
-_switch: _Switch | None = None
-_setup_lock = threading.Lock()
-
-
-def telemetry_setup(*, exporter: SpanExporterFactory | None = None) -> bool:
-    """Install the tracer provider when a collector is named (idempotent; `exporter` replaces OTLP in tests).
-
-    Returns whether spans are now exported. Called again after the environment changed, it follows it: a
-    collector no longer named turns exporting off (the installed provider then drops every span).
-    """
-    global _processor, _switch
-    enabled = exporter is not None or telemetry_enabled()
-    with _setup_lock:
-        if _processor is None or _switch is None:
-            if not enabled:
-                return False
-            resource = Resource.create()
-            if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-                resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-            # The sampler the SDK itself would take from OTEL_TRACES_SAMPLER (+ _ARG), else parent-based
-            # always-on; the SDK has no public function for it. Not the provider's own exit handler, which may
-            # wait 30 s for a collector that does not answer: ours is bounded.
-            _switch = _Switch(sampling._get_from_env_or_default())
-            provider = TracerProvider(resource=resource, sampler=_switch, shutdown_on_exit=False)
-            _processor = _PerProcessBatch()
-            provider.add_span_processor(_processor)
-            trace.set_tracer_provider(provider)
-            atexit.register(_flush_at_exit)
-        _switch.on = enabled
-        _processor.configure((exporter or _otlp_exporter) if enabled else None)
-    return enabled
-
-
 def telemetry_flush(*, timeout: float) -> bool:
     """Export what this process has queued, waiting at most `timeout` seconds (False: not all of it in time).
 
     Used where a process is about to end (an RQ work-horse, which exits without exit handlers; interpreter
     exit): a collector that does not answer costs at most `timeout`, and what was not sent is dropped.
     """
-    processor = _processor
-    if processor is None:
+    provider = _provider
+    if provider is None:
         return True
-    return _bounded(processor.force_flush, timeout=timeout)
+    return _bounded(provider.processor.force_flush, timeout=timeout)
 
 
 def _flush_at_exit() -> None:
     """At interpreter exit: send what is queued. No thread may start now, so this waits at most one export's
     timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), not the SDK's own 30 s shutdown."""
-    if _processor is not None:
+    if _provider is not None:
         try:
-            _processor.force_flush()
+            _provider.processor.force_flush()
         except Exception:
             logger.exception("telemetry: spans could not be sent at exit")
 
