@@ -293,6 +293,10 @@ TRIAGE_OTEL_HORSE_FLUSH_SECONDS = env.float("TRIAGE_OTEL_HORSE_FLUSH_SECONDS", d
 # on one machine (gunicorn workers, RQ workers) PROMETHEUS_MULTIPROC_DIR names the directory they share.
 TRIAGE_METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR:
+    # Made here, before any app is loaded: prometheus-client opens its file there as soon as a metric is made
+    # (django-rq makes one at import), and a directory not made yet (a fresh tmpfs) would stop the process.
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # /readyz: a worker must have been seen this recently; Redis and the database must answer within the timeout.
 TRIAGE_WORKER_SEEN_SECONDS = env.float("TRIAGE_WORKER_SEEN_SECONDS", default=120.0)
 TRIAGE_PROBE_TIMEOUT = env.float("TRIAGE_PROBE_TIMEOUT", default=2.0)
