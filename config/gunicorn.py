@@ -22,3 +22,11 @@ accesslog = "-"
 errorlog = "-"
 # Behind a TLS-terminating proxy on the same host; set FORWARDED_ALLOW_IPS to the proxy's address otherwise.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Metrics: with PROMETHEUS_MULTIPROC_DIR, a dead worker's live gauges are removed (its counters stay)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]  # gunicorn's Worker, untyped

@@ -80,6 +80,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics, answered before host validation and the HTTPS redirect.
+    "config.probes_middleware.ProbesMiddleware",
+    # Then a SERVER span around everything else (a no-op unless tracing is on; config/telemetry.py).
+    "config.tracing_middleware.RequestSpanMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,7 +100,7 @@ MIDDLEWARE = [
 if not DEV_MODE:
     # Static files from the web process itself (admin and staff CSS/JS), compressed and cached for good in
     # production: no separate static server to run. Locally, runserver and the test server serve them.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -264,17 +268,50 @@ if not DEV_MODE:
     # Preloading is a commitment for the whole domain, hard to undo: the operator opts in.
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 
+# One JSON object per line in production (python-json-logger), with `trace_id` and `span_id` when the line is
+# written inside a traced span (config.telemetry.TraceContextFilter); development mode keeps readable lines.
+# TRIAGE_LOG_FORMAT (json or plain) overrides the choice.
+TRIAGE_LOG_FORMAT = env.str("TRIAGE_LOG_FORMAT", default="plain" if DEV_MODE else "json")
+if TRIAGE_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"TRIAGE_LOG_FORMAT must be json or plain, got {TRIAGE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"trace_context": {"()": "config.telemetry.TraceContextFilter"}},
+    "formatters": {
+        "plain": {"()": "config.telemetry.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(levelname)s %(name)s %(message)s %(process)d %(threadName)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "threadName": "thread"},
+            "timestamp": True,  # ISO 8601, UTC
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": TRIAGE_LOG_FORMAT, "filters": ["trace_context"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("TRIAGE_LOG_LEVEL", default="WARNING")},
     "loggers": {
         "triage": {"level": env.str("TRIAGE_LOG_LEVEL", default="INFO"), "propagate": True},
         "integrations": {"level": env.str("TRIAGE_LOG_LEVEL", default="INFO"), "propagate": True},
     },
 }
+
+# --- Observability (README "Observability"; config/telemetry.py, triage/probes.py, triage/instruments.py) ----
+# Traces: the standard OTEL_* environment (OTEL_EXPORTER_OTLP_ENDPOINT turns them on), read by config.telemetry.
+# An RQ work-horse exits without exit handlers: it sends its job's spans first, waiting at most this long.
+TRIAGE_OTEL_HORSE_FLUSH_SECONDS = env.float("TRIAGE_OTEL_HORSE_FLUSH_SECONDS", default=2.0)
+# /metrics: open unless METRICS_TOKEN is set (then `Authorization: Bearer <token>`). With several processes
+# on one machine (gunicorn workers, RQ workers) PROMETHEUS_MULTIPROC_DIR names the directory they share.
+TRIAGE_METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR:
+    # Made here, before any app is loaded: prometheus-client opens its file there as soon as a metric is made
+    # (django-rq makes one at import), and a directory not made yet (a fresh tmpfs) would stop the process.
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# /readyz: a worker must have been seen this recently; Redis and the database must answer within the timeout.
+TRIAGE_WORKER_SEEN_SECONDS = env.float("TRIAGE_WORKER_SEEN_SECONDS", default=120.0)
+TRIAGE_PROBE_TIMEOUT = env.float("TRIAGE_PROBE_TIMEOUT", default=2.0)
 
 # --- Helpdesk intake and write-back (integrations/helpdesks) ----------------------------------------
 # Integrations reach the domain through these paths only.

@@ -311,6 +311,12 @@ class PipelineRun(models.Model):
     takes = models.PositiveSmallIntegerField(
         default=0, help_text="Workers that took the run since it last finished a phase; bounded (poison ticket)."
     )
+    # Tracing (config.telemetry): W3C trace contexts ({"traceparent": ..., "tracestate": ...}) of the request
+    # that created the run ("request") and of its first take's span ("run"), so the run's trace links to the
+    # request and later takes join the same trace. Empty when tracing is off.
+    trace_context = models.JSONField(
+        default=dict, blank=True, help_text="W3C trace contexts of the creating request and of the run's trace."
+    )
 
     class Meta:
         ordering = ["-created_at"]

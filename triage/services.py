@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.embeddings import MODEL_NAME
+from integrations.tracing import carrier_current
 from triage.classifier import IntentClassifier
 from triage.contracts import MONEY_ACTIONS, TicketIn
 from triage.embedding import embed_texts
@@ -68,7 +69,14 @@ def ticket_ingest(*, ticket_in: TicketIn, reference_label: str = "", enqueue: bo
                 tags=ticket_in.tags,
                 reference_label=reference_label,
             )
-            run = PipelineRun.objects.create(ticket=ticket, provider=settings.TRIAGE_LLM_PROVIDER)
+            # The request's trace context (none when tracing is off): the run's trace, worked later by a
+            # worker, links back to it.
+            request_trace = carrier_current()
+            run = PipelineRun.objects.create(
+                ticket=ticket,
+                provider=settings.TRIAGE_LLM_PROVIDER,
+                trace_context={"request": request_trace} if request_trace else {},
+            )
             if enqueue:
                 enqueue_run(run_id=run.pk)
     except IntegrityError:

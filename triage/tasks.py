@@ -223,6 +223,8 @@ class InProcessWorker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        # Readiness (`/readyz`): when this worker's sweeper last came round, i.e. was seen alive.
+        self.seen = timezone.now()
         if sweep_every:
             self._sweeper = threading.Thread(
                 target=self._sweep_loop, args=(sweep_every,), name="triage-sweeper", daemon=True
@@ -256,6 +258,7 @@ class InProcessWorker:
         failures = 0
         while not self._stop.wait(sweep_backoff(every=every, failures=failures)):
             failures = 0 if sweep_safely() else failures + 1
+            self.seen = timezone.now()
 
     def stop(self) -> None:
         self._stop.set()
@@ -302,6 +305,11 @@ def inprocess_start() -> None:
     """Start the in-process worker (and its sweeper) with the web process, not at its first ticket."""
     if settings.TRIAGE_QUEUE_BACKEND == "inprocess":
         _inprocess()
+
+
+def inprocess_seen() -> datetime | None:
+    """When this process's in-process worker was last seen alive (its sweeper's last round); None: not started."""
+    return _worker.seen if _worker is not None else None
 
 
 def inprocess_drain(timeout: float | None = None) -> None:

@@ -6,18 +6,28 @@ loading them again (~4 s a job before). And the parent sweeps: every `TRIAGE_SWE
 between jobs and while idle, it hands back to the queue the runs the queue lost (`runs_sweep`). Being
 inside every worker, the sweeper needs no process of its own and runs wherever runs can be worked;
 several sweeping at once is safe (see `runs_sweep`).
+
+Telemetry: the worker sets up tracing (`config.telemetry`; a no-op without a collector), and each work-horse
+builds its own span exporter after the fork, the first time a span ends in it. A work-horse ends with
+`os._exit`, so it sends its job's spans before it exits, waiting at most `TRIAGE_OTEL_HORSE_FLUSH_SECONDS`
+(the job's outcome is recorded by then). It counts its metrics in its worker's multiprocess file
+(`triage.instruments.metrics_process_adopt`), not in a file of its own per job.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job
 
+from config.telemetry import telemetry_flush, telemetry_setup
 from integrations.embeddings import get_local_embedder
+from triage.instruments import metrics_process_adopt
 from triage.pipeline.router import classifier_load
 from triage.selectors import classifier_latest
 from triage.tasks import sweep_safely
@@ -39,6 +49,7 @@ class TriageWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", max(1, int(settings.TRIAGE_SWEEP_INTERVAL)))
         super().__init__(*args, **kwargs)
+        telemetry_setup()
         try:
             models_preload()
         except Exception:
@@ -49,6 +60,18 @@ class TriageWorker(Worker):
     def dequeue_timeout(self) -> int:
         # RQ blocks ~405 s on an empty queue; waking every sweep interval keeps an idle worker sweeping.
         return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # One work-horse at a time per worker: it may write its worker's metrics file (see triage.instruments).
+        metrics_process_adopt(f"rqworker-{os.getppid()}")
+        super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            if getattr(self, "_is_horse", False):
+                telemetry_flush(timeout=float(settings.TRIAGE_OTEL_HORSE_FLUSH_SECONDS))
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()

@@ -17,9 +17,11 @@ from django.utils.module_loading import import_string
 from integrations.helpdesks import vendor_module
 from integrations.helpdesks.breaker import open_until
 from integrations.models import HelpdeskSource
+from integrations.tracing import outbound_call, span_error
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
 from triage.durability import connection_lost, run_lock
+from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, StepRun, Ticket
 from triage.tools import action_tool_write, mapped_action_kinds
 
@@ -201,14 +203,35 @@ def action_carry_out(*, action_id: int, writer: Callable[..., dict]) -> Action:
                 return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000], unsettled=True)
             if found is not None:
                 return _action_record(action=action, result=found)
-        try:
-            result = writer(action=action, ticket=action.run.ticket)
-        except Exception as exc:
-            if connection_lost(exc):
-                raise  # nothing can be recorded; the claim stays, and is reconciled on resume
-            logger.warning("action %s failed: %s", action.idempotency_key, exc)
-            return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+        ticket = action.run.ticket
+        destination = _destination(writer, ticket)
+        with outbound_call(
+            f"write-back {action.kind}",
+            triage__writer=destination,
+            triage__action__kind=action.kind,
+            triage__action__key=action.idempotency_key,
+            triage__action__attempt=action.attempts,
+            triage__run__id=action.run_id,
+            triage__ticket__id=ticket.pk,
+        ) as span:
+            try:
+                result = writer(action=action, ticket=ticket)
+            except Exception as exc:
+                span_error(span, exc)
+                if connection_lost(exc):
+                    raise  # nothing can be recorded; the claim stays, and is reconciled on resume
+                logger.warning("action %s failed: %s", action.idempotency_key, exc)
+                writeback_count(writer=destination, failed=True)
+                return _action_record(action=action, error=f"{type(exc).__name__}: {exc}"[:5000])
+        writeback_count(writer=destination, failed=False)
         return _action_record(action=action, result=result)
+
+
+def _destination(writer: Callable[..., dict], ticket: Ticket) -> str:
+    """Where a write-back goes, for its span and metrics: the helpdesk vendor, else the writer's name."""
+    if writer is helpdesk:
+        return ticket.source.partition(":")[0]
+    return getattr(writer, "__name__", type(writer).__name__)
 
 
 def _action_claim(*, action_id: int) -> tuple[Action, bool] | None:

@@ -10,6 +10,12 @@ runs afterwards.
 The stable system prompt and the knowledge-base passages are marked `cache_control: ephemeral`,
 so repeated calls read them from the prompt cache.
 
+Tracing: the SDK traces its own calls with OpenTelemetry (a CLIENT span `anthropic.messages.create` with
+the GenAI attributes: operation `chat`, provider, requested and answering model, input, output and cache
+tokens, the request id; no prompt or answer text unless `ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE` says
+so) through the tracer provider `config.telemetry` installs, under the step's span. It is not wrapped here:
+a second span would count every call's tokens twice in a GenAI dashboard.
+
 The SDK's own retries are off (`max_retries=0`): the runner retries, one `StepRun` per attempt,
 after the wait `integrations.retry` gives, and the router falls back to the next model. Every
 SDK error becomes a `ProviderError` saying whether trying again can help, with the HTTP status

@@ -10,10 +10,12 @@ from collections.abc import Iterable
 
 from integrations.llm.base import ClassifyRequest, DraftRequest, ProviderError, ProviderReply
 from integrations.llm.text import content_words, safe_greeting_name, split_sentences
+from integrations.tracing import model_call, model_usage
 
 GREETING = "Hi {name},"
 NEUTRAL_GREETING = "Hello,"
 OPENING = "Thanks for getting in touch about {topic}."
+MODEL = "local-extractive"
 CLOSING = "If this does not answer your question, reply to this message and a member of our team will help."
 
 
@@ -51,6 +53,13 @@ class LocalProvider:
         raise ProviderError("the local provider does not classify; the trained classifier does", retryable=False)
 
     def draft(self, request: DraftRequest) -> ProviderReply:
+        # A model call like any other on the trace (GenAI conventions), free and offline: no tokens to report.
+        with model_call(provider="local", operation="text_completion", model=MODEL) as span:
+            reply = self._draft(request)
+            model_usage(span, response_model=reply.model)
+            return reply
+
+    def _draft(self, request: DraftRequest) -> ProviderReply:
         ticket_words = content_words(request.ticket_text)
         scored: list[tuple[float, int, int, str]] = []
         for rank, passage in enumerate(request.passages[: self.max_passages]):
@@ -77,9 +86,7 @@ class LocalProvider:
                 CLOSING,
             ]
         )
-        return ProviderReply(
-            output={"body": body, "citations": cited, "model": "local-extractive"}, model="local-extractive"
-        )
+        return ProviderReply(output={"body": body, "citations": cited, "model": MODEL}, model=MODEL)
 
 
 def _unique(values: Iterable[int]) -> list[int]:

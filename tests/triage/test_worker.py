@@ -66,3 +66,33 @@ def test_the_worker_sweeps_in_its_maintenance_and_hands_back_a_lost_run(worker, 
     queue = django_rq.get_queue("default")
     assert queue.job_ids == [f"triage-run-{run.pk}"]
     assert (worker.maintenance_interval, worker.dequeue_timeout) == (7, 7)
+
+
+def test_a_work_horse_sends_its_jobs_spans_before_it_exits(monkeypatch, ingest, settings):
+    """A work-horse leaves by `os._exit` (no exit handlers): the job's spans are sent when the job is done."""
+    from config.telemetry import telemetry_setup
+    from tests.config.otlp_receiver import OtlpReceiver
+
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/6", "DEFAULT_TIMEOUT": 120}}
+    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    queue = django_rq.get_queue("default")
+    queue.connection.flushdb()
+    run = ingest(PASSWORD_TICKET, enqueue=False).run
+    with OtlpReceiver() as collector:
+        # A schedule delay of a minute: only the work-horse's own flush can send the spans in time.
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+        try:
+            worker = TriageWorker([queue], connection=queue.connection)
+            job = queue.enqueue("triage.tasks.run_task", run.pk, job_id=f"triage-run-{run.pk}")
+            worker._is_horse = True  # what `main_work_horse` sets in the forked child
+
+            worker.perform_job(job, queue)
+
+            names = [s.name for s in collector.spans]
+        finally:
+            monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+            telemetry_setup()
+            queue.connection.flushdb()
+    assert PipelineRun.objects.get(pk=run.pk).status == PipelineRun.Status.COMPLETED
+    assert "run" in names and "step classify" in names

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from opentelemetry.trace import Span, SpanKind
 
+from integrations.tracing import carrier_current, link_to, parent_context, span_error, span_set, tracer
+from triage import instruments
 from triage.contracts import Verdict
 from triage.durability import connection_discard, connection_lost, run_lock
 from triage.models import PipelineRun, StepPolicy, StepRun, Ticket
@@ -79,48 +84,67 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy, *, earlier: list[
     last_error: BaseException | None = None
     while True:
         attempt += 1
-        started = time.perf_counter()
-        pays = state.router.may_pay(step.name)
-        step_run = checkpoint_open(state, step.name, attempt, durable=pays)
-        verdicts_before = len(state.verdicts)
-        try:
-            result = step.run(state)
-        except StepSkipped as skip:
-            checkpoint_close(step_run, StepRun.Status.SKIPPED, started, output={"skipped": str(skip)})
-            return
-        except Escalate as esc:
-            _attempt_charge(step_run, esc)
-            checkpoint_close(
-                step_run,
-                StepRun.Status.ESCALATED,
-                started,
-                error=esc.reason,
-                verdicts=esc.verdicts,
-                output={"escalated": esc.reason},
-            )
-            state.verdicts.extend(esc.verdicts)
-            return
-        except Exception as exc:
-            if connection_lost(exc):
-                # Not the step's failure, and nothing can be recorded: the run is left to its lease.
-                raise
-            del state.verdicts[verdicts_before:]
-            last_error = exc
-            _attempt_charge(step_run, exc)
-            checkpoint_close(step_run, StepRun.Status.FAILED, started, error=f"{type(exc).__name__}: {exc}")
-            failures += 1
-            logger.warning("run %s step %s attempt %s failed: %s", state.run.pk, step.name, attempt, exc)
-            if retry.retryable(exc) and failures < policy.max_attempts:
-                retry.backoff(policy, failures, exc)
-                continue
-            if policy.fallback_provider and state.router.use_fallback(step.name, policy.fallback_provider):
-                policy = retry.fallback_policy(policy, failures)
-                continue
-            break
-        else:
-            checkpoint_close(step_run, StepRun.Status.SUCCEEDED, started, result=result)
-            state.verdicts.extend(result.verdicts)
-            return
+        with tracer().start_as_current_span(
+            f"step {step.name}",
+            attributes={"triage.step": step.name, "triage.step.attempt": attempt, "triage.run.id": state.run.pk},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            started = time.perf_counter()
+            pays = state.router.may_pay(step.name)
+            step_run = checkpoint_open(state, step.name, attempt, durable=pays)
+            verdicts_before = len(state.verdicts)
+            try:
+                result = step.run(state)
+            except StepSkipped as skip:
+                checkpoint_close(step_run, StepRun.Status.SKIPPED, started, output={"skipped": str(skip)})
+                _attempt_observed(span, step_run, state)
+                return
+            except Escalate as esc:
+                _attempt_charge(step_run, esc)
+                checkpoint_close(
+                    step_run,
+                    StepRun.Status.ESCALATED,
+                    started,
+                    error=esc.reason,
+                    verdicts=esc.verdicts,
+                    output={"escalated": esc.reason},
+                )
+                state.verdicts.extend(esc.verdicts)
+                _attempt_observed(span, step_run, state, verdicts=esc.verdicts)
+                return
+            except Exception as exc:
+                if connection_lost(exc):
+                    # Not the step's failure, and nothing can be recorded: the run is left to its lease.
+                    span_error(span, exc)
+                    raise
+                del state.verdicts[verdicts_before:]
+                last_error = exc
+                _attempt_charge(step_run, exc)
+                checkpoint_close(step_run, StepRun.Status.FAILED, started, error=f"{type(exc).__name__}: {exc}")
+                _attempt_observed(span, step_run, state)
+                span_error(span, exc)
+                failures += 1
+                logger.warning("run %s step %s attempt %s failed: %s", state.run.pk, step.name, attempt, exc)
+                retrying = retry.retryable(exc) and failures < policy.max_attempts
+                span_set(span, triage__step__retried=retrying)
+                if not retrying:
+                    fallback = policy.fallback_provider and state.router.use_fallback(
+                        step.name, policy.fallback_provider
+                    )
+                    span_set(span, triage__step__fallback=policy.fallback_provider if fallback else None)
+                    if not fallback:
+                        break
+                    policy = retry.fallback_policy(policy, failures)
+                    continue
+            else:
+                checkpoint_close(step_run, StepRun.Status.SUCCEEDED, started, result=result)
+                state.verdicts.extend(result.verdicts)
+                _attempt_observed(span, step_run, state, verdicts=result.verdicts)
+                return
+        # Outside the attempt's span: the wait before the next attempt belongs to no attempt.
+        if last_error is not None:  # always, here: only a failed attempt that is retried gets this far
+            retry.backoff(policy, failures, last_error)
     reason = f"Step '{step.name}' failed after {failures} attempt(s): {type(last_error).__name__}: {last_error}"
     verdict = Verdict(gate=STEP_FAILED, step=step.name, passed=False, reason=reason)
     # Durable for a step that may pay: were it lost, a resumed run would ask the provider once more.
@@ -134,6 +158,39 @@ def _run_step(state: RunState, step: Step, policy: StepPolicy, *, earlier: list[
         output={"escalated": reason},
     )
     state.verdicts.append(verdict)
+    instruments.gate_failures_count(verdicts=[verdict], step=step.name)
+
+
+def _attempt_observed(span: Span, step_run: StepRun, state: RunState, *, verdicts: list[Verdict] | None = None) -> None:
+    """A closed attempt, as metrics and as its span's attributes: ids, names and figures, never ticket text."""
+    verdicts = verdicts or []
+    state.spent += step_run.cost or 0
+    instruments.step_attempt_observe(
+        step=step_run.step,
+        status=step_run.status,
+        seconds=(step_run.latency_ms or 0) / 1000,
+        model=step_run.model,
+        cost=step_run.cost,
+        tokens_in=step_run.tokens_in,
+        tokens_out=step_run.tokens_out,
+        verdicts=verdicts,
+    )
+    if not span.is_recording():
+        return
+    span_set(
+        span,
+        triage__step__status=step_run.status,
+        triage__step__checkpoint_id=step_run.pk,
+        triage__model=step_run.model,
+        triage__cost=step_run.cost,
+        triage__tokens__input=step_run.tokens_in or None,
+        triage__tokens__output=step_run.tokens_out or None,
+        triage__route=state.route if step_run.step == "route" else None,
+        triage__gates__passed=[v.gate for v in verdicts if v.passed] or None,
+        triage__gates__failed=[v.gate for v in verdicts if not v.passed] or None,
+    )
+    for verdict in verdicts:
+        span.add_event("gate verdict", {"triage.gate": verdict.gate, "triage.gate.passed": verdict.passed})
 
 
 def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
@@ -149,77 +206,127 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
             PipelineRun.Status.FAILED,
         ):
             return run
-        if run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
-            _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run))
-            run.refresh_from_db()
-            return run
-        now = timezone.now()
-        # The lease tells the sweeper this run has a live worker; `takes` counts workers that took it.
-        PipelineRun.objects.filter(pk=run.pk).update(
-            status=PipelineRun.Status.RUNNING,
-            started_at=run.started_at or now,
-            takes=F("takes") + 1,
-            lease_expires_at=now + timedelta(seconds=settings.TRIAGE_RUN_LEASE),
-        )
-        Ticket.objects.filter(pk=run.ticket_id, status=Ticket.Status.NEW).update(status=Ticket.Status.TRIAGING)
-        # Attempts left "running" by a worker that died are closed as failed before resuming.
-        StepRun.objects.filter(run=run, status=StepRun.Status.RUNNING).update(
-            status=StepRun.Status.FAILED, error="interrupted: the worker stopped during this attempt", finished_at=now
-        )
-        state = RunState(
-            run=run,
-            ticket=run.ticket,
-            policy=gate_policy_current(),
-            categories=categories_by_label(),
-            router=router or Router.for_run(run),
-        )
-        # Every earlier attempt in one query (none for a fresh run): what to restore, and how to number retries.
-        earlier = list(StepRun.objects.filter(run=run).order_by("id"))
-        finished = {s.step: s for s in earlier if s.status in StepRun.FINISHED}
-        policies = step_policies()
-        renewed = time.monotonic()
+        with _run_span(run) as span:
+            return _work(run, router=router, span=span)
+
+
+@contextmanager
+def _run_span(run: PipelineRun) -> Iterator[Span]:
+    """The span of one take of a run: one trace per run, linked to the request that created the run.
+
+    The first take starts the run's trace (a root span: the run is worked later, by a worker, not inside the
+    request) with a link to the request's span, whose W3C context the run stored at intake. Later takes (a
+    crashed worker's run resumed, a person's decision carried out) are children of the first take's span, so
+    the whole life of a run is one trace.
+    """
+    stored = run.trace_context or {}
+    first_take = stored.get("run")
+    with tracer().start_as_current_span(
+        "run",
+        context=parent_context(first_take),
+        kind=SpanKind.CONSUMER,
+        links=[] if first_take else link_to(stored.get("request"), triage__link="created by"),
+        attributes={
+            "triage.run.id": run.pk,
+            "triage.ticket.id": run.ticket_id,
+            "triage.ticket.source": run.ticket.source,
+            "triage.run.take": run.takes + 1,
+            "triage.run.resumed": bool(first_take),
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        if not first_take:
+            carrier = carrier_current()
+            if carrier:
+                run.trace_context = {**stored, "run": carrier}
         try:
-            for name, step in STEPS.items():
-                if name in finished:
-                    _restore(state, finished[name])
-                    continue
-                if name == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
-                    break  # waits for a person; their decision re-queues the run to carry out this step
-                # Renewed once a third of the lease has gone, not before every step: most runs finish well
-                # inside one lease, and each renewal is a write the disk must flush.
-                if time.monotonic() - renewed > settings.TRIAGE_RUN_LEASE / 3:
-                    _heartbeat(run.pk)
-                    renewed = time.monotonic()
-                _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
-        except Exception as exc:
-            if connection_lost(exc):
-                # The database went away (restart, network, terminated backend): no verdict on the run. It
-                # stays RUNNING; its lease expires and the sweeper hands it back once the database is back.
-                logger.warning("run %s: database connection lost (%s); left for the sweeper", run.pk, exc)
-                connection_discard()
-                raise
-            logger.exception("run %s failed outside any step", run.pk)
-            _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            yield span
+        except BaseException as exc:
+            span_error(span, exc)
             raise
-        unexecuted = [v for v in state.verdicts if v.gate == STEP_FAILED and v.step == "execute"]
-        if unexecuted:
-            _close_run(
-                run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason
-            )
-        elif state.route == PipelineRun.Route.AUTO:
-            _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route)
-        elif run.resolution is None:
-            _close_run(run, PipelineRun.Status.WAITING, Ticket.Status.AWAITING_APPROVAL, route=PipelineRun.Route.HUMAN)
-        else:
-            rejected = run.resolution.get("verdict") == "reject"
-            _close_run(
-                run,
-                PipelineRun.Status.COMPLETED,
-                Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
-                route=PipelineRun.Route.HUMAN,
-            )
+
+
+def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun:
+    """One take of a run, inside its span and under its lock (see `run_pipeline`)."""
+    if run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
+        _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run))
         run.refresh_from_db()
         return run
+    now = timezone.now()
+    # The lease tells the sweeper this run has a live worker; `takes` counts workers that took it.
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=PipelineRun.Status.RUNNING,
+        started_at=run.started_at or now,
+        takes=F("takes") + 1,
+        lease_expires_at=now + timedelta(seconds=settings.TRIAGE_RUN_LEASE),
+        trace_context=run.trace_context,
+    )
+    Ticket.objects.filter(pk=run.ticket_id, status=Ticket.Status.NEW).update(status=Ticket.Status.TRIAGING)
+    # Attempts left "running" by a worker that died are closed as failed before resuming.
+    StepRun.objects.filter(run=run, status=StepRun.Status.RUNNING).update(
+        status=StepRun.Status.FAILED, error="interrupted: the worker stopped during this attempt", finished_at=now
+    )
+    state = RunState(
+        run=run,
+        ticket=run.ticket,
+        policy=gate_policy_current(),
+        categories=categories_by_label(),
+        router=router or Router.for_run(run),
+    )
+    # Every earlier attempt in one query (none for a fresh run): what to restore, and how to number retries.
+    earlier = list(StepRun.objects.filter(run=run).order_by("id"))
+    finished = {s.step: s for s in earlier if s.status in StepRun.FINISHED}
+    policies = step_policies()
+    renewed = time.monotonic()
+    try:
+        for name, step in STEPS.items():
+            if name in finished:
+                _restore(state, finished[name])
+                continue
+            if name == "execute" and state.route == PipelineRun.Route.HUMAN and run.resolution is None:
+                break  # waits for a person; their decision re-queues the run to carry out this step
+            # Renewed once a third of the lease has gone, not before every step: most runs finish well
+            # inside one lease, and each renewal is a write the disk must flush.
+            if time.monotonic() - renewed > settings.TRIAGE_RUN_LEASE / 3:
+                _heartbeat(run.pk)
+                renewed = time.monotonic()
+            _run_step(state, step, policies[name], earlier=[s for s in earlier if s.step == name])
+    except Exception as exc:
+        if connection_lost(exc):
+            # The database went away (restart, network, terminated backend): no verdict on the run. It
+            # stays RUNNING; its lease expires and the sweeper hands it back once the database is back.
+            logger.warning("run %s: database connection lost (%s); left for the sweeper", run.pk, exc)
+            connection_discard()
+            raise
+        logger.exception("run %s failed outside any step", run.pk)
+        _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    unexecuted = [v for v in state.verdicts if v.gate == STEP_FAILED and v.step == "execute"]
+    if unexecuted:
+        _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=state.route, error=unexecuted[0].reason)
+    elif state.route == PipelineRun.Route.AUTO:
+        _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route)
+    elif run.resolution is None:
+        _close_run(run, PipelineRun.Status.WAITING, Ticket.Status.AWAITING_APPROVAL, route=PipelineRun.Route.HUMAN)
+    else:
+        rejected = run.resolution.get("verdict") == "reject"
+        _close_run(
+            run,
+            PipelineRun.Status.COMPLETED,
+            Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
+            route=PipelineRun.Route.HUMAN,
+        )
+    run.refresh_from_db()
+    span_set(
+        span,
+        triage__run__status=run.status,
+        triage__route=run.route,
+        triage__cost=state.spent,
+        triage__gates__failed=sorted({v.gate for v in state.verdicts if not v.passed}) or None,
+        triage__run__error=run.error[:300] if run.status == PipelineRun.Status.FAILED else None,
+    )
+    return run
 
 
 def _heartbeat(run_id: int) -> None:
@@ -265,3 +372,4 @@ def _close_run(run: PipelineRun, status: str, ticket_status: str, *, route: str 
             PipelineRun.objects.filter(pk=run.pk).update(takes=0, lease_expires_at=None)
             return
         Ticket.objects.filter(pk=run.ticket_id).update(status=ticket_status, updated_at=timezone.now())
+    instruments.run_finished_count(outcome=ticket_status)

@@ -95,6 +95,7 @@ class RunState:
     verdicts: list[Verdict] = field(default_factory=list)
     passed: bool = False
     route: str = ""
+    spent: Decimal = Decimal("0")  # what this take's attempts paid providers (the run's span reports it)
     _embedding: Any = None
 
     @property
