@@ -1,14 +1,16 @@
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from solo.admin import SingletonModelAdmin
 
+from triage.learning import classifier_activate
 from triage.models import (
     Action,
     Article,
     Category,
     GatePolicy,
+    LabelledExample,
     ModelPrice,
     PipelineRun,
     ProviderSettings,
@@ -16,6 +18,7 @@ from triage.models import (
     StepPolicy,
     StepRun,
     Ticket,
+    TrainedClassifier,
 )
 from triage.services import article_upsert
 
@@ -39,7 +42,8 @@ class StepPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
-    list_display = ["title", "slug", "updated_at"]
+    list_display = ["title", "slug", "category", "updated_at"]
+    list_filter = ["category"]
     search_fields = ["title", "body"]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -47,7 +51,7 @@ class ArticleAdmin(admin.ModelAdmin):
         if change and "slug" in form.changed_data:
             # article_upsert finds the article by slug: move the existing row to its new slug first.
             Article.objects.filter(pk=obj.pk).update(slug=obj.slug)
-        article = article_upsert(slug=obj.slug, title=obj.title, body=obj.body)
+        article = article_upsert(slug=obj.slug, title=obj.title, body=obj.body, category=obj.category)
         obj.pk, obj.updated_at = article.pk, article.updated_at
         self.message_user(request, f"“{article.title}” re-embedded: {article.chunks.count()} passage(s).")
 
@@ -165,3 +169,73 @@ class ProviderSettingsAdmin(SingletonModelAdmin):
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(SingletonModelAdmin):
     exclude = ["name"]  # one row: its name is no choice anyone makes
+
+
+@admin.register(LabelledExample)
+class LabelledExampleAdmin(admin.ModelAdmin):
+    """What the classifier learns from, with provenance. Read-only: labels come from imports and decisions."""
+
+    list_display = ["id", "category", "source", "conflict", "ticket", "labelled_by", "labelled_at"]
+    list_filter = ["source", "conflict", "category"]
+    search_fields = ["text"]
+    exclude = ["embedding"]
+    readonly_fields = [
+        "text",
+        "category",
+        "source",
+        "ticket",
+        "labelled_by",
+        "labelled_at",
+        "decision_id",
+        "proposed_category",
+        "conflict",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TrainedClassifier)
+class ClassifierVersionAdmin(admin.ModelAdmin):
+    """Classifier versions with their figures; the action makes one of them the version new runs use."""
+
+    list_display = ["id", "created_at", "active", "example_count", "suggested_threshold", "promoted", "activated_by"]
+    list_filter = ["active"]
+    exclude = ["blob"]
+    readonly_fields = [
+        "model",
+        "labels",
+        "example_count",
+        "suggested_threshold",
+        "created_at",
+        "active",
+        "activated_at",
+        "activated_by",
+        "trained_on",
+        "labels_until",
+        "figures",
+    ]
+    actions = ["activate"]
+
+    @admin.display(description="promoted by retrain")
+    def promoted(self, obj: TrainedClassifier) -> str:
+        comparison = (obj.figures or {}).get("comparison") or {}
+        return comparison.get("reason", "") or ("yes" if (obj.figures or {}).get("promoted") else "")
+
+    @admin.action(description="Use this version for new runs (roll back or forward)", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: Any) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one version to use.", level=messages.ERROR)
+            return
+        version = classifier_activate(version_id=queryset.get().pk, actor=request.user)
+        self.message_user(request, f"Version #{version.pk} is now used for new runs.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # versions are the history a roll-back chooses from
