@@ -21,6 +21,7 @@ from django.db import connections
 from triage.contracts import TicketIn
 from triage.datasets import Dataset
 from triage.embedding import embed_texts
+from triage.measurement import category_table, risk_coverage, step_figures, ticket_outcomes
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun
 from triage.pipeline.router import Router
@@ -78,8 +79,12 @@ def evaluate_dataset(
     limit: int | None = None,
     with_ungated: bool = True,
     provider: str = "local",
+    details: bool = False,
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
+
+    `details`: also the per-category table (`categories`) and the risk-coverage curves (`risk_coverage`),
+    for `evaluate --report`.
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
@@ -97,6 +102,7 @@ def evaluate_dataset(
     if provider != "local":
         router = dataclasses.replace(router, classify_cascade=[provider], draft_providers=[provider, "local"])
     gated_ids, ungated_ids = [], []
+    money_tickets: set[int] = set()
     tick = progress("triaging tickets", len(tickets) * (2 if with_ungated else 1))
     for row in tickets:
         result = ticket_ingest(
@@ -104,6 +110,8 @@ def evaluate_dataset(
             reference_label=row.label,
             enqueue=False,
         )
+        if row.money:
+            money_tickets.add(result.ticket.pk)
         run_pipeline(run_id=result.run.pk, router=router.fresh())
         gated_ids.append(result.run.pk)
         tick(1)
@@ -112,15 +120,30 @@ def evaluate_dataset(
             run_pipeline(run_id=ungated.pk, router=router.fresh())
             ungated_ids.append(ungated.pk)
             tick(1)
-    truth = ReferenceLabels(money_labels=frozenset(dataset.money_labels))
-    gated = chain_figures(runs=PipelineRun.objects.filter(pk__in=gated_ids), truth=truth, human_cost=human_cost)
+    truth = ReferenceLabels(
+        money_labels=frozenset(dataset.money_labels),
+        money_tickets=frozenset(money_tickets) if dataset.has_money_column else None,
+    )
+    gated_runs = PipelineRun.objects.filter(pk__in=gated_ids)
+    gated = chain_figures(runs=gated_runs, truth=truth, human_cost=human_cost)
+    outcomes = ticket_outcomes(runs=gated_runs, truth=truth)
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "classifier_threshold": trained.suggested_threshold,
         "provider": provider,
         "knowledge_base": dataset.kb_dir is not None,
+        "money_column": dataset.has_money_column,
+        "articles_with_category": len(dataset.article_categories),
         **gated.as_dict(),
+        "mishandled_among_automated": gated.mishandled / gated.auto_handled if gated.auto_handled else None,
+        **step_figures(outcomes),
     }
+    if details:
+        report["categories"] = category_table(outcomes)
+        report["risk_coverage"] = {
+            name: [dataclasses.asdict(p) for p in risk_coverage(outcomes, gated=name == "gated")]
+            for name in ("gated", "ungated")
+        }
     if with_ungated:
         ungated_figures = chain_figures(
             runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost

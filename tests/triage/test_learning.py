@@ -1,0 +1,117 @@
+"""Retrain: a challenger is promoted only when it auto-handles more held-out labelled tickets at the same
+target; versions are kept with their figures; an admin can roll back."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tests.conftest import DEMO
+from tests.factories import build_run
+from triage.learning import classifier_activate, classifier_retrain
+from triage.models import LabelledExample, TrainedClassifier
+from triage.pipeline.router import Router
+from triage.selectors import classifier_latest
+from triage.services import ticket_label_record
+
+pytestmark = pytest.mark.django_db
+
+
+def _demo_tickets() -> list[tuple[str, str]]:
+    with (DEMO / "tickets.csv").open(newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["label"]) for row in csv.DictReader(handle) if row["label"] != "out_of_scope"]
+
+
+def _label(text: str, category: str, actor, *, shown: str | None = None) -> None:
+    """A person decided a ticket with this text: `category` is what they said it is."""
+    ticket, _, _ = build_run(body=text, category=shown or category)
+    source = LabelledExample.Source.CONFIRMED if (shown or category) == category else LabelledExample.Source.CORRECTED
+    ticket_label_record(
+        ticket_id=ticket.pk, category=category, source=source, actor=actor, proposed_category=shown or ""
+    )
+
+
+def test_too_few_new_labels_trains_nothing(agent):
+    active = classifier_latest()
+    for text, label in _demo_tickets()[:5]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=30)
+
+    assert outcome.challenger is None and outcome.promoted is False
+    assert "5 labelled ticket(s)" in outcome.reason
+    assert classifier_latest() == active and TrainedClassifier.objects.count() == 1
+
+
+def test_a_worse_challenger_is_kept_but_not_promoted(agent):
+    active = classifier_latest()
+    tickets = _demo_tickets()
+    labels = sorted({label for _, label in tickets})
+    # 120 labels a careless person got wrong (each ticket put in the next category along), then 40 right ones.
+    for text, label in tickets[:120]:
+        _label(text, labels[(labels.index(label) + 1) % len(labels)], agent, shown=label)
+    for text, label in tickets[120:160]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=40)
+
+    assert outcome.held_out == 40
+    assert outcome.challenger is not None and outcome.promoted is False
+    assert outcome.challenger_score is not None and outcome.active_score is not None
+    assert (
+        outcome.challenger_score.automated <= outcome.active_score.automated
+        or outcome.challenger_score.error_rate > 0.01
+    )
+    assert classifier_latest() == active
+    challenger = TrainedClassifier.objects.get(pk=outcome.challenger.pk)
+    assert challenger.active is False
+    assert challenger.figures["promoted"] is False
+    assert challenger.figures["comparison"]["held_out"] == 40
+    assert challenger.figures["comparison"]["against_version"] == active.pk
+    assert challenger.trained_on["by_source"]["corrected"] == 120  # it learned the bad labels, not the held-out ones
+    assert "confirmed" not in challenger.trained_on["by_source"]
+
+
+def test_a_better_challenger_is_promoted_and_an_admin_can_roll_back(agent, admin_client):
+    original = classifier_latest()
+    # Start from a weak active version: three examples per category.
+    keep: dict[str, int] = {}
+    for example in LabelledExample.objects.select_related("category").order_by("pk"):
+        keep[example.category.label] = keep.get(example.category.label, 0) + 1
+        if keep[example.category.label] > 3:
+            example.delete()
+    weak = classifier_retrain(force=True).challenger
+    assert weak is not None and classifier_latest() == weak
+    for text, label in _demo_tickets()[:200]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=40)
+
+    assert outcome.promoted is True, outcome.reason
+    assert outcome.challenger_score.automated > outcome.active_score.automated
+    assert classifier_latest() == outcome.challenger
+    assert Router.for_run(build_run(body="x")[1]).classifier_id == outcome.challenger.pk
+
+    response = admin_client.post(
+        "/admin/triage/trainedclassifier/",
+        {"action": "activate", "_selected_action": [original.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert f"Version #{original.pk} is now used for new runs." in response.content.decode()
+    assert classifier_latest() == original
+    original.refresh_from_db()
+    assert original.active and original.activated_by.username == "admin"
+    assert TrainedClassifier.objects.filter(active=True).count() == 1
+
+
+def test_activate_moves_the_active_flag(agent):
+    original = classifier_latest()
+    second = classifier_retrain(force=True).challenger
+    assert classifier_latest() == second
+
+    classifier_activate(version_id=original.pk, actor=agent)
+
+    assert list(TrainedClassifier.objects.filter(active=True)) == [original]
