@@ -1,15 +1,18 @@
 """Learning from the inbox: train a challenger on examples plus inbox labels, compare it with the active
-classifier on labelled tickets neither has seen, promote it only when it automates more at the same target;
-and roll back to an earlier version.
+classifier on labelled tickets neither has seen, promote it only when it automates more at the same
+guaranteed target; and roll back to an earlier version.
 
-The comparison (`classifier_score`): each model auto-handles a held-out ticket when it is in scope, its
-category does not move money, and its confidence reaches the model's own threshold, chosen on its own
-training data only (cross-validation at `TARGET_PRECISION`, i.e. at most 1% wrong among those it would
-handle). Both models are held to that same target, so "automates more at the same target" is: more held-out
-tickets auto-handled, and the share of them that was wrong no higher than the target (or than the active
-model's, when the active model already misses it on these tickets). A `wrong` label (marked mishandled)
-judges a model only when it would put the ticket in that same category again (wrong); otherwise its true
-category is unknown and that ticket is not counted for that model.
+The comparison (`classifier_score`): the held-out labelled tickets are calibration data both models never
+trained on. For each model, the risk-control chooser (`triage.risk.thresholds_choose`, Learn then Test)
+picks the loosest confidence threshold whose error among the tickets it would auto-handle is at most
+`target` with probability `confidence`, on those tickets; a ticket the model puts out of scope or in a
+money-moving category is never auto-handled (money waits for a person). "Automates more at the same
+guaranteed target" is then: more held-out tickets auto-handled under a threshold certified at the same
+target and confidence. When the held-out tickets are too few to certify the target at all, the chooser
+refuses for both, neither automates more, and nothing is promoted: the product does not guess.
+
+A `wrong` label (marked mishandled) judges a model only when it would put the ticket in that same category
+again (wrong); otherwise its true category is unknown and that ticket is not counted for that model.
 """
 
 from __future__ import annotations
@@ -24,28 +27,31 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.embeddings import MODEL_NAME
-from triage.classifier import TARGET_PRECISION, IntentClassifier
+from triage.classifier import IntentClassifier
 from triage.models import Category, TrainedClassifier
 from triage.pipeline.router import classifier_load
+from triage.risk import thresholds_choose, zero_error_sample_size
 from triage.selectors import HeldOutLabel, TrainingSet, classifier_latest, inbox_labels_select, training_set_select
 
 logger = logging.getLogger(__name__)
 
-#: Held-out labelled tickets needed before a challenger is judged at all (fewer: nothing is trained).
-MIN_HOLDOUT = 30
 #: Of the labels the active version never saw, the newest share is held out to judge both models on.
 HOLDOUT_SHARE = 0.5
-TARGET_ERROR = 1.0 - TARGET_PRECISION
+#: The guaranteed target a challenger is compared at, until the gate policy states the admin's own.
+TARGET_ERROR = 0.01
+GUARANTEE_CONFIDENCE = 0.9
 
 
 @dataclass(frozen=True)
 class ModelScore:
-    """How one model does on the held-out labelled tickets."""
+    """How one model does on the held-out labelled tickets, at the threshold certified on them."""
 
-    threshold: float
+    threshold: float | None  # None: the target cannot be certified on these tickets; nothing is automated
     judged: int
     automated: int
     wrong: int
+    bound: float | None  # upper confidence bound on the error among the automated tickets
+    reason: str = ""
 
     @property
     def automation_rate(self) -> float:
@@ -72,27 +78,46 @@ class RetrainOutcome:
 
 
 def classifier_score(
-    *, model: IntentClassifier, threshold: float, held_out: list[HeldOutLabel], money_labels: set[str]
+    *,
+    model: IntentClassifier,
+    held_out: list[HeldOutLabel],
+    money_labels: set[str],
+    target: float = TARGET_ERROR,
+    confidence: float = GUARANTEE_CONFIDENCE,
 ) -> ModelScore:
-    """See the module docstring: what `model` would auto-handle among `held_out`, and how much of it wrongly."""
+    """See the module docstring: what `model` would auto-handle among `held_out` at a threshold certified
+    there for `target` with `confidence`, and how much of it wrongly."""
     if not held_out:
-        return ModelScore(threshold=threshold, judged=0, automated=0, wrong=0)
+        return ModelScore(threshold=None, judged=0, automated=0, wrong=0, bound=None, reason="no held-out ticket")
     predictions = model.predict(texts=[h.text for h in held_out], embeddings=np.stack([h.embedding for h in held_out]))
-    judged = automated = wrong = 0
+    judged = 0
+    scores: list[float] = []
+    correct: list[bool] = []
     for label, prediction in zip(held_out, predictions, strict=True):
-        handles = (
-            not prediction.out_of_scope
-            and prediction.label is not None
-            and prediction.label not in money_labels
-            and prediction.confidence >= threshold
-        )
         if label.wrong and prediction.label != label.category:
             continue  # the person said what it is not; what it is stays unknown
         judged += 1
-        if handles:
-            automated += 1
-            wrong += (prediction.label == label.category) if label.wrong else (prediction.label != label.category)
-    return ModelScore(threshold=threshold, judged=judged, automated=automated, wrong=wrong)
+        if prediction.out_of_scope or prediction.label is None or prediction.label in money_labels:
+            continue  # never auto-handled, whatever the threshold
+        scores.append(prediction.confidence)
+        correct.append(prediction.label != label.category if label.wrong else prediction.label == label.category)
+    # One pooled threshold: the held-out tickets are too few to split into per-category tests.
+    choice = thresholds_choose(
+        scores=scores,
+        correct=correct,
+        categories=["pooled"] * len(scores),
+        target=target,
+        confidence=confidence,
+        min_per_category=1,
+    )
+    return ModelScore(
+        threshold=choice.threshold,
+        judged=judged,
+        automated=choice.accepted,
+        wrong=choice.errors,
+        bound=choice.bound,
+        reason=choice.refusal_for("pooled") if scores else "it would auto-handle none of them",
+    )
 
 
 def _since(version: TrainedClassifier | None) -> datetime | None:
@@ -101,13 +126,23 @@ def _since(version: TrainedClassifier | None) -> datetime | None:
     return version.labels_until or version.created_at
 
 
-def classifier_retrain(*, min_holdout: int = MIN_HOLDOUT, force: bool = False) -> RetrainOutcome:
+def classifier_retrain(
+    *,
+    min_holdout: int | None = None,
+    force: bool = False,
+    target: float = TARGET_ERROR,
+    confidence: float = GUARANTEE_CONFIDENCE,
+) -> RetrainOutcome:
     """Train a challenger and promote it when it beats the active version (module docstring).
 
     The held-out tickets are the newest inbox labels the active version never saw; the challenger learns
-    from every label before them. With fewer than `min_holdout` of them nothing is trained (the comparison
-    would be noise). `force`: promote without comparing (no active version is the same).
+    from every label before them. With fewer than `min_holdout` of them nothing is trained (default: the
+    fewest tickets that could certify `target` with `confidence` at all, 230 at 1% and 90%).
+    `force`: promote without comparing (no active version is the same).
     """
+    if min_holdout is None:
+        # Fewer held-out tickets than this could not certify the target even with no mistake at all.
+        min_holdout = zero_error_sample_size(target=target, budget=1.0 - confidence)
     active = classifier_latest()
     unseen = inbox_labels_select(after=_since(active))
     if active is not None and not force and len(unseen) < min_holdout:
@@ -138,43 +173,31 @@ def classifier_retrain(*, min_holdout: int = MIN_HOLDOUT, force: bool = False) -
             held_out=0,
         )
     money = set(Category.objects.filter(money=True).values_list("label", flat=True))
-    challenger_score = classifier_score(
-        model=model, threshold=model.suggested_threshold, held_out=held_out, money_labels=money
-    )
-    active_score = classifier_score(
-        model=classifier_load(active.pk), threshold=active.suggested_threshold, held_out=held_out, money_labels=money
-    )
-    allowed_error = max(TARGET_ERROR, active_score.error_rate)
+    at: dict[str, Any] = {"money_labels": money, "held_out": held_out, "target": target, "confidence": confidence}
+    challenger_score = classifier_score(model=model, **at)
+    active_score = classifier_score(model=classifier_load(active.pk), **at)
+    guarantee = f"at most {target:.1%} wrong with {confidence:.0%} confidence"
     if challenger_score.automated <= active_score.automated:
-        promoted, reason = (
-            False,
-            (
-                f"the challenger auto-handles {challenger_score.automated} of {len(held_out)} held-out tickets, "
-                f"the active version {active_score.automated}: not more"
-            ),
+        promoted = False
+        reason = (
+            f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
+            f"{guarantee}, the active version {active_score.automated}: not more"
         )
-    elif challenger_score.error_rate > allowed_error:
-        promoted, reason = (
-            False,
-            (
-                f"the challenger would get {challenger_score.error_rate:.1%} of what it auto-handles wrong, "
-                f"over the {allowed_error:.1%} allowed"
-            ),
-        )
+        if challenger_score.threshold is None:
+            reason += f" ({challenger_score.reason})"
     else:
-        promoted, reason = (
-            True,
-            (
-                f"the challenger auto-handles {challenger_score.automated} of {len(held_out)} held-out tickets "
-                f"(active: {active_score.automated}) at {challenger_score.error_rate:.1%} wrong "
-                f"(allowed {allowed_error:.1%})"
-            ),
+        promoted = True
+        reason = (
+            f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
+            f"{guarantee} (threshold {challenger_score.threshold}, {challenger_score.wrong} wrong), "
+            f"the active version {active_score.automated}"
         )
     comparison = {
         "held_out": len(held_out),
         "held_out_from": cutoff.isoformat() if cutoff else None,
         "against_version": active.pk,
-        "target_error": TARGET_ERROR,
+        "target_error": target,
+        "confidence": confidence,
         "challenger": challenger_score.as_dict(),
         "active": active_score.as_dict(),
         "reason": reason,

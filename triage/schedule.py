@@ -30,7 +30,7 @@ def scheduled_jobs() -> list[ScheduledJob]:
         # Retention counts in days: hourly is prompt enough, and a pass is bounded (see checkpoints_prune).
         ScheduledJob("checkpoints-prune", checkpoints_prune_task, 3600),
         # Labels come in through the day; a daily challenger is enough, and it trains only when at least
-        # learning.MIN_HOLDOUT new labelled tickets are there to judge it on (otherwise it returns at once).
+        # enough new labelled tickets are there to certify the target on (otherwise it returns at once).
         ScheduledJob("classifier-retrain", classifier_retrain_task, 86400),
     ]
 

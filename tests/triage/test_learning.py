@@ -54,20 +54,20 @@ def test_a_worse_challenger_is_kept_but_not_promoted(agent):
     for text, label in tickets[120:160]:
         _label(text, label, agent)
 
-    outcome = classifier_retrain(min_holdout=40)
+    # A 10% target: 40 held-out tickets can certify it (22 right answers in a row would), so the comparison is real.
+    outcome = classifier_retrain(min_holdout=40, target=0.1)
 
     assert outcome.held_out == 40
     assert outcome.challenger is not None and outcome.promoted is False
     assert outcome.challenger_score is not None and outcome.active_score is not None
-    assert (
-        outcome.challenger_score.automated <= outcome.active_score.automated
-        or outcome.challenger_score.error_rate > 0.01
-    )
+    assert outcome.active_score.automated > 0
+    assert outcome.challenger_score.automated <= outcome.active_score.automated
     assert classifier_latest() == active
     challenger = TrainedClassifier.objects.get(pk=outcome.challenger.pk)
     assert challenger.active is False
     assert challenger.figures["promoted"] is False
     assert challenger.figures["comparison"]["held_out"] == 40
+    assert challenger.figures["comparison"]["target_error"] == 0.1
     assert challenger.figures["comparison"]["against_version"] == active.pk
     assert challenger.trained_on["by_source"]["corrected"] == 120  # it learned the bad labels, not the held-out ones
     assert "confirmed" not in challenger.trained_on["by_source"]
@@ -86,7 +86,7 @@ def test_a_better_challenger_is_promoted_and_an_admin_can_roll_back(agent, admin
     for text, label in _demo_tickets()[:200]:
         _label(text, label, agent)
 
-    outcome = classifier_retrain(min_holdout=40)
+    outcome = classifier_retrain(min_holdout=40, target=0.1)
 
     assert outcome.promoted is True, outcome.reason
     assert outcome.challenger_score.automated > outcome.active_score.automated
@@ -115,3 +115,17 @@ def test_activate_moves_the_active_flag(agent):
     classifier_activate(version_id=original.pk, actor=agent)
 
     assert list(TrainedClassifier.objects.filter(active=True)) == [original]
+
+
+def test_too_few_held_out_tickets_to_certify_the_target_promote_nothing(agent):
+    active = classifier_latest()
+    for text, label in _demo_tickets()[:60]:
+        _label(text, label, agent)
+
+    # 30 held-out tickets cannot show 1% with 90% confidence (that takes 230 right answers in a row).
+    outcome = classifier_retrain(min_holdout=30)
+
+    assert outcome.promoted is False and outcome.challenger_score.threshold is None
+    assert outcome.challenger_score.automated == 0 == outcome.active_score.automated
+    assert "cannot show a mishandled rate of at most 1.00%" in outcome.reason
+    assert classifier_latest() == active
