@@ -119,20 +119,17 @@ def article_chunks(*, title: str, body: str, max_words: int = 120) -> list[tuple
     return chunks
 
 
-def article_upsert(*, slug: str, title: str, body: str, category: Category | None | object = ...) -> Article:
-    """Create or update an article and re-embed its chunks (only new texts reach the model).
-
-    `category`: the category it answers (None: none); left as it is when not given.
-    """
+def article_upsert(*, slug: str, title: str, body: str, category: Category | None = None) -> Article:
+    """Create or update an article (with the category it answers, if any) and re-embed its chunks (only new
+    texts reach the model)."""
     pieces = article_chunks(title=title, body=body)
     embeddings = embed_texts(
         [f"{title}. {heading}. {text}" if heading else f"{title}. {text}" for heading, text in pieces]
     )
     with transaction.atomic():
-        defaults: dict[str, object] = {"title": title, "body": body}
-        if category is not ...:
-            defaults["category"] = category
-        article, _ = Article.objects.update_or_create(slug=slug, defaults=defaults)
+        article, _ = Article.objects.update_or_create(
+            slug=slug, defaults={"title": title, "body": body, "category": category}
+        )
         article.chunks.all().delete()
         Chunk.objects.bulk_create(
             Chunk(article=article, ordinal=i, heading=heading[:300], text=text, embedding=vector)

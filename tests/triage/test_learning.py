@@ -48,16 +48,16 @@ def test_a_worse_challenger_is_kept_but_not_promoted(agent):
     active = classifier_latest()
     tickets = _demo_tickets()
     labels = sorted({label for _, label in tickets})
-    # 120 labels a careless person got wrong (each ticket put in the next category along), then 40 right ones.
-    for text, label in tickets[:120]:
+    # 100 labels a careless person got wrong (each ticket put in the next category along), then 140 right ones.
+    for text, label in tickets[:100]:
         _label(text, labels[(labels.index(label) + 1) % len(labels)], agent, shown=label)
-    for text, label in tickets[120:160]:
+    for text, label in tickets[100:240]:
         _label(text, label, agent)
 
-    # A 10% target: 40 held-out tickets can certify it (22 right answers in a row would), so the comparison is real.
+    # A 10% target: 120 held-out tickets can certify it (22 right answers in a row would), so the comparison is real.
     outcome = classifier_retrain(min_holdout=40, target=0.1)
 
-    assert outcome.held_out == 40
+    assert outcome.held_out == 120  # the newest half of the 240 labels the active version never saw: all right
     assert outcome.challenger is not None and outcome.promoted is False
     assert outcome.challenger_score is not None and outcome.active_score is not None
     assert outcome.active_score.automated > 0
@@ -66,11 +66,12 @@ def test_a_worse_challenger_is_kept_but_not_promoted(agent):
     challenger = TrainedClassifier.objects.get(pk=outcome.challenger.pk)
     assert challenger.active is False
     assert challenger.figures["promoted"] is False
-    assert challenger.figures["comparison"]["held_out"] == 40
+    assert challenger.figures["comparison"]["held_out"] == 120
     assert challenger.figures["comparison"]["target_error"] == 0.1
     assert challenger.figures["comparison"]["against_version"] == active.pk
-    assert challenger.trained_on["by_source"]["corrected"] == 120  # it learned the bad labels, not the held-out ones
-    assert "confirmed" not in challenger.trained_on["by_source"]
+    # It learned the 100 bad labels and the 20 right ones before the held-out tickets, not those.
+    assert challenger.trained_on["by_source"]["corrected"] == 100
+    assert challenger.trained_on["by_source"]["confirmed"] == 20
 
 
 def test_a_better_challenger_is_promoted_and_an_admin_can_roll_back(agent, admin_client):

@@ -131,6 +131,7 @@ TINY_TICKETS = [
 def tiny_dataset(folder):
     import csv as csv_module
 
+    folder.mkdir()
     (folder / "categories.csv").write_text(TINY_CATEGORIES)
     with (folder / "examples.csv").open("w", newline="") as handle:
         writer = csv_module.writer(handle)
