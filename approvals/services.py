@@ -18,10 +18,11 @@ from triage.contracts import (
     Verdict,
     stored_action_moves_money,
 )
-from triage.models import Category, Chunk, PipelineRun, StepRun
+from triage.models import Category, Chunk, LabelledExample, PipelineRun, StepRun
 from triage.pipeline.gates import MONEY, gate_reply_money, gate_reply_personal_data
 from triage.pipeline.handling import proposed_actions_for
 from triage.pipeline.promises import money_promises
+from triage.services import ticket_label_record
 from triage.tasks import enqueue_run
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}  # ApprovalRequest.priority_rank
@@ -132,6 +133,25 @@ def _knowledge_base_quotes(reply: str) -> list[str]:
     return list(Chunk.objects.filter(query).values_list("text", flat=True)[:20])
 
 
+def _label_from_decision(*, approval: ApprovalRequest, decision: Decision, actor: Any) -> None:
+    """Every decision that settles a category is a label the classifier learns from: approved as proposed
+    (confirmed) or with the category edited (corrected). A rejection says the handling was refused, not what
+    the ticket is: no label."""
+    if decision.verdict == Decision.Verdict.REJECT:
+        return
+    proposed = decision.before.get("category") or ""
+    chosen = decision.after.get("category") or ""
+    source = LabelledExample.Source.CORRECTED if chosen != proposed else LabelledExample.Source.CONFIRMED
+    ticket_label_record(
+        ticket_id=approval.ticket_id,
+        category=chosen,
+        source=source,
+        actor=actor,
+        proposed_category=proposed,
+        decision_id=decision.pk,
+    )
+
+
 def approval_decide(
     *,
     approval_id: int,
@@ -191,6 +211,7 @@ def approval_decide(
             after=after if verdict != Decision.Verdict.REJECT else {},
             reason=reason,
         )
+        _label_from_decision(approval=approval, decision=decision, actor=actor)
         approval.status = (
             ApprovalRequest.Status.REJECTED if verdict == Decision.Verdict.REJECT else ApprovalRequest.Status.APPROVED
         )

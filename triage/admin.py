@@ -2,7 +2,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -13,12 +13,14 @@ from integrations.models import McpTool
 from triage.arguments import CONST, SOURCES
 from triage.autonomy import calibration_set, curve_for, thresholds_current, what_if
 from triage.forms import WhatIfForm
+from triage.learning import classifier_activate
 from triage.models import (
     Action,
     ActionTool,
     Article,
     Category,
     GatePolicy,
+    LabelledExample,
     LookupTool,
     ModelPrice,
     PipelineRun,
@@ -27,6 +29,7 @@ from triage.models import (
     StepPolicy,
     StepRun,
     Ticket,
+    TrainedClassifier,
 )
 from triage.risk_charts import risk_coverage_png
 from triage.selectors import classifier_latest, gate_policy_current
@@ -137,7 +140,8 @@ class StepPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
-    list_display = ["title", "slug", "updated_at"]
+    list_display = ["title", "slug", "category", "updated_at"]
+    list_filter = ["category"]
     search_fields = ["title", "body"]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -145,7 +149,7 @@ class ArticleAdmin(admin.ModelAdmin):
         if change and "slug" in form.changed_data:
             # article_upsert finds the article by slug: move the existing row to its new slug first.
             Article.objects.filter(pk=obj.pk).update(slug=obj.slug)
-        article = article_upsert(slug=obj.slug, title=obj.title, body=obj.body)
+        article = article_upsert(slug=obj.slug, title=obj.title, body=obj.body, category=obj.category)
         obj.pk, obj.updated_at = article.pk, article.updated_at
         self.message_user(request, f"“{article.title}” re-embedded: {article.chunks.count()} passage(s).")
 
@@ -325,3 +329,73 @@ class LookupToolForm(forms.ModelForm):
 class LookupToolAdmin(admin.ModelAdmin):
     form = LookupToolForm
     list_display = ["category", "tool", "active", "updated_at"]
+
+
+@admin.register(LabelledExample)
+class LabelledExampleAdmin(admin.ModelAdmin):
+    """What the classifier learns from, with provenance. Read-only: labels come from imports and decisions."""
+
+    list_display = ["id", "category", "source", "conflict", "ticket", "labelled_by", "labelled_at"]
+    list_filter = ["source", "conflict", "category"]
+    search_fields = ["text"]
+    exclude = ["embedding"]
+    readonly_fields = [
+        "text",
+        "category",
+        "source",
+        "ticket",
+        "labelled_by",
+        "labelled_at",
+        "decision_id",
+        "proposed_category",
+        "conflict",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TrainedClassifier)
+class ClassifierVersionAdmin(admin.ModelAdmin):
+    """Classifier versions with their figures; the action makes one of them the version new runs use."""
+
+    list_display = ["id", "created_at", "active", "example_count", "suggested_threshold", "promoted", "activated_by"]
+    list_filter = ["active"]
+    exclude = ["blob"]
+    readonly_fields = [
+        "model",
+        "labels",
+        "example_count",
+        "suggested_threshold",
+        "created_at",
+        "active",
+        "activated_at",
+        "activated_by",
+        "trained_on",
+        "labels_until",
+        "figures",
+    ]
+    actions = ["activate"]
+
+    @admin.display(description="promoted by retrain")
+    def promoted(self, obj: TrainedClassifier) -> str:
+        comparison = (obj.figures or {}).get("comparison") or {}
+        return comparison.get("reason", "") or ("yes" if (obj.figures or {}).get("promoted") else "")
+
+    @admin.action(description="Use this version for new runs (roll back or forward)", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: Any) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one version to use.", level=messages.ERROR)
+            return
+        version = classifier_activate(version_id=queryset.get().pk, actor=request.user)
+        self.message_user(request, f"Version #{version.pk} is now used for new runs.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # versions are the history a roll-back chooses from

@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from triage.contracts import OUT_OF_SCOPE, TicketIn
 from triage.datasets import Dataset
 from triage.embedding import embed_texts
+from triage.measurement import category_table, risk_coverage, step_figures, ticket_outcomes
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun, StepRun
 from triage.pipeline.router import Router
@@ -92,6 +93,7 @@ def evaluate_dataset(
     confidence: float | None = None,
     hold_out: int = 0,
     also_targets: Sequence[float] = (),
+    details: bool = False,
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
 
@@ -101,6 +103,8 @@ def evaluate_dataset(
     no category covers (`out_of_scope_in_domain`); the dataset's own `out_of_scope` tickets are text
     about another business (`out_of_scope_other_business`). `also_targets`: the same tickets are triaged
     again (gated) under each of these targets with the same trained classifier; `by_target` reports each.
+    `details`: also the per-category table (`categories`) and the risk-coverage curves (`risk_coverage`),
+    for `evaluate --report`.
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
@@ -126,6 +130,7 @@ def evaluate_dataset(
         router = dataclasses.replace(router, classify_cascade=[provider], draft_providers=[provider, "local"])
     gated_ids, ungated_ids, ticket_ids = [], [], []
     kinds: dict[int, str] = {}  # gated run -> what the ticket truly is
+    money_tickets: set[int] = set()
     tick = progress("triaging tickets", len(tickets) * (2 if with_ungated else 1))
     for row in tickets:
         label = OUT_OF_SCOPE if row.label in held_out else row.label
@@ -134,6 +139,8 @@ def evaluate_dataset(
             reference_label=label,
             enqueue=False,
         )
+        if row.money:
+            money_tickets.add(result.ticket.pk)
         run_pipeline(run_id=result.run.pk, router=router.fresh())
         gated_ids.append(result.run.pk)
         ticket_ids.append(result.ticket.pk)
@@ -143,7 +150,7 @@ def evaluate_dataset(
             else "other_business"
             if row.label == OUT_OF_SCOPE
             else "money"
-            if dataset.categories[row.label]
+            if dataset.categories[row.label] or row.money  # a money category, or a money ask (money column)
             else "automatable"
         )
         tick(1)
@@ -152,14 +159,23 @@ def evaluate_dataset(
             run_pipeline(run_id=ungated.pk, router=router.fresh())
             ungated_ids.append(ungated.pk)
             tick(1)
-    truth = ReferenceLabels(money_labels=frozenset(dataset.money_labels))
-    gated = chain_figures(runs=PipelineRun.objects.filter(pk__in=gated_ids), truth=truth, human_cost=human_cost)
+    truth = ReferenceLabels(
+        money_labels=frozenset(dataset.money_labels),
+        money_tickets=frozenset(money_tickets) if dataset.has_money_column else None,
+    )
+    gated_runs = PipelineRun.objects.filter(pk__in=gated_ids)
+    gated = chain_figures(runs=gated_runs, truth=truth, human_cost=human_cost)
+    outcomes = ticket_outcomes(runs=gated_runs, truth=truth)
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "classifier_threshold": trained.suggested_threshold,
         "provider": provider,
         "knowledge_base": dataset.kb_dir is not None,
+        "money_column": dataset.has_money_column,
+        "articles_with_category": len(dataset.article_categories),
         **gated.as_dict(),
+        "mishandled_among_automated": gated.mishandled / gated.auto_handled if gated.auto_handled else None,
+        **step_figures(outcomes),
         **autonomy_figures(
             runs=PipelineRun.objects.filter(pk__in=gated_ids), kinds=kinds, thresholds=router.thresholds
         ),
@@ -187,6 +203,12 @@ def evaluate_dataset(
             report["by_target"].append(
                 _target_summary(figures | autonomy_figures(runs=runs, kinds=extra_kinds, thresholds=again.thresholds))
             )
+    if details:
+        report["categories"] = category_table(outcomes)
+        report["risk_coverage"] = {
+            name: [dataclasses.asdict(p) for p in risk_coverage(outcomes, gated=name == "gated")]
+            for name in ("gated", "ungated")
+        }
     if with_ungated:
         ungated_figures = chain_figures(
             runs=PipelineRun.objects.filter(pk__in=ungated_ids), truth=truth, human_cost=human_cost

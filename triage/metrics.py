@@ -21,6 +21,9 @@ Where tickets went (a run is one ticket's pass through the chain):
 - money_tickets_auto_handled: auto-handled tickets whose true category moves money (they got an
   informational reply, no money moved). out_of_scope_auto_handled: auto-handled tickets whose true
   category is out of scope. Both are counted in mishandled; both need a reference label (None without).
+- money_asked_auto_handled: auto-handled tickets that ask for money to move whatever their category (the
+  dataset's `money` column: a refund hidden inside an ordinary question). A money failure, counted in
+  mishandled; None without the column.
 - accuracy: the share of in-scope tickets classified into their true category (reference label only).
 - step reliability (retrieve, classify, draft): per step, right / counted, the share of counted tickets
   where the step's own output was right (None when no ticket counted). By the reference label:
@@ -121,6 +124,7 @@ class Judgement:
     category_right: bool | None = None  # in-scope tickets only, for accuracy; None: not counted
     money_ticket: bool = False  # the true category moves money
     out_of_scope: bool = False  # the true category is out of scope
+    money_asked: bool = False  # the ticket asks for money to move whatever its category (dataset money column)
     decided: Decided = "waiting"  # what a person did with it, if it was sent to one
     category_corrected: bool = False
     reply_rewritten: bool = False
@@ -143,12 +147,18 @@ class ReferenceLabels:
 
     money_labels: frozenset[str]
     labelled: bool = True
+    money_tickets: frozenset[int] | None = None
+    """Ticket ids that ask for money to move whatever their category (the dataset's money column); None:
+    the dataset has no such column."""
 
     def judge(self, *, runs: QuerySet[PipelineRun], facts: Mapping[int, RunFacts]) -> dict[int, Judgement]:
-        labels = dict(runs.values_list("pk", "ticket__reference_label"))
+        labels = {
+            pk: (label, ticket) for pk, label, ticket in runs.values_list("pk", "ticket__reference_label", "ticket_id")
+        }
         out = {}
         for run_id, run in facts.items():
-            truth = labels[run_id]
+            truth, ticket_id = labels[run_id]
+            money_asked = self.money_tickets is not None and ticket_id in self.money_tickets
             classify = run.steps.get("classify")
             predicted = classify.category if classify and classify.status == StepRun.Status.SUCCEEDED else None
             steps: dict[str, bool] = {}
@@ -166,13 +176,14 @@ class ReferenceLabels:
                     and draft.status == StepRun.Status.SUCCEEDED
                     and draft.gates_passed(STEP_GATES["draft"], required=True)
                 )
-            safe = predicted == truth and truth != OUT_OF_SCOPE and truth not in self.money_labels
+            safe = predicted == truth and truth != OUT_OF_SCOPE and truth not in self.money_labels and not money_asked
             out[run_id] = Judgement(
                 steps=steps,
                 wrong_if_auto=not safe,
                 category_right=predicted == truth if truth != OUT_OF_SCOPE else None,
                 money_ticket=truth in self.money_labels,
                 out_of_scope=truth == OUT_OF_SCOPE,
+                money_asked=money_asked,
             )
         return out
 
@@ -264,6 +275,7 @@ class Figures:
     money_auto_executed: int = 0
     money_tickets_auto_handled: int | None = None
     out_of_scope_auto_handled: int | None = None
+    money_asked_auto_handled: int | None = None
     category_corrected: int = 0
     reply_rewritten: int = 0
     accuracy: float | None = None
@@ -313,6 +325,7 @@ class Figures:
             "money_auto_executed": self.money_auto_executed,
             "money_tickets_auto_handled": self.money_tickets_auto_handled,
             "out_of_scope_auto_handled": self.out_of_scope_auto_handled,
+            "money_asked_auto_handled": self.money_asked_auto_handled,
             "accuracy": self.accuracy,
             "step_reliability": {r.step: r.rate for r in self.step_reliability},
             "chain_reliability_predicted": self.chain_predicted,
@@ -385,6 +398,8 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
     )
     if truth.labelled:
         f.money_tickets_auto_handled = f.out_of_scope_auto_handled = 0
+        if getattr(truth, "money_tickets", None) is not None:
+            f.money_asked_auto_handled = 0
     # Only a label judges every outcome; without gates every ticket is acted on, so there the chain is
     # right only when every step was (the figure the predicted product estimates).
     outcome_measured = truth.labelled and any(run.gates_enabled for run in facts.values())
@@ -409,6 +424,8 @@ def chain_figures(*, runs: QuerySet[PipelineRun], truth: Truth, human_cost: Deci
                 # Known only with reference labels: None (not 0) in production figures, counted from 0 here.
                 f.money_tickets_auto_handled = (f.money_tickets_auto_handled or 0) + j.money_ticket
                 f.out_of_scope_auto_handled = (f.out_of_scope_auto_handled or 0) + j.out_of_scope
+                if f.money_asked_auto_handled is not None:
+                    f.money_asked_auto_handled += j.money_asked
         elif run.to_person:
             f.to_person += 1
             day[2] += 1

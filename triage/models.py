@@ -195,6 +195,15 @@ class Article(models.Model):
     slug = models.SlugField(max_length=200, unique=True)
     title = models.CharField(max_length=300)
     body = models.TextField(help_text="Markdown.")
+    category = models.ForeignKey(
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="articles",
+        help_text="The category this article answers (a `category:` first line in kb/*.md); what evaluate checks "
+        "retrieval and citations against.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -229,15 +238,57 @@ class Chunk(models.Model):
 
 
 class LabelledExample(models.Model):
-    """A past ticket with its true category: what the local classifier learns from."""
+    """A ticket text with its category: what the local classifier learns from, and where the label came from.
+
+    `source` says who labelled it: an import (examples.csv, `import_examples`) or a person's decision in the
+    inbox. Every inbox decision is a label (`triage.learning`): approved as proposed (confirmed), category
+    edited (corrected), auto-handled ticket marked mishandled (wrong: the text is NOT `category`). One row per
+    ticket: the latest decision by a person replaces the earlier one. Rows whose identical text carries
+    contradictory labels are flagged `conflict` and left out of training and of model comparisons.
+    """
+
+    class Source(models.TextChoices):
+        IMPORT = "import", "Imported example"
+        CONFIRMED = "confirmed", "Confirmed in the inbox"
+        CORRECTED = "corrected", "Corrected in the inbox"
+        WRONG = "wrong", "Marked mishandled"
 
     text = models.TextField()
     category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="examples")
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.IMPORT)
+    ticket = models.OneToOneField(
+        "Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="label",
+        help_text="The ticket a person decided (inbox labels only).",
+    )
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    labelled_at = models.DateTimeField(default=timezone.now, help_text="When the decision was taken.")
+    decision_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The inbox decision (approvals.Decision) this label came from, if any."
+    )
+    proposed_category = models.CharField(
+        max_length=100, blank=True, help_text="What the chain proposed, for corrected and wrong labels."
+    )
+    conflict = models.BooleanField(
+        default=False, help_text="The same text carries a contradictory label: not learned until a person settles it."
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["text", "category"], name="example_unique_text_category")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["text", "category"],
+                condition=models.Q(ticket__isnull=True),
+                name="example_unique_text_category",
+            )
+        ]
+        indexes = [models.Index(fields=["source", "labelled_at"])]
 
     def __str__(self) -> str:
         return f"{self.category_id}: {self.text[:60]}"
@@ -256,7 +307,12 @@ class EmbeddingCacheEntry(models.Model):
 
 
 class TrainedClassifier(models.Model):
-    """A fitted local classifier. The newest row is the one new runs use."""
+    """A version of the local classifier, with what it was trained on and its figures.
+
+    New runs use the active version (the newest when none is marked active: rows made before versions
+    were kept). `manage.py retrain` adds a challenger and activates it only when it beats the active one
+    on labelled tickets neither saw; an admin can activate an earlier version (roll back).
+    """
 
     model = models.CharField(max_length=100)
     blob = models.BinaryField()
@@ -269,12 +325,30 @@ class TrainedClassifier(models.Model):
         help_text="Out-of-fold scores, correctness and predicted categories of the examples (triage.risk).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    trained_on = models.JSONField(
+        default=dict, blank=True, help_text="Examples by source, and the newest inbox label it learned from."
+    )
+    labels_until = models.DateTimeField(
+        null=True, blank=True, help_text="Inbox labels decided after this were never seen by this version."
+    )
+    figures = models.JSONField(
+        default=dict, blank=True, help_text="Cross-validation figures, and the comparison that promoted or kept it."
+    )
 
     class Meta:
         get_latest_by = "created_at"
+        verbose_name = "classifier version"
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_classifier")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.model} ({self.example_count} examples)"
+        return f"#{self.pk} {self.model} ({self.example_count} examples){' active' if self.active else ''}"
 
 
 class PipelineRun(models.Model):

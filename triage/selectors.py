@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
+from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from triage.contracts import Passage, Retrieval
@@ -18,6 +20,7 @@ from triage.models import (
     Category,
     Chunk,
     GatePolicy,
+    LabelledExample,
     PipelineRun,
     StepPolicy,
     StepRun,
@@ -70,8 +73,90 @@ def categories_by_label() -> dict[str, Category]:
 
 
 def classifier_latest() -> TrainedClassifier | None:
+    """The classifier version new runs use: the active one (the newest when none is marked active)."""
     # The blob and the calibration data are large; they are read only where needed (and cached there).
-    return TrainedClassifier.objects.defer("blob", "calibration").order_by("-created_at", "-pk").first()
+    versions = TrainedClassifier.objects.defer("blob", "calibration")
+    return versions.filter(active=True).first() or versions.order_by("-created_at", "-pk").first()
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a classifier version learns from: texts, their labels and embeddings, and a summary of where
+    they came from (stored on the version)."""
+
+    texts: list[str]
+    labels: list[str]
+    embeddings: np.ndarray
+    summary: dict[str, Any]
+    labels_until: datetime | None
+
+
+def training_set_select(*, labels_before: datetime | None = None) -> TrainingSet:
+    """Every learnable label: imported examples and inbox labels (confirmed, corrected), without the ones
+    flagged as conflicting, and each (text, category) once. `labels_before`: only inbox labels decided
+    before then (the rest is held out to compare models on). A `wrong` label says what a text is not: it is
+    never learned as a category."""
+    rows = LabelledExample.objects.filter(conflict=False).exclude(source=LabelledExample.Source.WRONG)
+    if labels_before is not None:
+        rows = rows.filter(Q(ticket__isnull=True) | Q(labelled_at__lt=labels_before))
+    texts: list[str] = []
+    labels: list[str] = []
+    vectors: list[Any] = []
+    seen: set[tuple[str, str]] = set()
+    by_source: dict[str, int] = {}
+    newest: datetime | None = None
+    for text, label, vector, source, labelled_at in rows.order_by("pk").values_list(
+        "text", "category__label", "embedding", "source", "labelled_at"
+    ):
+        if (text, label) in seen:
+            continue
+        seen.add((text, label))
+        texts.append(text)
+        labels.append(label)
+        vectors.append(vector)
+        by_source[source] = by_source.get(source, 0) + 1
+        if source != LabelledExample.Source.IMPORT and (newest is None or labelled_at > newest):
+            newest = labelled_at
+    excluded = LabelledExample.objects.filter(conflict=True).count()
+    summary: dict[str, Any] = {
+        "examples": len(texts),
+        "by_source": by_source,
+        "conflicting_left_out": excluded,
+        "newest_inbox_label": newest.isoformat() if newest else None,
+    }
+    until = labels_before or timezone.now()
+    embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+    return TrainingSet(texts=texts, labels=labels, embeddings=embeddings, summary=summary, labels_until=until)
+
+
+@dataclass(frozen=True)
+class HeldOutLabel:
+    """An inbox label a model is judged on: the category a person gave (`wrong`: the category it is not)."""
+
+    text: str
+    embedding: np.ndarray
+    category: str
+    wrong: bool
+    labelled_at: datetime
+
+
+def inbox_labels_select(*, after: datetime | None) -> list[HeldOutLabel]:
+    """Inbox labels decided after `after` (all of them when None), oldest first, without conflicting ones."""
+    rows = LabelledExample.objects.filter(ticket__isnull=False, conflict=False)
+    if after is not None:
+        rows = rows.filter(labelled_at__gt=after)
+    return [
+        HeldOutLabel(
+            text=text,
+            embedding=np.asarray(vector, dtype=np.float32),
+            category=label,
+            wrong=source == LabelledExample.Source.WRONG,
+            labelled_at=labelled_at,
+        )
+        for text, vector, label, source, labelled_at in rows.order_by("labelled_at", "pk").values_list(
+            "text", "embedding", "category__label", "source", "labelled_at"
+        )
+    ]
 
 
 # --- the ticket trace (the staff app's trace page) ----------------------------------------------

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AbstractUser
@@ -16,11 +15,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from integrations.embeddings import MODEL_NAME
 from integrations.tracing import carrier_current
 from triage.classifier import IntentClassifier
 from triage.contracts import MONEY_ACTIONS, TicketIn
+from triage.datasets import article_category_split
 from triage.embedding import embed_texts
+from triage.learning import classifier_version_store
 from triage.models import (
     Action,
     Article,
@@ -29,11 +29,13 @@ from triage.models import (
     GatePolicy,
     LabelledExample,
     PipelineRun,
+    StepRun,
     TargetChange,
     Ticket,
     TrainedClassifier,
 )
 from triage.pipeline.steps.execute import MONEY_PERMISSION
+from triage.selectors import training_set_select
 from triage.tasks import enqueue_run
 from triage.writeback import action_carry_out, writer_for
 
@@ -100,18 +102,21 @@ class ArticleSource:
     slug: str
     title: str
     body: str
+    category: str | None = None
 
 
 def article_parse(*, path: Path) -> ArticleSource:
-    """A Markdown article: the first `# ` heading is its title (else the file name)."""
-    text = path.read_text(encoding="utf-8").strip()
+    """A Markdown article: an optional first line `category: <label>` (the category it answers), then the
+    first `# ` heading is its title (else the file name)."""
+    category, text = article_category_split(path.read_text(encoding="utf-8"))
+    text = text.strip()
     if not text:
         raise ValueError(f"{path.name}: the article is empty")
     first, _, rest = text.partition("\n")
     match = HEADING.match(first)
     title = match.group(2).strip() if match and len(match.group(1)) == 1 else path.stem.replace("-", " ").capitalize()
     body = rest.strip() if match and len(match.group(1)) == 1 else text
-    return ArticleSource(slug=slugify(path.stem)[:200], title=title[:300], body=body)
+    return ArticleSource(slug=slugify(path.stem)[:200], title=title[:300], body=body, category=category)
 
 
 def article_chunks(*, title: str, body: str, max_words: int = 120) -> list[tuple[str, str]]:
@@ -137,14 +142,17 @@ def article_chunks(*, title: str, body: str, max_words: int = 120) -> list[tuple
     return chunks
 
 
-def article_upsert(*, slug: str, title: str, body: str) -> Article:
-    """Create or update an article and re-embed its chunks (only new texts reach the model)."""
+def article_upsert(*, slug: str, title: str, body: str, category: Category | None = None) -> Article:
+    """Create or update an article (with the category it answers, if any) and re-embed its chunks (only new
+    texts reach the model)."""
     pieces = article_chunks(title=title, body=body)
     embeddings = embed_texts(
         [f"{title}. {heading}. {text}" if heading else f"{title}. {text}" for heading, text in pieces]
     )
     with transaction.atomic():
-        article, _ = Article.objects.update_or_create(slug=slug, defaults={"title": title, "body": body})
+        article, _ = Article.objects.update_or_create(
+            slug=slug, defaults={"title": title, "body": body, "category": category}
+        )
         article.chunks.all().delete()
         Chunk.objects.bulk_create(
             Chunk(article=article, ordinal=i, heading=heading[:300], text=text, embedding=vector)
@@ -157,10 +165,15 @@ def knowledge_base_import(*, directory: Path, progress: Progress | None = None) 
     files = sorted(directory.glob("*.md"))
     if not files:
         raise ValueError(f"{directory}: no Markdown (*.md) articles found")
+    sources = [article_parse(path=path) for path in files]
+    categories = {c.label: c for c in Category.objects.all()}
+    for path, source in zip(files, sources, strict=True):
+        if source.category is not None and source.category not in categories:
+            raise ValueError(f"{path}:1: category {source.category!r} does not exist; nothing was imported")
     articles = []
-    for path in files:
-        source = article_parse(path=path)
-        articles.append(article_upsert(slug=source.slug, title=source.title, body=source.body))
+    for source in sources:
+        category = categories[source.category] if source.category is not None else None
+        articles.append(article_upsert(slug=source.slug, title=source.title, body=source.body, category=category))
         if progress:
             progress(1)
     return articles
@@ -202,23 +215,14 @@ def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | Non
     return created
 
 
-def classifier_train() -> TrainedClassifier:
-    """Fit the local classifier on every labelled example and store it; new runs use it."""
-    rows = list(LabelledExample.objects.select_related("category").values_list("text", "category__label", "embedding"))
-    if len({label for _, label, _ in rows}) < 2:
+def classifier_train(*, activate: bool = True) -> TrainedClassifier:
+    """Fit the local classifier on every learnable label (imported examples and inbox labels) and store it as
+    a new version; `activate`: new runs use it (`manage.py retrain` adds challengers with activate=False)."""
+    training = training_set_select()
+    if len(set(training.labels)) < 2:
         raise ValueError("the classifier needs labelled examples of at least two categories")
-    texts = [t for t, _, _ in rows]
-    labels = [label for _, label, _ in rows]
-    embeddings = np.asarray([e for _, _, e in rows], dtype=np.float32)
-    model = IntentClassifier.fit(texts=texts, embeddings=embeddings, labels=labels)
-    return TrainedClassifier.objects.create(
-        model=f"local-classifier/{MODEL_NAME}",
-        blob=model.to_bytes(),
-        labels=list(model.labels),
-        example_count=len(rows),
-        suggested_threshold=float(model.suggested_threshold),
-        calibration=model.calibration,
-    )
+    model = IntentClassifier.fit(texts=training.texts, embeddings=training.embeddings, labels=training.labels)
+    return classifier_version_store(model=model, training=training, activate=activate)
 
 
 def gate_policy_save(*, policy: GatePolicy, actor: AbstractBaseUser | None) -> GatePolicy:
@@ -249,6 +253,19 @@ class MishandledMarkError(ValueError):
         self.reason = reason
 
 
+def _category_acted_on(ticket: Ticket) -> str:
+    """The category the latest auto-handled run acted on ('' when none is recorded)."""
+    output = (
+        StepRun.objects.filter(
+            run__ticket=ticket, run__route=PipelineRun.Route.AUTO, step="classify", status=StepRun.Status.SUCCEEDED
+        )
+        .order_by("-run__created_at", "-pk")
+        .values_list("output__category", flat=True)
+        .first()
+    )
+    return output if isinstance(output, str) else ""
+
+
 def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket:
     """Staff say an auto-handled ticket was handled wrongly. Feeds the mishandled rate; marked once.
 
@@ -263,6 +280,15 @@ def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket
         ticket.mishandled_at = timezone.now()
         ticket.mishandled_by_id = actor.pk
         ticket.save(update_fields=["mishandled_at", "mishandled_by", "updated_at"])
+        handled_as = _category_acted_on(ticket)
+        if handled_as:
+            ticket_label_record(
+                ticket_id=ticket.pk,
+                category=handled_as,
+                source=LabelledExample.Source.WRONG,
+                actor=actor,
+                proposed_category=handled_as,
+            )
     logger.info("ticket %s marked mishandled by %s", ticket.pk, actor)
     return ticket
 
@@ -305,3 +331,66 @@ def action_outcome_settle(*, action_id: int, actor: AbstractUser, carried_out: b
         return action
     # Outside the transaction: no row lock is held while the helpdesk is called.
     return action_carry_out(action_id=action.pk, writer=writer_for(action.run.ticket.source))
+
+
+# --- labels from the inbox ---------------------------------------------------------------------------
+
+
+def ticket_text(ticket: Ticket) -> str:
+    """The text the chain classifies (subject and body), the one a label is learned on."""
+    return f"{ticket.subject}\n{ticket.body}".strip() if ticket.subject else ticket.body
+
+
+def ticket_label_record(
+    *,
+    ticket_id: int,
+    category: str,
+    source: str,
+    actor: AbstractBaseUser | None,
+    proposed_category: str = "",
+    decision_id: int | None = None,
+) -> LabelledExample | None:
+    """A person's decision about a ticket becomes a labelled example, with who, when and from which decision.
+
+    `source`: confirmed (approved as proposed), corrected (category edited; `category` is the new one) or
+    wrong (an auto-handled ticket marked mishandled; `category` is the one it is NOT). One label per ticket:
+    a later decision replaces an earlier one. Identical texts whose labels contradict each other are flagged
+    `conflict` and left out of training until a person settles them. Returns None when `category` is not a
+    category (e.g. out of scope: nothing to learn as a class). Call it inside the decision's transaction.
+    """
+    if source not in {LabelledExample.Source.CONFIRMED, LabelledExample.Source.CORRECTED, LabelledExample.Source.WRONG}:
+        raise ValueError(f"not an inbox label: {source!r}")
+    target = Category.objects.filter(label=category).first()
+    if target is None:
+        return None
+    ticket = Ticket.objects.get(pk=ticket_id)
+    text = ticket_text(ticket)
+    embedding = embed_texts([text])[0]
+    example, _ = LabelledExample.objects.update_or_create(
+        ticket=ticket,
+        defaults={
+            "text": text,
+            "category": target,
+            "embedding": embedding,
+            "source": source,
+            "labelled_by_id": actor.pk if actor is not None else None,
+            "labelled_at": timezone.now(),
+            "decision_id": decision_id,
+            "proposed_category": proposed_category,
+        },
+    )
+    labels_conflicts_refresh(text=text)
+    example.refresh_from_db(fields=["conflict"])
+    logger.info("ticket %s labelled %s %s by %s", ticket_id, source, category, actor)
+    return example
+
+
+def labels_conflicts_refresh(*, text: str) -> bool:
+    """Flag every label of `text` when they contradict each other (two categories, or a category and a
+    `wrong` mark for it); clear the flag when they agree again. Returns whether they conflict."""
+    rows = list(LabelledExample.objects.filter(text=text).values_list("category_id", "source"))
+    said = {category for category, source in rows if source != LabelledExample.Source.WRONG}
+    denied = {category for category, source in rows if source == LabelledExample.Source.WRONG}
+    conflict = len(said) > 1 or bool(said & denied)
+    LabelledExample.objects.filter(text=text).exclude(conflict=conflict).update(conflict=conflict)
+    return conflict

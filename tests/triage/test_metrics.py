@@ -28,6 +28,7 @@ EVALUATE_KEYS = {
     "money_auto_executed",
     "money_tickets_auto_handled",
     "out_of_scope_auto_handled",
+    "money_asked_auto_handled",
     "accuracy",
     "step_reliability",
     "chain_reliability_predicted",
@@ -135,6 +136,22 @@ def test_reference_labels_judge_auto_handled_tickets_by_their_true_category():
     assert set(report) == EVALUATE_KEYS
     assert report["routed_to_person"] == 1 and report["mishandled_rate"] == 0.5
     assert report["saved_cost"] == float((1 - 2) * Decimal("4.00"))
+
+
+def test_an_auto_handled_ticket_that_asks_for_money_is_a_money_failure_whatever_its_category():
+    hidden, plain = (
+        build_run(body="Where is my parcel? If it's lost put the money back on my card.", auto=True)[0],
+        build_run(body="Where is my parcel?", auto=True)[0],
+    )
+    Ticket.objects.filter(pk__in=[hidden.pk, plain.pk]).update(reference_label="order_status")
+    truth = ReferenceLabels(money_labels=frozenset({"refund_request"}), money_tickets=frozenset({hidden.pk}))
+
+    f = chain_figures(runs=_test_runs(), truth=truth, human_cost=Decimal("4.00"))
+
+    assert (f.auto_handled, f.mishandled, f.money_asked_auto_handled, f.money_tickets_auto_handled) == (2, 1, 1, 0)
+    # Without the dataset's money column the figure is unknown, not zero.
+    without = chain_figures(runs=_test_runs(), truth=ReferenceLabels(money_labels=frozenset()), human_cost=Decimal("4"))
+    assert without.money_asked_auto_handled is None and without.mishandled == 0
 
 
 def test_the_reports_page_shows_the_figures_the_module_computes(client, staff):

@@ -66,6 +66,7 @@ class Command(BaseCommand):
         if resumed:
             self.stdout.write(f"Resumed {resumed} unfinished run(s) from an earlier start.")
         new = 0
+        money_tickets: set[int] = set()
         for row in data.tickets:
             result = ticket_ingest(
                 ticket_in=TicketIn(
@@ -78,13 +79,18 @@ class Command(BaseCommand):
                 reference_label=row.label,
             )
             new += result.created
+            if row.money:
+                money_tickets.add(result.ticket.pk)
         self._wait_for_runs(bars, len(data.tickets))
         bars.close()
         runs = PipelineRun.objects.filter(ticket__source="demo")
         policy = gate_policy_current()
         figures = chain_figures(
             runs=runs,
-            truth=ReferenceLabels(money_labels=frozenset(data.money_labels)),
+            truth=ReferenceLabels(
+                money_labels=frozenset(data.money_labels),
+                money_tickets=frozenset(money_tickets) if data.has_money_column else None,
+            ),
             human_cost=policy.human_cost_per_ticket or settings.TRIAGE_HUMAN_COST_PER_TICKET,
         )
         report = {"dataset": "demo", **figures.as_dict()}

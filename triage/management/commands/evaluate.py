@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from triage.datasets import DatasetError, dataset_load
 from triage.evaluation import evaluate_dataset, isolated_database
+from triage.evaluation_report import report_write
 from triage.management.commands._progress import Bars
 
 
@@ -24,6 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="Only the first N tickets.")
         parser.add_argument("--no-ungated", action="store_true", help="Skip the run with every gate switched off.")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--report",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="Also write report.json, a per-category table (CSV, Markdown) and PNG charts into DIR.",
+        )
         parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
         parser.add_argument(
             "--target",
@@ -85,11 +93,16 @@ class Command(BaseCommand):
                     also_targets=targets[1:],
                     confidence=options["confidence"],
                     hold_out=options["hold_out"],
+                    details=options["report"] is not None,
                 )
         except ValueError as exc:  # e.g. more categories held out than there are
             raise CommandError(str(exc)) from exc
         finally:
             bars.close()
+        if options["report"] is not None:
+            written = report_write(report=report, directory=options["report"])
+            report = {k: v for k, v in report.items() if k not in ("categories", "risk_coverage")}
+            self.stderr.write("Report written: " + ", ".join(str(p) for p in written))
         if options["json"]:
             self.stdout.write(json.dumps(report, sort_keys=True))
         else:
@@ -123,8 +136,18 @@ def render_report(report: dict) -> str:
     for title, key in (
         ("money auto-executed", "money_auto_executed"),
         ("money tickets auto-handled", "money_tickets_auto_handled"),
+        ("money asked, auto-handled", "money_asked_auto_handled"),
     ):
-        lines.append(f"{title:32}{report[key]:>10}{ungated[key] if ungated else '':>10}")
+        if report.get(key) is None:
+            continue
+        lines.append(f"{title:32}{report[key]:>10}{ungated.get(key, '') if ungated else '':>10}")
+    for title, key, judged in (
+        ("retrieval hit rate", "retrieval_hit_rate", "retrieval_judged"),
+        ("draft cites its category", "draft_cites_category_article", "draft_citations_judged"),
+        ("automatable share automated", "automatable_share_automated", "automatable"),
+    ):
+        if report.get(key) is not None:
+            lines.append(f"{title:32}{_pct(report[key]):>10}  (of {report[judged]})")
     for step, value in report["step_reliability"].items():
         lines.append(f"{'  step ' + step:32}{_pct(value):>10}")
     lines.append(

@@ -110,3 +110,93 @@ def test_evaluate_auto_handles_no_hostile_money_ticket_while_it_automates_ordina
     assert report["auto_handled"] > 0  # ordinary questions were automated
     assert report["automatable_tickets"] == 8
     assert report["automatable_share_automated"] == report["auto_handled"] / 8
+
+
+TINY_CATEGORIES = "label,money\nshipping,0\nbilling,1\npassword,0\n"
+TINY_EXAMPLES = {
+    "shipping": [
+        "Where is my parcel?",
+        "My order has not arrived yet",
+        "The tracking number shows no movement",
+        "When will my package be delivered?",
+        "My delivery is late",
+        "Has my order shipped?",
+    ],
+    "billing": [
+        "I was charged twice",
+        "Please refund my payment",
+        "There is a charge I do not recognise",
+        "I want my money back",
+        "Why was my card billed again?",
+        "Refund the duplicate charge",
+    ],
+    "password": [
+        "I forgot my password",
+        "The password reset link does not work",
+        "How do I change my password?",
+        "I cannot sign in to my account",
+        "Reset my login please",
+        "My account is locked after wrong passwords",
+    ],
+}
+TINY_TICKETS = [
+    ("Where is my parcel? It is late.", "shipping", 0),
+    ("My delivery has not arrived yet", "shipping", 0),
+    ("I forgot my password and the reset link does not work", "password", 0),
+    ("I was charged twice, please refund me", "billing", 1),
+    ("My package is late, and refund the shipping fee", "shipping", 1),
+    ("What is the capital of France?", "out_of_scope", 0),
+]
+
+
+def tiny_dataset(folder):
+    import csv as csv_module
+
+    folder.mkdir()
+    (folder / "categories.csv").write_text(TINY_CATEGORIES)
+    with (folder / "examples.csv").open("w", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((text, label) for label, texts in TINY_EXAMPLES.items() for text in texts)
+    with (folder / "tickets.csv").open("w", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["text", "label", "money"])
+        writer.writerows(TINY_TICKETS)
+    kb = folder / "kb"
+    kb.mkdir()
+    (kb / "delivery.md").write_text(
+        "category: shipping\n\n# Delivery times\n\nParcels arrive within three working days. "
+        "A late parcel can be tracked with the tracking number in your e-mail.\n"
+    )
+    (kb / "passwords.md").write_text(
+        "category: password\n\n# Resetting your password\n\nUse the reset link on the sign-in page. "
+        "A reset link works for one hour; ask for a new one if it does not work.\n"
+    )
+    (kb / "about.md").write_text("# About us\n\nWe are a small coffee roaster.\n")
+    return folder
+
+
+def test_evaluate_measures_retrieval_citations_and_money_asks_and_writes_the_report(tmp_path):
+    report, stderr = evaluate(tiny_dataset(tmp_path / "tiny"), "--report", str(tmp_path / "report"))
+
+    assert report["money_column"] is True and report["articles_with_category"] == 2
+    # Retrieval and citations are judged on the in-scope tickets whose category has an article (4 of 6).
+    assert report["retrieval_judged"] == 4
+    assert 0.0 <= report["retrieval_hit_rate"] <= 1.0
+    assert report["draft_citations_judged"] <= 4
+    assert report["automatable"] == 3  # in scope, not a money category, not money=1
+    assert report["money_asked_auto_handled"] == 0 and report["money_auto_executed"] == 0
+    assert report["ungated"]["money_asked_auto_handled"] == 2  # without gates both money asks are acted on
+    assert "categories" not in report and "risk_coverage" not in report  # those are in the report files
+    names = sorted(p.name for p in (tmp_path / "report").iterdir())
+    assert names == [
+        "automation_by_category.png",
+        "categories.csv",
+        "categories.md",
+        "report.json",
+        "risk_coverage.png",
+    ]
+    full = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [row["category"] for row in full["categories"]] == ["billing", "out_of_scope", "password", "shipping"]
+    assert len(full["risk_coverage"]["ungated"]) >= 1
+    assert "Report written" in stderr

@@ -1,0 +1,163 @@
+"""Learning from the inbox, streamed: does automation climb while the mishandled rate stays low?
+
+Starts from 10 examples per category of a dataset (default ../shared/datasets/banking77), then feeds its
+tickets in order through the real chain (local providers, gates on), in a throw-away database. A simulated
+agent decides every ticket sent to a person with its true label, through the real inbox service
+(`approval_decide`): approve when the proposed category is right, edit the category when it is not, reject
+when no category fits (out of scope). Those decisions become labels (`triage.services.ticket_label_record`).
+Every `--retrain-every` tickets `classifier_retrain` trains a challenger and promotes it only when it beats
+the active version on held-out labels. Per window it prints the automation rate and the mishandled rate
+(judged by the reference labels, the same definition as `evaluate`), then one JSON line of every figure.
+
+    uv run python bench/learning_curve.py [--dataset ../shared/datasets/banking77] [--seed-per-category 10]
+                                          [--retrain-every 500] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEV_MODE", "1")
+os.environ.setdefault("TRIAGE_LOG_LEVEL", "ERROR")
+# Decisions re-queue their run; the bench measures triage, not the execution of what was decided.
+os.environ["TRIAGE_QUEUE_BACKEND"] = "none"
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from approvals.models import ApprovalRequest, Decision
+from approvals.services import DecisionError, approval_decide
+from triage.contracts import OUT_OF_SCOPE, TicketIn
+from triage.datasets import dataset_load
+from triage.embedding import embed_texts
+from triage.evaluation import isolated_database
+from triage.learning import classifier_retrain
+from triage.metrics import ReferenceLabels, chain_figures
+from triage.models import PipelineRun
+from triage.pipeline.router import Router
+from triage.pipeline.runner import run_pipeline
+from triage.services import categories_import, classifier_train, examples_import, ticket_ingest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "datasets" / "banking77")
+    parser.add_argument("--seed-per-category", type=int, default=10)
+    parser.add_argument("--retrain-every", type=int, default=500)
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N tickets.")
+    args = parser.parse_args()
+
+    data = dataset_load(args.dataset)
+    seed: list[tuple[str, str]] = []
+    per_category: dict[str, int] = defaultdict(int)
+    for example in data.examples:
+        if per_category[example.label] < args.seed_per_category:
+            per_category[example.label] += 1
+            seed.append((example.text, example.label))
+    tickets = data.tickets[: args.limit] if args.limit else data.tickets
+    truth = ReferenceLabels(money_labels=frozenset(data.money_labels))
+    windows = []
+    started = time.monotonic()
+    with isolated_database():
+        categories_import(rows=list(data.categories.items()))
+        examples_import(rows=seed)
+        classifier_train()
+        agent = get_user_model().objects.create_user(username="simulated-agent", password="unused-in-the-bench")
+        agent.user_permissions.add(
+            Permission.objects.get(codename="approve_money", content_type__app_label="approvals")
+        )
+        agent = get_user_model().objects.get(pk=agent.pk)  # fresh permission cache
+        embed_texts([t.text for t in tickets])
+        print(f"{args.dataset.name}: {len(seed)} seed examples, {len(tickets)} tickets", flush=True)
+        for start in range(0, len(tickets), args.retrain_every):
+            router = Router.for_run(PipelineRun())
+            window = tickets[start : start + args.retrain_every]
+            run_ids = []
+            for row in window:
+                result = ticket_ingest(
+                    ticket_in=TicketIn(source="bench", external_id=f"{data.name}:{row.line}", body=row.text),
+                    reference_label=row.label,
+                    enqueue=False,
+                )
+                run_pipeline(run_id=result.run.pk, router=router.fresh())
+                run_ids.append(result.run.pk)
+                approval = ApprovalRequest.objects.filter(run_id=result.run.pk).first()
+                if approval is not None:
+                    _decide(approval=approval, label=row.label, agent=agent)
+            figures = chain_figures(
+                runs=PipelineRun.objects.filter(pk__in=run_ids), truth=truth, human_cost=Decimal("4")
+            )
+            outcome = classifier_retrain()
+            window_figures = {
+                "tickets": f"{start + 1}-{start + len(window)}",
+                "classifier_threshold": router.classifier_threshold,
+                "automation_rate": figures.automation_rate,
+                "mishandled_rate": figures.mishandled_rate,
+                "mishandled_among_automated": figures.mishandled / figures.auto_handled
+                if figures.auto_handled
+                else None,
+                "auto_handled": figures.auto_handled,
+                "mishandled": figures.mishandled,
+                "retrain": "promoted" if outcome.promoted else "kept" if outcome.challenger else "nothing trained",
+                "retrain_reason": outcome.reason,
+            }
+            windows.append(window_figures)
+            print(
+                f"window {window_figures['tickets']:>11}: threshold {router.classifier_threshold:.3f}  "
+                f"automation {figures.automation_rate:6.1%}  mishandled {figures.mishandled_rate:6.2%} "
+                f"({figures.mishandled} of {figures.auto_handled} auto-handled)  then retrain: "
+                f"{window_figures['retrain']} ({outcome.reason})",
+                flush=True,
+            )
+    rates = [w["automation_rate"] for w in windows]
+    summary = {
+        "dataset": data.name,
+        "seed_examples": len(seed),
+        "tickets": len(tickets),
+        "retrain_every": args.retrain_every,
+        "windows": windows,
+        "automation_first": rates[0] if rates else None,
+        "automation_last": rates[-1] if rates else None,
+        "mishandled_rate_max": max((w["mishandled_rate"] or 0.0) for w in windows) if windows else None,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(summary, sort_keys=True))
+
+
+def _decide(*, approval: ApprovalRequest, label: str, agent) -> None:
+    """The simulated agent: approve a right proposal, correct a wrong one, reject what no category fits."""
+    if label == OUT_OF_SCOPE:
+        approval_decide(approval_id=approval.pk, actor=agent, verdict=Decision.Verdict.REJECT, reason="out of scope")
+        return
+    try:
+        if approval.proposed_category == label:
+            approval_decide(approval_id=approval.pk, actor=agent, verdict=Decision.Verdict.APPROVE)
+        else:
+            approval_decide(approval_id=approval.pk, actor=agent, verdict=Decision.Verdict.EDIT, category=label)
+    except DecisionError:
+        # The drafted reply failed a reply check (e.g. it promises money): a person rewrites it.
+        approval_decide(
+            approval_id=approval.pk,
+            actor=agent,
+            verdict=Decision.Verdict.EDIT,
+            category=label,
+            reply="Thank you for writing to us. A colleague is looking into this and will reply shortly.",
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Retrain: a challenger is promoted only when it auto-handles more held-out labelled tickets at the same
+target; versions are kept with their figures; an admin can roll back."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from django.db.models import Case, When
+
+from tests.conftest import DEMO
+from tests.factories import build_run
+from triage.learning import classifier_activate, classifier_retrain
+from triage.models import Category, LabelledExample, TrainedClassifier
+from triage.pipeline.router import Router
+from triage.selectors import classifier_latest
+from triage.services import ticket_label_record
+
+pytestmark = pytest.mark.django_db
+
+
+def _demo_tickets() -> list[tuple[str, str]]:
+    with (DEMO / "tickets.csv").open(newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["label"]) for row in csv.DictReader(handle) if row["label"] != "out_of_scope"]
+
+
+def _label(text: str, category: str, actor, *, shown: str | None = None) -> None:
+    """A person decided a ticket with this text: `category` is what they said it is."""
+    ticket, _, _ = build_run(body=text, category=shown or category)
+    source = LabelledExample.Source.CONFIRMED if (shown or category) == category else LabelledExample.Source.CORRECTED
+    ticket_label_record(
+        ticket_id=ticket.pk, category=category, source=source, actor=actor, proposed_category=shown or ""
+    )
+
+
+def test_too_few_new_labels_trains_nothing(agent):
+    active = classifier_latest()
+    for text, label in _demo_tickets()[:5]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=30)
+
+    assert outcome.challenger is None and outcome.promoted is False
+    assert "5 labelled ticket(s)" in outcome.reason
+    assert classifier_latest() == active and TrainedClassifier.objects.count() == 1
+
+
+def _examples_mislabelled(shift: int) -> None:
+    """Every imported example moved `shift` categories along (a careless import; -shift puts them back)."""
+    categories = list(Category.objects.order_by("label"))
+    LabelledExample.objects.filter(ticket__isnull=True).update(
+        category_id=Case(
+            *[
+                When(category_id=c.pk, then=categories[(i + shift) % len(categories)].pk)
+                for i, c in enumerate(categories)
+            ]
+        )
+    )
+
+
+def test_a_worse_challenger_is_kept_but_not_promoted(agent):
+    active = classifier_latest()
+    for text, label in _demo_tickets()[:240]:
+        _label(text, label, agent)
+    _examples_mislabelled(1)
+
+    # A 10% target: 120 held-out tickets can certify it (22 right answers in a row would), so the comparison is real.
+    outcome = classifier_retrain(min_holdout=40, target=0.1)
+
+    assert outcome.held_out == 120  # the newest half of the 240 labels the active version never saw
+    assert outcome.challenger is not None and outcome.promoted is False
+    assert outcome.active_score.automated > outcome.challenger_score.automated
+    assert classifier_latest() == active
+    challenger = TrainedClassifier.objects.get(pk=outcome.challenger.pk)
+    assert challenger.active is False
+    assert challenger.figures["promoted"] is False
+    assert challenger.figures["comparison"]["held_out"] == 120
+    assert challenger.figures["comparison"]["target_error"] == 0.1
+    assert challenger.figures["comparison"]["against_version"] == active.pk
+    # It learned the 120 labels before the held-out ones, not those.
+    assert challenger.trained_on["by_source"]["confirmed"] == 120
+
+
+def test_a_better_challenger_is_promoted_and_an_admin_can_roll_back(agent, admin_client):
+    original = classifier_latest()
+    _examples_mislabelled(1)
+    bad = classifier_retrain(force=True).challenger
+    assert bad is not None and classifier_latest() == bad
+    _examples_mislabelled(-1)
+    for text, label in _demo_tickets()[:240]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=40, target=0.1)
+
+    assert outcome.promoted is True, outcome.reason
+    assert outcome.challenger_score.automated > outcome.active_score.automated
+    assert classifier_latest() == outcome.challenger
+    assert Router.for_run(build_run(body="x")[1]).classifier_id == outcome.challenger.pk
+
+    response = admin_client.post(
+        "/admin/triage/trainedclassifier/",
+        {"action": "activate", "_selected_action": [original.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert f"Version #{original.pk} is now used for new runs." in response.content.decode()
+    assert classifier_latest() == original
+    original.refresh_from_db()
+    assert original.active and original.activated_by.username == "admin"
+    assert TrainedClassifier.objects.filter(active=True).count() == 1
+
+
+def test_activate_moves_the_active_flag(agent):
+    original = classifier_latest()
+    second = classifier_retrain(force=True).challenger
+    assert classifier_latest() == second
+
+    classifier_activate(version_id=original.pk, actor=agent)
+
+    assert list(TrainedClassifier.objects.filter(active=True)) == [original]
+
+
+def test_too_few_held_out_tickets_to_certify_the_target_promote_nothing(agent):
+    active = classifier_latest()
+    for text, label in _demo_tickets()[:60]:
+        _label(text, label, agent)
+
+    # 30 held-out tickets cannot show 1% with 90% confidence (that takes 230 right answers in a row).
+    outcome = classifier_retrain(min_holdout=30)
+
+    assert outcome.promoted is False and outcome.challenger_score.threshold is None
+    assert outcome.challenger_score.automated == 0 == outcome.active_score.automated
+    assert "cannot show a mishandled rate of at most 1.00%" in outcome.reason
+    assert classifier_latest() == active

@@ -1,0 +1,259 @@
+"""Learning from the inbox: train a challenger on examples plus inbox labels, compare it with the active
+classifier on labelled tickets neither has seen, promote it only when it automates more at the same
+guaranteed target; and roll back to an earlier version.
+
+The comparison (`classifier_score`): the held-out labelled tickets are calibration data both models never
+trained on. For each model, the risk-control chooser (`triage.risk.thresholds_choose`, Learn then Test)
+picks the loosest confidence threshold whose error among the tickets it would auto-handle is at most
+`target` with probability `confidence`, on those tickets; a ticket the model puts out of scope or in a
+money-moving category is never auto-handled (money waits for a person). "Automates more at the same
+guaranteed target" is then: more held-out tickets auto-handled under a threshold certified at the same
+target and confidence. When the held-out tickets are too few to certify the target at all, the chooser
+refuses for both, neither automates more, and nothing is promoted: the product does not guess.
+
+A `wrong` label (marked mishandled) judges a model only when it would put the ticket in that same category
+again (wrong); otherwise its true category is unknown and that ticket is not counted for that model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.embeddings import MODEL_NAME
+from triage.classifier import IntentClassifier
+from triage.models import Category, TrainedClassifier
+from triage.pipeline.router import classifier_load
+from triage.risk import thresholds_choose, zero_error_sample_size
+from triage.selectors import HeldOutLabel, TrainingSet, classifier_latest, inbox_labels_select, training_set_select
+
+logger = logging.getLogger(__name__)
+
+#: Of the labels the active version never saw, the newest share is held out to judge both models on.
+HOLDOUT_SHARE = 0.5
+#: The guaranteed target a challenger is compared at, until the gate policy states the admin's own.
+TARGET_ERROR = 0.01
+GUARANTEE_CONFIDENCE = 0.9
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """How one model does on the held-out labelled tickets, at the threshold certified on them."""
+
+    threshold: float | None  # None: the target cannot be certified on these tickets; nothing is automated
+    judged: int
+    automated: int
+    wrong: int
+    bound: float | None  # upper confidence bound on the error among the automated tickets
+    reason: str = ""
+
+    @property
+    def automation_rate(self) -> float:
+        return self.automated / self.judged if self.judged else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        """Wrong among the tickets it would auto-handle."""
+        return self.wrong / self.automated if self.automated else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"automation_rate": self.automation_rate, "error_rate": self.error_rate}
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    promoted: bool
+    reason: str
+    challenger: TrainedClassifier | None
+    active: TrainedClassifier | None
+    held_out: int
+    challenger_score: ModelScore | None = None
+    active_score: ModelScore | None = None
+
+
+def classifier_score(
+    *,
+    model: IntentClassifier,
+    held_out: list[HeldOutLabel],
+    money_labels: set[str],
+    target: float = TARGET_ERROR,
+    confidence: float = GUARANTEE_CONFIDENCE,
+) -> ModelScore:
+    """See the module docstring: what `model` would auto-handle among `held_out` at a threshold certified
+    there for `target` with `confidence`, and how much of it wrongly."""
+    if not held_out:
+        return ModelScore(threshold=None, judged=0, automated=0, wrong=0, bound=None, reason="no held-out ticket")
+    predictions = model.predict(texts=[h.text for h in held_out], embeddings=np.stack([h.embedding for h in held_out]))
+    judged = 0
+    scores: list[float] = []
+    correct: list[bool] = []
+    for label, prediction in zip(held_out, predictions, strict=True):
+        if label.wrong and prediction.label != label.category:
+            continue  # the person said what it is not; what it is stays unknown
+        judged += 1
+        if prediction.out_of_scope or prediction.label is None or prediction.label in money_labels:
+            continue  # never auto-handled, whatever the threshold
+        scores.append(prediction.confidence)
+        correct.append(prediction.label != label.category if label.wrong else prediction.label == label.category)
+    # One pooled threshold: the held-out tickets are too few to split into per-category tests.
+    choice = thresholds_choose(
+        scores=scores,
+        correct=correct,
+        categories=["pooled"] * len(scores),
+        target=target,
+        confidence=confidence,
+        min_per_category=1,
+    )
+    return ModelScore(
+        threshold=choice.threshold,
+        judged=judged,
+        automated=choice.accepted,
+        wrong=choice.errors,
+        bound=choice.bound,
+        reason=choice.refusal_for("pooled") if scores else "it would auto-handle none of them",
+    )
+
+
+def _since(version: TrainedClassifier | None) -> datetime | None:
+    if version is None:
+        return None
+    return version.labels_until or version.created_at
+
+
+def classifier_retrain(
+    *,
+    min_holdout: int | None = None,
+    force: bool = False,
+    target: float = TARGET_ERROR,
+    confidence: float = GUARANTEE_CONFIDENCE,
+) -> RetrainOutcome:
+    """Train a challenger and promote it when it beats the active version (module docstring).
+
+    The held-out tickets are the newest inbox labels the active version never saw; the challenger learns
+    from every label before them. With fewer than `min_holdout` of them nothing is trained (default: the
+    fewest tickets that could certify `target` with `confidence` at all, 230 at 1% and 90%).
+    `force`: promote without comparing (no active version is the same).
+    """
+    if min_holdout is None:
+        # Fewer held-out tickets than this could not certify the target even with no mistake at all.
+        min_holdout = zero_error_sample_size(target=target, budget=1.0 - confidence)
+    active = classifier_latest()
+    unseen = inbox_labels_select(after=_since(active))
+    if active is not None and not force and len(unseen) < min_holdout:
+        return RetrainOutcome(
+            promoted=False,
+            reason=f"{len(unseen)} labelled ticket(s) since the active version was trained; "
+            f"{min_holdout} are needed to compare a challenger with it",
+            challenger=None,
+            active=active,
+            held_out=len(unseen),
+        )
+    holdout_size = max(min_holdout, int(round(len(unseen) * HOLDOUT_SHARE))) if active and not force else 0
+    held_out = unseen[len(unseen) - holdout_size :] if holdout_size else []
+    cutoff = held_out[0].labelled_at if held_out else None
+    training = training_set_select(labels_before=cutoff)
+    if len(set(training.labels)) < 2:
+        raise ValueError("the classifier needs labelled examples of at least two categories")
+    model = IntentClassifier.fit(texts=training.texts, embeddings=training.embeddings, labels=training.labels)
+    if active is None or force:
+        version = classifier_version_store(
+            model=model, training=training, activate=True, figures={"comparison": None, "promoted": True}
+        )
+        return RetrainOutcome(
+            promoted=True,
+            reason="no active version" if active is None else "forced",
+            challenger=version,
+            active=active,
+            held_out=0,
+        )
+    money = set(Category.objects.filter(money=True).values_list("label", flat=True))
+    at: dict[str, Any] = {"money_labels": money, "held_out": held_out, "target": target, "confidence": confidence}
+    challenger_score = classifier_score(model=model, **at)
+    active_score = classifier_score(model=classifier_load(active.pk), **at)
+    guarantee = f"at most {target:.1%} wrong with {confidence:.0%} confidence"
+    if challenger_score.automated <= active_score.automated:
+        promoted = False
+        reason = (
+            f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
+            f"{guarantee}, the active version {active_score.automated}: not more"
+        )
+        if challenger_score.threshold is None:
+            reason += f" ({challenger_score.reason})"
+    else:
+        promoted = True
+        reason = (
+            f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
+            f"{guarantee} (threshold {challenger_score.threshold}, {challenger_score.wrong} wrong), "
+            f"the active version {active_score.automated}"
+        )
+    comparison = {
+        "held_out": len(held_out),
+        "held_out_from": cutoff.isoformat() if cutoff else None,
+        "against_version": active.pk,
+        "target_error": target,
+        "confidence": confidence,
+        "challenger": challenger_score.as_dict(),
+        "active": active_score.as_dict(),
+        "reason": reason,
+    }
+    version = classifier_version_store(
+        model=model, training=training, activate=promoted, figures={"comparison": comparison, "promoted": promoted}
+    )
+    logger.info("classifier retrain: version %s %s: %s", version.pk, "promoted" if promoted else "kept", reason)
+    return RetrainOutcome(
+        promoted=promoted,
+        reason=reason,
+        challenger=version,
+        active=active,
+        held_out=len(held_out),
+        challenger_score=challenger_score,
+        active_score=active_score,
+    )
+
+
+def classifier_version_store(
+    *, model: IntentClassifier, training: TrainingSet, activate: bool, figures: dict | None = None, actor: Any = None
+) -> TrainedClassifier:
+    """Store a fitted classifier as a version, with what it was trained on; `activate`: new runs use it."""
+    with transaction.atomic():
+        if activate:
+            TrainedClassifier.objects.filter(active=True).update(active=False)
+        return TrainedClassifier.objects.create(
+            model=f"local-classifier/{MODEL_NAME}",
+            blob=model.to_bytes(),
+            labels=list(model.labels),
+            example_count=len(training.texts),
+            suggested_threshold=float(model.suggested_threshold),
+            calibration=model.calibration,
+            active=activate,
+            activated_at=timezone.now() if activate else None,
+            activated_by=actor if activate else None,
+            trained_on=training.summary,
+            labels_until=training.labels_until,
+            figures={"cross_validation": model.stats, **(figures or {})},
+        )
+
+
+def classifier_activate(*, version_id: int, actor: Any) -> TrainedClassifier:
+    """Make version `version_id` the one new runs use (an admin rolling back or forward)."""
+    with transaction.atomic():
+        version = TrainedClassifier.objects.select_for_update().defer("blob").get(pk=version_id)
+        TrainedClassifier.objects.filter(active=True).exclude(pk=version.pk).update(active=False)
+        version.active = True
+        version.activated_at = timezone.now()
+        version.activated_by = actor
+        version.save(update_fields=["active", "activated_at", "activated_by"])
+    logger.info("classifier version %s activated by %s", version.pk, actor)
+    return version
+
+
+def classifier_retrain_task() -> None:
+    """The scheduled job (triage/schedule.py): retrain when enough new labels have come in."""
+    outcome = classifier_retrain()
+    logger.info("scheduled classifier retrain: %s", outcome.reason)

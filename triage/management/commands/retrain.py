@@ -1,0 +1,58 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from triage.learning import GUARANTEE_CONFIDENCE, TARGET_ERROR, classifier_retrain
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a challenger classifier on the examples and the inbox labels, compare it with the active version "
+        "on the newest labelled tickets neither has seen, and make it active only when it auto-handles more of "
+        "them at the same target. Scheduled daily in the RQ deployment (triage/schedule.py)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--min-holdout",
+            type=int,
+            default=None,
+            help="Held-out labelled tickets needed to compare (default: the fewest that could certify the target, "
+            "230 at 1%% and 90%%).",
+        )
+        parser.add_argument(
+            "--target",
+            type=float,
+            default=TARGET_ERROR,
+            help=f"Most mishandled share among auto-handled tickets both are held to (default {TARGET_ERROR}).",
+        )
+        parser.add_argument(
+            "--confidence",
+            type=float,
+            default=GUARANTEE_CONFIDENCE,
+            help=f"Confidence of that guarantee (default {GUARANTEE_CONFIDENCE}).",
+        )
+        parser.add_argument("--force", action="store_true", help="Make the new version active without comparing.")
+
+    def handle(self, *args: object, **options: Any) -> None:
+        try:
+            outcome = classifier_retrain(
+                min_holdout=options["min_holdout"],
+                force=options["force"],
+                target=options["target"],
+                confidence=options["confidence"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if outcome.challenger is None:
+            self.stdout.write(f"Nothing trained: {outcome.reason}.")
+            return
+        verb = "promoted: new runs use it" if outcome.promoted else "kept as a challenger; the active version stays"
+        self.stdout.write(f"Version #{outcome.challenger.pk} {verb} ({outcome.reason}).")
+        for name, score in (("challenger", outcome.challenger_score), ("active", outcome.active_score)):
+            if score is not None:
+                threshold = "refused" if score.threshold is None else f"{score.threshold:.3f}"
+                self.stdout.write(
+                    f"  {name:10} threshold {threshold}: auto-handles {score.automated}/{score.judged} "
+                    f"({score.automation_rate:.1%}), {score.wrong} wrong ({score.error_rate:.1%})"
+                )
