@@ -34,13 +34,10 @@ from integrations.models import HelpdeskSource
 class FetchFailed(Exception):
     """The vendor's API could not give what the delivery needs; `retryable` when a later replay may succeed."""
 
-    def __init__(self, reason: str, *, retryable: bool, field: str | None = None):
+    def __init__(self, reason: str, *, retryable: bool):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
-        # A delivery that cannot become a ticket until the source is configured: answered 400 naming the
-        # field that is missing (still kept), rather than 2xx.
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,6 @@ def _error(status: int, message: str, field: str | None = None) -> IntakeOutcome
 
 
 def _fetch_failed(vendor: str, source_id: int, exc: FetchFailed) -> IntakeOutcome:
-    if exc.field is not None:  # the source lacks what the read needs (an API token): a 400 that says so
-        logger.warning("webhook %s/%s refused and kept: %s", vendor, source_id, exc.reason)
-        return _error(400, exc.reason, exc.field)
     # Answered 2xx: the delivery is kept and replayed from here (Front does not retry rule webhooks, and a
     # vendor that does would only add attempts to the same kept delivery).
     logger.warning("webhook %s/%s kept as failed: %s", vendor, source_id, exc.reason)

@@ -56,15 +56,13 @@ def preview_event_id(payload: Any) -> str | None:
     return event_id if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id) else None
 
 
-def event_fetch(*, source: HelpdeskSource, event_id: str, conversation_id: str = "", field: str = "") -> dict[str, Any]:
+def event_fetch(*, source: HelpdeskSource, event_id: str) -> dict[str, Any]:
     """The full event through the Core API. Raises `FetchFailed` saying why it could not be read."""
     if not source.api_token:
         raise FetchFailed(
-            f"Front sent an event preview (event {event_id}, conversation {conversation_id or 'unknown'}) without "
-            "the message, and this source has no API token to read it: set the API token, or switch on "
-            "'Send full event data' in Front's Webhooks app",
+            f"Front sent an event preview (event {event_id}) without the message, and this source has no API "
+            "token to read it: set the API token, or switch on 'Send full event data' in Front's Webhooks app",
             retryable=False,
-            field=field or "target.data",
         )
     try:
         answer = api_client(source=source).http.send("GET", f"/events/{quote(event_id)}")
@@ -80,13 +78,5 @@ def prepare(*, source: HelpdeskSource, payload: Any, headers: Mapping[str, str])
     event_id = preview_event_id(payload)
     if event_id is None:
         return payload
-    wrapped = isinstance(payload.get("payload"), Mapping)
-    conversation = (payload["payload"] if wrapped else payload).get("conversation")
-    conversation_id = conversation.get("id") if isinstance(conversation, Mapping) else ""
-    event = event_fetch(
-        source=source,
-        event_id=event_id,
-        conversation_id=conversation_id if isinstance(conversation_id, str) else "",
-        field="payload.target.data" if wrapped else "target.data",
-    )
-    return {**payload, "payload": event} if wrapped else event
+    event = event_fetch(source=source, event_id=event_id)
+    return {**payload, "payload": event} if isinstance(payload.get("payload"), Mapping) else event
