@@ -150,7 +150,7 @@ def evaluate_dataset(
             else "other_business"
             if row.label == OUT_OF_SCOPE
             else "money"
-            if dataset.categories[row.label] or row.money  # a money category, or a money ask (money column)
+            if dataset.categories[row.label]
             else "automatable"
         )
         tick(1)

@@ -12,6 +12,8 @@ server that speaks no MCP cannot.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +124,18 @@ def _outcome(name: str, result: CallToolResult) -> ToolOutcome:
     return ToolOutcome(structured=dict(structured) if structured is not None else None, text=text)
 
 
+def _run_sync[T](main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main` to completion from synchronous code. Where this thread already runs an event loop (a
+    caller inside async code, or a library driving one from this thread, as Playwright's sync API does),
+    `anyio.run` refuses to start a second one; the call then gets a fresh loop on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(main)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-call") as pool:
+        return pool.submit(anyio.run, main).result()
+
+
 def _run[T](connection: Connection, operation: Callable[[Client], Awaitable[T]]) -> T:
     """Open a session, run `operation(client)` within the connection's timeout, close; errors classified."""
 
@@ -148,7 +162,7 @@ def _run[T](connection: Connection, operation: Callable[[Client], Awaitable[T]])
                 return await operation(client)
 
     try:
-        return anyio.run(main)
+        return _run_sync(main)
     except ToolCallFailed:
         raise
     except BaseException as exc:

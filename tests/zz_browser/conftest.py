@@ -122,6 +122,14 @@ def demo_company(transactional_db):
         examples_import(rows=[(e.text, e.label) for e in data.examples])
         classifier_train()
         knowledge_base_import(directory=demo / "kb")
+    # The demo company's target, as `manage.py demo` sets it (a flush also resets the gate policy).
+    from triage.management.commands.demo import DEMO_TARGET
+    from triage.models import GatePolicy
+
+    policy = GatePolicy.get_solo()
+    if policy.target_mishandled_rate != DEMO_TARGET:
+        policy.target_mishandled_rate = DEMO_TARGET
+        policy.save()
     return data
 
 
