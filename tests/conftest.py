@@ -30,6 +30,11 @@ pytest_plugins = ["tests.integrations.helpdesks.stubs", "tests.integrations.mcp.
 def _fast_queue(settings):
     settings.TRIAGE_QUEUE_BACKEND = "immediate"
     settings.TRIAGE_BACKOFF_SCALE = 0.0
+    yield
+    # A test that used the in-process worker leaves no pool or sweeper behind to touch the next test's data.
+    from triage.tasks import inprocess_stop
+
+    inprocess_stop(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -317,6 +317,20 @@ def inprocess_drain(timeout: float | None = None) -> None:
         _worker.drain(timeout)
 
 
+def inprocess_stop(timeout: float | None = None) -> None:
+    """Finish what the in-process worker holds, stop its sweeper and forget it (the next submit starts anew).
+
+    For a process that ends its work cleanly, and for tests: a sweeper left running would sweep the next
+    test's database.
+    """
+    global _worker
+    with _worker_lock:
+        worker, _worker = _worker, None
+    if worker is not None:
+        worker.drain(timeout)
+        worker.stop()
+
+
 def runs_resume() -> int:
     """Re-submit every run that never finished, now (a manual tool: `runs_sweep` does it on its own)."""
     ids = list(

@@ -31,8 +31,9 @@ def test_plain_text_is_left_as_it_is():
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_malformed_markup_of_100_kb_is_read_in_well_under_a_second(name):
-    # html.parser took 3.3 s on 10 KB of "<a " (quadratic); the budget leaves room for a loaded machine.
+def test_malformed_markup_of_100_kb_is_read_without_a_quadratic_hang(name):
+    # html.parser took 3.3 s on 10 KB of "<a " (quadratic: minutes at 100 KB). A hang guard with room
+    # for a loaded machine, not a speed target.
     started = time.perf_counter()
     html_to_text(HOSTILE[name])
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0

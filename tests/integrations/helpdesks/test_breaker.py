@@ -153,10 +153,9 @@ def test_an_unreachable_helpdesk_opens_its_circuit_and_others_still_get_their_re
         assert silent.arrived == [("PUT", "/api/v2/tickets/100/tags.json")] * 3
 
     # when: the next ticket for the same helpdesk
-    actions, took = timed(lambda: run_actions_execute(run=second, actions=DECISION, reply=REPLY))
+    actions = run_actions_execute(run=second, actions=DECISION, reply=REPLY)
 
-    # then: it fails at once, nothing sent, with a reason staff can read
-    assert took < 0.5
+    # then: it fails at once, nothing sent (below: "not sent", and nothing more arrived), with a reason staff can read
     assert [a.status for a in actions] == [Action.Status.FAILED] * 4
     until = datetime.strptime(re.search(r"until ([0-9: -]+) UTC", actions[2].error)[1], "%Y-%m-%d %H:%M:%S").replace(
         tzinfo=UTC
@@ -303,14 +302,11 @@ def test_with_redis_an_open_circuit_is_shared_by_every_worker(settings, dead_hel
         # in memory) writes back the next ticket
         opened = run_actions_execute(run=first, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")[0]
         breakers_forget()
-        actions, took = timed(
-            lambda: run_actions_execute(run=second, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")
-        )
+        actions = run_actions_execute(run=second, actions=[ProposedAction(kind=ActionKind.SOLVE)], reply="")
 
         # then: the second worker knew the circuit was open and sent nothing
         assert opened.status == Action.Status.FAILED and "circuit open until" in opened.error
         assert client.get(f"triage:helpdesk:{dead.ticket_source}:pybreaker:state") == b"open"
-        assert took < 0.5
         assert actions[0].status == Action.Status.FAILED
         assert actions[0].error.endswith(" UTC: not sent"), actions[0].error
     finally:

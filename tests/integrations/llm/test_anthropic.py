@@ -177,13 +177,14 @@ def test_500s_until_the_retries_run_out_send_the_ticket_to_a_person(claude, inge
 
 def test_a_response_slower_than_the_timeout_is_abandoned_and_retried(claude, ingest, settings):
     settings.TRIAGE_ANTHROPIC_TIMEOUT = 0.4
-    fake = claude([answer(classification("account_access"), delay=1.5), answer(classification("account_access"))])
+    fake = claude([answer(classification("account_access"), delay=30), answer(classification("account_access"))])
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
     started = real_time.monotonic()
     run = run_pipeline(run_id=result.run.pk)
 
-    assert real_time.monotonic() - started < 1.5  # did not wait for the slow answer
+    # did not wait for the slow answer (30 s); the margin is wide so that a loaded machine cannot fail it
+    assert real_time.monotonic() - started < 10
     assert run.route == "auto"
     assert classify_attempts(run) == [(1, "failed", "claude-haiku-4-5"), (2, "succeeded", "claude-haiku-4-5")]
     first = run.steps.get(step="classify", attempt=1)

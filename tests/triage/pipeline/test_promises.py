@@ -113,4 +113,5 @@ def test_long_hostile_text_is_checked_without_backtracking(text):
 
     started = time.perf_counter()
     money_promises(text)
-    assert time.perf_counter() - started < 1.0
+    # a hang guard (backtracking took minutes), not a speed target: bench/adversarial_text.py measures
+    assert time.perf_counter() - started < 5.0

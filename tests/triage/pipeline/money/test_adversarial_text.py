@@ -35,10 +35,11 @@ def max_length(model, field: str) -> int:
 INTAKE_LIMIT = max_length(TicketIn, "body")  # 100_000
 DRAFT_LIMIT = max_length(Draft, "body")  # 20_000
 
-# One call on 100 KB of the worst shapes below takes 50-200 ms on the shared 2-core machine, up to
-# 850 ms while other jobs run beside it (bench/adversarial_text.py); the old patterns took minutes.
-# 1 s is the tightest limit that machine met on every run; 50 ms at 100 KB was not reachable there.
-CALL_BUDGET_SECONDS = 1.0
+# A hang guard, not a speed target: one call on 100 KB of the worst shapes below takes 50-200 ms on the
+# shared 2-core machine, up to 850 ms while other jobs run beside it, and bench/adversarial_text.py
+# prints those figures; the old patterns took minutes. 5 s cannot fail on a loaded machine and still
+# fails at once on backtracking of the kind that was reported.
+CALL_BUDGET_SECONDS = 5.0
 
 
 def repeat(piece: str, length: int) -> str:
