@@ -85,23 +85,14 @@ def model_call(*, provider: str, operation: str, model: str, max_tokens: int | N
     `operation` is a GenAI operation name: ``chat`` for a Messages/Chat API call, ``text_completion`` for a
     drafter that completes text. A failure raised inside is recorded on the span and re-raised.
     """
-    attributes = _attributes(
-        {
-            GEN_AI_OPERATION_NAME: operation,
-            GEN_AI_PROVIDER_NAME: provider,
-            GEN_AI_REQUEST_MODEL: model,
-            GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
-        }
-    )
-    name = f"{operation} {model}".strip()
-    with tracer().start_as_current_span(
-        name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span_error(span, exc)
-            raise
+    attributes = {
+        GEN_AI_OPERATION_NAME: operation,
+        GEN_AI_PROVIDER_NAME: provider,
+        GEN_AI_REQUEST_MODEL: model,
+        GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+    }
+    with _client_span(f"{operation} {model}".strip(), attributes) as span:
+        yield span
 
 
 def model_usage(
@@ -152,27 +143,24 @@ def tool_call(*, tool: str, call_id: str = "", server: str = "", **attributes: A
         "server.address": server,
     }
     values.update({k.replace("__", "."): v for k, v in attributes.items()})
-    with tracer().start_as_current_span(
-        f"execute_tool {tool}",
-        kind=SpanKind.CLIENT,
-        attributes=_attributes(values),
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span_error(span, exc)
-            raise
+    with _client_span(f"execute_tool {tool}", values) as span:
+        yield span
 
 
 @contextmanager
 def outbound_call(name: str, **attributes: Any) -> Iterator[Span]:
     """A CLIENT span around any other call that leaves the product (a helpdesk write-back)."""
+    with _client_span(name, {k.replace("__", "."): v for k, v in attributes.items()}) as span:
+        yield span
+
+
+@contextmanager
+def _client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+    """A CLIENT span as the current span; a failure raised inside is recorded on it (`span_error`) and re-raised."""
     with tracer().start_as_current_span(
         name,
         kind=SpanKind.CLIENT,
-        attributes=_attributes({k.replace("__", "."): v for k, v in attributes.items()}),
+        attributes=_attributes(attributes),
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
