@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 
 from approvals.models import ApprovalRequest
 from tests.factories import build_run
 from triage.contracts import TicketIn
 from triage.models import Ticket
+from triage.permissions import agents_group_ensure
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "triage" / "demo"
@@ -87,17 +88,6 @@ def ingest(db):
     return _ingest
 
 
-AGENT_PERMISSIONS = [
-    "view_approvalrequest",
-    "change_approvalrequest",
-    "add_decision",
-    "view_decision",
-    "view_ticket",
-    "change_ticket",
-    "view_pipelinerun",
-    "view_steprun",
-    "view_action",
-]
 PASSWORD = "s3cret-pass-for-tests"
 
 
@@ -110,13 +100,7 @@ def make_user(db, django_user_model) -> Callable[..., Any]:
             username=username, password=PASSWORD, is_staff=staff, is_superuser=superuser
         )
         if "agent" in roles:
-            agents, _ = Group.objects.get_or_create(name="Agents")
-            agents.permissions.set(
-                Permission.objects.filter(
-                    content_type__app_label__in=["approvals", "triage"], codename__in=AGENT_PERMISSIONS
-                )
-            )
-            user.groups.add(agents)
+            user.groups.add(agents_group_ensure())
         if "viewer" in roles:
             user.user_permissions.add(
                 *Permission.objects.filter(

@@ -62,9 +62,8 @@ def page(browser) -> Iterator[object]:
 @pytest.fixture
 def staff(transactional_db, django_user_model):
     """The demo's roles: `admin` may approve money, `agent` (group Agents) may not."""
-    from django.contrib.auth.models import Group, Permission
-
     from triage.datasets import dataset_load
+    from triage.permissions import agents_group_ensure
     from triage.services import categories_import
 
     categories_import(
@@ -72,23 +71,7 @@ def staff(transactional_db, django_user_model):
             dataset_load(Path(__file__).resolve().parents[2] / "triage" / "demo", tickets=False).categories.items()
         )
     )
-    agents, _ = Group.objects.get_or_create(name="Agents")
-    agents.permissions.set(
-        Permission.objects.filter(
-            content_type__app_label__in=["approvals", "triage"],
-            codename__in=[
-                "view_approvalrequest",
-                "change_approvalrequest",
-                "add_decision",
-                "view_decision",
-                "view_ticket",
-                "change_ticket",
-                "view_pipelinerun",
-                "view_steprun",
-                "view_action",
-            ],
-        )
-    )
+    agents = agents_group_ensure()
     admin = django_user_model.objects.create_user("admin", password=PASSWORD, is_staff=True, is_superuser=True)
     agent = django_user_model.objects.create_user("agent", password=PASSWORD, is_staff=True)
     agent.groups.add(agents)

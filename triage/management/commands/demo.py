@@ -5,7 +5,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -15,6 +14,7 @@ from triage.management.commands._progress import Bars
 from triage.management.commands.evaluate import render_report
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun, TargetChange, Ticket
+from triage.permissions import agents_group_ensure
 from triage.selectors import gate_policy_current
 from triage.services import (
     categories_import,
@@ -137,23 +137,7 @@ class Command(BaseCommand):
         if created or not admin.check_password(password):
             admin.set_password(password)
             admin.save()
-        agents, _ = Group.objects.get_or_create(name="Agents")
-        agents.permissions.set(
-            Permission.objects.filter(
-                content_type__app_label__in=["approvals", "triage"],
-                codename__in=[
-                    "view_approvalrequest",
-                    "change_approvalrequest",
-                    "add_decision",
-                    "view_decision",
-                    "view_ticket",
-                    "change_ticket",
-                    "view_pipelinerun",
-                    "view_steprun",
-                    "view_action",
-                ],
-            )
-        )
+        agents = agents_group_ensure()
         agent, created = users.objects.get_or_create(username="agent", defaults={"is_staff": True})
         if created or not agent.check_password(password):
             agent.set_password(password)
