@@ -14,9 +14,9 @@ delivery.
         [--total 10000] [--startup-timeout 300]
 
 It uses its own database (TRIAGE_DB_NAME=bench_webhooks), emptied at the start. gunicorn preloads the app
-(`--preload`): importing the project takes ~11 s of CPU (mcp, scipy, scikit-learn, redis), and four workers
-each importing it on a loaded 2-core machine took longer than the old fixed 90 s wait ("gunicorn did not
-come up"); preloaded, it is imported once and the workers are forked from it. The last line printed is JSON.
+(`--preload`): importing the project takes ~11 s (mcp, scipy, scikit-learn, redis; measured at load 10), and
+four workers each importing it on a loaded 2-core machine can outlast the old fixed 90 s wait (the likely
+cause of an earlier "gunicorn did not come up"); preloaded, it is imported once and the workers are forked. The last line printed is JSON.
 """
 
 from __future__ import annotations
