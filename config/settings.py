@@ -327,6 +327,9 @@ TRIAGE_WEBHOOK_REPLAY_SECONDS = env.int("TRIAGE_WEBHOOK_REPLAY_SECONDS", default
 # Where a vendor signs no time (Help Scout, Intercom, Freshdesk, Zammad, Front rule webhooks, unsigned
 # Chatwoot), a body already received within this many days is a replay, whatever delivery id it carries.
 TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = env.float("TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS", default=30)
+# The retention pass (triage.retention.deliveries_prune_task) deletes delivery records older than that period,
+# and failed deliveries never replayed after this many days (never fewer than the replay period; 0 keeps them).
+TRIAGE_FAILED_DELIVERY_RETENTION_DAYS = env.float("TRIAGE_FAILED_DELIVERY_RETENTION_DAYS", default=90)
 # Intake reads a vendor's API while the webhook waits (Front previews, Zendesk requesters): one attempt,
 # at most this many seconds; a failure keeps the delivery for replay. Looked-up requesters are cached
 # (Django cache) this long.

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from integrations.helpdesks.deliveries import deliveries_prune
 from triage.models import Action, PipelineRun, RetentionPolicy, StepRun
 
 # What each step's slimmed output keeps; a key not listed is dropped. `skipped` and `escalated` are the
@@ -133,5 +134,18 @@ def checkpoints_prune_task() -> None:
         result.runs,
         result.bytes_before,
         result.bytes_after,
+        "" if result.done else " (more left for the next pass)",
+    )
+
+
+def deliveries_prune_task() -> None:
+    """The scheduled retention pass over webhook delivery records (dedup rows and failed deliveries), kept
+    at least the replay-retention period: see `integrations.helpdesks.deliveries.deliveries_prune`."""
+    result = deliveries_prune(now=timezone.now())
+    logger.info(
+        "deliveries pruned: %s webhook delivery row(s), %s replayed and %s unresolved failed delivery(ies)%s",
+        result.webhook_deliveries,
+        result.replayed,
+        result.unresolved,
         "" if result.done else " (more left for the next pass)",
     )

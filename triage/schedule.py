@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from triage.learning import classifier_retrain_task
-from triage.retention import checkpoints_prune_task
+from triage.retention import checkpoints_prune_task, deliveries_prune_task
 
 
 class ScheduledJob(NamedTuple):
@@ -29,6 +29,8 @@ def scheduled_jobs() -> list[ScheduledJob]:
     return [
         # Retention counts in days: hourly is prompt enough, and a pass is bounded (see checkpoints_prune).
         ScheduledJob("checkpoints-prune", checkpoints_prune_task, 3600),
+        # Webhook delivery records past the replay-retention period (days too), bounded the same way.
+        ScheduledJob("deliveries-prune", deliveries_prune_task, 3600),
         # Labels come in through the day; a daily challenger is enough, and it trains only when at least
         # enough new labelled tickets are there to certify the target on (otherwise it returns at once).
         ScheduledJob("classifier-retrain", classifier_retrain_task, 86400),

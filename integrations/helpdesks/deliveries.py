@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from integrations.helpdesks.base import SignatureError
-from integrations.helpdesks.intake import IntakeOutcome, webhook_authenticate, webhook_receive
-from integrations.models import FailedDelivery, HelpdeskSource
+from integrations.helpdesks.intake import IntakeOutcome, replay_retention, webhook_authenticate, webhook_receive
+from integrations.models import FailedDelivery, HelpdeskSource, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +121,75 @@ def failed_delivery_replay(*, failed: FailedDelivery) -> IntakeOutcome:
     failed.ticket_id = ticket if isinstance(ticket, int) else failed.ticket_id
     failed.save(update_fields=["replays", "last_replayed_at", "status", "ticket_id"])
     return outcome
+
+
+@dataclass(frozen=True)
+class DeliveriesPruneResult:
+    webhook_deliveries: int  # dedup rows older than the replay-retention period, deleted
+    replayed: int  # failed deliveries replayed (ticket made or known) before that period, deleted
+    unresolved: int  # failed deliveries never replayed, older than TRIAGE_FAILED_DELIVERY_RETENTION_DAYS
+    done: bool  # False: stopped at max_batches with more left for the next pass
+
+
+def failed_delivery_retention() -> timedelta | None:
+    """How long an unresolved failed delivery is kept (`TRIAGE_FAILED_DELIVERY_RETENTION_DAYS`; 0 keeps it
+    until an admin deletes it). Never shorter than the replay-retention period: its body digest is also what
+    counts a vendor's retries of that body."""
+    days = float(getattr(settings, "TRIAGE_FAILED_DELIVERY_RETENTION_DAYS", 90))
+    if days <= 0:
+        return None
+    return max(timedelta(days=days), replay_retention())
+
+
+def _delete_in_batches(queryset: models.QuerySet[Any], *, batch_size: int, budget: int) -> tuple[int, int]:
+    """Delete `queryset`'s rows `batch_size` at a time, one short transaction each, at most `budget`
+    batches; returns (rows deleted, batches used). Batches keep a pass from holding long locks on tables
+    the webhooks write to."""
+    deleted = batches = 0
+    while batches < budget:
+        pks = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            break
+        with transaction.atomic():
+            deleted += queryset.model.objects.filter(pk__in=pks).delete()[0]
+        batches += 1
+        if len(pks) < batch_size:
+            break
+    return deleted, batches
+
+
+def deliveries_prune(*, now: datetime, batch_size: int = 1000, max_batches: int = 100) -> DeliveriesPruneResult:
+    """Delete the delivery records that no longer protect or keep anything.
+
+    - `WebhookDelivery` rows received before the replay-retention period: the body-digest dedup reads only
+      that period (`intake._store`), so an older row protects nothing; a vendor's retry of an older delivery
+      still finds its ticket by (source, external id).
+    - `FailedDelivery` rows replayed (their ticket made or known) before that period.
+    - `FailedDelivery` rows never replayed, only after `failed_delivery_retention()` (off with 0): they are
+      the one copy of a delivery that made no ticket.
+    Idempotent and bounded: at most `max_batches` deletes of `batch_size` rows; the rest waits for the next pass.
+    """
+    cutoff = now - replay_retention()
+    budget = max_batches
+    webhook, used = _delete_in_batches(
+        WebhookDelivery.objects.filter(received_at__lt=cutoff), batch_size=batch_size, budget=budget
+    )
+    budget -= used
+    replayed, used = _delete_in_batches(
+        FailedDelivery.objects.filter(status=FailedDelivery.Status.REPLAYED, last_replayed_at__lt=cutoff),
+        batch_size=batch_size,
+        budget=budget,
+    )
+    budget -= used
+    unresolved = 0
+    keep_unresolved = failed_delivery_retention()
+    if keep_unresolved is not None:
+        unresolved, used = _delete_in_batches(
+            FailedDelivery.objects.filter(
+                status=FailedDelivery.Status.FAILED, last_received_at__lt=now - keep_unresolved
+            ),
+            batch_size=batch_size,
+            budget=budget,
+        )
+        budget -= used
+    return DeliveriesPruneResult(webhook, replayed, unresolved, done=budget > 0)

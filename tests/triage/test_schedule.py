@@ -28,9 +28,11 @@ def test_a_job_runs_once_per_interval_and_a_failing_one_does_not_stop_the_others
 def test_the_checkpoint_retention_pass_is_scheduled_hourly_and_the_classifier_retrain_daily():
     assert [(job.name, job.every_seconds) for job in schedule.scheduled_jobs()] == [
         ("checkpoints-prune", 3600),
+        ("deliveries-prune", 3600),
         ("classifier-retrain", 86400),
     ]
     assert [job.func.__name__ for job in schedule.scheduled_jobs()] == [
         "checkpoints_prune_task",
+        "deliveries_prune_task",
         "classifier_retrain_task",
     ]

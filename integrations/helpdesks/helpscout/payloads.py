@@ -19,9 +19,17 @@ class Person(VendorPayload):
     email: Email = ""
 
 
+class Creator(VendorPayload):
+    """``createdBy``: a customer or a user (agent); only a customer is the requester."""
+
+    type: Text = ""
+    email: Email = ""
+
+
 class Thread(VendorPayload):
     type: Text = ""
     body: Text = ""
+    customer: Annotated[Person | None, BeforeValidator(loose_object)] = None
 
 
 class Embedded(VendorPayload):
@@ -38,6 +46,7 @@ class Conversation(VendorPayload):
         default=None, alias="primaryCustomer"
     )
     customer: Annotated[Person | None, BeforeValidator(loose_object)] = None  # Mailbox API 1.0 name
+    created_by: Annotated[Creator | None, BeforeValidator(loose_object)] = Field(default=None, alias="createdBy")
     tags: Tags = []
     embedded: Annotated[Embedded | None, BeforeValidator(loose_object)] = Field(default=None, alias="_embedded")
 
@@ -50,7 +59,12 @@ class Conversation(VendorPayload):
 
     @property
     def requester(self) -> str:
+        """The primary customer's e-mail; Help Scout may send that customer as an id only (its own SDK's
+        webhook test does), so then the customer who created the conversation, else a customer thread's."""
         for person in (self.primary_customer, self.customer):
             if person and person.email:
                 return person.email
-        return ""
+        if self.created_by and self.created_by.type == "customer" and self.created_by.email:
+            return self.created_by.email
+        threads = self.embedded.threads if self.embedded else []
+        return next((t.customer.email for t in threads if t.type == "customer" and t.customer and t.customer.email), "")

@@ -101,14 +101,15 @@ def helpscout(kind: str, body: Any) -> Problems:
 
 
 # --- Intercom 2.11 (github.com/intercom/Intercom-OpenAPI descriptions/2.11/api.intercom.io.yaml):
-# admin_reply_conversation_request (message_type, type, admin_id required; body for a comment),
+# admin_reply_conversation_request (message_type comment|note, type "admin", admin_id required; body for a
+# comment; checked 2026-11 against commit 8889625a of that repository),
 # POST /conversations/{id}/tags (id and admin_id required), create_or_update_tag_request (name required),
 # close_conversation_request (message_type "close", type "admin", admin_id required). PUT /conversations/{id}
 # (update_conversation_request) takes read and custom_attributes only: no priority.
 def intercom(kind: str, body: Any) -> Problems:
     problems: Problems = []
     if kind == "reply":
-        _one_of(body, "message_type", ("comment", "note", "quick_reply"), problems)
+        _one_of(body, "message_type", ("comment", "note"), problems)
         _one_of(body, "type", ("admin",), problems)
         _str(body, "admin_id", problems)
         _str(body, "body", problems)

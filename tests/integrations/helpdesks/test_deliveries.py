@@ -3,12 +3,20 @@ forged ones are refused and leave nothing; bodies replayed where the vendor sign
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from integrations.helpdesks.deliveries import failed_delivery_replay, storable_headers
+from integrations.helpdesks.deliveries import (
+    deliveries_prune,
+    failed_delivery_replay,
+    failed_delivery_retention,
+    storable_headers,
+)
 from integrations.models import FailedDelivery, WebhookDelivery
 from triage.models import Ticket
 
@@ -195,3 +203,80 @@ def test_a_forged_delivery_that_meets_a_fault_of_ours_is_not_kept(helpdesk_sourc
         deliver(source, b"{}", {"X-Hub-Signature": "sha1=" + "0" * 40})
 
     assert FailedDelivery.objects.count() == 0
+
+
+def test_the_retention_pass_prunes_delivery_records_only_after_the_replay_retention_period(
+    helpdesk_source, deliver, payload, sign, settings
+):
+    # given: the replay-retention period of 30 days and a 90-day keep for failed deliveries never replayed
+    settings.TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = 30
+    settings.TRIAGE_FAILED_DELIVERY_RETENTION_DAYS = 90
+    source = helpdesk_source("zammad")
+    now = timezone.now()
+    fresh_body = payload("zammad/ticket_created.json")
+    deliver(source, fresh_body, sign("zammad", fresh_body))
+    old_digest = hashlib.sha256(b"an older delivery").hexdigest()
+    WebhookDelivery.objects.create(source=source, delivery_id="older", body_digest=old_digest)
+    WebhookDelivery.objects.filter(body_digest=old_digest).update(received_at=now - timedelta(days=31))
+    WebhookDelivery.objects.exclude(body_digest=old_digest).update(received_at=now - timedelta(days=29))
+
+    def failed(label: str, status: str, *, received_days: float, replayed_days: float | None) -> FailedDelivery:
+        row = FailedDelivery.objects.create(
+            source=source,
+            vendor="zammad",
+            body=label.encode(),
+            body_digest=hashlib.sha256(label.encode()).hexdigest(),
+            error="x",
+            answered=400,
+            status=status,
+        )
+        FailedDelivery.objects.filter(pk=row.pk).update(
+            last_received_at=now - timedelta(days=received_days),
+            last_replayed_at=None if replayed_days is None else now - timedelta(days=replayed_days),
+        )
+        return row
+
+    replayed_old = failed("replayed-old", FailedDelivery.Status.REPLAYED, received_days=40, replayed_days=31)
+    replayed_recent = failed("replayed-recent", FailedDelivery.Status.REPLAYED, received_days=40, replayed_days=29)
+    open_recent = failed("open-recent", FailedDelivery.Status.FAILED, received_days=89, replayed_days=None)
+    open_old = failed("open-old", FailedDelivery.Status.FAILED, received_days=91, replayed_days=None)
+
+    # when: one pass, in batches of one row
+    result = deliveries_prune(now=now, batch_size=1)
+
+    # then: only what is older than its period went
+    assert (result.webhook_deliveries, result.replayed, result.unresolved, result.done) == (1, 1, 1, True)
+    assert list(WebhookDelivery.objects.values_list("body_digest", flat=True)) == [
+        hashlib.sha256(fresh_body).hexdigest()
+    ]
+    assert set(FailedDelivery.objects.values_list("pk", flat=True)) == {replayed_recent.pk, open_recent.pk}
+    assert not FailedDelivery.objects.filter(pk__in=[replayed_old.pk, open_old.pk]).exists()
+    # and the body still inside the period is still answered as a replay
+    again = deliver(source, fresh_body, sign("zammad", fresh_body))
+    assert again.json().get("duplicate") is True
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_the_retention_pass_never_drops_unresolved_failed_deliveries_before_the_replay_period(settings):
+    settings.TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = 30
+
+    settings.TRIAGE_FAILED_DELIVERY_RETENTION_DAYS = 7
+    assert failed_delivery_retention() == timedelta(days=30)
+    settings.TRIAGE_FAILED_DELIVERY_RETENTION_DAYS = 0
+    assert failed_delivery_retention() is None
+
+
+def test_the_retention_pass_stops_at_its_batch_budget_and_says_more_is_left(helpdesk_source, settings):
+    settings.TRIAGE_WEBHOOK_REPLAY_RETENTION_DAYS = 1
+    source = helpdesk_source("zammad")
+    WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(source=source, delivery_id=f"d{i}", body_digest=f"{i:064d}") for i in range(5)
+    )
+    WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(days=2))
+
+    first = deliveries_prune(now=timezone.now(), batch_size=2, max_batches=2)
+    second = deliveries_prune(now=timezone.now(), batch_size=2, max_batches=2)
+
+    assert (first.webhook_deliveries, first.done) == (4, False)
+    assert (second.webhook_deliveries, second.done) == (1, True)
+    assert not WebhookDelivery.objects.exists()

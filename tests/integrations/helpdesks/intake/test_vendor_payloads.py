@@ -20,10 +20,10 @@ TICKET_FIXTURES = {
         False,
         {
             "external_id": "5158",
-            "subject": "Cracked grinder hopper",
+            "subject": "ticketinfo_2294a6e9ece2",
             "requester": "",  # the event names the requester by id only: left for the Users API lookup
-            "tags": ["grinder", "web_widget"],
-            "body": "cracked hopper",
+            "tags": ["ticket-info-test-tag"],
+            "body": "ticket_info_desc_2294a6e9ece2",
         },
     ),
     "zendesk/trigger_ticket.json": (
@@ -59,21 +59,31 @@ TICKET_FIXTURES = {
     "helpscout/convo_created.json": (
         False,
         {
-            "external_id": "2391938111",
-            "subject": "Can't sign in after password reset",
-            "requester": "lee.wong@example.net",
-            "tags": ["account"],
-            "body": "still says it's wrong",
+            "external_id": "123",
+            "subject": "Need Help",
+            "requester": "bear@acme.com",
+            "tags": ["vip"],
+            "body": "having a hard time resolving this",
+        },
+    ),
+    "helpscout/convo_created_with_thread.json": (
+        False,
+        {
+            "external_id": "123",
+            "subject": "Need Help",
+            "requester": "bear@acme.com",
+            "tags": ["vip"],
+            "body": "This is a test",
         },
     ),
     "intercom/conversation_user_created.json": (
         False,
         {
-            "external_id": "147",
-            "subject": "",
-            "requester": "jo.park@example.com",
-            "tags": ["club"],
-            "body": "grind on my next Club delivery",
+            "external_id": "504",
+            "subject": "Re: Bug query",
+            "requester": "admin176@email.com",
+            "tags": ["Test tag"],
+            "body": "This is the message body",
         },
     ),
     "front/inbound_rule.json": (

@@ -19,8 +19,8 @@ def test_conversation_user_created_is_a_ticket_and_the_notification_id_the_deliv
     ticket = intercom.parse(payload=doc(), headers={})
 
     assert isinstance(ticket, IncomingTicket)
-    assert (ticket.external_id, ticket.requester, ticket.tags) == ("147", "jo.park@example.com", ["club"])
-    assert ticket.body == "Hi! Can I change the grind on my next Club delivery to espresso?"
+    assert (ticket.external_id, ticket.requester, ticket.tags) == ("504", "admin176@email.com", ["Test tag"])
+    assert (ticket.subject, ticket.body) == ("Re: Bug query", "This is the message body")
     assert ticket.delivery_id == "notif_ccd8a4d0-f965-11e3-a367-c779cae3e1b3"
 
 

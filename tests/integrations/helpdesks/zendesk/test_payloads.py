@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 
 import pytest
@@ -26,7 +28,8 @@ def test_ticket_created_event_keeps_the_requester_id_for_the_users_api_lookup():
     # then: a ticket all the same, requester left empty, the id kept
     assert isinstance(ticket, IncomingTicket)
     assert (ticket.external_id, ticket.requester, ticket.requester_id) == ("5158", "", "8447388090494")
-    assert ticket.body == "Hi, my grinder arrived with a cracked hopper. Can you help?"
+    assert (ticket.subject, ticket.body) == ("ticketinfo_2294a6e9ece2", "ticket_info_desc_2294a6e9ece2")
+    assert ticket.tags == ["ticket-info-test-tag"]
     assert ticket.delivery_id == "inv-1"
 
 
@@ -83,3 +86,21 @@ def test_a_trigger_requester_that_is_not_an_object_is_left_out_rather_than_refus
     ticket = zendesk.parse(payload=payload, headers={})
 
     assert isinstance(ticket, IncomingTicket) and ticket.requester == ""
+
+
+# Zendesk's documented static signing secret for test deliveries sent from the webhook builder
+# (https://developer.zendesk.com/documentation/webhooks/verifying/#signing-secrets-on-new-webhooks), used as
+# the key string itself. Zendesk publishes no byte-exact signature over a body: the expected one is computed
+# with one hmac call as that page describes (base64(HMACSHA256(TIMESTAMP + BODY))), never with our verify.
+ZENDESK_TEST_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+
+
+def test_a_builder_test_delivery_signed_with_zendesks_documented_test_secret_verifies():
+    body = fixture_body("zendesk/ticket_created_event.json")
+    stamp = "2025-01-08T10:12:08Z"
+    expected = base64.b64encode(hmac.new(ZENDESK_TEST_SECRET.encode(), stamp.encode() + body, "sha256").digest())
+    headers = {"X-Zendesk-Webhook-Signature": expected.decode(), "X-Zendesk-Webhook-Signature-Timestamp": stamp}
+
+    assert zendesk.verify(headers=headers, body=body, secret=ZENDESK_TEST_SECRET)
+    assert not zendesk.verify(headers=headers, body=body + b" ", secret=ZENDESK_TEST_SECRET)
+    assert not zendesk.verify(headers=headers, body=body, secret="this_secret_is_for_testing_only")
