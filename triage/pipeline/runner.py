@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -386,6 +386,26 @@ def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun
     return run
 
 
+def _ticket_follows(run: PipelineRun, *, run_status: str, status: str, now: datetime) -> tuple[str, list[Any]]:
+    """The ticket's update for a run's close, made only when the close's update (before it, in the same
+    transaction) stamped the run with `now`: a run decided before it closed as waiting leaves its ticket alone.
+
+    Written by hand, from the models' own table and column names: the ORM compiles this join into an
+    `id IN (subquery)` update at about 1.4 ms a time, as much as the rest of the close together.
+    """
+    ticket, runs = Ticket._meta, PipelineRun._meta
+
+    def column(meta: Any, name: str) -> str:
+        return f'"{meta.get_field(name).column}"'
+
+    sql = (
+        f'UPDATE "{ticket.db_table}" SET {column(ticket, "status")} = %s, {column(ticket, "updated_at")} = %s '
+        f'WHERE {column(ticket, "id")} = %s AND EXISTS (SELECT 1 FROM "{runs.db_table}" WHERE {column(runs, "id")} '
+        f"= %s AND {column(runs, 'status')} = %s AND {column(runs, 'finished_at')} = %s)"
+    )
+    return sql, [status, now, run.ticket_id, run.pk, run_status, now]
+
+
 def _policy(policies: Callable[[], dict[str, StepPolicy]], name: str) -> StepPolicy:
     return policies()[name]
 
@@ -446,12 +466,7 @@ def _close_run(
     statements = [
         # A run that reached a person starts counting afresh when their decision re-queues it.
         update_statement(runs, **values, takes=0 if waiting else F("takes")),
-        # The ticket follows only when the run closed: the statement above stamped it with `now`.
-        update_statement(
-            Ticket.objects.filter(pk=run.ticket_id, runs__pk=run.pk, runs__status=status, runs__finished_at=now),
-            status=ticket_status,
-            updated_at=now,
-        ),
+        _ticket_follows(run, run_status=status, status=ticket_status, now=now),
     ]
     if waiting:
         # Decided before it closed: as a close as waiting would have, the decision starts the take count
