@@ -280,7 +280,9 @@ def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun
     if run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
         _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run))
         return run
-    fresh = run.started_at is None  # never taken: no attempt of it can exist yet
+    # Never taken (no start, no take counted): no attempt of it can exist yet, so none is looked for. The
+    # claim below stamps both in the commit before any attempt's row, so a run with rows is never fresh.
+    fresh = run.started_at is None and run.takes == 0
     now = timezone.now()
     # One unflushed transaction (see `transaction_unflushed`): lost in a database crash, the run is simply
     # still queued, and the sweeper hands it out again; nothing was paid or sent yet in this take.
