@@ -2,8 +2,11 @@
 
 Before a step runs, the runner looks for its finished checkpoint (`StepRun`); if there is one, the
 step restores its output from it and nothing is recomputed (or paid for) again. Each attempt writes its
-own row (one write for a step that pays for nothing, open and close around a paid call: see `_run_step`),
-so the next `run_pipeline` call after a crash carries on where it stopped.
+own row (one unflushed round trip for a step that pays for nothing, flushed open and close around a paid
+call, folded into the next write for the deterministic steps: see `_run_step` and `FOLDED`), so the next
+`run_pipeline` call after a crash carries on where it stopped. What a run costs the database besides its
+steps' rows: the advisory lock, one read of the run, one round trip to claim it and one to close it (with
+the folded rows), none waiting for the disk flush (see `triage.durability.transaction_unflushed`).
 
 The five layers each have a file: hand-off contracts (`triage/contracts.py`), gates (`gates.py`), retry
 and fallback (`retry.py`), observability (`checkpoints.py`) and routing (`router.py`); the steps, one
