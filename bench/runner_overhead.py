@@ -74,11 +74,14 @@ class FixedPrediction:
     label: str | None = "order_status"
     confidence: float = 0.97
     alternatives: tuple[tuple[str, float], ...] = (("order_status", 0.97),)
+    probabilities: tuple[float, ...] = (1.0,)  # one per label of the classifier, as `IntentClassifier` gives
     out_of_scope: bool = False
     nearest_similarity: float = 0.9
 
 
 class StubClassifier:
+    labels = ("order_status",)
+
     def predict(self, *, texts, embeddings):
         return [FixedPrediction() for _ in texts]
 

@@ -10,7 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -20,7 +23,7 @@ from integrations.models import HelpdeskSource
 from integrations.tracing import outbound_call, span_error
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
-from triage.durability import connection_lost, run_lock
+from triage.durability import connection_lost, returning_unflushed, run_lock, transaction_unflushed
 from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, StepRun, Ticket
 from triage.tools import action_tool_write, mapped_action_kinds
@@ -127,38 +130,74 @@ def run_actions_execute(
 
 
 def _actions_record_only(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, Any]]]) -> list[Action]:
-    """Record-only actions (nothing leaves the product) created and carried out in one transaction.
+    """Record-only actions (nothing leaves the product), each exactly once, in as few round trips as can be.
 
     The claim / call / record split of `action_carry_out` exists so that no transaction is open during a
-    helpdesk call; a record-only writer calls nothing outside, so all of a run's actions are written at
-    once: all or none of them, each still exactly once (its unique idempotency key; rows that exist, from
-    an earlier attempt, are locked and finished, never duplicated).
+    helpdesk call; a record-only writer calls nothing outside, so a run's actions are written at once, done:
+    one INSERT that skips the keys already there (`_actions_insert_done`, the common case: the run's first
+    execute attempt), then, only when some were there (an earlier attempt), those rows locked and finished,
+    never duplicated (unique idempotency key). Neither waits for the disk flush (`transaction_unflushed`):
+    nothing left the product, so a database crash that loses these rows only means the run's execute step
+    records them again when the run is resumed.
     """
     now = timezone.now()
-    keys = [key for key, _, _ in planned]
-    with transaction.atomic():
-        existing = {a.idempotency_key: a for a in Action.objects.select_for_update().filter(idempotency_key__in=keys)}
-        done: list[Action] = []
-        new: list[Action] = []
-        for key, kind, payload in planned:
-            action = existing.get(key)
-            if action is None:
-                action = Action(run=run, kind=kind, payload=payload, idempotency_key=key)
-                new.append(action)
-            elif action.status == Action.Status.DONE:
-                done.append(action)
-                continue
-            action.status = Action.Status.DONE
-            action.attempts += 1
-            action.result = record_only(action=action, ticket=run.ticket)
-            action.executed_at = now
-            action.error = ""
-            action.claimed_at = None
-            if action.pk is not None:
+    fresh = {
+        key: Action(
+            run=run,
+            kind=kind,
+            payload=payload,
+            idempotency_key=key,
+            status=Action.Status.DONE,
+            attempts=1,
+            result=record_only(action=Action(kind=kind), ticket=run.ticket),
+            executed_at=now,
+        )
+        for key, kind, payload in planned
+    }
+    inserted = _actions_insert_done(list(fresh.values()))
+    left = [p for p in planned if p[0] not in inserted]
+    if not left:
+        return list(fresh.values())
+    with transaction_unflushed():
+        existing = {
+            a.idempotency_key: a
+            for a in Action.objects.select_for_update().filter(idempotency_key__in=[key for key, _, _ in left])
+        }
+        for key, _, _ in left:
+            action = existing[key]
+            if action.status != Action.Status.DONE:
+                action.status = Action.Status.DONE
+                action.attempts += 1
+                action.result = record_only(action=action, ticket=run.ticket)
+                action.executed_at = now
+                action.error = ""
+                action.claimed_at = None
                 action.save(update_fields=["status", "attempts", "result", "executed_at", "error", "claimed_at"])
-            done.append(action)
-        Action.objects.bulk_create(new)
-    return done
+            fresh[key] = action
+    return list(fresh.values())
+
+
+def _actions_insert_done(actions: list[Action]) -> set[str]:
+    """Insert `actions` (done) in one round trip, unflushed, skipping keys already there; the keys inserted.
+
+    Django's `bulk_create(ignore_conflicts=True)` cannot say which rows went in, so the ORM's own insert
+    query is compiled with `ON CONFLICT DO NOTHING RETURNING` and sent behind `SET LOCAL synchronous_commit
+    = off` in the same message (one implicit transaction in autocommit; see `statements_unflushed`).
+    """
+    if not actions:
+        return set()
+    meta = Action._meta
+    query = InsertQuery(Action, on_conflict=OnConflict.IGNORE)
+    rows: list[Model] = list(actions)
+    query.insert_values([f for f in meta.local_concrete_fields if f is not meta.auto_field], rows)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk, meta.get_field("idempotency_key")]
+    ((sql, params),) = compiler.as_sql()
+    by_key = {a.idempotency_key: a for a in actions}
+    for pk, key in returning_unflushed(sql, params):
+        by_key[key].pk = pk
+        by_key[key]._state.adding = False
+    return {a.idempotency_key for a in actions if a.pk is not None}
 
 
 class OutcomeUnknown(Exception):

@@ -9,25 +9,34 @@ there, at `_run_step`):
 - an attempt that may pay a provider is *opened* first (a "running" row, committed and flushed before
   the call) and closed with an update: a crash in between leaves the row, which the next run closes as
   failed, so the attempt counts against the step's budget and what it may have cost stays visible;
-- an attempt that pays for nothing is written once, finished, in one transaction that does not wait for
-  the disk flush (`synchronous_commit = off`). Losing it (a worker crash before it, or a database crash
-  in the fraction of a second before the WAL writer flushes it) only means the free step is done again;
-  the next flushed commit (the next paid checkpoint, the run's close) flushes it with everything before.
+- an attempt that pays for nothing is written once, finished, in one round trip that does not wait for
+  the disk flush (`triage.durability.statements_unflushed`). Losing it (a worker crash before it, or a
+  database crash in the fraction of a second before the WAL writer flushes it) only means the free step
+  is done again; the next flushed commit (the next paid checkpoint, an action sent out) flushes it with
+  everything before;
+- a succeeded attempt of a deterministic step that pays for nothing (validate, route, and execute, whose
+  close follows at once: `FOLDED` in the runner says why each may) is *folded*: kept in `RunState.folded`
+  and written with the run's next write (the next checkpoint, or the run's close), so it costs no round
+  trip of its own.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
+from django.db.models import Field, Model
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from integrations.llm.base import ProviderReply
 from triage.contracts import Verdict
+from triage.durability import statements_unflushed
 from triage.models import StepRun
 from triage.pipeline.steps.base import RunState, StepResult
 
@@ -47,14 +56,20 @@ def input_digest(state: RunState, step: str) -> str:
 
 
 def checkpoint_open(state: RunState, step: str, attempt: int, *, durable: bool) -> StepRun:
-    """The attempt's checkpoint: written now ("running") when `durable`, else only when it is closed."""
+    """The attempt's checkpoint: written now ("running") when `durable`, else only when it is closed.
+
+    A durable open is a flushed commit; the folded checkpoints waiting in `state` go out just before it, so
+    that flush makes them durable too and the rows stay in the order the steps finished.
+    """
     step_run = StepRun(run=state.run, step=step, attempt=attempt, input_digest=input_digest(state, step))
     if durable:
+        checkpoints_write(state)
         step_run.save(force_insert=True)
     return step_run
 
 
 def checkpoint_close(
+    state: RunState,
     step_run: StepRun,
     status: str,
     started: float,
@@ -63,7 +78,14 @@ def checkpoint_close(
     error: str = "",
     verdicts: list[Verdict] | None = None,
     output: dict[str, Any] | None = None,
+    fold: bool = False,
 ) -> None:
+    """Record how the attempt ended.
+
+    Opened durably (it may have paid): a flushed update. Otherwise the row is written unflushed, with every
+    folded checkpoint before it, in one round trip; with `fold` (a deterministic step that paid nothing and
+    wrote nothing, see `_run_step`) it is only added to `state.folded`, to go out with the next write.
+    """
     step_run.status = status
     step_run.latency_ms = (time.perf_counter() - started) * 1000
     step_run.finished_at = timezone.now()
@@ -84,34 +106,54 @@ def checkpoint_close(
     if step_run.pk is not None:  # opened durably: closed with a flushed update
         step_run.save()
         return
-    _insert_unflushed(step_run)
+    # Its `started_at` is when it is written (`latency_ms` says how long it took).
+    state.folded.append(step_run)
+    if not fold:
+        checkpoints_write(state)
 
 
-def _insert_unflushed(step_run: StepRun) -> None:
-    """Insert a finished free attempt in one round trip that does not wait for the disk flush.
+def checkpoints_write(state: RunState, *also: tuple[str, Sequence[Any]]) -> list[int]:
+    """Write the folded checkpoints, then the statements `also`, in one round trip (unflushed); the row
+    counts of `also`. Unflushed is enough: every row here is a free attempt (see `transaction_unflushed`)."""
+    statements = [checkpoint_insert_sql(state.folded)] if state.folded else []
+    counts = statements_unflushed([*statements, *also])
+    state.folded.clear()
+    return counts[len(statements) :]
 
-    The ORM writes the INSERT (field preparation, `started_at`, JSON); the statement goes out behind a
-    `SET LOCAL synchronous_commit = off` in the same query string, which PostgreSQL runs as one implicit
-    transaction when the connection is in autocommit: one round trip instead of four (BEGIN, SET, INSERT,
-    COMMIT), and the session's own setting is untouched. Inside a caller's transaction the INSERT is
-    sent alone, and that transaction's commit decides. Its `started_at` is when it was recorded
-    (`latency_ms` says how long it took). Server-side binding cannot carry two statements in one query,
-    so that configuration takes the four round trips.
+
+def checkpoint_insert_sql(step_runs: list[StepRun]) -> tuple[str, Sequence[Any]]:
+    """One INSERT of these rows, as the ORM writes it (field preparation, JSON), for `statements_unflushed`.
+
+    The statement is compiled by Django's own insert query the first time a number of rows is written, so
+    its columns follow the model; later writes reuse its text and prepare only the values, exactly as the
+    compiler does (`pre_save`, then `get_db_prep_save`, field by field), because compiling it again costs
+    about 0.3 ms a row, a tenth of a checkpoint's whole cost. No RETURNING: the rows' ids are not needed
+    (the span reports the checkpoint id of durable attempts, which are saved by the ORM).
     """
+    fields = _insert_fields()
+    cached = _insert_sql.get(len(step_runs))
+    if cached is None:
+        query = InsertQuery(StepRun)
+        rows: list[Model] = list(step_runs)
+        query.insert_values(fields, rows)
+        ((sql, params),) = query.get_compiler(connection=connection).as_sql()
+        # Several rows go as one array a column (`UNNEST`) on PostgreSQL, one row as one value a column.
+        _insert_sql[len(step_runs)] = (sql, len(step_runs) > 1 and len(params) == len(fields))
+        return sql, params
+    sql, by_column = cached
+    values = [[f.get_db_prep_save(f.pre_save(s, True), connection=connection) for f in fields] for s in step_runs]
+    if by_column:
+        return sql, [list(column) for column in zip(*values, strict=True)]
+    return sql, [v for row in values for v in row]
+
+
+_insert_sql: dict[int, tuple[str, bool]] = {}
+
+
+@functools.cache
+def _insert_fields() -> list[Field[Any, Any]]:
     meta = StepRun._meta
-    query = InsertQuery(StepRun)
-    query.insert_values([f for f in meta.local_concrete_fields if f is not meta.auto_field], [step_run])
-    ((sql, params),) = query.get_compiler(connection=connection).as_sql()
-    if connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    elif connection.settings_dict["OPTIONS"].get("server_side_binding"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(sql, params)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL synchronous_commit = off; {sql}", params)
+    return [f for f in meta.local_concrete_fields if f is not meta.auto_field]
 
 
 def checkpoint_charge(step_run: StepRun, *, model: str, why: str, charged: ProviderReply | None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from approvals.models import ApprovalRequest
 from triage.models import Action, Category, PipelineRun, StepPolicy, StepRun, Ticket
@@ -351,3 +353,32 @@ def test_the_draft_gate_stops_a_drafted_money_promise(ingest, monkeypatch):
     assert "money_promise" in approval.failed_gates
     assert not approval.money  # the ticket moves no money: an agent may take the promise out and send the rest
     assert not Action.objects.filter(run=run).exists()
+
+
+def test_a_fresh_auto_handled_run_folds_its_deterministic_checkpoints_into_one_closing_round_trip(ingest):
+    # given: a clear ticket, never taken
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        run = run_pipeline(run_id=result.run.pk)
+
+    # then: every step has its row, in order, and validate, route and execute went out with the close
+    assert run.status == PipelineRun.Status.COMPLETED and run.route == "auto"
+    assert [s for s, _, _ in steps_of(run)] == list(runner.STEPS)
+    sent = [q["sql"] for q in queries.captured_queries]
+    closing = [sql for sql in sent if 'UPDATE "triage_pipelinerun" SET "status" = \'completed\'' in sql]
+    assert len(closing) == 1 and 'INSERT INTO "triage_steprun"' in closing[0]
+    assert "('{validate,route,execute}')" in closing[0]  # one INSERT of the three rows, in the order they finished
+    # a fresh run reads no earlier attempts
+    assert not any(sql.startswith('SELECT "triage_steprun"') for sql in sent)
+    # the instance returned is what the database holds, though it was not read back
+    stored = PipelineRun.objects.get(pk=run.pk)
+    assert (stored.status, stored.route, stored.takes, stored.lease_expires_at, stored.finished_at) == (
+        run.status,
+        run.route,
+        run.takes,
+        run.lease_expires_at,
+        run.finished_at,
+    )
+    assert Ticket.objects.get(pk=run.ticket_id).status == run.ticket.status == Ticket.Status.AUTO_HANDLED

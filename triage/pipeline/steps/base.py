@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from integrations.llm.base import ProviderReply
 from triage import embedding
 from triage.contracts import Classification, Draft, Retrieval, ToolLookup, Verdict
-from triage.models import Category, GatePolicy, PipelineRun, Ticket
+from triage.models import Category, GatePolicy, PipelineRun, StepRun, Ticket
 
 if TYPE_CHECKING:  # the router is handed in by the runner; importing it here would only serve the type
     from triage.pipeline.router import Router
@@ -96,6 +96,9 @@ class RunState:
     passed: bool = False
     route: str = ""
     spent: Decimal = Decimal("0")  # what this take's attempts paid providers (the run's span reports it)
+    # Finished checkpoints of deterministic steps not written yet: they go out with the run's next write
+    # (`triage.pipeline.checkpoints`), always before any later step's checkpoint or the run's close.
+    folded: list[StepRun] = field(default_factory=list)
     _embedding: Any = None
 
     @property

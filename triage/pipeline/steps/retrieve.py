@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from triage.contracts import Retrieval
 from triage.pipeline import gates
 from triage.pipeline.steps.base import RunState, StepResult, StepSkipped
-from triage.selectors import chunk_search, knowledge_base_exists
+from triage.selectors import chunk_search
 
 PASSAGES = 4
 
@@ -16,9 +16,9 @@ class RetrieveStep:
     name: ClassVar[str] = "retrieve"
 
     def run(self, state: RunState) -> StepResult:
-        if not knowledge_base_exists():
-            raise StepSkipped("There is no knowledge base: triage is judged on classification alone.")
         retrieval = chunk_search(embedding=state.embedding, limit=PASSAGES)
+        if not retrieval.passages:  # the search finds a chunk whenever there is one: no separate existence query
+            raise StepSkipped("There is no knowledge base: triage is judged on classification alone.")
         state.retrieval = retrieval
         verdicts = []
         if state.policy.retrieval_gate:
