@@ -107,7 +107,7 @@ def main() -> None:
                 "classifier_threshold": router.classifier_threshold,
                 "automation_rate": figures.automation_rate,
                 "mishandled_rate": figures.mishandled_rate,
-                "mishandled_among_automated": figures.mishandled / figures.auto_handled
+                "mishandled_among_auto_handled": figures.mishandled / figures.auto_handled
                 if figures.auto_handled
                 else None,
                 "auto_handled": figures.auto_handled,

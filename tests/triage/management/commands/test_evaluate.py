@@ -184,7 +184,8 @@ def test_evaluate_measures_retrieval_citations_and_money_asks_and_writes_the_rep
     assert report["retrieval_judged"] == 4
     assert 0.0 <= report["retrieval_hit_rate"] <= 1.0
     assert report["draft_citations_judged"] <= 4
-    assert report["automatable"] == 3  # in scope, not a money category, not money=1
+    assert report["automatable_tickets"] == 3  # in scope, not a money category, not money=1
+    assert "automatable" not in report and "mishandled_among_automated" not in report  # one name per figure
     assert report["money_asked_auto_handled"] == 0 and report["money_auto_executed"] == 0
     assert report["ungated"]["money_asked_auto_handled"] == 2  # without gates both money asks are acted on
     assert "categories" not in report and "risk_coverage" not in report  # those are in the report files
