@@ -34,15 +34,18 @@ def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
     assert report["tickets"] == 60 and report["knowledge_base"] is True
     # The demo, the classifier's fit and the chain are deterministic: the figures are exact.
     assert {key: report[key] for key in ("auto_handled", "routed_to_person", "mishandled", "escalations_by_gate")} == {
-        "auto_handled": 13,
-        "routed_to_person": 47,
+        "auto_handled": 12,
+        "routed_to_person": 48,
         "mishandled": 0,
-        "escalations_by_gate": {"confidence": 46, "money": 31, "retrieval": 3},
+        "escalations_by_gate": {"confidence": 48, "money": 31, "retrieval": 3},
     }
-    assert report["thresholds"]["pooled"] == 0.981 and report["thresholds"]["refused"] == []
-    assert report["automatable_tickets"] == 33 and report["automatable_share_automated"] == pytest.approx(13 / 33)
+    # The calibration data counts unseen-category examples as wrong: 448 tickets, a stricter threshold.
+    assert report["thresholds"]["pooled"] == 0.989 and report["thresholds"]["refused"] == []
+    assert report["thresholds"]["calibration_tickets"] == 448
+    # 32 automatable: in scope, not a money category, and not marked money=1 (one ticket is).
+    assert report["automatable_tickets"] == 32 and report["automatable_share_automated"] == pytest.approx(12 / 32)
     assert report["mishandled_among_auto_handled"] == 0.0
-    assert report["automation_rate"] == pytest.approx(13 / 60)
+    assert report["automation_rate"] == pytest.approx(12 / 60)
     assert report["mishandled_rate"] == 0.0
     assert report["accuracy"] == pytest.approx(53 / 55)
     assert report["chain_reliability_measured"] == 1.0
