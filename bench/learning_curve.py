@@ -11,6 +11,7 @@ the active version on held-out labels. Per window it prints the automation rate 
 
     uv run python bench/learning_curve.py [--dataset ../shared/datasets/banking77] [--seed-per-category 10]
                                           [--retrain-every 500] [--limit N] [--target 0.01]
+                                          [--min-per-category 30]
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def main() -> None:
         help="The gate policy's maximum mishandled rate among auto-handled tickets (default: the policy's, 1%%); "
         "thresholds and retrain's comparison both use it.",
     )
+    parser.add_argument(
+        "--min-per-category",
+        type=int,
+        default=None,
+        help="The gate policy's labelled tickets a category needs before any is automated (default: the policy's, 30).",
+    )
     args = parser.parse_args()
 
     data = dataset_load(args.dataset)
@@ -86,7 +93,9 @@ def main() -> None:
         policy = gate_policy_current()
         if args.target is not None:
             policy.target_mishandled_rate = args.target
-            gate_policy_save(policy=policy, actor=None)
+        if args.min_per_category is not None:
+            policy.min_labelled_per_category = args.min_per_category
+        gate_policy_save(policy=policy, actor=None)
         examples_import(rows=seed)
         classifier_train()
         agent = get_user_model().objects.create_user(username="simulated-agent", password="unused-in-the-bench")
@@ -145,6 +154,7 @@ def main() -> None:
         "tickets": len(tickets),
         "retrain_every": args.retrain_every,
         "target_mishandled_rate": policy.target_mishandled_rate,
+        "min_labelled_per_category": policy.min_labelled_per_category,
         "windows": windows,
         "automation_first": rates[0] if rates else None,
         "automation_last": rates[-1] if rates else None,
