@@ -10,7 +10,8 @@ the active version on held-out labels. Per window it prints the automation rate 
 (judged by the reference labels, the same definition as `evaluate`), then one JSON line of every figure.
 
     uv run python bench/learning_curve.py [--dataset ../shared/datasets/banking77] [--seed-per-category 10]
-                                          [--retrain-every 500] [--limit N]
+                                          [--retrain-every 500] [--limit N] [--target 0.01]
+                                          [--min-per-category 30]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,7 +52,8 @@ from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
-from triage.services import categories_import, classifier_train, examples_import, ticket_ingest
+from triage.selectors import gate_policy_current
+from triage.services import categories_import, classifier_train, examples_import, gate_policy_save, ticket_ingest
 
 
 def main() -> None:
@@ -59,6 +62,19 @@ def main() -> None:
     parser.add_argument("--seed-per-category", type=int, default=10)
     parser.add_argument("--retrain-every", type=int, default=500)
     parser.add_argument("--limit", type=int, default=None, help="Only the first N tickets.")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="The gate policy's maximum mishandled rate among auto-handled tickets (default: the policy's, 1%%); "
+        "thresholds and retrain's comparison both use it.",
+    )
+    parser.add_argument(
+        "--min-per-category",
+        type=int,
+        default=None,
+        help="The gate policy's labelled tickets a category needs before any is automated (default: the policy's, 30).",
+    )
     args = parser.parse_args()
 
     data = dataset_load(args.dataset)
@@ -70,10 +86,16 @@ def main() -> None:
             seed.append((example.text, example.label))
     tickets = data.tickets[: args.limit] if args.limit else data.tickets
     truth = ReferenceLabels(money_labels=frozenset(data.money_labels))
-    windows = []
+    windows: list[dict[str, Any]] = []
     started = time.monotonic()
     with isolated_database():
         categories_import(rows=list(data.categories.items()))
+        policy = gate_policy_current()
+        if args.target is not None:
+            policy.target_mishandled_rate = args.target
+        if args.min_per_category is not None:
+            policy.min_labelled_per_category = args.min_per_category
+        gate_policy_save(policy=policy, actor=None)
         examples_import(rows=seed)
         classifier_train()
         agent = get_user_model().objects.create_user(username="simulated-agent", password="unused-in-the-bench")
@@ -104,10 +126,11 @@ def main() -> None:
             outcome = classifier_retrain()
             window_figures = {
                 "tickets": f"{start + 1}-{start + len(window)}",
-                "classifier_threshold": router.classifier_threshold,
+                # The pooled threshold the chooser put in force for the policy's target (1.0: none certified).
+                "threshold_in_force": _in_force(router),
                 "automation_rate": figures.automation_rate,
                 "mishandled_rate": figures.mishandled_rate,
-                "mishandled_among_automated": figures.mishandled / figures.auto_handled
+                "mishandled_among_auto_handled": figures.mishandled / figures.auto_handled
                 if figures.auto_handled
                 else None,
                 "auto_handled": figures.auto_handled,
@@ -117,9 +140,10 @@ def main() -> None:
             }
             windows.append(window_figures)
             print(
-                f"window {window_figures['tickets']:>11}: threshold {router.classifier_threshold:.3f}  "
-                f"automation {figures.automation_rate:6.1%}  mishandled {figures.mishandled_rate:6.2%} "
-                f"({figures.mishandled} of {figures.auto_handled} auto-handled)  then retrain: "
+                f"window {window_figures['tickets']:>11}: threshold {_in_force(router):.3f}  "
+                f"automation {figures.automation_rate:6.1%}  mishandled {figures.mishandled_rate:6.2%} of all, "
+                f"{figures.mishandled} of {figures.auto_handled} auto-handled (target "
+                f"{policy.target_mishandled_rate:.1%})  then retrain: "
                 f"{window_figures['retrain']} ({outcome.reason})",
                 flush=True,
             )
@@ -129,13 +153,25 @@ def main() -> None:
         "seed_examples": len(seed),
         "tickets": len(tickets),
         "retrain_every": args.retrain_every,
+        "target_mishandled_rate": policy.target_mishandled_rate,
+        "min_labelled_per_category": policy.min_labelled_per_category,
         "windows": windows,
         "automation_first": rates[0] if rates else None,
         "automation_last": rates[-1] if rates else None,
+        "mishandled_among_auto_handled_max": max((w["mishandled_among_auto_handled"] or 0.0) for w in windows)
+        if windows
+        else None,
         "mishandled_rate_max": max((w["mishandled_rate"] or 0.0) for w in windows) if windows else None,
         "seconds": round(time.monotonic() - started, 1),
     }
     print(json.dumps(summary, sort_keys=True))
+
+
+def _in_force(router: Router) -> float:
+    """The pooled threshold in force (1.0 when the chooser certified none), else the classifier's own."""
+    if router.thresholds is None:
+        return router.classifier_threshold
+    return 1.0 if router.thresholds.threshold is None else router.thresholds.threshold
 
 
 def _decide(*, approval: ApprovalRequest, label: str, agent) -> None:

@@ -4,10 +4,13 @@ the risk-coverage curve, the what-if of a proposed change, and the target agains
 The statistics live in `triage.risk` (no Django); this module feeds it from the database.
 
 **Calibration data** (never trained on by the classifier in force):
-- the out-of-fold predictions on the examples, kept on the `TrainedClassifier` row at training time;
+- the out-of-fold predictions on the examples, kept on the `TrainedClassifier` row at training time,
+  with the unseen-category examples the classifier adds to them, all wrong (out of scope inside the
+  domain counts as a loss; `triage.classifier`, `OUT_OF_SCOPE_SHARE`);
 - tickets people labelled in the inbox since that classifier was trained, when its local answer was
   the one gated: approved as proposed (right), category edited (right when unchanged), and auto-handled
-  tickets staff marked mishandled (wrong). Rejected tickets say nothing about the category and are
+  tickets staff marked mishandled (wrong); a category edited to out of scope is wrong too. Rejected
+  tickets say nothing about the category and are
   left out, and so are auto-handled tickets nobody marked (no one said they were right). That last
   rule counts the marked mistakes but not the silent successes among the confident tickets, so it can
   only make the thresholds stricter, never looser.

@@ -87,6 +87,7 @@ def evaluate_dataset(
     human_cost: Decimal,
     progress: ProgressFactory,
     limit: int | None = None,
+    sample: int | None = None,
     with_ungated: bool = True,
     provider: str = "local",
     target: float | None = None,
@@ -103,6 +104,7 @@ def evaluate_dataset(
     no category covers (`out_of_scope_in_domain`); the dataset's own `out_of_scope` tickets are text
     about another business (`out_of_scope_other_business`). `also_targets`: the same tickets are triaged
     again (gated) under each of these targets with the same trained classifier; `by_target` reports each.
+    `sample`: only that many tickets, spread evenly over the file (`tickets_sample`).
     `details`: also the per-category table (`categories`) and the risk-coverage curves (`risk_coverage`),
     for `evaluate --report`.
 
@@ -123,7 +125,7 @@ def evaluate_dataset(
     if dataset.kb_dir is not None:
         articles = sorted(dataset.kb_dir.glob("*.md"))
         knowledge_base_import(directory=dataset.kb_dir, progress=progress("importing knowledge base", len(articles)))
-    tickets = dataset.tickets[:limit] if limit else dataset.tickets
+    tickets = tickets_sample(dataset.tickets[:limit] if limit else dataset.tickets, sample)
     embed_texts([t.text for t in tickets])  # one batched pass fills the cache the runs read from
     router = Router.for_run(PipelineRun())
     if provider != "local":
@@ -150,7 +152,7 @@ def evaluate_dataset(
             else "other_business"
             if row.label == OUT_OF_SCOPE
             else "money"
-            if dataset.categories[row.label]
+            if dataset.categories[row.label] or row.money  # money=1: asks for money whatever its category
             else "automatable"
         )
         tick(1)
@@ -174,7 +176,6 @@ def evaluate_dataset(
         "money_column": dataset.has_money_column,
         "articles_with_category": len(dataset.article_categories),
         **gated.as_dict(),
-        "mishandled_among_automated": gated.mishandled / gated.auto_handled if gated.auto_handled else None,
         **step_figures(outcomes),
         **autonomy_figures(
             runs=PipelineRun.objects.filter(pk__in=gated_ids), kinds=kinds, thresholds=router.thresholds
@@ -215,6 +216,16 @@ def evaluate_dataset(
         )
         report["ungated"] = ungated_figures.as_dict()
     return report
+
+
+def tickets_sample[T](tickets: Sequence[T], size: int | None) -> list[T]:
+    """`size` of `tickets` spread evenly (the i-th of `size` is at position floor(i * len / size)): a
+    deterministic subset that keeps the file's mix, wherever in the file each kind of ticket sits."""
+    if size is None or size >= len(tickets):
+        return list(tickets)
+    if size < 1:
+        raise ValueError(f"the sample must hold at least one ticket, not {size}")
+    return [tickets[i * len(tickets) // size] for i in range(size)]
 
 
 def held_out_categories(*, dataset: Dataset, count: int) -> frozenset[str]:

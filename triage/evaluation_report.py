@@ -22,14 +22,14 @@ COLUMNS = [
     "auto_handled",
     "automation_rate",
     "mishandled",
-    "mishandled_among_automated",
+    "mishandled_among_auto_handled",
     "accuracy",
     "retrieval_hit_rate",
     "draft_cites_category_article",
 ]
 RATES = {
     "automation_rate",
-    "mishandled_among_automated",
+    "mishandled_among_auto_handled",
     "accuracy",
     "retrieval_hit_rate",
     "draft_cites_category_article",
@@ -93,7 +93,7 @@ def _charts(*, report: dict[str, Any], directory: Path) -> list[Path]:
                 color=color,
                 linestyle=linestyle,
             )
-    operating = (report.get("automation_rate"), report.get("mishandled_among_automated"))
+    operating = (report.get("automation_rate"), report.get("mishandled_among_auto_handled"))
     if operating[0] is not None and operating[1] is not None:
         axes.scatter([operating[0]], [operating[1]], color="#1f618d", zorder=3, label="gated, as evaluated")
     axes.set_xlabel("automation rate (coverage)")

@@ -31,15 +31,19 @@ from triage.classifier import IntentClassifier
 from triage.models import Category, TrainedClassifier
 from triage.pipeline.router import classifier_load
 from triage.risk import thresholds_choose, zero_error_sample_size
-from triage.selectors import HeldOutLabel, TrainingSet, classifier_latest, inbox_labels_select, training_set_select
+from triage.selectors import (
+    HeldOutLabel,
+    TrainingSet,
+    classifier_latest,
+    gate_policy_current,
+    inbox_labels_select,
+    training_set_select,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Of the labels the active version never saw, the newest share is held out to judge both models on.
 HOLDOUT_SHARE = 0.5
-#: The guaranteed target a challenger is compared at, until the gate policy states the admin's own.
-TARGET_ERROR = 0.01
-GUARANTEE_CONFIDENCE = 0.9
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,8 @@ def classifier_score(
     model: IntentClassifier,
     held_out: list[HeldOutLabel],
     money_labels: set[str],
-    target: float = TARGET_ERROR,
-    confidence: float = GUARANTEE_CONFIDENCE,
+    target: float,
+    confidence: float,
 ) -> ModelScore:
     """See the module docstring: what `model` would auto-handle among `held_out` at a threshold certified
     there for `target` with `confidence`, and how much of it wrongly."""
@@ -130,16 +134,23 @@ def classifier_retrain(
     *,
     min_holdout: int | None = None,
     force: bool = False,
-    target: float = TARGET_ERROR,
-    confidence: float = GUARANTEE_CONFIDENCE,
+    target: float | None = None,
+    confidence: float | None = None,
 ) -> RetrainOutcome:
     """Train a challenger and promote it when it beats the active version (module docstring).
+
+    `target`, `confidence`: the guarantee both models are compared at; by default the admin's, from the
+    gate policy (the thresholds in force are chosen for that target, so a challenger that automates more
+    at some other target could automate less at the one that matters).
 
     The held-out tickets are the newest inbox labels the active version never saw; the challenger learns
     from every label before them. With fewer than `min_holdout` of them nothing is trained (default: the
     fewest tickets that could certify `target` with `confidence` at all, 230 at 1% and 90%).
     `force`: promote without comparing (no active version is the same).
     """
+    policy = gate_policy_current()
+    target = policy.target_mishandled_rate if target is None else target
+    confidence = policy.guarantee_confidence if confidence is None else confidence
     if min_holdout is None:
         # Fewer held-out tickets than this could not certify the target even with no mistake at all.
         min_holdout = zero_error_sample_size(target=target, budget=1.0 - confidence)

@@ -7,8 +7,9 @@ Beside the gate-based figures of `triage.metrics`, with a dataset whose kb artic
   share where a passage of one of those articles was among the retrieved passages.
 - draft_cites_category_article: over those tickets that got a draft, the share whose draft cites a passage
   of its category's article.
-- automatable_share_automated: over automatable tickets (in scope, category does not move money, and not
-  marked money=1: the most any safe product can automate), the share auto-handled correctly.
+- `TicketOutcome.automatable`: in scope, category does not move money, and not marked money=1 (the most any
+  safe product can automate); `evaluate`'s `automatable_share_automated` is computed from the same rule
+  in `triage.evaluation.autonomy_figures`, once, so it is not repeated here.
 - the risk-coverage curves (`risk_coverage`): as the confidence threshold sweeps, the automation rate
   (coverage) against the mishandled share among automated tickets; gated (a ticket is automated when its
   confidence reaches the threshold and every other gate passed) and ungated (the classifier's confidence
@@ -121,14 +122,11 @@ def step_figures(outcomes: list[TicketOutcome]) -> dict[str, Any]:
     """The figures of the module docstring over `outcomes`."""
     hits = [o.retrieval_hit for o in outcomes if o.retrieval_hit is not None]
     cites = [o.cites_category_article for o in outcomes if o.cites_category_article is not None]
-    automatable = [o for o in outcomes if o.automatable]
     return {
         "retrieval_hit_rate": _share(hits),
         "retrieval_judged": len(hits),
         "draft_cites_category_article": _share(cites),
         "draft_citations_judged": len(cites),
-        "automatable": len(automatable),
-        "automatable_share_automated": _share([o.auto_handled and not o.wrong_if_auto for o in automatable]),
     }
 
 
@@ -150,7 +148,7 @@ def category_table(outcomes: list[TicketOutcome]) -> list[dict[str, Any]]:
                 "auto_handled": len(auto),
                 "automation_rate": len(auto) / len(group),
                 "mishandled": mishandled,
-                "mishandled_among_automated": mishandled / len(auto) if auto else None,
+                "mishandled_among_auto_handled": mishandled / len(auto) if auto else None,
                 "accuracy": _share([o.predicted == label for o in group]) if in_scope else None,
                 "retrieval_hit_rate": _share([o.retrieval_hit for o in group if o.retrieval_hit is not None]),
                 "draft_cites_category_article": _share(

@@ -11,6 +11,7 @@ from scipy import sparse
 from integrations.embeddings import get_local_embedder
 from triage.classifier import (
     FORMAT_VERSION,
+    OUT_OF_SCOPE_SHARE,
     ClassifierFormatError,
     IntentClassifier,
     Prediction,
@@ -221,3 +222,29 @@ def test_fast_tfidf_matches_scikit_learn():
     reference = sparse.hstack([features.word.transform(queries), features.char.transform(queries)]).tocsr()
     # then
     assert abs(ours[:, : reference.shape[1]] - reference).max() < 1e-6
+
+
+def test_calibration_holds_unseen_category_examples_counted_as_wrong():
+    # given four clusters, two of them at one place (told apart by their words): a request of one, to a
+    # model that never saw its category, looks like the other
+    rng = numpy.random.default_rng(11)
+    centres = rng.normal(size=(4, 384))
+    centres[1] = centres[0]
+    texts, labels, vectors = [], [], []
+    for c, word in enumerate(["alpha", "bravo", "charlie", "delta"]):
+        for i in range(80):
+            texts.append(f"{word} request number {i}")
+            labels.append(word)
+            vectors.append(centres[c] + 0.25 * rng.normal(size=384))
+
+    model = IntentClassifier.fit(texts=texts, embeddings=numpy.asarray(vectors), labels=labels)
+
+    calibration = model.calibration
+    unseen = calibration["out_of_scope_in_calibration"]
+    in_scope = len(calibration["scores"]) - unseen
+    # a sample making OUT_OF_SCOPE_SHARE of the calibration data was scored; those the filter let through
+    # are the last entries, every one wrong, each in a category the model knows
+    assert calibration["out_of_scope_sampled"] == round(in_scope * OUT_OF_SCOPE_SHARE / (1 - OUT_OF_SCOPE_SHARE))
+    assert 0 < unseen <= calibration["out_of_scope_sampled"]
+    assert calibration["correct"][in_scope:] == [False] * unseen
+    assert set(calibration["categories"][in_scope:]) <= set(model.labels)

@@ -10,7 +10,7 @@ def test_the_report_writes_json_tables_and_charts(tmp_path):
     report = {
         "dataset": "tiny",
         "automation_rate": 0.5,
-        "mishandled_among_automated": 0.0,
+        "mishandled_among_auto_handled": 0.0,
         "categories": [
             {"category": "billing", "tickets": 2, "auto_handled": 0, "automation_rate": 0.0, "mishandled": 0},
             {
@@ -19,7 +19,7 @@ def test_the_report_writes_json_tables_and_charts(tmp_path):
                 "auto_handled": 2,
                 "automation_rate": 1.0,
                 "mishandled": 1,
-                "mishandled_among_automated": 0.5,
+                "mishandled_among_auto_handled": 0.5,
                 "accuracy": 1.0,
                 "retrieval_hit_rate": 0.5,
             },

@@ -149,3 +149,39 @@ def test_nonsense_settings_are_refused(kwargs):
             **{"scores": [0.9], "correct": [True], "categories": ["a"], "target": 0.01, "confidence": 0.9,
                "min_per_category": 1} | kwargs,
         )  # fmt: skip
+
+
+def _in_scope(n):
+    """Scores evenly spread on [0.5, 1]; wrong exactly below 0.8 (the right answer without out of scope: ~0.8)."""
+    scores = numpy.linspace(0.5, 1.0, n)
+    return scores, scores >= 0.8
+
+
+def test_out_of_scope_calibration_tickets_make_the_threshold_as_strict_as_the_traffic_needs():
+    # given in-scope tickets whose mistakes all score below 0.8, and out-of-scope tickets (5% of the data,
+    # always wrong when auto-handled) the similarity filter let through, confident between 0.85 and 0.95
+    rng = numpy.random.default_rng(3)
+    scores, correct = _in_scope(4000)
+    oos = rng.uniform(0.85, 0.95, size=210)
+    settings = {"target": 0.01, "confidence": 0.9, "min_per_category": 30}
+
+    # when the chooser sees the in-scope tickets only, and then with the out-of-scope ones counted as wrong
+    blind = thresholds_choose(scores=scores, correct=correct, categories=["a"] * 4000, **settings)
+    aware = thresholds_choose(
+        scores=numpy.concatenate([scores, oos]),
+        correct=numpy.concatenate([correct, numpy.zeros(210, dtype=bool)]),
+        categories=["a"] * 4210,
+        **settings,
+    )
+
+    # then blind it stops near 0.8, where a fresh draw of the same mixed traffic breaks the target
+    # (210 wrong among ~1,800 auto-handled); aware it moves above the out-of-scope scores and holds it
+    blind_threshold, aware_threshold = blind.threshold_for("a"), aware.threshold_for("a")
+    assert blind_threshold is not None and 0.78 <= blind_threshold <= 0.81
+    assert aware_threshold is not None and aware_threshold > 0.94  # near the top of the out-of-scope scores
+    fresh_scores, fresh_correct = _in_scope(4000)
+    fresh = numpy.concatenate([fresh_scores, rng.uniform(0.85, 0.95, size=210)])
+    fresh_right = numpy.concatenate([fresh_correct, numpy.zeros(210, dtype=bool)])
+    for threshold, honoured in ((blind_threshold, False), (aware_threshold, True)):
+        outcome = choice_apply(thresholds={"a": threshold}, scores=fresh, correct=fresh_right, categories=["a"] * 4210)
+        assert outcome.error_rate is not None and (outcome.error_rate <= 0.01) is honoured, (threshold, outcome)

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from triage.learning import GUARANTEE_CONFIDENCE, TARGET_ERROR, classifier_retrain
+from triage.learning import classifier_retrain
 
 
 class Command(BaseCommand):
@@ -23,14 +23,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--target",
             type=float,
-            default=TARGET_ERROR,
-            help=f"Most mishandled share among auto-handled tickets both are held to (default {TARGET_ERROR}).",
+            default=None,
+            help="Most mishandled share among auto-handled tickets both are held to (default: the gate policy's "
+            "target, set in admin).",
         )
         parser.add_argument(
             "--confidence",
             type=float,
-            default=GUARANTEE_CONFIDENCE,
-            help=f"Confidence of that guarantee (default {GUARANTEE_CONFIDENCE}).",
+            default=None,
+            help="Confidence of that guarantee (default: the gate policy's, set in admin).",
         )
         parser.add_argument("--force", action="store_true", help="Make the new version active without comparing.")
 

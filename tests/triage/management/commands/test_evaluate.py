@@ -34,15 +34,18 @@ def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
     assert report["tickets"] == 60 and report["knowledge_base"] is True
     # The demo, the classifier's fit and the chain are deterministic: the figures are exact.
     assert {key: report[key] for key in ("auto_handled", "routed_to_person", "mishandled", "escalations_by_gate")} == {
-        "auto_handled": 13,
-        "routed_to_person": 47,
+        "auto_handled": 12,
+        "routed_to_person": 48,
         "mishandled": 0,
-        "escalations_by_gate": {"confidence": 46, "money": 31, "retrieval": 3},
+        "escalations_by_gate": {"confidence": 48, "money": 31, "retrieval": 3},
     }
-    assert report["thresholds"]["pooled"] == 0.981 and report["thresholds"]["refused"] == []
-    assert report["automatable_tickets"] == 33 and report["automatable_share_automated"] == pytest.approx(13 / 33)
+    # The calibration data counts unseen-category examples as wrong: 448 tickets, a stricter threshold.
+    assert report["thresholds"]["pooled"] == 0.989 and report["thresholds"]["refused"] == []
+    assert report["thresholds"]["calibration_tickets"] == 448
+    # 32 automatable: in scope, not a money category, and not marked money=1 (one ticket is).
+    assert report["automatable_tickets"] == 32 and report["automatable_share_automated"] == pytest.approx(12 / 32)
     assert report["mishandled_among_auto_handled"] == 0.0
-    assert report["automation_rate"] == pytest.approx(13 / 60)
+    assert report["automation_rate"] == pytest.approx(12 / 60)
     assert report["mishandled_rate"] == 0.0
     assert report["accuracy"] == pytest.approx(53 / 55)
     assert report["chain_reliability_measured"] == 1.0
@@ -184,7 +187,8 @@ def test_evaluate_measures_retrieval_citations_and_money_asks_and_writes_the_rep
     assert report["retrieval_judged"] == 4
     assert 0.0 <= report["retrieval_hit_rate"] <= 1.0
     assert report["draft_citations_judged"] <= 4
-    assert report["automatable"] == 3  # in scope, not a money category, not money=1
+    assert report["automatable_tickets"] == 3  # in scope, not a money category, not money=1
+    assert "automatable" not in report and "mishandled_among_automated" not in report  # one name per figure
     assert report["money_asked_auto_handled"] == 0 and report["money_auto_executed"] == 0
     assert report["ungated"]["money_asked_auto_handled"] == 2  # without gates both money asks are acted on
     assert "categories" not in report and "risk_coverage" not in report  # those are in the report files
