@@ -46,8 +46,17 @@ from integrations.embeddings import get_local_embedder
 from triage.contracts import TicketIn
 from triage.datasets import dataset_load
 from triage.evaluation import isolated_database
+from triage.management.commands.demo import DEMO_TARGET
 from triage.models import PipelineRun
-from triage.services import categories_import, classifier_train, examples_import, knowledge_base_import, ticket_ingest
+from triage.selectors import gate_policy_current
+from triage.services import (
+    categories_import,
+    classifier_train,
+    examples_import,
+    gate_policy_save,
+    knowledge_base_import,
+    ticket_ingest,
+)
 from triage.tasks import run_task
 
 DEMO = ROOT / "triage" / "demo"
@@ -111,6 +120,11 @@ def main() -> None:
         examples_import(rows=[(e.text, e.label) for e in demo.examples])
         classifier_train()
         knowledge_base_import(directory=DEMO / "kb")
+        # The demo's own target (its ~39 examples a category cannot show 1%): some tickets are auto-handled
+        # and carry out their actions, as in the demo, instead of every one waiting for a person.
+        policy = gate_policy_current()
+        policy.target_mishandled_rate = DEMO_TARGET
+        gate_policy_save(policy=policy, actor=None)
         queue = django_rq.get_queue("default")
         worker_class = settings.RQ["WORKER_CLASS"]
         print(f"{os.cpu_count()} cores; {args.tickets} tickets per worker count; worker class {worker_class}")

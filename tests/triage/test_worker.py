@@ -82,6 +82,9 @@ def test_a_work_horse_sends_its_jobs_spans_before_it_exits(monkeypatch, ingest, 
         # A schedule delay of a minute: only the work-horse's own flush can send the spans in time.
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+        # The tracer provider is installed once per process with the service name in force then: the same
+        # name as tests/config/test_telemetry.py's, whichever of the two runs first.
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "triage-under-test")
         try:
             worker = TriageWorker([queue], connection=queue.connection)
             job = queue.enqueue("triage.tasks.run_task", run.pk, job_id=f"triage-run-{run.pk}")

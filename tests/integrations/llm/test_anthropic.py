@@ -257,7 +257,9 @@ def test_over_the_daily_spending_cap_runs_stay_local_and_say_so(claude, ingest, 
 
 def test_admin_settings_choose_the_models_and_admin_prices_the_calls(claude, ingest):
     fake = claude([answer(classification("account_access"))])
-    ProviderSettings.objects.create(classify_models="claude-opus-4-6")
+    provider = ProviderSettings.get_solo()  # the one row, whether or not an earlier read created it
+    provider.classify_models = "claude-opus-4-6"
+    provider.save()
     ModelPrice.objects.create(
         model="claude-opus-4-6", input_per_mtok=10, output_per_mtok=50, cache_write_per_mtok=0, cache_read_per_mtok=0
     )
