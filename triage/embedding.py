@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,14 +16,36 @@ def text_digest(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
 
 
+#: Vectors kept in this process while `embedding_memo` is open (None: closed), by digest.
+_memo: dict[str, np.ndarray] | None = None
+
+
+@contextmanager
+def embedding_memo() -> Iterator[None]:
+    """Inside, `embed_texts` also keeps every vector it returns in memory and answers from there first.
+
+    Why: `evaluate` works each ticket's run twice (gated, ungated) and every run asks for its ticket's
+    vector one text at a time; the database cache answers, but each answer is a query and a vector to
+    parse. A vector depends only on the model and the text, so keeping it for the length of one
+    evaluation changes no result. Outside the block (workers, the web) nothing is kept.
+    """
+    global _memo
+    outer, _memo = _memo, ({} if _memo is None else _memo)
+    try:
+        yield
+    finally:
+        _memo = outer
+
+
 def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """Unit-length embeddings for `texts`, in order; only texts never seen before reach the model."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     embedder = get_local_embedder()
     digests = [text_digest(embedder.name, t) for t in texts]
-    cached: dict[str, np.ndarray] = {}
-    unique = list(dict.fromkeys(digests))
+    memo = _memo
+    cached: dict[str, np.ndarray] = {} if memo is None else {d: memo[d] for d in digests if d in memo}
+    unique = [d for d in dict.fromkeys(digests) if d not in cached]
     for start in range(0, len(unique), 5000):
         rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list(
             "digest", "embedding"
@@ -40,4 +63,6 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
             batch_size=1000,
         )
         cached.update(zip(missing, vectors, strict=True))
+    if memo is not None:
+        memo.update(cached)
     return np.stack([cached[d] for d in digests]).astype(np.float32)
