@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--window", type=int, default=40, help="words per chunk")
+    parser.add_argument(
+        "--corpus", type=int, default=0, help="windows the sizes are drawn from (default: the largest size)"
+    )
     parser.add_argument("--ef-search", default="20,40,80,160")
     parser.add_argument("--index", default="16:64", help="m:ef_construction builds; the first is the product's")
     args = parser.parse_args()
@@ -182,7 +185,7 @@ def main() -> None:
     print(f"{'chunks':>7} {'m':>3} {'ef_c':>5} {'build s':>8} {'ef_search':>9} {'p50 ms':>7} {'p95 ms':>7} recall@5")
     # Each smaller corpus is an evenly spaced subset of the largest one's windows: what it embedded is
     # cached for the larger one.
-    all_chunks = windows(args.data, size=max(sizes), width=args.window)
+    all_chunks = windows(args.data, size=max(args.corpus, *sizes), width=args.window)
     for size in sorted(sizes):
         picked = np.linspace(0, len(all_chunks) - 1, size).round().astype(int)
         chunks = [all_chunks[i] for i in picked]
