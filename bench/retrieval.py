@@ -2,9 +2,10 @@
 
 The corpus is real text: overlapping word windows over the shared datasets' texts (`--data`, default
 `../shared/datasets`, read only; every `*.csv` there with a `text` column, each file's unique texts in
-order as one word stream), `--window` words long, with the stride that gives the size asked for. Windows
-are embedded with the product's model (integrations/embeddings.py, batches of 64) and cached in
-`var/bench_retrieval/` (gitignored) so later runs skip the model; `--sizes` picks the sizes.
+order as one word stream), `--window` words long, with the stride that gives the largest size asked for;
+smaller sizes are evenly spaced subsets of those windows. Windows are embedded with the product's model
+(integrations/embeddings.py, batches of 64) and cached in `var/bench_retrieval/` (gitignored) so later
+runs skip the model; `--sizes` picks the sizes.
 
 Each size is loaded as `Chunk` rows into a throw-away database on the embedded PostgreSQL (pgvector), with
 the product's own HNSW index (`chunk_embedding_hnsw`, `triage/models.py`) and, with `--index m:ef_construction`,
@@ -79,26 +80,35 @@ def windows(data: Path, *, size: int, width: int) -> list[str]:
 
 
 def embedded(texts: list[str], *, label: str) -> np.ndarray:
-    """Embeddings of `texts`, from the cache file when it holds them; saved in blocks as they are computed."""
+    """Embeddings of `texts`: from the cache files where they hold a text, else computed and saved.
+
+    The cache is files of (text digests, vectors), one per block of 2000 texts embedded, so any subset or
+    reordering of texts embedded before (a smaller corpus, the queries) costs nothing the next time.
+    """
     CACHE.mkdir(parents=True, exist_ok=True)
     embedder = get_local_embedder()
-    blocks = []
-    block = 2000
-    for start in range(0, len(texts), block):
-        part = texts[start : start + block]
-        digest = hashlib.sha256(("\0".join([embedder.name, *part])).encode()).hexdigest()[:24]
-        path = CACHE / f"{digest}.npy"
-        if path.exists():
-            blocks.append(np.load(path))
-            continue
+    digests = [hashlib.sha256(f"{embedder.name}\0{t}".encode()).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    wanted = set(digests)
+    for path in sorted(CACHE.glob("*.npz")):
+        with np.load(path) as block:
+            for d, v in zip(block["digests"].tolist(), block["vectors"], strict=True):
+                if d in wanted:
+                    known[d] = v
+    missing = list(dict.fromkeys(d for d in digests if d not in known))
+    text_of = dict(zip(digests, texts, strict=True))
+    for start in range(0, len(missing), 2000):
+        part = missing[start : start + 2000]
         began = time.perf_counter()
-        vectors = embedder.embed(part, batch_size=64).astype(np.float32)
-        np.save(path, vectors)
-        blocks.append(vectors)
-        done = start + len(part)
+        vectors = embedder.embed([text_of[d] for d in part], batch_size=64).astype(np.float32)
+        name = hashlib.sha256("".join(part).encode()).hexdigest()[:24]
+        np.savez(CACHE / f"{name}.npz", digests=np.asarray(part), vectors=vectors)
+        known.update(zip(part, vectors, strict=True))
         rate = len(part) / (time.perf_counter() - began)
-        print(f"  embedded {label} {done}/{len(texts)} ({rate:.0f}/s)", file=sys.stderr, flush=True)
-    return np.concatenate(blocks) if blocks else np.zeros((0, 384), dtype=np.float32)
+        print(f"  embedded {label}: {start + len(part)}/{len(missing)} new ({rate:.0f}/s)", file=sys.stderr, flush=True)
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.stack([known[d] for d in digests]).astype(np.float32)
 
 
 def load(chunks: list[str], vectors: np.ndarray) -> None:
@@ -138,14 +148,12 @@ def exact_top(queries: np.ndarray) -> list[list[int]]:
 
 
 def measure(queries: np.ndarray, exact: list[list[int]], ef_search: int) -> dict[str, float]:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET hnsw.ef_search = {int(ef_search)}")
     for q in queries[:20]:  # warm the index pages and the plan
-        chunk_search(embedding=q, limit=K)
+        chunk_search(embedding=q, limit=K, ef_search=ef_search)
     times, hits = [], 0
     for q, truth in zip(queries, exact, strict=True):
         began = time.perf_counter()
-        found = chunk_search(embedding=q, limit=K)
+        found = chunk_search(embedding=q, limit=K, ef_search=ef_search)
         times.append((time.perf_counter() - began) * 1000)
         hits += len({p.chunk_id for p in found.passages} & set(truth))
     times.sort()
@@ -162,6 +170,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--window", type=int, default=40, help="words per chunk")
+    parser.add_argument(
+        "--corpus", type=int, default=0, help="windows the sizes are drawn from (default: the largest size)"
+    )
     parser.add_argument("--ef-search", default="20,40,80,160")
     parser.add_argument("--index", default="16:64", help="m:ef_construction builds; the first is the product's")
     args = parser.parse_args()
@@ -172,8 +183,12 @@ def main() -> None:
     queries = embedded(query_texts, label="queries")
     results = []
     print(f"{'chunks':>7} {'m':>3} {'ef_c':>5} {'build s':>8} {'ef_search':>9} {'p50 ms':>7} {'p95 ms':>7} recall@5")
-    for size in sizes:
-        chunks = windows(args.data, size=size, width=args.window)
+    # Each smaller corpus is an evenly spaced subset of the largest one's windows: what it embedded is
+    # cached for the larger one.
+    all_chunks = windows(args.data, size=max(args.corpus, *sizes), width=args.window)
+    for size in sorted(sizes):
+        picked = np.linspace(0, len(all_chunks) - 1, size).round().astype(int)
+        chunks = [all_chunks[i] for i in picked]
         vectors = embedded(chunks, label=f"{size} chunks")
         with isolated_database():
             load(chunks, vectors)

@@ -16,7 +16,8 @@ delivery.
 It uses its own database (TRIAGE_DB_NAME=bench_webhooks), emptied at the start. gunicorn preloads the app
 (`--preload`): importing the project takes ~11 s (mcp, scipy, scikit-learn, redis; measured at load 10), and
 four workers each importing it on a loaded 2-core machine can outlast the old fixed 90 s wait (the likely
-cause of an earlier "gunicorn did not come up"); preloaded, it is imported once and the workers are forked. The last line printed is JSON.
+cause of an earlier "gunicorn did not come up"); preloaded, it is imported once and the workers are forked.
+The last line printed is JSON.
 """
 
 from __future__ import annotations

@@ -145,16 +145,33 @@ class _Features:
     per-call overhead, which matters when one ticket is classified at a time).
     """
 
-    def __init__(self, word, char) -> None:
+    def __init__(self, word, char, analyses: _Analyses | None = None) -> None:
         self.word = word
         self.char = char
+        analyzers = (analyses.word.__getitem__, analyses.char.__getitem__) if analyses else (None, None)
         self._blocks = [
-            (v.build_analyzer(), v.vocabulary_, numpy.asarray(v.idf_, dtype=numpy.float64), bool(v.sublinear_tf))
-            for v in (word, char)
+            (
+                analyze or v.build_analyzer(),
+                v.vocabulary_,
+                numpy.asarray(v.idf_, dtype=numpy.float64),
+                bool(v.sublinear_tf),
+            )
+            for v, analyze in zip((word, char), analyzers, strict=True)
         ]
 
+    def own_analyzers(self) -> _Features:
+        """The same features analysing text themselves (after fitting with `_Analyses`, to predict new text)."""
+        return _Features(self.word, self.char)
+
     @classmethod
-    def fit(cls, texts: Sequence[str]) -> _Features:
+    def fit(cls, texts: Sequence[str], analyses: _Analyses | None = None) -> _Features:
+        """Fit both vectorisers on `texts`. With `analyses` (every text of `texts` analysed already), the
+        result is the same, and the returned features transform only analysed texts."""
+        if analyses is not None and analyses.usable:
+            word = analyses.fitted(texts, analyses.word, _WORD_PARAMS)
+            char = analyses.fitted(texts, analyses.char, _CHAR_PARAMS)
+            if word is not None and char is not None:
+                return cls(word, char, analyses)
         word = _vectorizer(_WORD_PARAMS)
         char = _vectorizer(_CHAR_PARAMS)
         try:
@@ -204,6 +221,47 @@ class _Features:
     @property
     def size(self) -> int:
         return len(self.word.vocabulary_) + len(self.char.vocabulary_)
+
+
+class _Analyses:
+    """Every training text's word and character n-grams, computed once for all the fits of one `fit`.
+
+    Why: fitting runs the final model and five cross-validation folds, and each fitted and transformed
+    every text again; scikit-learn's analysers are pure Python and that repetition was most of the
+    fitting time. Vectorisers fitted here from the stored n-grams get the vocabulary and IDF weights
+    scikit-learn itself computes (it is scikit-learn's own fit, given the n-grams instead of the text).
+    """
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        word = _vectorizer(_WORD_PARAMS).build_analyzer()
+        char = _vectorizer(_CHAR_PARAMS).build_analyzer()
+        distinct = list(dict.fromkeys(texts))
+        self.word: dict[str, list[str]] = {t: word(t) for t in distinct}
+        self.char: dict[str, list[str]] = {t: char(t) for t in distinct}
+        # With no word of two characters anywhere the slow path's fallback token pattern is needed.
+        self.usable = any(self.word.values())
+
+    @staticmethod
+    def fitted(texts: Sequence[str], ngrams: dict[str, list[str]], params: dict[str, Any]):
+        """A vectoriser with `params`, fitted on `texts` through their stored n-grams; None when the fit
+        fails (too few texts for `min_df`), for the caller's fallback."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        counting = TfidfVectorizer(
+            analyzer=ngrams.__getitem__,
+            token_pattern=None,
+            min_df=params["min_df"],
+            sublinear_tf=params["sublinear_tf"],
+            lowercase=False,
+            dtype=numpy.float32,
+        )
+        try:
+            counting.fit(texts)
+        except ValueError:
+            return None
+        vectorizer = _vectorizer(params, _vocabulary_list(counting))
+        vectorizer.idf_ = counting.idf_
+        return vectorizer
 
 
 def _vocabulary_list(vectorizer) -> list[str]:
@@ -299,13 +357,13 @@ def _fit_temperature(scores: numpy.ndarray, y: numpy.ndarray) -> float:
     return float(numpy.exp(result.x))
 
 
-def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx):
+def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx, analyses=None):
     """Fit on `train_idx`, return SVM scores and per-class similarities for `test_idx`."""
     sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
     if len(numpy.unique(y[train_idx])) < 2:  # nothing to learn from: every category equally likely
         return numpy.zeros((len(test_idx), n_classes)), sims
     train_texts = [texts[i] for i in train_idx]
-    features = _Features.fit(train_texts)
+    features = _Features.fit(train_texts, analyses)
     weights, bias, classes = _fit_svm(features.transform(train_texts, embeddings[train_idx]), y[train_idx])
     test_texts = [texts[i] for i in test_idx]
     raw = numpy.asarray(features.transform(test_texts, embeddings[test_idx]) @ weights.T) + bias
@@ -326,6 +384,7 @@ def _unseen_category_scores(
     oos_similarity: float,
     in_scope_count: int,
     random_state: int,
+    analyses: _Analyses | None = None,
 ) -> tuple[numpy.ndarray, numpy.ndarray, int]:
     """Confidence and predicted class of unseen-category examples the similarity filter lets through,
     and how many were scored (see the module docstring).
@@ -355,7 +414,7 @@ def _unseen_category_scores(
         train_idx = numpy.flatnonzero(group_of_class[y] != g)
         test_idx = sampled[group_of_class[y[sampled]] == g]
         if len(test_idx) and len(numpy.unique(y[train_idx])) >= 2:
-            jobs.append(delayed(_fold_job)(texts, embeddings, y, n_classes, train_idx, test_idx))
+            jobs.append(delayed(_fold_job)(texts, embeddings, y, n_classes, train_idx, test_idx, analyses))
             tests.append(test_idx)
     if not jobs:
         return empty
@@ -368,10 +427,10 @@ def _unseen_category_scores(
     return confidence[passes], probs.argmax(axis=1)[passes], int(sum(len(t) for t in tests))
 
 
-def _final_job(texts, embeddings, y):
-    features = _Features.fit(texts)
+def _final_job(texts, embeddings, y, analyses=None):
+    features = _Features.fit(texts, analyses)
     weights, bias, classes = _fit_svm(features.transform(texts, embeddings), y)
-    return features, weights, bias, classes
+    return features.own_analyzers(), weights, bias, classes
 
 
 def _n_jobs() -> int:
@@ -466,8 +525,9 @@ class IntentClassifier:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "least populated class has only 1 member"
             folds = list(splitter.split(texts, y))
-        jobs = [delayed(_final_job)(texts, embeddings, y)] + [
-            delayed(_fold_job)(texts, embeddings, y, n_classes, tr, te) for tr, te in folds
+        analyses = _Analyses(texts)
+        jobs = [delayed(_final_job)(texts, embeddings, y, analyses)] + [
+            delayed(_fold_job)(texts, embeddings, y, n_classes, tr, te, analyses) for tr, te in folds
         ]
         results = Parallel(n_jobs=_n_jobs(), backend="threading")(jobs)
         features, weights, bias, classes = results[0]
@@ -522,6 +582,7 @@ class IntentClassifier:
             oos_similarity=oos_similarity,
             in_scope_count=int(in_scope.sum()),
             random_state=random_state,
+            analyses=analyses,
         )
         scores_all = numpy.concatenate([oof_conf[in_scope], unseen_conf])
         correct_all = numpy.concatenate([correct[in_scope], numpy.zeros(len(unseen_conf), dtype=bool)])

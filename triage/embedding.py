@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,14 +16,69 @@ def text_digest(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
 
 
+#: Vectors kept in this process while `embedding_memo` is open (None: closed), by digest.
+_memo: dict[str, np.ndarray] | None = None
+
+
+@contextmanager
+def embedding_memo() -> Iterator[dict[str, np.ndarray]]:
+    """Inside, `embed_texts` also keeps every vector it returns in memory and answers from there first.
+
+    Why: `evaluate` works each ticket's run twice (gated, ungated) and every run asks for its ticket's
+    vector one text at a time; the database cache answers, but each answer is a query and a vector to
+    parse. A vector depends only on the model and the text, so keeping it for the length of one
+    evaluation changes no result. Outside the block (workers, the web) nothing is kept.
+    """
+    global _memo
+    outer = _memo
+    memo: dict[str, np.ndarray] = {} if outer is None else outer
+    _memo = memo
+    try:
+        yield memo
+    finally:
+        _memo = outer
+
+
+def memo_load(memo: dict[str, np.ndarray], texts: Sequence[str]) -> int:
+    """Put the current database's cached vectors of `texts` into `memo`; how many it had.
+
+    With `memo_save`, this keeps the promise above across databases: `evaluate` works in a database of
+    its own, and without them every evaluation embedded the whole dataset again.
+    """
+    name = get_local_embedder().name
+    digests = list(dict.fromkeys(text_digest(name, t) for t in texts))
+    before = len(memo)
+    for start in range(0, len(digests), 5000):
+        rows = EmbeddingCacheEntry.objects.filter(digest__in=digests[start : start + 5000]).values_list(
+            "digest", "embedding"
+        )
+        memo.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
+    return len(memo) - before
+
+
+def memo_save(memo: dict[str, np.ndarray]) -> int:
+    """Store the vectors in `memo` that the current database's cache lacks; how many were stored."""
+    name = get_local_embedder().name
+    digests = list(memo)
+    stored = 0
+    for start in range(0, len(digests), 5000):
+        part = digests[start : start + 5000]
+        known = set(EmbeddingCacheEntry.objects.filter(digest__in=part).values_list("digest", flat=True))
+        new = [EmbeddingCacheEntry(digest=d, model=name, embedding=memo[d]) for d in part if d not in known]
+        EmbeddingCacheEntry.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+        stored += len(new)
+    return stored
+
+
 def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """Unit-length embeddings for `texts`, in order; only texts never seen before reach the model."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     embedder = get_local_embedder()
     digests = [text_digest(embedder.name, t) for t in texts]
-    cached: dict[str, np.ndarray] = {}
-    unique = list(dict.fromkeys(digests))
+    memo = _memo
+    cached: dict[str, np.ndarray] = {} if memo is None else {d: memo[d] for d in digests if d in memo}
+    unique = [d for d in dict.fromkeys(digests) if d not in cached]
     for start in range(0, len(unique), 5000):
         rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list(
             "digest", "embedding"
@@ -40,4 +96,6 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
             batch_size=1000,
         )
         cached.update(zip(missing, vectors, strict=True))
+    if memo is not None:
+        memo.update(cached)
     return np.stack([cached[d] for d in digests]).astype(np.float32)

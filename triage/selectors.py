@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.db import connection, transaction
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -28,14 +29,27 @@ from triage.models import (
     TrainedClassifier,
 )
 
+#: Candidates the HNSW index keeps while it searches (pgvector's `hnsw.ef_search`, default 40): more is
+#: slower and finds more of the true nearest chunks. Chosen with `bench/retrieval.py` (README, Retrieval).
+HNSW_EF_SEARCH = 40
 
-def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> Retrieval:
-    """The `limit` knowledge-base chunks nearest to `embedding` (cosine), best first."""
+
+def chunk_search(
+    *, embedding: np.ndarray | Sequence[float], limit: int = 4, ef_search: int = HNSW_EF_SEARCH
+) -> Retrieval:
+    """The `limit` knowledge-base chunks nearest to `embedding` (cosine), best first.
+
+    `hnsw.ef_search` is set for this query only (`SET LOCAL` in its own transaction), so the number the
+    bench chose holds whatever the connection was set to before.
+    """
     rows = (
         Chunk.objects.select_related("article")
         .annotate(distance=CosineDistance("embedding", list(map(float, embedding))))
         .order_by("distance")[:limit]
     )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        found = list(rows)
     return Retrieval(
         passages=[
             Passage(
@@ -46,7 +60,7 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
                 text=c.text,
                 score=max(-1.0, min(1.0, 1.0 - float(c.distance))),
             )
-            for c in rows
+            for c in found
         ]
     )
 

@@ -27,9 +27,11 @@ def evaluate(dataset, *args: str) -> tuple[dict, str]:
     return json.loads(last), done.stderr
 
 
-def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated():
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_evaluate_on_the_demo_reports_every_figure_gated_and_ungated(workers):
     # The demo company's target (manage.py demo sets it): its examples cannot show 1% at 90%.
-    report, _ = evaluate(DEMO, "--limit", "60", "--target", "0.05")
+    # The same exact figures whether the runs are worked in this process or by two forked workers.
+    report, _ = evaluate(DEMO, "--limit", "60", "--target", "0.05", "--workers", workers)
 
     assert report["tickets"] == 60 and report["knowledge_base"] is True
     # The demo, the classifier's fit and the chain are deterministic: the figures are exact.
