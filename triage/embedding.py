@@ -46,14 +46,20 @@ def memo_load(memo: dict[str, np.ndarray], texts: Sequence[str]) -> int:
     its own, and without them every evaluation embedded the whole dataset again.
     """
     name = get_local_embedder().name
-    digests = list(dict.fromkeys(text_digest(name, t) for t in texts))
     before = len(memo)
+    memo.update(_cache_read(list(dict.fromkeys(text_digest(name, t) for t in texts))))
+    return len(memo) - before
+
+
+def _cache_read(digests: Sequence[str]) -> dict[str, np.ndarray]:
+    """The current database's cached vectors among `digests` (read 5,000 at a time)."""
+    found: dict[str, np.ndarray] = {}
     for start in range(0, len(digests), 5000):
         rows = EmbeddingCacheEntry.objects.filter(digest__in=digests[start : start + 5000]).values_list(
             "digest", "embedding"
         )
-        memo.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
-    return len(memo) - before
+        found.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
+    return found
 
 
 def memo_save(memo: dict[str, np.ndarray]) -> int:
@@ -78,12 +84,7 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     digests = [text_digest(embedder.name, t) for t in texts]
     memo = _memo
     cached: dict[str, np.ndarray] = {} if memo is None else {d: memo[d] for d in digests if d in memo}
-    unique = [d for d in dict.fromkeys(digests) if d not in cached]
-    for start in range(0, len(unique), 5000):
-        rows = EmbeddingCacheEntry.objects.filter(digest__in=unique[start : start + 5000]).values_list(
-            "digest", "embedding"
-        )
-        cached.update((d, np.asarray(e, dtype=np.float32)) for d, e in rows)
+    cached.update(_cache_read([d for d in dict.fromkeys(digests) if d not in cached]))
     missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in cached}
     if missing:
         vectors = embedder.embed(list(missing.values()), batch_size=batch_size)

@@ -67,10 +67,6 @@ def chunk_search(
     )
 
 
-def knowledge_base_exists() -> bool:
-    return Chunk.objects.exists()
-
-
 def gate_policy_current() -> GatePolicy:
     """The gate policy (created with its defaults the first time it is read)."""
     return GatePolicy.get_solo()
