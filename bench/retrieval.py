@@ -148,12 +148,16 @@ def exact_top(queries: np.ndarray) -> list[list[int]]:
 
 
 def measure(queries: np.ndarray, exact: list[list[int]], ef_search: int) -> dict[str, float]:
+    # The product sets `hnsw.ef_search` once per connection (`triage.selectors.hnsw_session_set`) and
+    # searches with no statement of its own: the same here, one value after the other.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET hnsw.ef_search = {int(ef_search)}")
     for q in queries[:20]:  # warm the index pages and the plan
-        chunk_search(embedding=q, limit=K, ef_search=ef_search)
+        chunk_search(embedding=q, limit=K)
     times, hits = [], 0
     for q, truth in zip(queries, exact, strict=True):
         began = time.perf_counter()
-        found = chunk_search(embedding=q, limit=K, ef_search=ef_search)
+        found = chunk_search(embedding=q, limit=K)
         times.append((time.perf_counter() - began) * 1000)
         hits += len({p.chunk_id for p in found.passages} & set(truth))
     times.sort()

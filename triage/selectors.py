@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -36,22 +36,29 @@ from triage.models import (
 HNSW_EF_SEARCH = 80
 
 
-def chunk_search(
-    *, embedding: np.ndarray | Sequence[float], limit: int = 4, ef_search: int = HNSW_EF_SEARCH
-) -> Retrieval:
+def hnsw_session_set(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    """Every new PostgreSQL connection searches with `HNSW_EF_SEARCH` (a `connection_created` receiver).
+
+    Set once per session rather than per query: a `SET LOCAL` needs a transaction of its own, three more
+    round trips on every search of the runner's hot path. (A transaction-pooling proxy such as PgBouncer
+    in transaction mode would not keep a session setting: the search then runs at pgvector's default.)
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET hnsw.ef_search = {int(HNSW_EF_SEARCH)}")
+
+
+def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> Retrieval:
     """The `limit` knowledge-base chunks nearest to `embedding` (cosine), best first.
 
-    `hnsw.ef_search` is set for this query only (`SET LOCAL` in its own transaction), so the number the
-    bench chose holds whatever the connection was set to before.
+    The index searches with the connection's `hnsw.ef_search`: `HNSW_EF_SEARCH`, set when the connection
+    opened (`hnsw_session_set`); bench/retrieval.py sets other values on its own connection.
     """
-    rows = (
+    found = (
         Chunk.objects.select_related("article")
         .annotate(distance=CosineDistance("embedding", list(map(float, embedding))))
         .order_by("distance")[:limit]
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-        found = list(rows)
     return Retrieval(
         passages=[
             Passage(
