@@ -15,13 +15,16 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
+from integrations.models import McpServer, McpTool
 from triage.contracts import Passage, Retrieval
 from triage.models import (
     Action,
+    ActionTool,
     Category,
     Chunk,
     GatePolicy,
     LabelledExample,
+    LookupTool,
     PipelineRun,
     StepPolicy,
     StepRun,
@@ -89,6 +92,59 @@ def step_policies() -> dict[str, StepPolicy]:
 def categories_by_label() -> dict[str, Category]:
     """Every category, with its look-up tool (if any) in the same query: the look-up step reads it from here."""
     return {c.label: c for c in Category.objects.select_related("lookup__tool__server")}
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """What every run reads of the admin's configuration: the gate policy, the categories (with their look-up
+    tools) and the action kinds carried out by a tool. Shared by the runs of a process: read-only."""
+
+    policy: GatePolicy
+    categories: dict[str, Category]
+    action_kinds: frozenset[str]
+    fingerprint: str
+
+
+def _chain_settings_tables() -> list[str]:
+    # The tools' and servers' tables too: whether a look-up may be used depends on their `active`.
+    models = (GatePolicy, Category, LookupTool, McpTool, McpServer, ActionTool)
+    return [m._meta.db_table for m in models]
+
+
+def chain_settings_fingerprint() -> tuple[str, list[Any]]:
+    """One statement whose single value changes whenever any row `ChainSettings` is read from changes.
+
+    A hash of those tables' rows as text, computed by the server (a few hundred rows at most: well under a
+    millisecond), so a run can send it with its claim and find out whether the process's copy still holds
+    without building a model instance. Any write counts, however made: admin, shell, raw SQL, a migration.
+    """
+    parts = ", ".join(
+        f"(SELECT string_agg(r::text, '|' ORDER BY r::text) FROM \"{table}\" r)" for table in _chain_settings_tables()
+    )
+    return f"SELECT md5(concat_ws('#', {parts}))", []
+
+
+_chain_settings: ChainSettings | None = None
+
+
+def chain_settings_current(*, fingerprint: str) -> ChainSettings:
+    """The configuration runs read, as of `fingerprint` (from `chain_settings_fingerprint`, read just now).
+
+    Read from the database once per process and again only when the fingerprint moved: categories, policy
+    and tool mappings change a few times a day, runs come many a second, and building ~80 category instances
+    per run cost more than the rest of a run's Python. A run that races an edit may use the copy from just
+    before it, as it would have had it read the tables a moment earlier.
+    """
+    global _chain_settings
+    cached = _chain_settings
+    if cached is not None and cached.fingerprint == fingerprint:
+        return cached
+    policy = gate_policy_current()
+    kinds = frozenset(ActionTool.objects.filter(active=True).values_list("kind", flat=True))
+    fresh = ChainSettings(policy=policy, categories=categories_by_label(), action_kinds=kinds, fingerprint=fingerprint)
+    # A policy created by this very read (`get_solo`) moves the fingerprint: the next run reads once more.
+    _chain_settings = fresh
+    return fresh
 
 
 def classifier_latest() -> TrainedClassifier | None:

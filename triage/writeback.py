@@ -5,6 +5,7 @@ carries a run's actions out, each exactly once, with no transaction open during 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +24,13 @@ from integrations.models import HelpdeskSource
 from integrations.tracing import outbound_call, span_error
 from integrations.vendors import VENDORS
 from triage.contracts import ActionKind, ProposedAction
-from triage.durability import connection_lost, returning_unflushed, run_lock, transaction_unflushed
+from triage.durability import (
+    connection_lost,
+    insert_statement,
+    returning_unflushed,
+    run_lock,
+    transaction_unflushed,
+)
 from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, StepRun, Ticket
 from triage.tools import action_tool_write, mapped_action_kinds
@@ -90,7 +97,14 @@ helpdesk = HelpdeskWriter()
 
 
 def run_actions_execute(
-    *, run: PipelineRun, actions: Sequence[ProposedAction], reply: str, record_only: bool = False
+    *,
+    run: PipelineRun,
+    actions: Sequence[ProposedAction],
+    reply: str,
+    record_only: bool = False,
+    mapped_kinds: frozenset[str] | None = None,
+    deferred: list[tuple[str, Sequence[Any]]] | None = None,
+    before_send: Callable[[], None] | None = None,
 ) -> list[Action]:
     """Carry out a run's actions, each exactly once.
 
@@ -98,6 +112,11 @@ def run_actions_execute(
     (unique key). Each is carried out by `action_carry_out`: no transaction or row lock is held while
     the helpdesk is called, so call this outside any transaction. `record_only` (shadow runs of an
     evaluation) records the actions and sends nothing anywhere.
+
+    The runner passes the tool-mapped kinds it already read (`mapped_kinds`; None: read here), a list to
+    hold the statement of record-only actions (`deferred`: it is written with the run's close, see
+    `_actions_record_only_statement`), and `before_send`, called once before the first action that may
+    leave the product (a tool's, a helpdesk's), so that what the runner holds is written first.
     """
     writer = _record_only if record_only else writer_for(run.ticket.source)
     planned: list[tuple[str, str, dict[str, Any]]] = []
@@ -108,9 +127,11 @@ def run_actions_execute(
         planned.append((f"run:{run.pk}:{position}:{proposed.kind}", proposed.kind, payload))
     # Actions mapped to an MCP tool (a refund to the shop's create_refund) go first, one by one: while one
     # of them has not succeeded, the rest wait, so the customer is never told of a refund the shop refused.
-    tool_kinds = frozenset() if record_only else mapped_action_kinds()
+    tool_kinds = frozenset() if record_only else mapped_kinds if mapped_kinds is not None else mapped_action_kinds()
     through_tools = [p for p in planned if p[1] in tool_kinds]
     done: list[Action] = []
+    if before_send is not None and planned and (through_tools or writer is not _record_only):
+        before_send()
     for key, kind, payload in through_tools:
         action, _ = Action.objects.get_or_create(
             idempotency_key=key, defaults={"run": run, "kind": kind, "payload": payload}
@@ -120,6 +141,11 @@ def run_actions_execute(
             return done
     planned = [p for p in planned if p[1] not in tool_kinds]
     if writer is _record_only:
+        if deferred is not None:
+            held = _actions_done(run=run, planned=planned)
+            if held:
+                deferred.append(_actions_record_only_statement(held))
+            return done + held
         return done + _actions_record_only(run=run, planned=planned)
     for key, kind, payload in planned:
         action, _ = Action.objects.get_or_create(
@@ -127,6 +153,52 @@ def run_actions_execute(
         )
         done.append(action_carry_out(action_id=action.pk, writer=writer))
     return done
+
+
+def _actions_done(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, Any]]]) -> list[Action]:
+    """The record-only actions of `planned`, done now (unsaved)."""
+    now = timezone.now()
+    return [
+        Action(
+            run=run,
+            kind=kind,
+            payload=payload,
+            idempotency_key=key,
+            status=Action.Status.DONE,
+            attempts=1,
+            result=record_only(action=Action(kind=kind), ticket=run.ticket),
+            executed_at=now,
+        )
+        for key, kind, payload in planned
+    ]
+
+
+def _actions_record_only_statement(actions: list[Action]) -> tuple[str, Sequence[Any]]:
+    """One statement that records `actions` done, each exactly once, whether or not an earlier attempt wrote it.
+
+    What `_actions_record_only` does in up to three round trips, as one upsert for the runner to send with the
+    run's close: a key not there yet is inserted done; one there and not done (an earlier attempt's) is
+    finished as `_actions_record_only` finishes it (one attempt more, the new result, no error, no claim); one
+    already done is left as it is. Free work (nothing leaves the product), so it may wait for the close: a
+    crash before it only means the run's execute step records them again when the run is resumed.
+    """
+    return insert_statement(Action, actions, suffix=_record_only_upsert())
+
+
+@functools.cache
+def _record_only_upsert() -> str:
+    meta = Action._meta
+    table = meta.db_table
+
+    def column(name: str) -> str:
+        return f'"{meta.get_field(name).column}"'
+
+    return (
+        f"ON CONFLICT ({column('idempotency_key')}) DO UPDATE SET {column('status')} = EXCLUDED.{column('status')}, "
+        f'{column("attempts")} = "{table}".{column("attempts")} + 1, {column("result")} = EXCLUDED.{column("result")}, '
+        f"{column('executed_at')} = EXCLUDED.{column('executed_at')}, {column('error')} = '', "
+        f'{column("claimed_at")} = NULL WHERE "{table}".{column("status")} <> EXCLUDED.{column("status")}'
+    )
 
 
 def _actions_record_only(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, Any]]]) -> list[Action]:

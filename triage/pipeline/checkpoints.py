@@ -22,21 +22,17 @@ there, at `_run_step`):
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
-from django.db.models import Field, Model
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from integrations.llm.base import ProviderReply
 from triage.contracts import Verdict
-from triage.durability import statements_unflushed
+from triage.durability import insert_statement, statements_unflushed
 from triage.models import StepRun
 from triage.pipeline.steps.base import RunState, StepResult
 
@@ -112,48 +108,25 @@ def checkpoint_close(
         checkpoints_write(state)
 
 
-def checkpoints_write(state: RunState, *also: tuple[str, Sequence[Any]]) -> list[int]:
-    """Write the folded checkpoints, then the statements `also`, in one round trip (unflushed); the row
-    counts of `also`. Unflushed is enough: every row here is a free attempt (see `transaction_unflushed`)."""
+def checkpoints_write(
+    state: RunState, *also: tuple[str, Sequence[Any]], after_commit: Sequence[tuple[str, Sequence[Any]]] = ()
+) -> list[int]:
+    """Write the held checkpoints and statements, then the statements `also`, in one round trip (unflushed);
+    the row counts of `also`. Unflushed is enough: every row here is free work (see `transaction_unflushed`).
+    `after_commit` goes out after the commit, in the same message (the run lock's release, with the close)."""
     statements = [checkpoint_insert_sql(state.folded)] if state.folded else []
-    counts = statements_unflushed([*statements, *also])
+    statements += state.deferred
+    counts = statements_unflushed([*statements, *also], after_commit=after_commit)
     state.folded.clear()
+    state.deferred.clear()
     return counts[len(statements) :]
 
 
 def checkpoint_insert_sql(step_runs: list[StepRun]) -> tuple[str, Sequence[Any]]:
-    """One INSERT of these rows, as the ORM writes it (field preparation, JSON), for `statements_unflushed`.
-
-    The statement is compiled by Django's own insert query the first time a number of rows is written, so
-    its columns follow the model; later writes reuse its text and prepare only the values, exactly as the
-    compiler does (`pre_save`, then `get_db_prep_save`, field by field), because compiling it again costs
-    about 0.3 ms a row, a tenth of a checkpoint's whole cost. No RETURNING: the rows' ids are not needed
-    (the span reports the checkpoint id of durable attempts, which are saved by the ORM).
-    """
-    fields = _insert_fields()
-    cached = _insert_sql.get(len(step_runs))
-    if cached is None:
-        query = InsertQuery(StepRun)
-        rows: list[Model] = list(step_runs)
-        query.insert_values(fields, rows)
-        ((sql, params),) = query.get_compiler(connection=connection).as_sql()
-        # Several rows go as one array a column (`UNNEST`) on PostgreSQL, one row as one value a column.
-        _insert_sql[len(step_runs)] = (sql, len(step_runs) > 1 and len(params) == len(fields))
-        return sql, params
-    sql, by_column = cached
-    values = [[f.get_db_prep_save(f.pre_save(s, True), connection=connection) for f in fields] for s in step_runs]
-    if by_column:
-        return sql, [list(column) for column in zip(*values, strict=True)]
-    return sql, [v for row in values for v in row]
-
-
-_insert_sql: dict[int, tuple[str, bool]] = {}
-
-
-@functools.cache
-def _insert_fields() -> list[Field[Any, Any]]:
-    meta = StepRun._meta
-    return [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    """One INSERT of these rows (`insert_statement`: the rows as one JSON parameter), for `statements_unflushed`.
+    No RETURNING: the rows' ids are not needed (the span reports the checkpoint id of durable attempts, which
+    are saved by the ORM)."""
+    return insert_statement(StepRun, step_runs)
 
 
 def checkpoint_charge(step_run: StepRun, *, model: str, why: str, charged: ProviderReply | None) -> None:

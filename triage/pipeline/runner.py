@@ -20,11 +20,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
+from django.db.models import F, QuerySet
+from django.db.models.query import get_related_populators
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from opentelemetry.trace import Span, SpanKind
 
@@ -32,9 +36,11 @@ from integrations.tracing import carrier_current, link_to, parent_context, span_
 from triage import instruments
 from triage.contracts import Verdict
 from triage.durability import (
+    RunLock,
     connection_discard,
     connection_lost,
-    run_lock,
+    rows_unflushed,
+    run_lock_handle,
     statements_unflushed,
     update_statement,
 )
@@ -44,20 +50,16 @@ from triage.pipeline.checkpoints import checkpoint_charge, checkpoint_close, che
 from triage.pipeline.gates import STEP_FAILED
 from triage.pipeline.router import AnswerInvalid, ModelCallFailed, Router
 from triage.pipeline.steps import CHAIN, Escalate, RunState, Step, StepSkipped
-from triage.selectors import categories_by_label, gate_policy_current, step_policies
+from triage.selectors import ChainSettings, chain_settings_current, chain_settings_fingerprint, step_policies
 
 logger = logging.getLogger(__name__)
 
 STEPS: dict[str, Step] = {step.name: step for step in CHAIN}
 
-# Steps whose checkpoint is folded into the run's next write instead of costing a round trip of its own:
-# they are deterministic (the same state gives the same answer), call no model, pay nothing, and write
-# nothing themselves (route's approval request is idempotent: `approval_request_open` finds it again). A
-# worker that dies before the next write redoes them in microseconds, with the same result; every other
-# finished step is written before the next one starts. So is the last step's (execute's) success: the
-# run's close, which carries it, follows at once, and what execute did is in its actions' own rows (an
-# action sent out is flushed when recorded; a redone execute finds its actions done and sends nothing).
-FOLDED = frozenset({"validate", "route", CHAIN[-1].name})
+# Steps whose succeeded attempt called something outside the product (a look-up tool): its checkpoint is
+# written as soon as it finishes (unflushed), not held for the run's close. It paid nothing and changed
+# nothing there, but asking again after a crash is a call someone else serves, so it is not redone lightly.
+CALLS_OUT = frozenset({"lookup"})
 
 
 def _attempt_charge(step_run: StepRun, exc: BaseException) -> None:
@@ -96,9 +98,16 @@ def _run_step(state: RunState, step: Step, policies: Callable[[], StepPolicy], *
       too, so a run can never come back with a later step finished and an earlier one missing. A worker
       crash loses none of them: an unflushed commit is visible to every session as soon as it returns.
 
-    - Succeeded attempts of the deterministic steps (`FOLDED`) are folded into the run's next write (the
-      next checkpoint, the run's close): they are written before any later step's row, so a resumed run
-      never finds a later step finished and one of these missing.
+    - A free attempt that finished (succeeded, skipped, escalated) and called nothing outside (`CALLS_OUT`)
+      is not even written on its own: it is held in `state.folded` and goes out with the run's next write,
+      in order, before it. That next write is the run's close for a run that pays for nothing (one round
+      trip for all its checkpoints), else whichever comes first of: a paid attempt's flushed open, a failed
+      attempt's row, the approval request of a run handed to a person, an action about to be sent out
+      (`state.flush`). So nothing paid, sent or shown to a person is ever durable without the checkpoints
+      it was decided from, and a resumed run never finds a later step finished and an earlier one missing.
+      A worker that dies before that write loses the held checkpoints, and the resumed run does those steps
+      again: local work that paid nothing (the embedder's search, the local classifier and drafter, the
+      gates, routing, record-only actions), and whose writes elsewhere are idempotent.
 
     `earlier` holds this step's rows from before this call (a resumed run); a fresh run has none, so the
     attempt numbering starts without a query. `policies` gives the step's retry policy, read only when an
@@ -123,7 +132,9 @@ def _run_step(state: RunState, step: Step, policies: Callable[[], StepPolicy], *
             try:
                 result = step.run(state)
             except StepSkipped as skip:
-                checkpoint_close(state, step_run, StepRun.Status.SKIPPED, started, output={"skipped": str(skip)})
+                checkpoint_close(
+                    state, step_run, StepRun.Status.SKIPPED, started, output={"skipped": str(skip)}, fold=not pays
+                )
                 _attempt_observed(span, step_run, state)
                 return
             except Escalate as esc:
@@ -136,6 +147,7 @@ def _run_step(state: RunState, step: Step, policies: Callable[[], StepPolicy], *
                     error=esc.reason,
                     verdicts=esc.verdicts,
                     output={"escalated": esc.reason},
+                    fold=not pays,
                 )
                 state.verdicts.extend(esc.verdicts)
                 _attempt_observed(span, step_run, state, verdicts=esc.verdicts)
@@ -166,8 +178,8 @@ def _run_step(state: RunState, step: Step, policies: Callable[[], StepPolicy], *
                     policy = retry.fallback_policy(policy, failures)
                     continue
             else:
-                # A deterministic step's checkpoint is folded into the next write (see `FOLDED`).
-                fold = step.name in FOLDED and not pays and not result.cost
+                # A free attempt's checkpoint is held for the run's next write (see above).
+                fold = not pays and not result.cost and step.name not in CALLS_OUT
                 checkpoint_close(state, step_run, StepRun.Status.SUCCEEDED, started, result=result, fold=fold)
                 state.verdicts.extend(result.verdicts)
                 _attempt_observed(span, step_run, state, verdicts=result.verdicts)
@@ -229,16 +241,136 @@ def run_pipeline(*, run_id: int, router: Router | None = None) -> PipelineRun:
 
     Safe to call twice, concurrently or after a crash: finished steps are restored, not redone.
     """
-    with run_lock(run_id) as acquired:
-        run = PipelineRun.objects.select_related("ticket").get(pk=run_id)
-        if not acquired or run.status in (
-            PipelineRun.Status.COMPLETED,
-            PipelineRun.Status.WAITING,
-            PipelineRun.Status.FAILED,
-        ):
+    with run_lock_handle(run_id) as lock:
+        taken = _take(lock, run_id)
+        run = taken.run
+        if not taken.claimed:
+            if lock.held and run.status in _CLAIMABLE and run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
+                with _run_span(run):
+                    _close_run(
+                        run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run)
+                    )
             return run
+        stored = dict(run.trace_context or {})
         with _run_span(run) as span:
-            return _work(run, router=router, span=span)
+            carrier = run.trace_context if run.trace_context != stored else None
+            return _work(run, router=router, span=span, take=taken, lock=lock, carrier=carrier)
+
+
+_CLAIMABLE = (PipelineRun.Status.QUEUED, PipelineRun.Status.RUNNING)
+
+
+@dataclass
+class _Take:
+    """What the first round trip of `run_pipeline` found: the run (and its ticket), whether this worker
+    claimed it, whether it was never taken before, and the configuration runs read (`ChainSettings`)."""
+
+    run: PipelineRun
+    claimed: bool
+    fresh: bool
+    chain: ChainSettings
+
+
+def _take(lock: RunLock, run_id: int) -> _Take:
+    """Lock, claim and read the run, and check the process's copy of the configuration, in one round trip.
+
+    Four statements in one message and one unflushed transaction (`rows_unflushed`): the advisory lock is
+    tried (`RunLock.take`); the claim is made only if it was got and the run may be worked (queued or running,
+    under `TRIAGE_RUN_MAX_TAKES`), and with it the ticket goes to "triaging" and attempts a dead worker left
+    "running" are closed as failed; the run and its ticket are read as the claim left them; and the
+    configuration's fingerprint is read (`chain_settings_current`). Each statement sees what the ones
+    before it wrote, and the claim, taken after the lock in its own statement, sees everything the lock's
+    previous holder committed. Lost in a database crash, the claim is simply not there: the run is still
+    queued, and the sweeper hands it out again; nothing was paid or sent yet in this take.
+    """
+    now = timezone.now()
+    claim = _claim_statement(
+        run_id=run_id, now=now, lease=now + timedelta(seconds=settings.TRIAGE_RUN_LEASE), held=RunLock.HELD
+    )
+    read_sql = _run_read()[0]
+    locked, claimed, rows, fingerprint = rows_unflushed(
+        [lock.take(), claim, (read_sql, [run_id]), chain_settings_fingerprint()]
+    )
+    lock.taken(locked)
+    if not rows:
+        raise PipelineRun.DoesNotExist(f"PipelineRun {run_id} does not exist")
+    run = _run_from(rows)
+    return _Take(
+        run=run,
+        claimed=bool(claimed),
+        fresh=bool(claimed) and bool(claimed[0][0]),
+        chain=chain_settings_current(fingerprint=fingerprint[0][0]),
+    )
+
+
+def _claim_statement(*, run_id: int, now: datetime, lease: datetime, held: str) -> tuple[str, list[Any]]:
+    """The claim, by hand from the models' table and column names (see `_take`); one row when it was made,
+    saying whether the run was never taken before (no start stamped, no take counted).
+
+    The lease tells the sweeper this run has a live worker; `takes` counts workers that took it.
+    """
+    runs, tickets, steps = PipelineRun._meta, Ticket._meta, StepRun._meta
+
+    def column(meta: Any, name: str) -> str:
+        return f'"{meta.get_field(name).column}"'
+
+    r_id, r_status, r_started, r_takes = (column(runs, n) for n in ("id", "status", "started_at", "takes"))
+    sql = (
+        f'WITH claimed AS (UPDATE "{runs.db_table}" AS r SET {r_status} = %s, {r_started} = COALESCE(r.{r_started}, '
+        f"%s), {r_takes} = r.{r_takes} + 1, {column(runs, 'lease_expires_at')} = %s "
+        f'FROM (SELECT {r_id}, {r_started} FROM "{runs.db_table}" WHERE {r_id} = %s) AS before '
+        f"WHERE r.{r_id} = before.{r_id} AND {held} AND r.{r_status} IN (%s, %s) AND r.{r_takes} < %s "
+        f"RETURNING r.{r_id}, r.{column(runs, 'ticket')}, before.{r_started} IS NULL AND r.{r_takes} = 1), "
+        f'triaging AS (UPDATE "{tickets.db_table}" SET {column(tickets, "status")} = %s WHERE {column(tickets, "id")} '
+        f"IN (SELECT {column(runs, 'ticket')} FROM claimed) AND {column(tickets, 'status')} = %s), "
+        # Attempts left "running" by a worker that died are closed as failed before resuming.
+        f'interrupted AS (UPDATE "{steps.db_table}" SET {column(steps, "status")} = %s, {column(steps, "error")} = %s, '
+        f"{column(steps, 'finished_at')} = %s WHERE {column(steps, 'run')} IN (SELECT {r_id} FROM claimed) "
+        f"AND {column(steps, 'status')} = %s) "
+        f"SELECT * FROM claimed"
+    )
+    params: list[Any] = [
+        PipelineRun.Status.RUNNING,
+        now,
+        lease,
+        run_id,
+        *_CLAIMABLE,
+        settings.TRIAGE_RUN_MAX_TAKES,
+        Ticket.Status.TRIAGING,
+        Ticket.Status.NEW,
+        StepRun.Status.FAILED,
+        "interrupted: the worker stopped during this attempt",
+        now,
+        StepRun.Status.RUNNING,
+    ]
+    return sql, [str(p) if isinstance(p, str) else p for p in params]
+
+
+@functools.cache
+def _run_read() -> tuple[str, QuerySet[PipelineRun], SQLCompiler]:
+    """The run-and-ticket read (`select_related`), compiled once: its text, and the queryset and compiler that
+    turn its rows into instances (field converters, the related ticket) exactly as the queryset would."""
+    queryset = PipelineRun.objects.select_related("ticket").filter(pk=0)
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    assert list(params) == [0], params  # the run's id is the one parameter
+    return sql, queryset, compiler
+
+
+def _run_from(rows: list[tuple[Any, ...]]) -> PipelineRun:
+    """The run (with its ticket) from a row of `_run_read`, built as Django's `ModelIterable` builds it."""
+    _, queryset, compiler = _run_read()
+    select, klass_info = compiler.select, compiler.klass_info
+    assert klass_info is not None
+    fields = klass_info["select_fields"]
+    start, end = fields[0], fields[-1] + 1
+    names = [f[0].target.attname for f in select[start:end]]
+    db, fetch_mode = compiler.using, queryset._fetch_mode
+    row = next(iter(compiler.results_iter(results=[list(rows)])))
+    run = PipelineRun.from_db(db, names, row[start:end], fetch_mode=fetch_mode)
+    for populator in get_related_populators(klass_info, select, db, fetch_mode):
+        populator.populate(row, run)
+    return run
 
 
 @contextmanager
@@ -278,52 +410,32 @@ def _run_span(run: PipelineRun) -> Iterator[Span]:
             raise
 
 
-def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun:
-    """One take of a run, inside its span and under its lock (see `run_pipeline`)."""
-    if run.takes >= settings.TRIAGE_RUN_MAX_TAKES:
-        _close_run(run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, route=run.route, error=_poisoned(run))
-        return run
-    # Never taken (no start, no take counted): no attempt of it can exist yet, so none is looked for. The
-    # claim below stamps both in the commit before any attempt's row, so a run with rows is never fresh.
-    fresh = run.started_at is None and run.takes == 0
-    now = timezone.now()
-    # One unflushed transaction (see `transaction_unflushed`): lost in a database crash, the run is simply
-    # still queued, and the sweeper hands it out again; nothing was paid or sent yet in this take.
-    # The lease tells the sweeper this run has a live worker; `takes` counts workers that took it.
-    claim = [
-        update_statement(
-            PipelineRun.objects.filter(pk=run.pk),
-            status=PipelineRun.Status.RUNNING,
-            started_at=run.started_at or now,
-            takes=F("takes") + 1,
-            lease_expires_at=now + timedelta(seconds=settings.TRIAGE_RUN_LEASE),
-            trace_context=run.trace_context,
-        ),
-        update_statement(
-            Ticket.objects.filter(pk=run.ticket_id, status=Ticket.Status.NEW), status=Ticket.Status.TRIAGING
-        ),
-    ]
-    if not fresh:
-        # Attempts left "running" by a worker that died are closed as failed before resuming.
-        claim.append(
-            update_statement(
-                StepRun.objects.filter(run=run, status=StepRun.Status.RUNNING),
-                status=StepRun.Status.FAILED,
-                error="interrupted: the worker stopped during this attempt",
-                finished_at=now,
-            )
-        )
-    # One round trip, unflushed (see `transaction_unflushed`): lost in a database crash, the run is simply
-    # still queued, and the sweeper hands it out again; nothing was paid or sent yet in this take.
-    statements_unflushed(claim)
-    run.status, run.started_at, run.takes = PipelineRun.Status.RUNNING, run.started_at or now, run.takes + 1
+def _work(
+    run: PipelineRun,
+    *,
+    router: Router | None,
+    span: Span,
+    take: _Take,
+    lock: RunLock,
+    carrier: dict[str, Any] | None,
+) -> PipelineRun:
+    """One take of a run, claimed by `_take`, inside its span and under its lock (see `run_pipeline`)."""
+    # Never taken before this claim (no start, no take counted): no attempt of it can exist yet, so none is
+    # looked for. The claim stamped both, in the commit before any attempt's row, so a run with rows is never
+    # fresh.
+    fresh = take.fresh
     state = RunState(
         run=run,
         ticket=run.ticket,
-        policy=gate_policy_current(),
-        categories=categories_by_label(),
+        policy=take.chain.policy,
+        categories=take.chain.categories,
         router=router or Router.for_run(run),
+        action_kinds=take.chain.action_kinds,
     )
+    state.flush = functools.partial(checkpoints_write, state)
+    if carrier is not None:
+        # The first take's trace, for later takes to join (`_run_span`): written with the run's next write.
+        state.deferred.append(update_statement(PipelineRun.objects.filter(pk=run.pk), trace_context=carrier))
     # Every earlier attempt in one query, and none for a fresh run: what to restore, and how to number retries.
     earlier = [] if fresh else list(StepRun.objects.filter(run=run).order_by("id"))
     finished = {s.step: s for s in earlier if s.status in StepRun.FINISHED}
@@ -352,7 +464,12 @@ def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun
             raise
         logger.exception("run %s failed outside any step", run.pk)
         _close_run(
-            run, PipelineRun.Status.FAILED, Ticket.Status.FAILED, error=f"{type(exc).__name__}: {exc}", state=state
+            run,
+            PipelineRun.Status.FAILED,
+            Ticket.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            state=state,
+            lock=lock,
         )
         raise
     unexecuted = [v for v in state.verdicts if v.gate == STEP_FAILED and v.step == "execute"]
@@ -364,12 +481,20 @@ def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun
             route=state.route,
             error=unexecuted[0].reason,
             state=state,
+            lock=lock,
         )
     elif state.route == PipelineRun.Route.AUTO:
-        _close_run(run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route, state=state)
+        _close_run(
+            run, PipelineRun.Status.COMPLETED, Ticket.Status.AUTO_HANDLED, route=state.route, state=state, lock=lock
+        )
     elif run.resolution is None:
         _close_run(
-            run, PipelineRun.Status.WAITING, Ticket.Status.AWAITING_APPROVAL, route=PipelineRun.Route.HUMAN, state=state
+            run,
+            PipelineRun.Status.WAITING,
+            Ticket.Status.AWAITING_APPROVAL,
+            route=PipelineRun.Route.HUMAN,
+            state=state,
+            lock=lock,
         )
     else:
         rejected = run.resolution.get("verdict") == "reject"
@@ -379,6 +504,7 @@ def _work(run: PipelineRun, *, router: Router | None, span: Span) -> PipelineRun
             Ticket.Status.REJECTED if rejected else Ticket.Status.RESOLVED,
             route=PipelineRun.Route.HUMAN,
             state=state,
+            lock=lock,
         )
     span_set(
         span,
@@ -444,14 +570,18 @@ def _close_run(
     route: str = "",
     error: str = "",
     state: RunState | None = None,
+    lock: RunLock | None = None,
 ) -> None:
-    """Close the run and its ticket, with the run's folded checkpoints, and leave `run` as the database has it.
+    """Close the run and its ticket, with the run's held checkpoints, and leave `run` as the database has it.
 
     One round trip and one transaction, unflushed (`statements_unflushed`): whatever the run paid for or
     sent out was flushed when it was recorded (a paid step's checkpoint, an action's own record), and that
     flush made every earlier write durable with it. A database crash that loses the close leaves the run
     running; its lease expires, the sweeper hands it out, and the worker restores its finished steps
     (doing again only free ones whose rows were lost with it) and closes it again, paying nothing.
+
+    The run's lock (`lock`) is released in the same message, after the commit (`statements_unflushed`'s
+    `after_commit`): the next holder finds the run closed.
     """
     now = timezone.now()
     values: dict[str, Any] = {
@@ -481,10 +611,14 @@ def _close_run(
                 PipelineRun.objects.filter(pk=run.pk).exclude(finished_at=now), takes=0, lease_expires_at=None
             )
         )
+    # Inside a caller's transaction there is no commit of ours to follow: the lock is released on the way out.
+    release = [lock.release()] if lock is not None and lock.owed and not connection.in_atomic_block else []
     if state is not None:
-        closed = checkpoints_write(state, *statements)[0]
+        closed = checkpoints_write(state, *statements, after_commit=release)[0]
     else:
-        closed = statements_unflushed(statements)[0]
+        closed = statements_unflushed(statements, after_commit=release)[0]
+    if release and lock is not None:
+        lock.released()
     if not closed:
         logger.info("run %s was decided before it closed as waiting; left queued for its decision", run.pk)
         run.refresh_from_db()  # the decision changed the row: read what it wrote

@@ -9,6 +9,7 @@ the step's own gates; `restore` puts a finished step's recorded output back into
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -96,9 +97,16 @@ class RunState:
     passed: bool = False
     route: str = ""
     spent: Decimal = Decimal("0")  # what this take's attempts paid providers (the run's span reports it)
-    # Finished checkpoints of deterministic steps not written yet: they go out with the run's next write
-    # (`triage.pipeline.checkpoints`), always before any later step's checkpoint or the run's close.
+    # Finished checkpoints of free attempts not written yet, and statements of free work (record-only
+    # actions) held with them: they go out with the run's next write (`triage.pipeline.checkpoints`), in
+    # order, before any later paid checkpoint, anything sent out, and with the run's close.
     folded: list[StepRun] = field(default_factory=list)
+    deferred: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
+    # Writes what is held now (`folded`, `deferred`); a step calls it before anything leaves the run (an
+    # approval request, an action sent out), so nothing it did can outlive the checkpoints it came from.
+    flush: Callable[[], None] = lambda: None
+    #: Tool-mapped action kinds (`ChainSettings.action_kinds`); None: read when needed.
+    action_kinds: frozenset[str] | None = None
     _embedding: Any = None
 
     @property

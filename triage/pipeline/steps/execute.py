@@ -51,8 +51,17 @@ class ExecuteStep:
                     "permission."
                 )
         # A shadow run (gates off, evaluation only) records what it would do and sends nothing anywhere.
+        # Record-only actions are free work: held with the run's checkpoints and written with its close. Before
+        # anything is sent out, what is held is written (`state.flush`): a sent action never outlives the
+        # checkpoints it was decided from.
         actions = run_actions_execute(
-            run=state.run, actions=proposed, reply=reply, record_only=not state.run.gates_enabled
+            run=state.run,
+            actions=proposed,
+            reply=reply,
+            record_only=not state.run.gates_enabled,
+            mapped_kinds=state.action_kinds,
+            deferred=state.deferred,
+            before_send=state.flush,
         )
         unknown = [a for a in actions if a.status == a.Status.UNKNOWN]
         if unknown:

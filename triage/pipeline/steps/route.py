@@ -52,6 +52,8 @@ class RouteStep:
         reason = " ".join(v.reason for v in failed) or "The chain could not produce a valid answer."
         # Who receives a stopped run is the approvals app's business; triage only knows the settings path.
         handler: Callable[..., Any] = import_string(settings.TRIAGE_ESCALATION_HANDLER)
+        # The request reaches the inbox at once (a flushed commit): the checkpoints it was decided from go first.
+        state.flush()
         with transaction.atomic():
             approval = handler(
                 run=state.run,
