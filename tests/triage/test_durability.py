@@ -23,6 +23,7 @@ from triage.contracts import TicketIn
 from triage.durability import connection_lost, run_lock
 from triage.models import PipelineRun, StepRun, Ticket
 from triage.pipeline import runner
+from triage.pipeline.router import Router
 from triage.services import ticket_ingest
 
 PASSWORD_TICKET = "I forgot my password and the reset email never arrives, how do I get back into my account?"
@@ -256,3 +257,68 @@ def test_a_decision_taken_before_the_run_closed_as_waiting_is_not_lost(ingest, m
 
     # then: the decision is carried out
     assert finished.status == PipelineRun.Status.COMPLETED
+
+
+def test_a_run_worked_outside_any_transaction_writes_twice_and_releases_its_lock_after_its_close(
+    committed_run,
+):
+    # given: a committed, never taken run, worked on a connection in autocommit (as a worker's is)
+    run = committed_run()
+    in_thread(lambda: runner.run_pipeline(run_id=committed_run().pk))  # the configuration read once
+
+    def work() -> tuple[str, list[str]]:
+        router = Router.for_run(PipelineRun())  # set up beforehand, as an evaluation does
+        connection.force_debug_cursor = True
+        try:
+            status = runner.run_pipeline(run_id=run.pk, router=router).status
+            return status, [q["sql"] for q in connection.queries]
+        finally:
+            connection.force_debug_cursor = False
+
+    status, sent = in_thread(work)
+
+    # then: two writes, lock + claim + read, and the close with every checkpoint, committed and then unlocked
+    assert status == PipelineRun.Status.COMPLETED
+    # (between them only the steps' own reads: the embedding's memo, the knowledge-base search)
+    assert [sql.split()[0] for sql in sent[1:-1]] == ["SELECT", "SELECT"], sent
+    assert sent[0].startswith("SET LOCAL synchronous_commit = off; SELECT set_config('triage.run_lock'")
+    close = sent[-1]
+    assert close.startswith("BEGIN; SET LOCAL synchronous_commit = off; INSERT INTO \"triage_steprun\"")
+    assert close.index("COMMIT; SELECT pg_advisory_unlock(") > close.index('UPDATE "triage_pipelinerun"')
+    stored = in_thread(lambda: list(StepRun.objects.filter(run_id=run.pk).values_list("step", flat=True)))
+    assert stored == list(runner.STEPS)
+
+    # and: the lock is free for the next holder
+    def take() -> bool:
+        with run_lock(run.pk) as held:
+            return held
+
+    assert in_thread(take) is True
+
+
+def test_a_run_whose_lock_another_worker_holds_is_neither_claimed_nor_changed(committed_run):
+    # given: a queued run whose lock another session holds
+    run = committed_run()
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with run_lock(run.pk) as held:
+            assert held
+            holding.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=lambda: in_thread(hold))
+    holder.start()
+    assert holding.wait(30)
+    try:
+        # when: a worker takes it
+        taken = in_thread(lambda: runner.run_pipeline(run_id=run.pk))
+    finally:
+        done.set()
+        holder.join(30)
+
+    # then: it is returned as it was: no claim, no take counted, no step
+    stored = in_thread(lambda: PipelineRun.objects.get(pk=run.pk))
+    assert taken.status == stored.status == PipelineRun.Status.QUEUED
+    assert stored.takes == 0 and stored.started_at is None
+    assert in_thread(lambda: StepRun.objects.filter(run_id=run.pk).count()) == 0

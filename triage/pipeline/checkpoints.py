@@ -9,15 +9,14 @@ there, at `_run_step`):
 - an attempt that may pay a provider is *opened* first (a "running" row, committed and flushed before
   the call) and closed with an update: a crash in between leaves the row, which the next run closes as
   failed, so the attempt counts against the step's budget and what it may have cost stays visible;
-- an attempt that pays for nothing is written once, finished, in one round trip that does not wait for
-  the disk flush (`triage.durability.statements_unflushed`). Losing it (a worker crash before it, or a
-  database crash in the fraction of a second before the WAL writer flushes it) only means the free step
-  is done again; the next flushed commit (the next paid checkpoint, an action sent out) flushes it with
-  everything before;
-- a succeeded attempt of a deterministic step that pays for nothing (validate, route, and execute, whose
-  close follows at once: `FOLDED` in the runner says why each may) is *folded*: kept in `RunState.folded`
-  and written with the run's next write (the next checkpoint, or the run's close), so it costs no round
-  trip of its own.
+- an attempt that pays for nothing is written once, finished, in a round trip that does not wait for the
+  disk flush (`triage.durability.statements_unflushed`); when it also called nothing outside the product,
+  not even that: it is *held* (`RunState.folded`, with free statements in `RunState.deferred`) and written
+  with the run's next write: the next paid checkpoint, a failed attempt, what is written before an approval
+  request or an action sent out (`RunState.flush`), or the run's close. Losing it (a worker crash before
+  that write, or a database crash in the fraction of a second before the WAL writer flushes it) only means
+  the free step is done again; the next flushed commit (the next paid checkpoint, an action sent out)
+  flushes it with everything before.
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
 """The durable runner: works a run's steps in order, each attempt a checkpoint, each failure a policy.
 
 Before a step runs, the runner looks for its finished checkpoint (`StepRun`); if there is one, the
-step restores its output from it and nothing is recomputed (or paid for) again. Each attempt writes its
-own row (one unflushed round trip for a step that pays for nothing, flushed open and close around a paid
-call, folded into the next write for the deterministic steps: see `_run_step` and `FOLDED`), so the next
-`run_pipeline` call after a crash carries on where it stopped. What a run costs the database besides its
-steps' rows: the advisory lock, one read of the run, one round trip to claim it and one to close it (with
-the folded rows), none waiting for the disk flush (see `triage.durability.transaction_unflushed`).
+step restores its output from it and nothing is recomputed (or paid for) again. What a run costs the
+database (see `_run_step` for why durability holds):
+
+- one round trip to take it (`_take`): the advisory lock, the claim, the run and its ticket read back, and
+  whether the process's copy of the configuration still holds (`chain_settings_current`);
+- a paid attempt's checkpoint, flushed open and close around the call, and anything sent out, recorded as
+  it happens; the checkpoints of free attempts (local models, the gates, routing, record-only actions) are
+  held in memory and written together with whichever of those comes next;
+- one round trip to close it: every held checkpoint, the record-only actions, the run's and ticket's close,
+  the commit, and the lock's release after it.
+
+A fresh run that pays for nothing thus costs three round trips (take, the knowledge-base search, close),
+none waiting for the disk flush (see `triage.durability.transaction_unflushed`).
 
 The five layers each have a file: hand-off contracts (`triage/contracts.py`), gates (`gates.py`), retry
 and fallback (`retry.py`), observability (`checkpoints.py`) and routing (`router.py`); the steps, one
@@ -320,14 +327,14 @@ def _claim_statement(*, run_id: int, now: datetime, lease: datetime, held: str) 
         f"%s), {r_takes} = r.{r_takes} + 1, {column(runs, 'lease_expires_at')} = %s "
         f'FROM (SELECT {r_id}, {r_started} FROM "{runs.db_table}" WHERE {r_id} = %s) AS before '
         f"WHERE r.{r_id} = before.{r_id} AND {held} AND r.{r_status} IN (%s, %s) AND r.{r_takes} < %s "
-        f"RETURNING r.{r_id}, r.{column(runs, 'ticket')}, before.{r_started} IS NULL AND r.{r_takes} = 1), "
+        f"RETURNING r.{r_id}, r.{column(runs, 'ticket')}, before.{r_started} IS NULL AND r.{r_takes} = 1 AS fresh), "
         f'triaging AS (UPDATE "{tickets.db_table}" SET {column(tickets, "status")} = %s WHERE {column(tickets, "id")} '
         f"IN (SELECT {column(runs, 'ticket')} FROM claimed) AND {column(tickets, 'status')} = %s), "
         # Attempts left "running" by a worker that died are closed as failed before resuming.
         f'interrupted AS (UPDATE "{steps.db_table}" SET {column(steps, "status")} = %s, {column(steps, "error")} = %s, '
         f"{column(steps, 'finished_at')} = %s WHERE {column(steps, 'run')} IN (SELECT {r_id} FROM claimed) "
         f"AND {column(steps, 'status')} = %s) "
-        f"SELECT * FROM claimed"
+        f"SELECT fresh FROM claimed"
     )
     params: list[Any] = [
         PipelineRun.Status.RUNNING,

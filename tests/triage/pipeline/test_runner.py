@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -10,7 +13,9 @@ from approvals.models import ApprovalRequest
 from triage.models import Action, Category, PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import router as router_module
 from triage.pipeline import runner
+from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
+from triage.selectors import gate_policy_current
 
 pytestmark = pytest.mark.django_db
 
@@ -106,9 +111,30 @@ def test_an_out_of_scope_ticket_goes_to_a_person(ingest):
     assert "confidence" in ApprovalRequest.objects.get(run=run).failed_gates
 
 
-def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_finished_ones(ingest, monkeypatch):
-    # The draft step pays for nothing here (the local drafter): its attempt is written once, finished, so a
-    # crash mid-step leaves no row for it (it used to leave a "running" one) and the step is simply done again.
+def counting_classifier(monkeypatch) -> dict[str, int]:
+    """Counts the local classifier's predictions from now on."""
+    calls = {"predict": 0}
+    real_load = router_module.classifier_load
+
+    def counting_load(pk):
+        model = real_load(pk)
+
+        class Spy:
+            labels = model.labels
+
+            def predict(self, **kw):
+                calls["predict"] += 1
+                return model.predict(**kw)
+
+        return Spy()
+
+    monkeypatch.setattr(router_module, "classifier_load", counting_load)
+    return calls
+
+
+def test_a_crash_before_the_close_of_a_free_run_redoes_only_its_free_steps(ingest, monkeypatch):
+    # given: every step pays for nothing (local classifier, local drafter, record-only actions): their
+    # checkpoints are held for the run's close, and the worker dies in the draft step, before it
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
     def crash(state):
@@ -118,35 +144,145 @@ def test_a_crashed_run_resumes_at_the_first_unfinished_step_without_redoing_fini
     with pytest.raises(SimulatedCrash):
         run_pipeline(run_id=result.run.pk)
     monkeypatch.undo()
+
+    # then: the run is claimed (its lease lets the sweeper hand it out again), and nothing of it was written
     run = PipelineRun.objects.get(pk=result.run.pk)
-    assert run.status == PipelineRun.Status.RUNNING
-    assert steps_of(run) == [("retrieve", 1, "succeeded"), ("classify", 1, "succeeded"), ("lookup", 1, "skipped")]
+    assert run.status == PipelineRun.Status.RUNNING and run.takes == 1
+    assert steps_of(run) == []
+    assert not Action.objects.filter(run=run).exists()
 
-    calls = {"predict": 0, "search": 0}
-    real_load = router_module.classifier_load
-
-    def counting_load(pk):
-        model = real_load(pk)
-
-        class Spy:
-            def predict(self, **kw):
-                calls["predict"] += 1
-                return model.predict(**kw)
-
-        return Spy()
-
-    monkeypatch.setattr(router_module, "classifier_load", counting_load)
+    # when: the run is resumed
+    calls = counting_classifier(monkeypatch)
     run = run_pipeline(run_id=run.pk)
 
+    # then: the free steps were simply done again (once), and the reply was recorded once
     assert run.status == PipelineRun.Status.COMPLETED
-    assert calls["predict"] == 0
-    assert steps_of(run)[:4] == [
+    assert calls["predict"] == 1
+    assert [(s, a, st) for s, a, st in steps_of(run)][:4] == [
         ("retrieve", 1, "succeeded"),
         ("classify", 1, "succeeded"),
         ("lookup", 1, "skipped"),
         ("draft", 1, "succeeded"),
     ]
     assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
+
+
+class PaidDrafter:
+    """A hosted drafter that charges for every answer (the local drafter's text, at a price)."""
+
+    supports_models = True
+    calls = 0
+
+    def draft(self, request, *, model=None, timeout=None, repair=None):
+        from integrations.llm.base import Usage
+        from integrations.llm.local import LocalProvider
+
+        type(self).calls += 1
+        reply = LocalProvider().draft(request)
+        return dataclasses.replace(reply, model="paid-1", usage=Usage(100, 50, 0, 0), cost=Decimal("0.0125"))
+
+    def boilerplate_for(self, request):
+        from integrations.llm.local import LocalProvider
+
+        return LocalProvider().boilerplate_for(request)
+
+
+@pytest.fixture
+def paid_drafter(settings):
+    settings.TRIAGE_PROVIDERS = {**settings.TRIAGE_PROVIDERS, "paid": f"{__name__}.PaidDrafter"}
+    settings.TRIAGE_DRAFT_PROVIDERS = ["paid"]
+    settings.TRIAGE_DAILY_SPEND_CAP = 0
+    PaidDrafter.calls = 0
+    return PaidDrafter
+
+
+def test_a_paid_steps_checkpoint_is_committed_before_the_next_step_and_never_paid_for_again(
+    ingest, monkeypatch, paid_drafter
+):
+    # given: the draft is paid for; the worker dies in the step after it (validate)
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+
+    def crash(state):
+        raise SimulatedCrash
+
+    monkeypatch.setattr(runner.STEPS["validate"], "run", crash)
+    with pytest.raises(SimulatedCrash):
+        run_pipeline(run_id=result.run.pk)
+    monkeypatch.undo()
+
+    # then: the paid draft's checkpoint was committed before validate began, and the free checkpoints it was
+    # drafted from were written with it (before its open)
+    run = PipelineRun.objects.get(pk=result.run.pk)
+    assert steps_of(run) == [
+        ("retrieve", 1, "succeeded"),
+        ("classify", 1, "succeeded"),
+        ("lookup", 1, "skipped"),
+        ("draft", 1, "succeeded"),
+    ]
+    draft = finished(run, "draft")
+    assert draft.cost == Decimal("0.0125") and draft.model == "paid-1"
+    assert paid_drafter.calls == 1
+
+    # when: the run is resumed
+    calls = counting_classifier(monkeypatch)
+    run = run_pipeline(run_id=run.pk)
+
+    # then: nothing before the crash is done again, least of all the paid call
+    assert run.status == PipelineRun.Status.COMPLETED
+    assert paid_drafter.calls == 1 and calls["predict"] == 0
+    assert [s for s, _, _ in steps_of(run)] == list(runner.STEPS)
+    assert Action.objects.filter(run=run, kind="send_reply", status="done").count() == 1
+
+
+class SendingWriter:
+    """A helpdesk stand-in: records, for each action sent, which checkpoints were in the database when it went
+    out, then (when told to) dies as a worker would, after sending and before the send is recorded."""
+
+    sent: list[tuple[str, list[str]]] = []
+    crash_after_send = False
+
+    def __call__(self, *, action, ticket):
+        written = list(StepRun.objects.filter(run=action.run).order_by("id").values_list("step", flat=True))
+        type(self).sent.append((action.kind, written))
+        if type(self).crash_after_send:
+            raise SimulatedCrash
+        return {"sent": action.kind}
+
+    def reconcile(self, *, action, ticket):
+        return {"found": action.kind} if any(kind == action.kind for kind, _ in type(self).sent) else None
+
+
+sending_writer = SendingWriter()
+
+
+def test_an_action_sent_out_never_outlives_the_checkpoints_it_came_from_and_is_never_sent_twice(
+    ingest, monkeypatch, settings
+):
+    # given: the ticket's actions go out to a helpdesk; the worker dies right after sending the first
+    settings.TRIAGE_WRITEBACK_BACKENDS = {"test": f"{__name__}.sending_writer"}
+    SendingWriter.sent, SendingWriter.crash_after_send = [], True
+    result = ingest(PASSWORD_TICKET, enqueue=False)
+    with pytest.raises(SimulatedCrash):
+        run_pipeline(run_id=result.run.pk)
+
+    # then: every step before execute was written before the first action went out
+    decided = ["retrieve", "classify", "lookup", "draft", "validate", "route"]
+    assert len(SendingWriter.sent) == 1 and SendingWriter.sent[0][1] == decided
+    first = SendingWriter.sent[0][0]
+
+    # when: the run is resumed
+    SendingWriter.crash_after_send = False
+    calls = counting_classifier(monkeypatch)
+    run = run_pipeline(run_id=result.run.pk)
+
+    # then: nothing is decided again, and the first action is not sent again (read back from the helpdesk)
+    assert run.status == PipelineRun.Status.COMPLETED and calls["predict"] == 0
+    kinds = [kind for kind, _ in SendingWriter.sent]
+    assert kinds.count(first) == 1 and "send_reply" in kinds and len(kinds) == len(set(kinds))
+    assert all(written == decided for _, written in SendingWriter.sent)
+    action = Action.objects.get(run=run, kind=first)
+    assert action.status == "done" and action.result == {"found": first}
+    assert set(Action.objects.filter(run=run).values_list("status", flat=True)) == {"done"}
 
 
 def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts_on_resume(
@@ -355,21 +491,35 @@ def test_the_draft_gate_stops_a_drafted_money_promise(ingest, monkeypatch):
     assert not Action.objects.filter(run=run).exists()
 
 
-def test_a_fresh_auto_handled_run_folds_its_deterministic_checkpoints_into_one_closing_round_trip(ingest):
-    # given: a clear ticket, never taken
+def test_a_fresh_auto_handled_run_takes_three_round_trips_take_search_and_close(ingest):
+    # given: a clear ticket, never taken, in a process that has read the configuration once already
+    gate_policy_current()
+    run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
-    # when
+    # when: worked with a router set up beforehand (as an evaluation does; `Router.for_run` reads its own)
+    router = Router.for_run(PipelineRun())
     with CaptureQueriesContext(connection) as queries:
-        run = run_pipeline(run_id=result.run.pk)
+        run = run_pipeline(run_id=result.run.pk, router=router)
 
-    # then: every step has its row, in order, and validate, route and execute went out with the close
+    # then: every step has its row, in order
     assert run.status == PipelineRun.Status.COMPLETED and run.route == "auto"
     assert [s for s, _, _ in steps_of(run)] == list(runner.STEPS)
     sent = [q["sql"] for q in queries.captured_queries]
-    closing = [sql for sql in sent if 'UPDATE "triage_pipelinerun" SET "status" = \'completed\'' in sql]
-    assert len(closing) == 1 and 'INSERT INTO "triage_steprun"' in closing[0]
-    assert "('{validate,route,execute}')" in closing[0]  # one INSERT of the three rows, in the order they finished
+    # one round trip takes the lock, claims the run, reads it and checks the configuration is unchanged
+    take = sent[0]
+    assert "pg_try_advisory_lock" in take and 'UPDATE "triage_pipelinerun"' in take and "md5(" in take
+    # then only the steps' own reads (the embedding's memo, the knowledge-base search): no checkpoint apart
+    *work, closing, unlock = sent[1:]
+    assert [sql.split()[:4] for sql in work] == [
+        ["SELECT", '"triage_embeddingcacheentry"."digest"', "AS", '"digest",'],
+        ["SELECT", '"triage_chunk"."id",', '"triage_chunk"."article_id",', '"triage_chunk"."ordinal",'],
+    ]
+    # one writes every checkpoint (one INSERT, in the order they finished), the reply and the close
+    assert closing.count('INSERT INTO "triage_steprun"') == 1 and 'INSERT INTO "triage_action"' in closing
+    assert 'UPDATE "triage_pipelinerun" SET "status" = \'completed\'' in closing
+    # and, inside the test's transaction (no commit of the runner's own to follow), the lock is released apart
+    assert unlock.startswith("SELECT pg_advisory_unlock")
     # a fresh run reads no earlier attempts
     assert not any(sql.startswith('SELECT "triage_steprun"') for sql in sent)
     # the instance returned is what the database holds, though it was not read back
