@@ -158,19 +158,12 @@ def run_actions_execute(
 def _actions_done(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, Any]]]) -> list[Action]:
     """The record-only actions of `planned`, done now (unsaved)."""
     now = timezone.now()
-    return [
-        Action(
-            run=run,
-            kind=kind,
-            payload=payload,
-            idempotency_key=key,
-            status=Action.Status.DONE,
-            attempts=1,
-            result=record_only(action=Action(kind=kind), ticket=run.ticket),
-            executed_at=now,
-        )
-        for key, kind, payload in planned
-    ]
+    done = []
+    for key, kind, payload in planned:
+        action = Action(run=run, kind=kind, payload=payload, idempotency_key=key, status=Action.Status.DONE, attempts=1)
+        action.result, action.executed_at = record_only(action=action, ticket=run.ticket), now
+        done.append(action)
+    return done
 
 
 def _actions_record_only_statement(actions: list[Action]) -> tuple[str, Sequence[Any]]:
@@ -187,7 +180,7 @@ def _actions_record_only_statement(actions: list[Action]) -> tuple[str, Sequence
 
 @functools.cache
 def _record_only_upsert() -> str:
-    meta = Action._meta
+    meta: Any = Action._meta
     table = meta.db_table
 
     def column(name: str) -> str:

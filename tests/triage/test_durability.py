@@ -283,7 +283,7 @@ def test_a_run_worked_outside_any_transaction_writes_twice_and_releases_its_lock
     assert [sql.split()[0] for sql in sent[1:-1]] == ["SELECT", "SELECT"], sent
     assert sent[0].startswith("SET LOCAL synchronous_commit = off; SELECT set_config('triage.run_lock'")
     close = sent[-1]
-    assert close.startswith("BEGIN; SET LOCAL synchronous_commit = off; INSERT INTO \"triage_steprun\"")
+    assert close.startswith('BEGIN; SET LOCAL synchronous_commit = off; INSERT INTO "triage_steprun"')
     assert close.index("COMMIT; SELECT pg_advisory_unlock(") > close.index('UPDATE "triage_pipelinerun"')
     stored = in_thread(lambda: list(StepRun.objects.filter(run_id=run.pk).values_list("step", flat=True)))
     assert stored == list(runner.STEPS)

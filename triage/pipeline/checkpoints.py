@@ -37,17 +37,31 @@ from triage.pipeline.steps.base import RunState, StepResult
 
 
 def input_digest(state: RunState, step: str) -> str:
-    """What the step saw, as a hash: two attempts with the same digest had the same input."""
-    payload = {
-        "step": step,
-        "text": state.text,
-        "retrieval": state.retrieval.model_dump(mode="json") if state.retrieval else None,
-        "classification": state.classification.model_dump(mode="json") if state.classification else None,
-        "draft": state.draft.model_dump(mode="json") if state.draft else None,
-    }
+    """What the step saw, as a hash: two attempts with the same digest had the same input.
+
+    The hash of `json.dumps(payload, sort_keys=True, default=str)` of the step's name, the ticket's text and
+    the contracts produced so far, written out part by part: each contract's JSON is kept in `state.dumped`
+    while the state holds that very object, so the retrieval dumped for classify is not dumped again for
+    draft, validate, route and execute (the same text as one `json.dumps` of the whole payload, byte for byte).
+    """
+    parts: list[tuple[str, Any]] = [("classification", state.classification), ("draft", state.draft)]
     if state.lookup is not None:  # only when there is one: the digests of runs without look-ups stay as they were
-        payload["lookup"] = state.lookup.model_dump(mode="json")
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        parts.append(("lookup", state.lookup))
+    parts.append(("retrieval", state.retrieval))
+    encoded = [f'"{name}": {_dumped(state, name, value)}' for name, value in parts]
+    encoded += [f'"step": {json.dumps(step)}', f'"text": {json.dumps(state.text)}']
+    return hashlib.sha256(("{" + ", ".join(encoded) + "}").encode()).hexdigest()
+
+
+def _dumped(state: RunState, name: str, value: Any) -> str:
+    if value is None:
+        return "null"
+    cached = state.dumped.get(name)
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    text = json.dumps(value.model_dump(mode="json"), sort_keys=True, default=str)
+    state.dumped[name] = (value, text)
+    return text
 
 
 def checkpoint_open(state: RunState, step: str, attempt: int, *, durable: bool) -> StepRun:

@@ -25,21 +25,21 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.db.models.query import get_related_populators
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from opentelemetry.trace import Span, SpanKind
 
-from integrations.tracing import carrier_current, link_to, parent_context, span_error, span_set, tracer
+from integrations.tracing import carrier_current, link_to, parent_context, span_error, span_inner, span_set, tracer
 from triage import instruments
 from triage.contracts import Verdict
 from triage.durability import (
@@ -126,7 +126,7 @@ def _run_step(state: RunState, step: Step, policies: Callable[[], StepPolicy], *
     last_error: BaseException | None = None
     while True:
         attempt += 1
-        with tracer().start_as_current_span(
+        with span_inner(
             f"step {step.name}",
             attributes={"triage.step": step.name, "triage.step.attempt": attempt, "triage.run.id": state.run.pk},
             record_exception=False,
@@ -372,7 +372,7 @@ def _run_from(rows: list[tuple[Any, ...]]) -> PipelineRun:
     fields = klass_info["select_fields"]
     start, end = fields[0], fields[-1] + 1
     names = [f[0].target.attname for f in select[start:end]]
-    db, fetch_mode = compiler.using, queryset._fetch_mode
+    db, fetch_mode = queryset.db, cast(Any, queryset)._fetch_mode
     row = next(iter(compiler.results_iter(results=[list(rows)])))
     run = PipelineRun.from_db(db, names, row[start:end], fetch_mode=fetch_mode)
     for populator in get_related_populators(klass_info, select, db, fetch_mode):
@@ -439,7 +439,11 @@ def _work(
         router=router or Router.for_run(run),
         action_kinds=take.chain.action_kinds,
     )
-    state.flush = functools.partial(checkpoints_write, state)
+
+    def flush() -> None:
+        checkpoints_write(state)
+
+    state.flush = flush
     if carrier is not None:
         # The first take's trace, for later takes to join (`_run_span`): written with the run's next write.
         state.deferred.append(update_statement(PipelineRun.objects.filter(pk=run.pk), trace_context=carrier))
@@ -544,6 +548,29 @@ def _ticket_follows(run: PipelineRun, *, run_status: str, status: str, now: date
     return sql, [status, now, run.ticket_id, run.pk, run_status, now]
 
 
+def _run_close(run_id: int, values: dict[str, Any], *, waiting: bool) -> tuple[str, list[Any]]:
+    """The run's close: `values` set, by hand from the model's table and column names (the ORM compiles an
+    update in about 0.3 ms, a tenth of what a whole run's Python costs now).
+
+    A run that reached a person starts counting afresh when their decision re-queues it (`takes` = 0). The
+    approval request is committed (route step) before the run closes as waiting: a person quick enough decides
+    in between, and their decision re-queued the run. Closing it as waiting then would leave a decided run that
+    nothing works, so that close applies only to an undecided run; left queued, the sweeper hands it over.
+    """
+    meta: Any = PipelineRun._meta
+
+    def column(name: str) -> str:
+        return f'"{meta.get_field(name).column}"'
+
+    assignments = [f"{column(name)} = %s" for name in values]
+    if waiting:
+        assignments.append(f"{column('takes')} = 0")
+    sql = f'UPDATE "{meta.db_table}" SET {", ".join(assignments)} WHERE {column("id")} = %s'
+    if waiting:
+        sql += f" AND {column('resolution')} IS NULL"
+    return sql, [*values.values(), run_id]
+
+
 def _policy(policies: Callable[[], dict[str, StepPolicy]], name: str) -> StepPolicy:
     return policies()[name]
 
@@ -599,15 +626,8 @@ def _close_run(
         "lease_expires_at": None,
     }
     waiting = status == PipelineRun.Status.WAITING
-    runs = PipelineRun.objects.filter(pk=run.pk)
-    if waiting:
-        # The approval request is committed (route step) before the run closes as waiting: a person quick
-        # enough decides in between, and their decision re-queued the run. Closing it as waiting then would
-        # leave a decided run that nothing works. Left queued, the sweeper hands it over.
-        runs = runs.filter(resolution__isnull=True)
-    statements = [
-        # A run that reached a person starts counting afresh when their decision re-queues it.
-        update_statement(runs, **values, takes=0 if waiting else F("takes")),
+    statements: list[tuple[str, Sequence[Any]]] = [
+        _run_close(run.pk, values, waiting=waiting),
         _ticket_follows(run, run_status=status, status=ticket_status, now=now),
     ]
     if waiting:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from decimal import Decimal
 
 import pytest
@@ -10,11 +12,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import ApprovalRequest
+from triage.contracts import ToolLookup
 from triage.models import Action, Category, PipelineRun, StepPolicy, StepRun, Ticket
 from triage.pipeline import router as router_module
 from triage.pipeline import runner
+from triage.pipeline.checkpoints import input_digest
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
+from triage.pipeline.steps import RunState
 from triage.selectors import gate_policy_current
 
 pytestmark = pytest.mark.django_db
@@ -532,3 +537,31 @@ def test_a_fresh_auto_handled_run_takes_three_round_trips_take_search_and_close(
         run.finished_at,
     )
     assert Ticket.objects.get(pk=run.ticket_id).status == run.ticket.status == Ticket.Status.AUTO_HANDLED
+
+
+def test_the_input_digest_is_the_hash_of_the_whole_payload_dumped_at_once(ingest):
+    # given: the state of a finished run, rebuilt from its checkpoints (a look-up included)
+    run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
+    state = RunState(
+        run=run, ticket=run.ticket, policy=gate_policy_current(), categories={}, router=Router.for_run(run)
+    )
+    for step in ("retrieve", "classify", "draft"):
+        runner.STEPS[step].restore(state, finished(run, step).output)
+    state.lookup = ToolLookup(server="shop", tool="order_status", result={"status": "shipped"})
+
+    def whole(step: str) -> str:
+        payload = {
+            "step": step,
+            "text": state.text,
+            "retrieval": state.retrieval.model_dump(mode="json"),
+            "classification": state.classification.model_dump(mode="json"),
+            "draft": state.draft.model_dump(mode="json"),
+            "lookup": state.lookup.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    # then: written part by part (and from the parts kept), it is the same hash, and it follows a changed part
+    assert input_digest(state, "validate") == whole("validate")
+    assert input_digest(state, "route") == whole("route")
+    state.draft = state.draft.model_copy(update={"body": "Something else."})
+    assert input_digest(state, "route") == whole("route")

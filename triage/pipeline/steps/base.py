@@ -105,6 +105,8 @@ class RunState:
     # Writes what is held now (`folded`, `deferred`); a step calls it before anything leaves the run (an
     # approval request, an action sent out), so nothing it did can outlive the checkpoints it came from.
     flush: Callable[[], None] = lambda: None
+    # Each contract's JSON for `input_digest`, with the object it was made from (used while it is the same).
+    dumped: dict[str, tuple[Any, str]] = field(default_factory=dict)
     #: Tool-mapped action kinds (`ChainSettings.action_kinds`); None: read when needed.
     action_kinds: frozenset[str] | None = None
     _embedding: Any = None
