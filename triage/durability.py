@@ -245,8 +245,13 @@ def insert_statement(model: type[Model], instances: Sequence[Model], *, suffix: 
     where it matters: `pre_save` (an `auto_now_add` stamp), JSON fields as JSON, NULL as NULL; dates and
     decimals as their text, which PostgreSQL reads back exactly.
     """
-    fields, sql = _insert_template(model, suffix)
-    rows = [{f.column: f.pre_save(instance, True) for f in fields} for instance in instances]
+    fields, stamped, sql = _insert_template(model, suffix)
+    rows = []
+    for instance in instances:
+        for field in stamped:
+            field.pre_save(instance, True)
+        values = instance.__dict__
+        rows.append({column: values[attname] for column, attname in fields})
     return sql, [json.dumps(rows, default=_json_scalar)]
 
 
@@ -259,13 +264,16 @@ def _json_scalar(value: Any) -> str:
 
 
 @functools.cache
-def _insert_template(model: type[Model], suffix: str) -> tuple[list[Field[Any, Any]], str]:
+def _insert_template(model: type[Model], suffix: str) -> tuple[list[tuple[str, str]], list[Field[Any, Any]], str]:
+    """The INSERT's text, each field's (column, attribute), and the fields whose `pre_save` sets the value
+    (`auto_now`, `auto_now_add`): only those are asked, the rest are read as the instance holds them."""
     meta = model._meta
     fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     typed = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in fields)
     sql = f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r({typed})'
-    return fields, f"{sql} {suffix}".rstrip()
+    return [(f.column, f.attname) for f in fields], stamped, f"{sql} {suffix}".rstrip()
 
 
 def update_statement(queryset: QuerySet[Any], **values: Any) -> tuple[str, Sequence[Any]]:

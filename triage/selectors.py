@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,6 +112,14 @@ def _chain_settings_tables() -> list[str]:
     return [m._meta.db_table for m in models]
 
 
+@functools.cache
+def _chain_settings_fingerprint_sql() -> str:
+    parts = ", ".join(
+        f'(SELECT string_agg(r::text, \'|\' ORDER BY r::text) FROM "{table}" r)' for table in _chain_settings_tables()
+    )
+    return f"SELECT md5(concat_ws('#', {parts}))"
+
+
 def chain_settings_fingerprint() -> tuple[str, list[Any]]:
     """One statement whose single value changes whenever any row `ChainSettings` is read from changes.
 
@@ -118,10 +127,7 @@ def chain_settings_fingerprint() -> tuple[str, list[Any]]:
     millisecond), so a run can send it with its claim and find out whether the process's copy still holds
     without building a model instance. Any write counts, however made: admin, shell, raw SQL, a migration.
     """
-    parts = ", ".join(
-        f"(SELECT string_agg(r::text, '|' ORDER BY r::text) FROM \"{table}\" r)" for table in _chain_settings_tables()
-    )
-    return f"SELECT md5(concat_ws('#', {parts}))", []
+    return _chain_settings_fingerprint_sql(), []
 
 
 _chain_settings: ChainSettings | None = None
