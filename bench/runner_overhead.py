@@ -4,7 +4,12 @@ Model calls are stubbed (a fixed embedding, a fixed prediction, a fixed draft) s
 what each orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
 throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike:
 
-- the durable runner (`run_pipeline`: checkpoints, the advisory lock, gate verdicts, routing, actions);
+- the durable runner (`run_pipeline`: checkpoints, the advisory lock, gate verdicts, routing, actions). A
+  fresh run that pays for nothing, as here, costs it three round trips, none waiting for the disk flush: one
+  takes the run (lock, claim, read, a check that the process's copy of the configuration still holds), one
+  is the knowledge-base search, one closes it (every step's checkpoint, held in memory until then, the
+  recorded actions, the run's close, the commit, then the lock's release). A paid step's checkpoint, or an
+  action sent out, would each add a flushed commit as it happens (see `triage.pipeline.runner`);
 - the same steps as plain function calls (no durability at all: the floor);
 - LangGraph with its PostgresSaver, default durability (a checkpoint after every step) and
   `durability="exit"` (one checkpoint when the graph ends);
