@@ -115,7 +115,7 @@ def _chain_settings_tables() -> list[str]:
 @functools.cache
 def _chain_settings_fingerprint_sql() -> str:
     parts = ", ".join(
-        f'(SELECT string_agg(r::text, \'|\' ORDER BY r::text) FROM "{table}" r)' for table in _chain_settings_tables()
+        f"(SELECT string_agg(r::text, '|' ORDER BY r::text) FROM \"{table}\" r)" for table in _chain_settings_tables()
     )
     return f"SELECT md5(concat_ws('#', {parts}))"
 

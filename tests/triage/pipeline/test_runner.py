@@ -565,3 +565,16 @@ def test_the_input_digest_is_the_hash_of_the_whole_payload_dumped_at_once(ingest
     assert input_digest(state, "route") == whole("route")
     state.draft = state.draft.model_copy(update={"body": "Something else."})
     assert input_digest(state, "route") == whole("route")
+
+
+def test_a_category_edited_between_two_runs_is_what_the_second_run_uses(ingest):
+    # given: a run has read the configuration (kept by the process for the runs after it)
+    assert run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk).route == "auto"
+
+    # when: an admin stops automatic replies for the category, with a plain update (no model save, no signal)
+    Category.objects.filter(label="account_access").update(auto_reply=False)
+    run = run_pipeline(run_id=ingest(PASSWORD_TICKET, enqueue=False).run.pk)
+
+    # then: the next run sees it at once
+    assert run.status == PipelineRun.Status.WAITING and run.route == "human"
+    assert "category_policy" in ApprovalRequest.objects.get(run=run).failed_gates
