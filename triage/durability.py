@@ -273,7 +273,7 @@ def _insert_template(model: type[Model], suffix: str) -> tuple[list[tuple[str, s
     columns = ", ".join(f'"{f.column}"' for f in fields)
     typed = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in fields)
     sql = f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r({typed})'
-    return [(f.column, f.attname) for f in fields], stamped, f"{sql} {suffix}".rstrip()
+    return [(str(f.column), f.attname) for f in fields], stamped, f"{sql} {suffix}".rstrip()
 
 
 def update_statement(queryset: QuerySet[Any], **values: Any) -> tuple[str, Sequence[Any]]:
