@@ -39,10 +39,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.embeddings import MODEL_NAME
+from triage.autonomy import CalibrationSet, calibration_set
 from triage.classifier import IntentClassifier
 from triage.models import Category, TrainedClassifier
 from triage.pipeline.router import classifier_load
-from triage.autonomy import CalibrationSet, calibration_set
 from triage.risk import thresholds_choose, upper_bound, zero_error_sample_size
 from triage.selectors import (
     HeldOutLabel,

@@ -37,9 +37,10 @@ category is not refused for being thin: the pooled test's guarantee is on the er
 tickets it accepts, whatever their category, and refusing every category below a per-category minimum
 automated nothing at all while a model learns from few examples per category (bench/learning_curve.py
 on banking77 from 10 examples per category: every category refused for the whole 2,000-ticket stream).
-A category with no calibration ticket at all is refused: nothing is known about it. With m tests in all, each runs at error budget (1 - confidence) / m (Bonferroni), so
-all hold at once with the stated confidence, and then the error among all accepted tickets, a weighted
-average of the groups' errors, is at most the target too. A group whose data cannot certify the target
+A category with no calibration ticket at all is refused: nothing is known about it. With m tests in
+all, each runs at error budget (1 - confidence) / m (Bonferroni), so all hold at once with the stated
+confidence, and then the error among all accepted tickets, a weighted average of the groups' errors, is
+at most the target too. A group whose data cannot certify the target
 at any threshold is refused, with the best bound its data does support.
 
 No Django imports: the admin, the router and `evaluate` call this with plain arrays.

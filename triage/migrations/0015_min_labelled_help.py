@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triage', '0014_calibrated_learning'),
+        ("triage", "0014_calibrated_learning"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='gatepolicy',
-            name='min_labelled_per_category',
-            field=models.PositiveIntegerField(default=30, help_text='A category needs this many labelled tickets for a threshold of its own; until then it shares the pooled threshold, whose guarantee covers all the tickets it auto-handles together.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='labelled tickets a category needs'),
+            model_name="gatepolicy",
+            name="min_labelled_per_category",
+            field=models.PositiveIntegerField(
+                default=30,
+                help_text="A category needs this many labelled tickets for a threshold of its own; until then it shares the pooled threshold, whose guarantee covers all the tickets it auto-handles together.",
+                validators=[django.core.validators.MinValueValidator(1)],
+                verbose_name="labelled tickets a category needs",
+            ),
         ),
     ]
