@@ -6,12 +6,13 @@ The statistics live in `triage.risk` (no Django); this module feeds it from the 
 **Calibration data** (never trained on by the classifier in force):
 - the out-of-fold predictions on the examples, kept on the `TrainedClassifier` row at training time,
   with the unseen-category examples the classifier adds to them, all wrong (out of scope inside the
-  domain counts as a loss; `triage.classifier`, `OUT_OF_SCOPE_SHARE`);
+  domain counts as a loss; `triage.classifier`, `OUT_OF_SCOPE_SHARE`), at the out-of-scope share the
+  inbox measures when that is higher than the assumed one (`calibration_set`);
 - tickets people labelled in the inbox since that classifier was trained, when its local answer was
   the one gated: approved as proposed (right), category edited (right when unchanged), and auto-handled
   tickets staff marked mishandled (wrong); a category edited to out of scope is wrong too. Rejected
-  tickets say nothing about the category and are
-  left out, and so are auto-handled tickets nobody marked (no one said they were right). That last
+  tickets say nothing about the category and are left out (they count only towards the measured
+  out-of-scope share), and so are auto-handled tickets nobody marked (no one said they were right). That last
   rule counts the marked mistakes but not the silent successes among the confident tickets, so it can
   only make the thresholds stricter, never looser.
 
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import numpy
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -39,6 +41,8 @@ from triage.risk import CurvePoint, Outcome, ThresholdChoice, choice_apply, risk
 
 #: Targets the risk-coverage curve is drawn at.
 CURVE_TARGETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05)
+#: Inbox labels needed before the share of them people put out of scope replaces the assumed share.
+MIN_INBOX_FOR_SHARE = 100
 #: Thresholds are chosen again at most this often while inbox labels arrive (seconds); a new classifier
 #: or a changed policy takes effect at once.
 CHOICE_TTL_SECONDS = 300.0
@@ -53,36 +57,69 @@ class CalibrationSet:
     categories: list[str]
     from_examples: int
     from_inbox: int
+    out_of_scope_share: float | None = None
+    """The share of requests no category covers that the example part stands for (see `calibration_set`);
+    None: the classifier mixed in no unseen-category examples."""
 
     def __len__(self) -> int:
         return len(self.scores)
 
 
-def calibration_set(*, classifier: TrainedClassifier, money_labels: frozenset[str] | None = None) -> CalibrationSet:
-    """The calibration data for `classifier` (see the module docstring)."""
+def calibration_set(
+    *,
+    classifier: TrainedClassifier,
+    money_labels: frozenset[str] | None = None,
+    exclude_tickets: frozenset[int] = frozenset(),
+) -> CalibrationSet:
+    """The calibration data for `classifier` (see the module docstring). `exclude_tickets`: inbox labels
+    of these tickets are left out (retrain judges models on them, so they must not choose the thresholds).
+
+    **The out-of-scope share is measured, not only assumed.** The example part mixes unseen-category
+    examples at the share the classifier was fitted with (`triage.classifier.OUT_OF_SCOPE_SHARE`, an
+    assumption). Once people have decided at least `MIN_INBOX_FOR_SHARE` tickets, the share of them
+    they rejected or put out of scope is the traffic's own figure; when it is higher than the assumption, in-scope
+    examples are left out (a seeded random subset) until the unseen-category examples make that share of
+    the example part, so the thresholds are chosen for the traffic the product gets. The share is never
+    lowered below the assumption: the labelled tickets are the ones sent to people, where out-of-scope
+    requests gather, so their share overstates the traffic's rather than understating it."""
     if money_labels is None:
         money_labels = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
     stored = classifier.calibration or {}
+    rows = list(zip(stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True))
+    inbox = [row for row in _inbox_labels(classifier) if row[0] not in exclude_tickets]
+    unseen_passed = int(stored.get("out_of_scope_in_calibration", 0))
+    unseen_sampled = int(stored.get("out_of_scope_sampled", 0))
+    in_scope = len(rows) - unseen_passed
+    share: float | None = None
+    if unseen_sampled and in_scope > 0:
+        share = unseen_sampled / (in_scope + unseen_sampled)
+        measured = sum(1 for row in inbox if row[4]) / len(inbox) if len(inbox) >= MIN_INBOX_FOR_SHARE else 0.0
+        if measured > share:
+            keep = min(in_scope, round(unseen_sampled * (1.0 - measured) / measured))
+            kept = numpy.sort(numpy.random.default_rng(0).choice(in_scope, size=keep, replace=False))
+            rows = [rows[int(i)] for i in kept] + rows[in_scope:]
+            share = measured
     scores, correct, categories = [], [], []
-    for score, right, category in zip(
-        stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True
-    ):
+    for score, right, category in rows:
         if category in money_labels:
             continue
         scores.append(float(score))
         correct.append(bool(right))
         categories.append(str(category))
     from_examples = len(scores)
-    for score, right, category in _inbox_labels(classifier):
-        if category in money_labels or category == OUT_OF_SCOPE:
+    for _, score, right, category, _ in inbox:
+        if right is None or category in money_labels or category == OUT_OF_SCOPE:
             continue
         scores.append(score)
         correct.append(right)
         categories.append(category)
-    return CalibrationSet(scores, correct, categories, from_examples, len(scores) - from_examples)
+    return CalibrationSet(scores, correct, categories, from_examples, len(scores) - from_examples, share)
 
 
-def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[float, bool, str]]:
+def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[int, float, bool | None, str, bool]]:
+    """(ticket, confidence, right, predicted category, out of scope) per ticket people decided: `right`
+    None for a rejection (no label); `out of scope` for a rejection or a category edited to out of scope
+    (a rejection may have other reasons: counting them all overstates the share, the safe side)."""
     rows = (
         StepRun.objects.filter(
             step=StepPolicy.Step.CLASSIFY,
@@ -103,21 +140,25 @@ def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[float, bool, str]
             "run__approval__decisions__after__category",
         )
     )
-    out: list[tuple[float, bool, str]] = []
+    out: list[tuple[int, float, bool | None, str, bool]] = []
     seen: set[int] = set()
     for ticket_id, category, confidence, route, status, marked, verdict, category_after in rows:
         if ticket_id in seen or not isinstance(category, str) or not isinstance(confidence, int | float):
             continue
+        right: bool | None
         if verdict == "approve":
             right = True
         elif verdict == "edit":
             right = category_after in (None, category)
+        elif verdict == "reject":
+            right = None  # says nothing about the category; counts towards the out-of-scope share
         elif route == PipelineRun.Route.AUTO and status == PipelineRun.Status.COMPLETED and marked is not None:
             right = False
         else:
             continue
         seen.add(ticket_id)  # one label per ticket: its latest labelled run
-        out.append((float(confidence), right, category))
+        out_of_scope = verdict == "reject" or (verdict == "edit" and category_after == OUT_OF_SCOPE)
+        out.append((ticket_id, float(confidence), right, category, out_of_scope))
     return out
 
 

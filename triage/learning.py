@@ -2,14 +2,26 @@
 classifier on labelled tickets neither has seen, promote it only when it automates more at the same
 guaranteed target; and roll back to an earlier version.
 
-The comparison (`classifier_score`): the held-out labelled tickets are calibration data both models never
-trained on. For each model, the risk-control chooser (`triage.risk.thresholds_choose`, Learn then Test)
-picks the loosest confidence threshold whose error among the tickets it would auto-handle is at most
-`target` with probability `confidence`, on those tickets; a ticket the model puts out of scope or in a
-money-moving category is never auto-handled (money waits for a person). "Automates more at the same
-guaranteed target" is then: more held-out tickets auto-handled under a threshold certified at the same
-target and confidence. When the held-out tickets are too few to certify the target at all, the chooser
-refuses for both, neither automates more, and nothing is promoted: the product does not guess.
+The comparison (`classifier_score`), in two parts:
+
+1. **The guarantee, on each model's own calibration data.** Each model gets the thresholds it would have
+   in force: the risk-control chooser (`triage.risk.thresholds_choose`, Learn then Test) at the admin's
+   target, confidence and minimum per category, on data that model never trained on. The challenger's is
+   its out-of-fold predictions on everything it learned from (the examples *and* the inbox labels before
+   the held-out ones, with the unseen-category examples: `IntentClassifier.calibration`); the active
+   version's is what is in force for it (`triage.autonomy.calibration_set`) without the held-out tickets.
+   So both are certified at the same target and confidence, each on hundreds or thousands of tickets.
+2. **The comparison, on held-out labelled tickets neither trained on** (the newest inbox labels): how many
+   each model would auto-handle under those thresholds (a ticket it puts out of scope or in a
+   money-moving category never is), and how many of those wrongly.
+
+The challenger is promoted when it auto-handles more held-out tickets and its mistakes among them are no
+evidence that it exceeds the target (a one-sided binomial test at the admin's confidence). Certifying on
+the held-out tickets alone, as this once did, cannot work while a model learns: the held-out tickets are
+the ones people labelled, i.e. the ones sent to them, and at 1% it takes 230 of them with no mistake at
+all, so on banking77 from 10 examples per category nothing was promoted for 1,500 tickets. A challenger
+whose own calibration data cannot certify the target automates nothing and is not promoted: the product
+does not guess.
 
 A `wrong` label (marked mishandled) judges a model only when it would put the ticket in that same category
 again (wrong); otherwise its true category is unknown and that ticket is not counted for that model.
@@ -27,10 +39,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.embeddings import MODEL_NAME
+from triage.autonomy import CalibrationSet, calibration_set
 from triage.classifier import IntentClassifier
 from triage.models import Category, TrainedClassifier
 from triage.pipeline.router import classifier_load
-from triage.risk import thresholds_choose, zero_error_sample_size
+from triage.risk import thresholds_choose, upper_bound, zero_error_sample_size
 from triage.selectors import (
     HeldOutLabel,
     TrainingSet,
@@ -48,14 +61,18 @@ HOLDOUT_SHARE = 0.5
 
 @dataclass(frozen=True)
 class ModelScore:
-    """How one model does on the held-out labelled tickets, at the threshold certified on them."""
+    """How one model does on the held-out labelled tickets, under the thresholds certified on its own
+    calibration data."""
 
-    threshold: float | None  # None: the target cannot be certified on these tickets; nothing is automated
+    threshold: float | None  # the pooled threshold; None: its calibration data cannot certify the target
     judged: int
     automated: int
     wrong: int
-    bound: float | None  # upper confidence bound on the error among the automated tickets
+    bound: float | None  # upper confidence bound on the error among the automated held-out tickets
     reason: str = ""
+    calibration_tickets: int = 0
+    calibration_coverage: float = 0.0  # share of its calibration tickets its thresholds auto-handle
+    exceeds_target: bool = False  # its held-out mistakes show, at the admin's confidence, more than the target
 
     @property
     def automation_rate(self) -> float:
@@ -81,46 +98,84 @@ class RetrainOutcome:
     active_score: ModelScore | None = None
 
 
+def exceeds_target(*, wrong: int, automated: int, target: float, confidence: float) -> bool:
+    """Whether `wrong` mistakes among `automated` tickets reject "the error is at most `target`" at level
+    1 - `confidence` (exact one-sided binomial test): evidence, not noise, that the target is exceeded."""
+    from scipy.stats import binom
+
+    if automated == 0 or wrong == 0:
+        return False
+    return bool(binom.sf(wrong - 1, automated, target) < 1.0 - confidence)
+
+
 def classifier_score(
     *,
     model: IntentClassifier,
+    calibration: CalibrationSet,
     held_out: list[HeldOutLabel],
     money_labels: set[str],
     target: float,
     confidence: float,
+    min_per_category: int,
 ) -> ModelScore:
-    """See the module docstring: what `model` would auto-handle among `held_out` at a threshold certified
-    there for `target` with `confidence`, and how much of it wrongly."""
-    if not held_out:
-        return ModelScore(threshold=None, judged=0, automated=0, wrong=0, bound=None, reason="no held-out ticket")
-    predictions = model.predict(texts=[h.text for h in held_out], embeddings=np.stack([h.embedding for h in held_out]))
-    judged = 0
-    scores: list[float] = []
-    correct: list[bool] = []
+    """See the module docstring: the thresholds `calibration` certifies for `model` at `target` with
+    `confidence`, and what they would auto-handle among `held_out`, and how much of it wrongly."""
+    choice = thresholds_choose(
+        scores=calibration.scores,
+        correct=calibration.correct,
+        categories=calibration.categories,
+        target=target,
+        confidence=confidence,
+        min_per_category=min_per_category,
+    )
+    certified = any(c.threshold is not None for c in choice.categories.values())
+    reason = "" if certified else (choice.reason or "its calibration data certifies no category")
+    predictions = (
+        model.predict(texts=[h.text for h in held_out], embeddings=np.stack([h.embedding for h in held_out]))
+        if held_out
+        else []
+    )
+    judged = automated = wrong = 0
     for label, prediction in zip(held_out, predictions, strict=True):
         if label.wrong and prediction.label != label.category:
             continue  # the person said what it is not; what it is stays unknown
         judged += 1
         if prediction.out_of_scope or prediction.label is None or prediction.label in money_labels:
             continue  # never auto-handled, whatever the threshold
-        scores.append(prediction.confidence)
-        correct.append(prediction.label != label.category if label.wrong else prediction.label == label.category)
-    # One pooled threshold: the held-out tickets are too few to split into per-category tests.
-    choice = thresholds_choose(
-        scores=scores,
-        correct=correct,
-        categories=["pooled"] * len(scores),
-        target=target,
-        confidence=confidence,
-        min_per_category=1,
-    )
+        threshold = choice.threshold_for(prediction.label)
+        if threshold is None or prediction.confidence < threshold:
+            continue
+        automated += 1
+        wrong += (prediction.label == label.category) if label.wrong else (prediction.label != label.category)
     return ModelScore(
         threshold=choice.threshold,
         judged=judged,
-        automated=choice.accepted,
-        wrong=choice.errors,
-        bound=choice.bound,
-        reason=choice.refusal_for("pooled") if scores else "it would auto-handle none of them",
+        automated=automated,
+        wrong=wrong,
+        bound=upper_bound(wrong, automated, confidence),
+        reason=reason,
+        calibration_tickets=len(calibration),
+        calibration_coverage=choice.coverage,
+        exceeds_target=exceeds_target(wrong=wrong, automated=automated, target=target, confidence=confidence),
+    )
+
+
+def _model_calibration(*, model: IntentClassifier, money_labels: set[str]) -> CalibrationSet:
+    """A freshly fitted model's calibration data: its out-of-fold predictions, money categories left out."""
+    stored = model.calibration
+    kept = [
+        (float(score), bool(right), str(category))
+        for score, right, category in zip(
+            stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True
+        )
+        if category not in money_labels
+    ]
+    return CalibrationSet(
+        scores=[k[0] for k in kept],
+        correct=[k[1] for k in kept],
+        categories=[k[2] for k in kept],
+        from_examples=len(kept),
+        from_inbox=0,
     )
 
 
@@ -145,7 +200,8 @@ def classifier_retrain(
 
     The held-out tickets are the newest inbox labels the active version never saw; the challenger learns
     from every label before them. With fewer than `min_holdout` of them nothing is trained (default: the
-    fewest tickets that could certify `target` with `confidence` at all, 230 at 1% and 90%).
+    fewest tickets among which the target can be seen at all, 230 at 1% and 90%: a comparison on fewer
+    could not tell a challenger that exceeds the target from one that does not).
     `force`: promote without comparing (no active version is the same).
     """
     policy = gate_policy_current()
@@ -184,23 +240,43 @@ def classifier_retrain(
             held_out=0,
         )
     money = set(Category.objects.filter(money=True).values_list("label", flat=True))
-    at: dict[str, Any] = {"money_labels": money, "held_out": held_out, "target": target, "confidence": confidence}
-    challenger_score = classifier_score(model=model, **at)
-    active_score = classifier_score(model=classifier_load(active.pk), **at)
+    at: dict[str, Any] = {
+        "money_labels": money,
+        "held_out": held_out,
+        "target": target,
+        "confidence": confidence,
+        "min_per_category": policy.min_labelled_per_category,
+    }
+    challenger_score = classifier_score(
+        model=model, calibration=_model_calibration(model=model, money_labels=money), **at
+    )
+    active_calibration = calibration_set(
+        classifier=TrainedClassifier.objects.get(pk=active.pk),
+        money_labels=frozenset(money),
+        exclude_tickets=frozenset(h.ticket_id for h in held_out if h.ticket_id is not None),
+    )
+    active_score = classifier_score(model=classifier_load(active.pk), calibration=active_calibration, **at)
     guarantee = f"at most {target:.1%} wrong with {confidence:.0%} confidence"
-    if challenger_score.automated <= active_score.automated:
-        promoted = False
+    promoted = False
+    if challenger_score.reason:  # set only when its calibration data certifies no category
+        reason = f"the challenger's calibration data cannot certify {guarantee}: {challenger_score.reason}"
+    elif challenger_score.automated <= active_score.automated:
+        reason = (
+            f"under thresholds certified {guarantee}, the challenger would auto-handle "
+            f"{challenger_score.automated} of {len(held_out)} held-out tickets, the active version "
+            f"{active_score.automated}: not more"
+        )
+    elif challenger_score.exceeds_target:
         reason = (
             f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
-            f"{guarantee}, the active version {active_score.automated}: not more"
+            f"(the active version {active_score.automated}), but {challenger_score.wrong} of them wrongly: "
+            f"evidence at {confidence:.0%} confidence of more than {target:.1%} wrong"
         )
-        if challenger_score.threshold is None:
-            reason += f" ({challenger_score.reason})"
     else:
         promoted = True
         reason = (
-            f"the challenger would auto-handle {challenger_score.automated} of {len(held_out)} held-out tickets "
-            f"{guarantee} (threshold {challenger_score.threshold}, {challenger_score.wrong} wrong), "
+            f"under thresholds certified {guarantee}, the challenger would auto-handle "
+            f"{challenger_score.automated} of {len(held_out)} held-out tickets ({challenger_score.wrong} wrong), "
             f"the active version {active_score.automated}"
         )
     comparison = {

@@ -80,7 +80,8 @@ class GatePolicy(SingletonModel):
         "labelled tickets a category needs",
         default=30,
         validators=[MinValueValidator(1)],
-        help_text="A category with fewer labelled tickets than this is never automated: a person handles it.",
+        help_text="A category needs this many labelled tickets for a threshold of its own; until then it shares "
+        "the pooled threshold, whose guarantee covers all the tickets it auto-handles together.",
     )
     default_confidence_threshold = models.FloatField(
         null=True,

@@ -29,13 +29,18 @@ there, so the sequence starts at the strictest threshold accepting enough ticket
 count. That start depends on how many tickets score above each threshold, never on whether they were
 right (which is what is being tested).
 
-**Per category.** A category whose calibration tickets (those the classifier *predicted* to be in it,
-since the threshold applies to the prediction) number fewer than `min_per_category` is refused: nothing
-in it is automated, and the reason says how many it has and needs. A category with enough tickets for a
-test of its own (again decided by counts only) gets its own threshold; the rest share one pooled
-(global) threshold. With m tests in all, each runs at error budget (1 - confidence) / m (Bonferroni), so
-all hold at once with the stated confidence, and then the error among all accepted tickets, a weighted
-average of the groups' errors, is at most the target too. A group whose data cannot certify the target
+**Per category.** A category's calibration tickets are those the classifier *predicted* to be in it
+(the threshold applies to the prediction). A category with at least `min_per_category` of them and
+enough for a test of its own (decided by counts only) gets its own threshold; every other category with
+calibration tickets shares one pooled (global) threshold, tested on all of them together. A thin
+category is not refused for being thin: the pooled test's guarantee is on the error among all the
+tickets it accepts, whatever their category, and refusing every category below a per-category minimum
+automated nothing at all while a model learns from few examples per category (bench/learning_curve.py
+on banking77 from 10 examples per category: every category refused for the whole 2,000-ticket stream).
+A category with no calibration ticket at all is refused: nothing is known about it. With m tests in
+all, each runs at error budget (1 - confidence) / m (Bonferroni), so all hold at once with the stated
+confidence, and then the error among all accepted tickets, a weighted average of the groups' errors, is
+at most the target too. A group whose data cannot certify the target
 at any threshold is refused, with the best bound its data does support.
 
 No Django imports: the admin, the router and `evaluate` call this with plain arrays.
@@ -62,11 +67,13 @@ __all__ = [
     "choice_apply",
     "risk_coverage_curve",
     "thresholds_choose",
+    "upper_bound",
     "zero_error_sample_size",
 ]
 
 #: The gate policy's defaults: at most 1 mishandled ticket in 100 auto-handled, with 90% confidence, and
-#: no category automated before 30 of its tickets have been labelled.
+#: no threshold of a category's own before 30 of its tickets have been labelled (until then it shares
+#: the pooled threshold).
 DEFAULT_TARGET = 0.01
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_MIN_PER_CATEGORY = 30
@@ -184,7 +191,7 @@ def zero_error_sample_size(*, target: float, budget: float) -> int:
     return math.ceil(math.log(budget) / math.log1p(-target))
 
 
-def _upper_bound(errors: int, accepted: int, confidence: float) -> float | None:
+def upper_bound(errors: int, accepted: int, confidence: float) -> float | None:
     """One-sided Clopper-Pearson upper bound on an error rate, at `confidence`."""
     from scipy.stats import beta
 
@@ -196,7 +203,7 @@ def _upper_bound(errors: int, accepted: int, confidence: float) -> float | None:
 
 
 def _upper_bounds(errors: numpy.ndarray, accepted: numpy.ndarray, confidence: float) -> numpy.ndarray:
-    """`_upper_bound` over arrays (every accepted count at least 1)."""
+    """`upper_bound` over arrays (every accepted count at least 1)."""
     from scipy.stats import beta
 
     errors = numpy.asarray(errors, dtype=float)
@@ -274,14 +281,8 @@ def thresholds_choose(
     )
 
     decided: dict[str, CategoryThreshold] = {}
-    eligible = {c: n for c, n in counts.items() if n >= min_per_category}
-    for c, n in counts.items():
-        if c not in eligible:
-            decided[c] = CategoryThreshold(
-                c, None, "refused", n, 0, 0,
-                f"{n} labelled ticket(s) of '{c}'; at least {min_per_category} are needed before any is "
-                "automated: a person handles it",
-            )  # fmt: skip
+    # Every category with calibration tickets takes part: alone when it has enough, else in the pool.
+    eligible = dict(counts)
 
     # Which categories get a test of their own: decided by counts alone (see the module docstring). More
     # tests mean a smaller budget each, hence more tickets needed: settle on a consistent number.
@@ -291,7 +292,7 @@ def thresholds_choose(
         need = zero_error_sample_size(target=target, budget=delta / tests)
         # A category needs ten times the zero-mistake minimum to be worth testing alone: otherwise one
         # mistake would refuse it, when the pool could have carried it.
-        now = {c for c, n in eligible.items() if n >= 10 * need}
+        now = {c for c, n in eligible.items() if n >= max(min_per_category, 10 * need)}
         now_tests = len(now) + (1 if set(eligible) - now else 0)
         if now == own and now_tests == tests:
             break
@@ -330,9 +331,7 @@ def thresholds_choose(
         accepted_total += test.accepted
         errors_total += test.errors
     elif not eligible:
-        pool_reason = (
-            f"no category has {min_per_category} labelled tickets yet ({len(labels)} in all): nothing is automated"
-        )
+        pool_reason = "no labelled ticket to measure the error on: nothing is automated"
 
     return ThresholdChoice(
         target=target,
@@ -344,7 +343,7 @@ def thresholds_choose(
         calibration_tickets=len(labels),
         accepted=accepted_total,
         errors=errors_total,
-        bound=_upper_bound(errors_total, accepted_total, confidence),
+        bound=upper_bound(errors_total, accepted_total, confidence),
         categories=dict(sorted(decided.items())),
     )
 

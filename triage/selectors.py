@@ -219,6 +219,7 @@ class HeldOutLabel:
     category: str
     wrong: bool
     labelled_at: datetime
+    ticket_id: int | None = None
 
 
 def inbox_labels_select(*, after: datetime | None) -> list[HeldOutLabel]:
@@ -233,9 +234,10 @@ def inbox_labels_select(*, after: datetime | None) -> list[HeldOutLabel]:
             category=label,
             wrong=source == LabelledExample.Source.WRONG,
             labelled_at=labelled_at,
+            ticket_id=ticket_id,
         )
-        for text, vector, label, source, labelled_at in rows.order_by("labelled_at", "pk").values_list(
-            "text", "embedding", "category__label", "source", "labelled_at"
+        for text, vector, label, source, labelled_at, ticket_id in rows.order_by("labelled_at", "pk").values_list(
+            "text", "embedding", "category__label", "source", "labelled_at", "ticket_id"
         )
     ]
 

@@ -104,3 +104,41 @@ def test_the_target_in_force_each_week_beside_what_staff_marked(test_classifier)
     assert weeks[-1].target == 0.005
     assert (weeks[-1].auto_handled, weeks[-1].mishandled, weeks[-1].measured) == (2, 1, 0.5)
     assert weeks[0].measured is None
+
+
+def test_the_out_of_scope_share_people_measure_in_the_inbox_replaces_a_lower_assumed_one(money_agent, monkeypatch):
+    # given: a classifier whose calibration holds 95 in-scope examples (all right) and the 5 sampled
+    # unseen-category examples (all passed the filter, all wrong): it stands for traffic 5% out of scope
+    monkeypatch.setattr("triage.autonomy.MIN_INBOX_FOR_SHARE", 10)
+    classifier = TrainedClassifier.objects.create(
+        model="local-classifier/test", blob=b"", labels=["order_status"], example_count=100, suggested_threshold=1.0,
+        calibration={
+            "scores": [0.9] * 100, "correct": [True] * 95 + [False] * 5, "categories": ["order_status"] * 100,
+            "out_of_scope_sampled": 5, "out_of_scope_in_calibration": 5,
+        },
+    )  # fmt: skip
+    decided = []
+    for i in range(9):
+        _, _, approval = build_run(body=f"Where is parcel {i}?", category="order_status", confidence=0.8)
+        decided.append(approval)
+    for approval in decided[:3]:
+        approval_decide(approval_id=approval.pk, actor=money_agent, verdict="reject", reason="no category fits")
+    for approval in decided[3:]:
+        approval_decide(approval_id=approval.pk, actor=money_agent, verdict="approve")
+
+    # when: fewer decisions than the minimum, the assumption stands
+    few = calibration_set(classifier=classifier)
+    # when: a tenth decision (approved) makes the measured share 3 in 10
+    _, _, tenth = build_run(body="Where is parcel 10?", category="order_status", confidence=0.8)
+    approval_decide(approval_id=tenth.pk, actor=money_agent, verdict="approve")
+    enough = calibration_set(classifier=classifier)
+
+    # then: all 100 examples at 5%; then 30%: 5 unseen-category examples beside 12 in-scope ones
+    # (5 * 0.7 / 0.3 = 11.7), and the rejected tickets themselves are no label
+    assert few.out_of_scope_share == pytest.approx(0.05) and (few.from_examples, few.from_inbox) == (100, 6)
+    assert enough.out_of_scope_share == pytest.approx(0.3)
+    assert (enough.from_examples, enough.from_inbox) == (17, 7)
+    assert enough.correct[:17].count(False) == 5
+    # the retrain comparison leaves held-out tickets out of the share as well as out of the labels
+    rejected_tickets = frozenset(a.run.ticket_id for a in decided[:3])
+    assert calibration_set(classifier=classifier, exclude_tickets=rejected_tickets).out_of_scope_share == 0.05
