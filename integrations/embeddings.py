@@ -322,6 +322,8 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     parts = [order[k::processes] for k in range(processes)]
     out = numpy.zeros((len(texts), DIMENSIONS), dtype=numpy.float32)
     with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
-        for part, vectors in zip(parts, pool.map(_child_embed, [[texts[i] for i in part] for part in parts]), strict=True):
+        for part, vectors in zip(
+            parts, pool.map(_child_embed, [[texts[i] for i in part] for part in parts]), strict=True
+        ):
             out[part] = vectors
     return out

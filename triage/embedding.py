@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-
 from django.db import connection, connections
 
 from integrations.embeddings import DIMENSIONS, embed_in_processes, get_local_embedder
