@@ -34,6 +34,7 @@ __all__ = [
     "TOKENIZER_SHA256",
     "EmbeddingModelError",
     "LocalEmbedder",
+    "embed_in_processes",
     "get_local_embedder",
 ]
 
@@ -141,6 +142,8 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self._session: Any = None  # onnxruntime.InferenceSession once loaded (the package ships no types)
         self._tokenizer: Any = None  # tokenizers.Tokenizer once loaded
+        self._tokenizer_unpadded: Any = None
+        self._pad_id = 0
         self._input_names: frozenset[str] = frozenset()
 
     # -- loading -----------------------------------------------------------------
@@ -170,7 +173,11 @@ class LocalEmbedder:
             # 128; sentence-transformers truncates at 256 and pads to the batch.
             tokenizer.enable_truncation(max_length=self._max_tokens)
             pad_id = tokenizer.token_to_id("[PAD]")
-            tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            pad_id = 0 if pad_id is None else pad_id
+            # A copy that does not pad, for `embed`: it learns each text's length before batching.
+            unpadded = Tokenizer.from_str(tokenizer.to_str())
+            unpadded.no_padding()
+            tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self._threads
@@ -198,6 +205,8 @@ class LocalEmbedder:
                     f"(inputs {sorted(input_names)}, first output shape {outputs[0].shape if outputs else None})."
                 )
             self._tokenizer = tokenizer
+            self._tokenizer_unpadded = unpadded
+            self._pad_id = pad_id
             self._input_names = input_names
             self._session = session
 
@@ -216,17 +225,35 @@ class LocalEmbedder:
         self.load()
         assert self._tokenizer is not None and self._session is not None
 
-        # Sort by length so each padded batch wastes little compute; restore order after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Sort by token count so each padded batch wastes next to nothing; restore order after. Why tokens,
+        # not characters: attention costs grow with the padded length, and characters only approximate it
+        # (measured on banking77: a third less model time than sorting by characters). A text's vector does
+        # not depend on its batch mates (padding is masked; checked bit for bit in the tests), so the order
+        # changes no figure.
+        encodings = self._tokenizer_unpadded.encode_batch(texts, add_special_tokens=True)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
+            out[idx] = self._embed_encoded([encodings[i] for i in idx])
         return out
+
+    def _embed_encoded(self, encodings: list[Any]) -> numpy.ndarray:
+        """Pad `encodings` (unpadded, truncated) to the longest, as the padding tokenizer does, and embed them."""
+        width = max(len(e.ids) for e in encodings)
+        input_ids = numpy.full((len(encodings), width), self._pad_id, dtype=numpy.int64)
+        attention_mask = numpy.zeros((len(encodings), width), dtype=numpy.int64)
+        for row, encoding in enumerate(encodings):
+            input_ids[row, : len(encoding.ids)] = encoding.ids
+            attention_mask[row, : len(encoding.ids)] = 1
+        return self._embed_arrays(input_ids, attention_mask)
 
     def _embed_batch(self, batch: list[str]) -> numpy.ndarray:
         encodings = self._tokenizer.encode_batch(batch, add_special_tokens=True)
         input_ids = numpy.asarray([e.ids for e in encodings], dtype=numpy.int64)
         attention_mask = numpy.asarray([e.attention_mask for e in encodings], dtype=numpy.int64)
+        return self._embed_arrays(input_ids, attention_mask)
+
+    def _embed_arrays(self, input_ids: numpy.ndarray, attention_mask: numpy.ndarray) -> numpy.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = numpy.zeros_like(input_ids)
@@ -256,3 +283,47 @@ def get_local_embedder() -> LocalEmbedder:
                 _singleton = candidate
             embedder = _singleton
     return embedder
+
+
+#: The embedder a forked `embed_in_processes` child uses (one intra-op thread; set in the child).
+_child_embedder: LocalEmbedder | None = None
+
+
+def _child_embed(texts: list[str]) -> numpy.ndarray:
+    global _child_embedder
+    if _child_embedder is None:
+        _child_embedder = LocalEmbedder(threads=1)  # the files were verified in the parent: not hashed again
+    return _child_embedder.embed(texts, batch_size=_PROCESS_BATCH)
+
+
+#: Texts per batch in `embed_in_processes` (one thread per process: smaller batches lose nothing and pad less).
+_PROCESS_BATCH = 32
+
+
+def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray:
+    """`get_local_embedder().embed(texts)`, the work shared out to `processes` forked processes.
+
+    Why processes: one onnxruntime session with two intra-op threads keeps two cores only half busy on
+    MiniLM's small matrices (measured on banking77's examples: 21 s of CPU per 2,048 texts with two
+    threads against 12 s in one thread), so a large batch of texts (an evaluation's examples and tickets)
+    is split between single-threaded processes, one per core. Each child builds its own session (a
+    session's threads do not survive a fork). A vector does not depend on the texts it is batched with,
+    so the result is the one `embed` returns. The caller must not hold open database connections the
+    children could inherit and use (the children touch no database).
+    """
+    import multiprocessing
+
+    texts = ["" if t is None else str(t) for t in texts]
+    if processes <= 1 or len(texts) < 2 * _PROCESS_BATCH:
+        return get_local_embedder().embed(texts)
+    get_local_embedder()  # files verified once, here, before the fork
+    # Every `processes`-th text of the length order: each child gets as much work, and short batches.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [order[k::processes] for k in range(processes)]
+    out = numpy.zeros((len(texts), DIMENSIONS), dtype=numpy.float32)
+    with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
+        for part, vectors in zip(
+            parts, pool.map(_child_embed, [[texts[i] for i in part] for part in parts]), strict=True
+        ):
+            out[part] = vectors
+    return out

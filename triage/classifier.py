@@ -145,9 +145,18 @@ class _Features:
     per-call overhead, which matters when one ticket is classified at a time).
     """
 
-    def __init__(self, word, char, analyses: _Analyses | None = None) -> None:
+    def __init__(
+        self, word, char, analyses: _Analyses | None = None, columns: list[numpy.ndarray] | None = None
+    ) -> None:
         self.word = word
         self.char = char
+        # With `columns` (each block's column of every n-gram of `analyses`' tables, -1: not in the
+        # vocabulary), analysed texts are transformed from the tables, without a Python loop per n-gram.
+        self._tables = (
+            [(analyses.table("word"), columns[0]), (analyses.table("char"), columns[1])]
+            if analyses is not None and columns is not None
+            else None
+        )
         analyzers = (analyses.word.__getitem__, analyses.char.__getitem__) if analyses else (None, None)
         self._blocks = [
             (
@@ -168,10 +177,10 @@ class _Features:
         """Fit both vectorisers on `texts`. With `analyses` (every text of `texts` analysed already), the
         result is the same, and the returned features transform only analysed texts."""
         if analyses is not None and analyses.usable:
-            word = analyses.fitted(texts, analyses.word, _WORD_PARAMS)
-            char = analyses.fitted(texts, analyses.char, _CHAR_PARAMS)
-            if word is not None and char is not None:
-                return cls(word, char, analyses)
+            word_fit = analyses.fitted_from_table(texts, "word", _WORD_PARAMS)
+            char_fit = analyses.fitted_from_table(texts, "char", _CHAR_PARAMS)
+            if word_fit is not None and char_fit is not None:
+                return cls(word_fit[0], char_fit[0], analyses, [word_fit[1], char_fit[1]])
         word = _vectorizer(_WORD_PARAMS)
         char = _vectorizer(_CHAR_PARAMS)
         try:
@@ -211,8 +220,35 @@ class _Features:
             (data.astype(numpy.float32), cols, bounds), shape=(len(texts), len(idf)), dtype=numpy.float32
         )
 
+    @staticmethod
+    def _tfidf_from_table(texts: Sequence[str], table: _NgramTable, columns, idf, sublinear: bool):
+        """`_tfidf` of analysed texts, from the n-gram table: the same entries in the same order (each text's
+        n-grams in the vocabulary, in order of first occurrence), so the same arithmetic and the same floats."""
+        take, lengths = table.entries(texts)
+        cols = columns[table.ids[take]]
+        kept = cols >= 0
+        row_of = numpy.repeat(numpy.arange(len(texts)), lengths)[kept]
+        cols = cols[kept]
+        data = table.counts[take][kept].astype(numpy.float64)
+        bounds = numpy.zeros(len(texts) + 1, dtype=numpy.int64)
+        numpy.cumsum(numpy.bincount(row_of, minlength=len(texts)), out=bounds[1:])
+        if sublinear:
+            data = numpy.log(data) + 1.0
+        data = data * idf[cols]
+        norms = numpy.sqrt(numpy.bincount(row_of, weights=data * data, minlength=len(texts)))
+        data = data / numpy.where(norms > 0, norms, 1.0)[row_of]
+        return sparse.csr_matrix(
+            (data.astype(numpy.float32), cols, bounds), shape=(len(texts), len(idf)), dtype=numpy.float32
+        )
+
     def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
-        blocks = [self._tfidf(texts, *block) for block in self._blocks]
+        if self._tables is not None:
+            blocks = [
+                self._tfidf_from_table(texts, table, columns, block[2], block[3])
+                for (table, columns), block in zip(self._tables, self._blocks, strict=True)
+            ]
+        else:
+            blocks = [self._tfidf(texts, *block) for block in self._blocks]
         blocks.append(
             sparse.csr_matrix(numpy.asarray(embeddings, dtype=numpy.float32) * numpy.float32(EMBEDDING_SCALE))
         )
@@ -240,6 +276,43 @@ class _Analyses:
         self.char: dict[str, list[str]] = {t: char(t) for t in distinct}
         # With no word of two characters anywhere the slow path's fallback token pattern is needed.
         self.usable = any(self.word.values())
+        self._tables: dict[str, _NgramTable] = {}
+
+    def table(self, block: str) -> _NgramTable:
+        """The n-gram table of `block` ("word" or "char"), built on first use."""
+        if block not in self._tables:
+            self._tables[block] = _NgramTable(self.word if block == "word" else self.char)
+        return self._tables[block]
+
+    def fitted_from_table(self, texts: Sequence[str], block: str, params: dict[str, Any]):
+        """What `fitted` returns, and each n-gram's column in it (-1: left out), from the n-gram table.
+
+        Why: `fitted` counted every n-gram of every text in Python for each of the eleven fits of one
+        `fit` (the final model, five folds, five unseen-category models); the table counts them once and a
+        fit's document frequencies are one `bincount`. The vocabulary and the IDF weights are scikit-learn's
+        (`CountVectorizer`'s min_df pruning and alphabetical order, `TfidfTransformer.fit`'s smoothed IDF in
+        the matrix's float32), checked against `fitted` in the tests. None where `fitted` gives None."""
+        table = self.table(block)
+        n_docs = len(texts)
+        min_df = int(params["min_df"])
+        if n_docs == 0 or n_docs < min_df:  # scikit-learn: "max_df corresponds to < documents than min_df"
+            return None
+        # A document frequency counts a text once per time it is among `texts` (as scikit-learn does).
+        df = numpy.bincount(table.ids[table.entries(texts)[0]], minlength=len(table.terms))
+        keep = table.alphabetical[df[table.alphabetical] >= max(min_df, 1)]
+        if len(keep) == 0:  # scikit-learn: empty vocabulary, or none left after pruning
+            return None
+        vectorizer = _vectorizer(params, [table.terms[int(g)] for g in keep])
+        smoothed = df[keep].astype(numpy.float32)
+        smoothed += 1.0
+        idf = numpy.full_like(smoothed, fill_value=n_docs + 1, dtype=numpy.float32)
+        idf /= smoothed
+        numpy.log(idf, out=idf)
+        idf += 1.0
+        vectorizer.idf_ = idf
+        columns = numpy.full(len(table.terms), -1, dtype=numpy.int64)
+        columns[keep] = numpy.arange(len(keep))
+        return vectorizer, columns
 
     @staticmethod
     def fitted(texts: Sequence[str], ngrams: dict[str, list[str]], params: dict[str, Any]):
@@ -298,6 +371,44 @@ def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
         weights = numpy.vstack([-weights, weights])
         bias = numpy.concatenate([-bias, bias])
     return weights, bias, classes
+
+
+class _NgramTable:
+    """Every analysed text's n-grams as ids into one table of the distinct n-grams, with their counts.
+
+    Per text (`row`), its entries (`bounds[r]:bounds[r + 1]` of `ids`, `counts`) are its distinct n-grams
+    in order of first occurrence: the order `_Features._tfidf` puts them in."""
+
+    def __init__(self, ngrams: dict[str, list[str]]) -> None:
+        index: dict[str, int] = {}
+        ids: list[int] = []
+        counts: list[int] = []
+        bounds = [0]
+        self.row: dict[str, int] = {}
+        for r, (text, grams) in enumerate(ngrams.items()):
+            self.row[text] = r
+            seen: dict[int, int] = {}
+            for gram in grams:
+                j = index.setdefault(gram, len(index))
+                seen[j] = seen.get(j, 0) + 1
+            ids.extend(seen)
+            counts.extend(seen.values())
+            bounds.append(len(ids))
+        self.terms = list(index)
+        self.ids = numpy.asarray(ids, dtype=numpy.int64)
+        self.counts = numpy.asarray(counts, dtype=numpy.int64)
+        self.bounds = numpy.asarray(bounds, dtype=numpy.int64)
+        #: Term ids in scikit-learn's vocabulary order (sorted terms).
+        self.alphabetical = numpy.asarray(sorted(range(len(self.terms)), key=self.terms.__getitem__), dtype=numpy.int64)
+
+    def entries(self, texts: Sequence[str]) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """The positions in `ids`/`counts` of the entries of `texts`, one text after the other, and how many
+        entries each text has."""
+        rows = numpy.asarray([self.row[t] for t in texts], dtype=numpy.int64)
+        starts = self.bounds[rows]
+        lengths = self.bounds[rows + 1] - starts
+        offsets = numpy.cumsum(lengths) - lengths
+        return numpy.repeat(starts - offsets, lengths) + numpy.arange(int(lengths.sum())), lengths
 
 
 class _Neighbours:

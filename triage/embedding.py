@@ -7,8 +7,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
+from django.db import connection, connections
 
-from integrations.embeddings import DIMENSIONS, get_local_embedder
+from integrations.embeddings import DIMENSIONS, embed_in_processes, get_local_embedder
 from triage.models import EmbeddingCacheEntry
 
 
@@ -76,8 +77,11 @@ def memo_save(memo: dict[str, np.ndarray]) -> int:
     return stored
 
 
-def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-    """Unit-length embeddings for `texts`, in order; only texts never seen before reach the model."""
+def embed_texts(texts: Sequence[str], *, batch_size: int = 64, processes: int = 1) -> np.ndarray:
+    """Unit-length embeddings for `texts`, in order; only texts never seen before reach the model.
+
+    `processes` > 1: the texts the model must embed are shared out to that many forked processes
+    (`embed_in_processes`; for a large batch, such as an evaluation's examples and tickets)."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     embedder = get_local_embedder()
@@ -87,7 +91,11 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     cached.update(_cache_read([d for d in dict.fromkeys(digests) if d not in cached]))
     missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in cached}
     if missing:
-        vectors = embedder.embed(list(missing.values()), batch_size=batch_size)
+        if processes > 1 and not connection.in_atomic_block:  # a transaction's connection cannot be closed
+            connections.close_all()  # the forked children must not inherit (and share) a connection
+            vectors = embed_in_processes(list(missing.values()), processes=processes)
+        else:
+            vectors = embedder.embed(list(missing.values()), batch_size=batch_size)
         EmbeddingCacheEntry.objects.bulk_create(
             [
                 EmbeddingCacheEntry(digest=d, model=embedder.name, embedding=v)

@@ -13,6 +13,7 @@ from integrations.embeddings import (
     TOKENIZER_PATH,
     EmbeddingModelError,
     LocalEmbedder,
+    embed_in_processes,
     get_local_embedder,
 )
 
@@ -69,6 +70,21 @@ def test_padding_and_batch_order_do_not_change_a_vector():
     # then: same vector, and rows come back in input order
     assert numpy.allclose(alone, batched[1], atol=1e-4)
     assert cosine(batched[0], alone) < 0.99
+
+
+def test_a_vector_is_the_same_bit_for_bit_whatever_its_batch_thread_count_or_process():
+    # given: texts of many lengths (the tokenizer's own padding path is the reference)
+    texts = [f"card {i} " * (1 + i % 9) + "arrived?" for i in range(70)] + ["", "word " * 400]
+    embedder = get_local_embedder()
+    one_by_one = numpy.stack([embedder._embed_batch([t])[0] for t in texts])
+    # when
+    batched = embedder.embed(texts, batch_size=16)
+    single_thread = LocalEmbedder(threads=1).embed(texts, batch_size=64)
+    in_processes = embed_in_processes(texts, processes=2)
+    # then: sorting by token count, padding by hand, threads and processes change nothing
+    assert numpy.array_equal(batched, one_by_one)
+    assert numpy.array_equal(single_thread, one_by_one)
+    assert numpy.array_equal(in_processes, one_by_one)
 
 
 def test_text_longer_than_the_model_limit_is_truncated_not_rejected():

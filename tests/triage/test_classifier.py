@@ -15,7 +15,9 @@ from triage.classifier import (
     ClassifierFormatError,
     IntentClassifier,
     Prediction,
+    _Analyses,
     _Features,
+    _vocabulary_list,
 )
 
 EXAMPLES = {
@@ -222,6 +224,35 @@ def test_fast_tfidf_matches_scikit_learn():
     reference = sparse.hstack([features.word.transform(queries), features.char.transform(queries)]).tocsr()
     # then
     assert abs(ours[:, : reference.shape[1]] - reference).max() < 1e-6
+
+
+def test_fits_from_the_ngram_table_match_the_fits_from_ngrams():
+    # given: a fold-like subset with a repeated text, and texts outside it
+    texts = [t for texts in EXAMPLES.values() for t in texts]
+    analyses = _Analyses(texts)
+    subset = texts[::2] + texts[:3]
+    reference = _Features(
+        analyses.fitted(
+            subset, analyses.word, {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
+        ),
+        analyses.fitted(
+            subset, analyses.char, {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 2}
+        ),
+        analyses,
+    )
+    # when
+    ours = _Features.fit(subset, analyses)
+    # then: the same vocabularies and IDF weights, and the same matrices to the bit
+    for mine, theirs in ((ours.word, reference.word), (ours.char, reference.char)):
+        assert _vocabulary_list(mine) == _vocabulary_list(theirs)
+        assert mine.idf_.dtype == theirs.idf_.dtype and numpy.array_equal(mine.idf_, theirs.idf_)
+    embeddings = numpy.zeros((len(texts), 384), dtype=numpy.float32)
+    a, b = ours.transform(texts, embeddings), reference.transform(texts, embeddings)
+    assert numpy.array_equal(a.indptr, b.indptr) and numpy.array_equal(a.indices, b.indices)
+    assert numpy.array_equal(a.data, b.data)
+    # and where min_df leaves nothing (one text), both give the caller's fallback
+    assert analyses.fitted_from_table(texts[:1], "char", {"min_df": 2}) is None
+    assert analyses.fitted(texts[:1], analyses.char, {"min_df": 2, "sublinear_tf": True}) is None
 
 
 def test_calibration_holds_unseen_category_examples_counted_as_wrong():
