@@ -205,24 +205,12 @@ def _actions_record_only(*, run: PipelineRun, planned: list[tuple[str, str, dict
     nothing left the product, so a database crash that loses these rows only means the run's execute step
     records them again when the run is resumed.
     """
-    now = timezone.now()
-    fresh = {
-        key: Action(
-            run=run,
-            kind=kind,
-            payload=payload,
-            idempotency_key=key,
-            status=Action.Status.DONE,
-            attempts=1,
-            result=record_only(action=Action(kind=kind), ticket=run.ticket),
-            executed_at=now,
-        )
-        for key, kind, payload in planned
-    }
+    fresh = {action.idempotency_key: action for action in _actions_done(run=run, planned=planned)}
     inserted = _actions_insert_done(list(fresh.values()))
     left = [p for p in planned if p[0] not in inserted]
     if not left:
         return list(fresh.values())
+    now = timezone.now()
     with transaction_unflushed():
         existing = {
             a.idempotency_key: a

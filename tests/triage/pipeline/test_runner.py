@@ -44,6 +44,18 @@ def finished(run: PipelineRun, step: str) -> StepRun:
     return run.steps.get(step=step, status__in=StepRun.FINISHED)
 
 
+def crash_in(monkeypatch, step: str, run_id: int) -> None:
+    """Run the pipeline with the worker dying inside `step` (its `run` raises `SimulatedCrash`)."""
+
+    def crash(state):
+        raise SimulatedCrash
+
+    monkeypatch.setattr(runner.STEPS[step], "run", crash)
+    with pytest.raises(SimulatedCrash):
+        run_pipeline(run_id=run_id)
+    monkeypatch.undo()
+
+
 def test_a_clear_ordinary_ticket_is_auto_handled_and_every_step_is_a_checkpoint(ingest):
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
@@ -142,13 +154,7 @@ def test_a_crash_before_the_close_of_a_free_run_redoes_only_its_free_steps(inges
     # checkpoints are held for the run's close, and the worker dies in the draft step, before it
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
-    def crash(state):
-        raise SimulatedCrash
-
-    monkeypatch.setattr(runner.STEPS["draft"], "run", crash)
-    with pytest.raises(SimulatedCrash):
-        run_pipeline(run_id=result.run.pk)
-    monkeypatch.undo()
+    crash_in(monkeypatch, "draft", result.run.pk)
 
     # then: the run is claimed (its lease lets the sweeper hand it out again), and nothing of it was written
     run = PipelineRun.objects.get(pk=result.run.pk)
@@ -207,13 +213,7 @@ def test_a_paid_steps_checkpoint_is_committed_before_the_next_step_and_never_pai
     # given: the draft is paid for; the worker dies in the step after it (validate)
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
-    def crash(state):
-        raise SimulatedCrash
-
-    monkeypatch.setattr(runner.STEPS["validate"], "run", crash)
-    with pytest.raises(SimulatedCrash):
-        run_pipeline(run_id=result.run.pk)
-    monkeypatch.undo()
+    crash_in(monkeypatch, "validate", result.run.pk)
 
     # then: the paid draft's checkpoint was committed before validate began, and the free checkpoints it was
     # drafted from were written with it (before its open)
@@ -297,13 +297,7 @@ def test_a_crash_during_a_step_that_may_pay_leaves_its_open_attempt_which_counts
     settings.TRIAGE_DRAFT_PROVIDERS = ["claude"]
     result = ingest(PASSWORD_TICKET, enqueue=False)
 
-    def crash(state):
-        raise SimulatedCrash
-
-    monkeypatch.setattr(runner.STEPS["draft"], "run", crash)
-    with pytest.raises(SimulatedCrash):
-        run_pipeline(run_id=result.run.pk)
-    monkeypatch.undo()
+    crash_in(monkeypatch, "draft", result.run.pk)
 
     # Then the attempt was recorded before the call, so a possible charge is never lost from sight
     run = PipelineRun.objects.get(pk=result.run.pk)
