@@ -58,22 +58,24 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
     The index searches with the connection's `hnsw.ef_search`: `HNSW_EF_SEARCH`, set when the connection
     opened (`hnsw_session_set`); bench/retrieval.py sets other values on its own connection.
     """
+    # Only the columns a passage shows: a chunk's own embedding (384 floats sent as text and parsed back)
+    # and its article's body are not read, and no model instance is built.
     found = (
-        Chunk.objects.select_related("article")
-        .annotate(distance=CosineDistance("embedding", list(map(float, embedding))))
-        .order_by("distance")[:limit]
+        Chunk.objects.annotate(distance=CosineDistance("embedding", list(map(float, embedding))))
+        .order_by("distance")
+        .values_list("pk", "article_id", "article__title", "heading", "text", "distance")[:limit]
     )
     return Retrieval(
         passages=[
             Passage(
-                chunk_id=c.pk,
-                article_id=c.article_id,
-                article_title=c.article.title,
-                heading=c.heading,
-                text=c.text,
-                score=max(-1.0, min(1.0, 1.0 - float(c.distance))),
+                chunk_id=pk,
+                article_id=article_id,
+                article_title=title,
+                heading=heading,
+                text=text,
+                score=max(-1.0, min(1.0, 1.0 - float(distance))),
             )
-            for c in found
+            for pk, article_id, title, heading, text, distance in found
         ]
     )
 

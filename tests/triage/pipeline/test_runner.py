@@ -512,7 +512,7 @@ def test_a_fresh_auto_handled_run_takes_three_round_trips_take_search_and_close(
     *work, closing, unlock = sent[1:]
     assert [sql.split()[:4] for sql in work] == [
         ["SELECT", '"triage_embeddingcacheentry"."digest"', "AS", '"digest",'],
-        ["SELECT", '"triage_chunk"."id",', '"triage_chunk"."article_id",', '"triage_chunk"."ordinal",'],
+        ["SELECT", '"triage_chunk"."id"', "AS", '"pk",'],
     ]
     # one writes every checkpoint (one INSERT, in the order they finished), the reply and the close
     assert closing.count('INSERT INTO "triage_steprun"') == 1 and 'INSERT INTO "triage_action"' in closing
