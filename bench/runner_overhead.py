@@ -22,6 +22,11 @@ ingested before each timed batch, so no variant pays for ingest.
 LangGraph is in the optional `bench` dependency group (`uv sync --group bench`); without it the bench
 says so and measures the other three.
 
+Each variant is printed with its cost per ticket and the runner's ratio to it, then with what it adds to
+the plain calls (its cost minus theirs: what the orchestration and its durability cost, the steps' own
+work taken out) and the runner's ratio on that. The JSON line holds the five medians and the four
+`*_over_plain_ms` differences.
+
     uv run --group bench python bench/runner_overhead.py [--tickets 200] [--rounds 3]
 """
 
@@ -324,14 +329,22 @@ def main() -> None:
         "langgraph_exit_ms": 'LangGraph + PostgresSaver ("exit")',
         "psycopg_one_transaction_ms": "psycopg, one transaction/ticket",
     }
+    # Two readings of "cost per ticket": the whole ticket (the steps' own work included, the same in every
+    # variant), and what the orchestration adds to the plain calls (the checkpoints, the lock, the records).
+    overheads: dict[str, float | None] = {}
+    print(f"{'':38s}  {'ms/ticket':>9}  {'runner/this':>11}  {'over plain':>10}  {'runner/this':>11}")
     for key, label in labels.items():
         value = medians[key]
         if value is None:
-            print(f"{label:38s}:      n/a  (install the `bench` group)")
-        else:
-            print(f"{label:38s}: {value:8.2f}   runner / this = {runner / value:6.2f}x")
-    print(f"runner overhead over plain calls      : {runner - plain:8.2f}")
-    print(json.dumps(medians))
+            print(f"{label:38s}:       n/a  (install the `bench` group)")
+            continue
+        if key != "plain_ms":
+            overheads[key.removesuffix("_ms") + "_over_plain_ms"] = round(value - plain, 2)
+        added = value - plain
+        added_ratio = f"{(runner - plain) / added:10.2f}x" if key != "plain_ms" and added > 0 else f"{'':>11}"
+        added_text = f"{added:10.2f}" if key != "plain_ms" else f"{'':>10}"
+        print(f"{label:38s}: {value:9.2f}  {runner / value:10.2f}x  {added_text}  {added_ratio}")
+    print(json.dumps(medians | overheads))
 
 
 if __name__ == "__main__":
