@@ -108,6 +108,11 @@ class ChainSettings:
     fingerprint: str
 
 
+def action_kinds_mapped() -> frozenset[str]:
+    """The action kinds an active action tool carries out (the others are recorded only)."""
+    return frozenset(ActionTool.objects.filter(active=True).values_list("kind", flat=True))
+
+
 def _chain_settings_tables() -> list[str]:
     # The tools' and servers' tables too: whether a look-up may be used depends on their `active`.
     models = (GatePolicy, Category, LookupTool, McpTool, McpServer, ActionTool)
@@ -148,7 +153,7 @@ def chain_settings_current(*, fingerprint: str) -> ChainSettings:
     if cached is not None and cached.fingerprint == fingerprint:
         return cached
     policy = gate_policy_current()
-    kinds = frozenset(ActionTool.objects.filter(active=True).values_list("kind", flat=True))
+    kinds = action_kinds_mapped()
     fresh = ChainSettings(policy=policy, categories=categories_by_label(), action_kinds=kinds, fingerprint=fingerprint)
     # A policy created by this very read (`get_solo`) moves the fingerprint: the next run reads once more.
     _chain_settings = fresh

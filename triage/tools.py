@@ -61,10 +61,6 @@ def action_tool_for(*, kind: str) -> ActionTool | None:
     return ActionTool.objects.select_related("tool__server").filter(kind=kind, active=True).first()
 
 
-def mapped_action_kinds() -> frozenset[str]:
-    return frozenset(ActionTool.objects.filter(active=True).values_list("kind", flat=True))
-
-
 def ticket_facts(*, ticket: Ticket, action: Action | None = None, lookups: tuple[str, ...] = ()) -> TicketFacts:
     """What a tool's arguments come from and are checked against: the ticket, the requester's other tickets
     (their data), earlier look-up answers, and the action a person approved."""

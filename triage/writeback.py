@@ -33,7 +33,8 @@ from triage.durability import (
 )
 from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, StepRun, Ticket
-from triage.tools import action_tool_write, mapped_action_kinds
+from triage.selectors import action_kinds_mapped
+from triage.tools import action_tool_write
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def run_actions_execute(
         planned.append((f"run:{run.pk}:{position}:{proposed.kind}", proposed.kind, payload))
     # Actions mapped to an MCP tool (a refund to the shop's create_refund) go first, one by one: while one
     # of them has not succeeded, the rest wait, so the customer is never told of a refund the shop refused.
-    tool_kinds = frozenset() if record_only else mapped_kinds if mapped_kinds is not None else mapped_action_kinds()
+    tool_kinds = frozenset() if record_only else mapped_kinds if mapped_kinds is not None else action_kinds_mapped()
     through_tools = [p for p in planned if p[1] in tool_kinds]
     done: list[Action] = []
     if before_send is not None and planned and (through_tools or writer is not _record_only):
@@ -407,7 +408,7 @@ def writebacks_retry(*, limit: int = 100, max_attempts: int = 20) -> dict[str, i
         .order_by("pk")
         .values_list("pk", "run__ticket__source", "kind")[:limit]
     )
-    tool_kinds = mapped_action_kinds()
+    tool_kinds = action_kinds_mapped()
     for pk, source, kind in list(candidates):
         writer = action_tool_write if kind in tool_kinds else writer_for(source)
         # Asked for every action: a probe earlier in this pass may have opened the circuit again.
