@@ -199,6 +199,19 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
     return choice
 
 
+def thresholds_forget() -> None:
+    """Drop the thresholds `thresholds_current` keeps, so that the next call chooses them again from the
+    labels present now.
+
+    Why: the product chooses again at most every `CHOICE_TTL_SECONDS` of wall-clock time, which under
+    real traffic is a handful of tickets. `bench/learning_curve.py` pushes 500 tickets through in a minute
+    or two, so with the time-to-live alone when it chose depended on the machine's speed (a 220 s run
+    chose once, before any inbox label, and automated nothing; a 640 s run chose at about 1,000 labels).
+    It calls this at each window start, so the choice follows the labels, as under real traffic."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def curve_for(*, data: CalibrationSet, confidence: float, min_per_category: int) -> list[CurvePoint]:
     """The risk-coverage curve of the classifier in force: automation bought at each of `CURVE_TARGETS`."""
     return risk_coverage_curve(

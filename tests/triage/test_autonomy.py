@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from approvals.services import approval_decide
 from tests.factories import build_run
-from triage.autonomy import calibration_set, target_history, thresholds_current
+from triage.autonomy import calibration_set, target_history, thresholds_current, thresholds_forget
 from triage.models import GatePolicy, PipelineRun, TargetChange, Ticket, TrainedClassifier
 from triage.selectors import classifier_latest
 
@@ -65,6 +65,27 @@ def test_runs_of_an_older_classifier_are_not_its_successors_calibration(money_ag
     )  # fmt: skip
 
     assert calibration_set(classifier=newer).from_inbox == 0
+
+
+def test_thresholds_are_kept_between_labels_until_forgotten_then_chosen_from_the_new_labels(
+    test_classifier, money_agent
+):
+    # given: the thresholds in force, then one more inbox label
+    policy = GatePolicy.get_solo()
+    thresholds_forget()
+    before = thresholds_current(classifier=test_classifier, policy=policy)
+    _, _, approval = build_run(body="Where is my parcel?", category="order_status", confidence=0.91)
+    approval_decide(approval_id=approval.pk, actor=money_agent, verdict="approve")
+
+    # when: asked again within the time-to-live, and again after thresholds_forget
+    kept = thresholds_current(classifier=test_classifier, policy=policy)
+    thresholds_forget()
+    after = thresholds_current(classifier=test_classifier, policy=policy)
+
+    # then: the cached choice stands until forgotten; the next one counts the new label
+    assert before is not None and after is not None
+    assert kept is before
+    assert after.calibration_tickets == before.calibration_tickets + 1
 
 
 def test_the_demo_classifier_cannot_guarantee_one_percent_so_every_category_is_refused():
