@@ -11,9 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Prefetch, Q
 from django.utils import timezone
+from pgvector import Vector
 from pgvector.django import CosineDistance
 
 from integrations.models import McpServer, McpTool
@@ -58,13 +60,10 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
     The index searches with the connection's `hnsw.ef_search`: `HNSW_EF_SEARCH`, set when the connection
     opened (`hnsw_session_set`); bench/retrieval.py sets other values on its own connection.
     """
-    # Only the columns a passage shows: a chunk's own embedding (384 floats sent as text and parsed back)
-    # and its article's body are not read, and no model instance is built.
-    found = (
-        Chunk.objects.annotate(distance=CosineDistance("embedding", list(map(float, embedding))))
-        .order_by("distance")
-        .values_list("pk", "article_id", "article__title", "heading", "text", "distance")[:limit]
-    )
+    vector = Vector(np.asarray(embedding, dtype=np.float32).reshape(-1)).to_text()
+    with connection.cursor() as cursor:
+        cursor.execute(_chunk_search_sql(limit), [vector])
+        found = cursor.fetchall()
     return Retrieval(
         passages=[
             Passage(
@@ -78,6 +77,26 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
             for pk, article_id, title, heading, text, distance in found
         ]
     )
+
+
+@functools.cache
+def _chunk_search_sql(limit: int) -> str:
+    """The search's SQL, compiled by the ORM once per process and `limit`; its one parameter is the vector.
+
+    Why not the queryset each time: compiling it cost 0.40 ms of a 0.92 ms search (on 80 chunks, where
+    the database's own work is 0.08 ms), and every run searches once. Only the columns a passage shows
+    are read: a chunk's own embedding (384 floats sent as text and parsed back) and its article's body
+    are not, and no model instance is built.
+    """
+    query = (
+        Chunk.objects.annotate(distance=CosineDistance("embedding", [0.0]))
+        .order_by("distance")
+        .values_list("pk", "article_id", "article__title", "heading", "text", "distance")[:limit]
+    )
+    sql, params = query.query.sql_with_params()
+    if len(params) != 1:  # the vector, and nothing else: the limit is written into the SQL
+        raise RuntimeError(f"chunk search compiled with {len(params)} parameters: {sql}")
+    return sql
 
 
 def gate_policy_current() -> GatePolicy:
