@@ -357,12 +357,15 @@ def _normalize_rows(embeddings: numpy.ndarray) -> numpy.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray):
+def _fit_svm(features: sparse.csr_matrix, y: numpy.ndarray, random_state: int):
+    """One LinearSVC fit. `random_state` seeds liblinear's shuffling of the examples: without it the seed is
+    drawn from NumPy's global generator, so two fits of the same data differed (by about 1e-5 in the
+    weights) and no refit, sequential or in another process, could reproduce a model."""
     from sklearn.svm import LinearSVC  # lazily, as in _vectorizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = LinearSVC(C=SVM_C, tol=SVM_TOL, max_iter=5000)
+        model = LinearSVC(C=SVM_C, tol=SVM_TOL, max_iter=5000, random_state=random_state)
         model.fit(features, y)
     weights = numpy.asarray(model.coef_, dtype=numpy.float32)
     bias = numpy.asarray(model.intercept_, dtype=numpy.float32)
@@ -468,14 +471,29 @@ def _fit_temperature(scores: numpy.ndarray, y: numpy.ndarray) -> float:
     return float(numpy.exp(result.x))
 
 
-def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx, analyses=None):
+@dataclass(frozen=True)
+class _FitData:
+    """What every fit of one `IntentClassifier.fit` reads. A forked child has it in its memory as it is."""
+
+    texts: list[str]
+    embeddings: numpy.ndarray
+    y: numpy.ndarray
+    n_classes: int
+    analyses: _Analyses
+    random_state: int
+
+
+def _fold_job(data: _FitData, train_idx: numpy.ndarray, test_idx: numpy.ndarray):
     """Fit on `train_idx`, return SVM scores and per-class similarities for `test_idx`."""
+    texts, embeddings, y, n_classes = data.texts, data.embeddings, data.y, data.n_classes
     sims = _class_similarity(embeddings[test_idx], embeddings[train_idx], y[train_idx], n_classes)
     if len(numpy.unique(y[train_idx])) < 2:  # nothing to learn from: every category equally likely
         return numpy.zeros((len(test_idx), n_classes)), sims
     train_texts = [texts[i] for i in train_idx]
-    features = _Features.fit(train_texts, analyses)
-    weights, bias, classes = _fit_svm(features.transform(train_texts, embeddings[train_idx]), y[train_idx])
+    features = _Features.fit(train_texts, data.analyses)
+    weights, bias, classes = _fit_svm(
+        features.transform(train_texts, embeddings[train_idx]), y[train_idx], data.random_state
+    )
     test_texts = [texts[i] for i in test_idx]
     raw = numpy.asarray(features.transform(test_texts, embeddings[test_idx]) @ weights.T) + bias
     # Categories missing from this fold's training part can never win.
@@ -484,18 +502,99 @@ def _fold_job(texts, embeddings, y, n_classes, train_idx, test_idx, analyses=Non
     return scores, sims
 
 
+def _final_job(data: _FitData):
+    """The final model on every example: its vectorisers (rebuilt by the caller into `_Features` that analyse
+    text themselves, which is all a child needs to send back), weights, bias and classes."""
+    features = _Features.fit(data.texts, data.analyses)
+    weights, bias, classes = _fit_svm(features.transform(data.texts, data.embeddings), data.y, data.random_state)
+    return features.word, features.char, weights, bias, classes
+
+
+#: With fewer examples than this, `fit` fits in its own process whatever `processes` says: the whole fit then
+#: takes a second or so, and processes saved nothing measurable (300 and 1,000 of banking77's examples on the
+#: shared 2-core machine: within the noise either way).
+PARALLEL_MIN_EXAMPLES = 1000
+
+
+class _Fits:
+    """Runs the fits of one `IntentClassifier.fit` (the final model, the cross-validation folds, the
+    unseen-category groups; independent of one another) in this process, or side by side in `processes`
+    forked processes. The results are the same to the bit: each fit is deterministic (`_fit_svm`'s seed),
+    and a child runs the same code on the same arrays.
+
+    Why processes and not threads (the joblib threading backend this replaces): liblinear draws its
+    shuffles from one random generator per process (scikit-learn's ``newrand.h``), so two fits in threads
+    interleave their draws in whatever order the scheduler gives and the models change from run to run;
+    and the feature work around each fit is Python, which holds the GIL. Why forked processes on
+    `concurrent.futures` and not joblib's process backends or scikit-learn's ``n_jobs``: LinearSVC has no
+    ``n_jobs`` (a ``OneVsRestClassifier`` would split the classes into separate liblinear runs, a different
+    model); joblib's loky backend starts fresh interpreters, and both of its process backends pickle every
+    call's arguments, here the analysed texts (on banking77's examples 34 MB, half a second to pickle and
+    unpickle, eleven times), where a forked child has them in memory (handed over as the initializer's
+    arguments, which a fork does not pickle); and a job submitted on its own (the final model) runs while
+    the caller works out what to fit next.
+    The children touch no database and exit without running the parent's finalisers (as in
+    `integrations.embeddings.embed_in_processes`).
+    """
+
+    def __init__(self, data: _FitData, *, processes: int) -> None:
+        import multiprocessing
+
+        self.data = data
+        self._executor: Any = None
+        if processes > 1 and len(data.texts) >= PARALLEL_MIN_EXAMPLES and not multiprocessing.current_process().daemon:
+            from concurrent.futures import ProcessPoolExecutor
+
+            # The n-gram tables are built on first use: here, once, not in every child.
+            if data.analyses.usable:
+                data.analyses.table("word")
+                data.analyses.table("char")
+            self._executor = ProcessPoolExecutor(
+                max_workers=min(processes, CV_FOLDS + 1),  # at most the folds and the final model at once
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_fits_child_start,
+                initargs=(data,),
+            )
+
+    def submit(self, job, *args):
+        """`job(data, *args)`, as a future (run at once, here, without processes)."""
+        from concurrent.futures import Future
+
+        if self._executor is not None:
+            return self._executor.submit(_fits_child_run, job, *args)
+        done: Future = Future()
+        done.set_result(job(self.data, *args))
+        return done
+
+    def __enter__(self) -> _Fits:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_fits_child_data: _FitData | None = None
+
+
+def _fits_child_start(data: _FitData) -> None:
+    global _fits_child_data
+    _fits_child_data = data
+
+
+def _fits_child_run(job, *args):
+    assert _fits_child_data is not None
+    return job(_fits_child_data, *args)
+
+
 def _unseen_category_scores(
     *,
-    texts: list[str],
-    embeddings: numpy.ndarray,
-    y: numpy.ndarray,
-    n_classes: int,
+    fits: _Fits,
     temperature: float,
     confidence_of: Any,
     oos_similarity: float,
     in_scope_count: int,
     random_state: int,
-    analyses: _Analyses | None = None,
 ) -> tuple[numpy.ndarray, numpy.ndarray, int]:
     """Confidence and predicted class of unseen-category examples the similarity filter lets through,
     and how many were scored (see the module docstring).
@@ -505,8 +604,7 @@ def _unseen_category_scores(
     every other category's examples (with `_fold_job`, which gives categories missing from training no
     chance to win). `confidence_of`: the fitted confidence model over meta features (None: the top
     softmax probability, as `predict` does without one)."""
-    from joblib import Parallel, delayed
-
+    y, n_classes = fits.data.y, fits.data.n_classes
     empty = numpy.zeros(0), numpy.zeros(0, dtype=numpy.int64), 0
     if n_classes < 3 or OUT_OF_SCOPE_SHARE <= 0.0:  # a model needs two categories after one is left out
         return empty
@@ -525,11 +623,11 @@ def _unseen_category_scores(
         train_idx = numpy.flatnonzero(group_of_class[y] != g)
         test_idx = sampled[group_of_class[y[sampled]] == g]
         if len(test_idx) and len(numpy.unique(y[train_idx])) >= 2:
-            jobs.append(delayed(_fold_job)(texts, embeddings, y, n_classes, train_idx, test_idx, analyses))
+            jobs.append(fits.submit(_fold_job, train_idx, test_idx))
             tests.append(test_idx)
     if not jobs:
         return empty
-    results = Parallel(n_jobs=_n_jobs(), backend="threading")(jobs)
+    results = [job.result() for job in jobs]
     scores = numpy.concatenate([r[0] for r in results])
     sims = numpy.concatenate([r[1] for r in results])
     probs = softmax(scores / temperature, axis=1)
@@ -538,17 +636,13 @@ def _unseen_category_scores(
     return confidence[passes], probs.argmax(axis=1)[passes], int(sum(len(t) for t in tests))
 
 
-def _final_job(texts, embeddings, y, analyses=None):
-    features = _Features.fit(texts, analyses)
-    weights, bias, classes = _fit_svm(features.transform(texts, embeddings), y)
-    return features.own_analyzers(), weights, bias, classes
-
-
-def _n_jobs() -> int:
+def _default_processes() -> int:
+    """Processes for the fits when the caller names none: ``CLASSIFIER_JOBS``, else one per core up to four
+    (the most a fit's phases can use well: five folds with the final model, then five groups)."""
     raw = os.environ.get("CLASSIFIER_JOBS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,10 +699,13 @@ class IntentClassifier:
         embeddings: numpy.ndarray,
         labels: Sequence[str],
         random_state: int = 0,
+        processes: int | None = None,
     ) -> IntentClassifier:
+        """Fit on the examples (module docstring). `random_state` seeds the folds, the unseen-category
+        sample and every SVM fit: the same inputs give the same model. `processes`: the independent fits
+        run side by side in up to that many forked processes (default: `_default_processes`), with the
+        same result as one after the other (`_Fits`)."""
         # Lazily, as in _vectorizer: only fitting needs these.
-        from joblib import Parallel, delayed
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import KFold, StratifiedKFold
 
         texts = ["" if t is None else str(t) for t in texts]
@@ -626,7 +723,7 @@ class IntentClassifier:
         n_classes = len(label_names)
         counts = numpy.bincount(y, minlength=n_classes)
 
-        # Out-of-fold scores on the examples, and the final model, fitted in parallel.
+        # Out-of-fold scores on the examples (the folds' fits run side by side with the final model's).
         if counts.max() >= 2:
             n_splits = min(CV_FOLDS, int(counts.max()), max(2, int(counts.min())))
             splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
@@ -636,22 +733,40 @@ class IntentClassifier:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "least populated class has only 1 member"
             folds = list(splitter.split(texts, y))
-        analyses = _Analyses(texts)
-        jobs = [delayed(_final_job)(texts, embeddings, y, analyses)] + [
-            delayed(_fold_job)(texts, embeddings, y, n_classes, tr, te, analyses) for tr, te in folds
-        ]
-        results = Parallel(n_jobs=_n_jobs(), backend="threading")(jobs)
-        features, weights, bias, classes = results[0]
-        full_weights = numpy.zeros((n_classes, weights.shape[1]), dtype=numpy.float32)
-        full_bias = numpy.full(n_classes, -1e3, dtype=numpy.float32)
-        full_weights[classes] = weights
-        full_bias[classes] = bias
+        data = _FitData(
+            texts=texts,
+            embeddings=embeddings,
+            y=y,
+            n_classes=n_classes,
+            analyses=_Analyses(texts),
+            random_state=random_state,
+        )
+        with _Fits(data, processes=_default_processes() if processes is None else processes) as fits:
+            model = cls._fit(fits=fits, folds=folds, label_names=label_names, random_state=random_state)
+        return model
 
+    @classmethod
+    def _fit(
+        cls,
+        *,
+        fits: _Fits,
+        folds: list[tuple[numpy.ndarray, numpy.ndarray]],
+        label_names: tuple[str, ...],
+        random_state: int,
+    ) -> IntentClassifier:
+        """`fit` once the folds are drawn, its fits run by `fits`."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        texts, embeddings, y, n_classes = fits.data.texts, fits.data.embeddings, fits.data.y, fits.data.n_classes
+        n_splits = len(folds)
+        fold_jobs = [fits.submit(_fold_job, tr, te) for tr, te in folds]
+        # Submitted after the folds: it runs while this process works out the unseen-category groups.
+        final_job = fits.submit(_final_job)
         oof_scores = numpy.zeros((len(texts), n_classes))
         oof_sims = numpy.zeros((len(texts), n_classes), dtype=numpy.float32)
-        for (_, test_idx), (scores, sims) in zip(folds, results[1:], strict=True):
-            oof_scores[test_idx] = scores
-            oof_sims[test_idx] = sims
+        for (_, test_idx), job in zip(folds, fold_jobs, strict=True):
+            oof_scores[test_idx], oof_sims[test_idx] = job.result()
 
         temperature = _fit_temperature(oof_scores, y)
         oof_top = oof_scores.argmax(axis=1)
@@ -684,16 +799,12 @@ class IntentClassifier:
         # each scored by models that never saw it (the meta model's scores are themselves out of fold),
         # then the unseen-category examples the similarity filter lets through, always wrong.
         unseen_conf, unseen_top, unseen_sampled = _unseen_category_scores(
-            texts=texts,
-            embeddings=embeddings,
-            y=y,
-            n_classes=n_classes,
+            fits=fits,
             temperature=temperature,
             confidence_of=None if meta_coef is None else (lambda x: expit(x @ meta_coef + meta_intercept)),
             oos_similarity=oos_similarity,
             in_scope_count=int(in_scope.sum()),
             random_state=random_state,
-            analyses=analyses,
         )
         scores_all = numpy.concatenate([oof_conf[in_scope], unseen_conf])
         correct_all = numpy.concatenate([correct[in_scope], numpy.zeros(len(unseen_conf), dtype=bool)])
@@ -728,9 +839,14 @@ class IntentClassifier:
             "temperature": temperature,
             "confidence_model": "logistic" if use_meta else "softmax",
         }
+        word, char, weights, bias, classes = final_job.result()
+        full_weights = numpy.zeros((n_classes, weights.shape[1]), dtype=numpy.float32)
+        full_bias = numpy.full(n_classes, -1e3, dtype=numpy.float32)
+        full_weights[classes] = weights
+        full_bias[classes] = bias
         model = cls(
             labels=label_names,
-            features=features,
+            features=_Features(word, char),
             weights=full_weights,
             bias=full_bias,
             temperature=temperature,

@@ -112,7 +112,8 @@ def evaluate_dataset(
     again (gated) under each of these targets with the same trained classifier; `by_target` reports each.
     `sample`: only that many tickets, spread evenly over the file (`tickets_sample`).
     `details`: also the per-category table (`categories`) and the risk-coverage curves (`risk_coverage`),
-    for `evaluate --report`. `workers`: processes that work the runs side by side (see `runs_work`).
+    for `evaluate --report`. `workers`: processes that embed the texts, fit the classifier's models and work the
+    runs side by side (see `embed_in_processes`, `IntentClassifier.fit`, `runs_work`).
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
@@ -136,7 +137,7 @@ def evaluate_dataset(
         embed_texts(texts, processes=workers)
         tick(len(texts))
         examples_import(rows=examples, progress=progress("storing examples", len(examples)))
-    trained = classifier_train()
+    trained = classifier_train(processes=workers)
     if dataset.kb_dir is not None:
         articles = sorted(dataset.kb_dir.glob("*.md"))
         knowledge_base_import(directory=dataset.kb_dir, progress=progress("importing knowledge base", len(articles)))

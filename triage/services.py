@@ -215,13 +215,17 @@ def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | Non
     return created
 
 
-def classifier_train(*, activate: bool = True) -> TrainedClassifier:
+def classifier_train(*, activate: bool = True, processes: int | None = None) -> TrainedClassifier:
     """Fit the local classifier on every learnable label (imported examples and inbox labels) and store it as
-    a new version; `activate`: new runs use it (`manage.py retrain` adds challengers with activate=False)."""
+    a new version; `activate`: new runs use it (`manage.py retrain` adds challengers with activate=False).
+    `processes`: the fit's independent model fits run side by side in up to that many forked processes
+    (default: one per core, up to four; the model is the same either way, see `IntentClassifier.fit`)."""
     training = training_set_select()
     if len(set(training.labels)) < 2:
         raise ValueError("the classifier needs labelled examples of at least two categories")
-    model = IntentClassifier.fit(texts=training.texts, embeddings=training.embeddings, labels=training.labels)
+    model = IntentClassifier.fit(
+        texts=training.texts, embeddings=training.embeddings, labels=training.labels, processes=processes
+    )
     return classifier_version_store(model=model, training=training, activate=activate)
 
 

@@ -3,12 +3,14 @@ its confidence behaves like a probability, and it survives a round trip through 
 
 import io
 import json
+import os
 
 import numpy
 import pytest
 from scipy import sparse
 
 from integrations.embeddings import get_local_embedder
+from triage import classifier
 from triage.classifier import (
     FORMAT_VERSION,
     OUT_OF_SCOPE_SHARE,
@@ -279,3 +281,58 @@ def test_calibration_holds_unseen_category_examples_counted_as_wrong():
     assert 0 < unseen <= calibration["out_of_scope_sampled"]
     assert calibration["correct"][in_scope:] == [False] * unseen
     assert set(calibration["categories"][in_scope:]) <= set(model.labels)
+
+
+def _overlapping_clusters(seed: int, *, categories: int, per_category: int):
+    """Noisy clusters sharing most of their words: enough held-out mistakes for the confidence model and
+    enough categories for the unseen-category groups."""
+    rng = numpy.random.default_rng(seed)
+    centres = rng.normal(size=384) + 0.15 * rng.normal(size=(categories, 384))
+    words = ["card", "pin", "rate", "account", "transfer", "fee", "cash", "refund", "limit", "app"]
+    texts, labels, vectors = [], [], []
+    for c in range(categories):
+        for i in range(per_category):
+            picked = rng.choice(len(words), size=4, replace=False)
+            own = words[c % len(words)] + " " if rng.random() < 0.6 else ""  # the category's word, often
+            texts.append(own + " ".join(words[j] for j in picked) + f" {i % 7}")
+            labels.append(f"category_{c}")
+            vectors.append(centres[c] + 0.6 * rng.normal(size=384))
+    return texts, labels, numpy.asarray(vectors)
+
+
+def test_fits_side_by_side_in_processes_give_the_same_classifier(monkeypatch, tmp_path):
+    # given: a set big enough for every part of the fit (confidence model, unseen-category groups), fitted
+    # in processes even though it is small, and every SVM fit recording the process it ran in
+    texts, labels, vectors = _overlapping_clusters(5, categories=6, per_category=40)
+    monkeypatch.setattr(classifier, "PARALLEL_MIN_EXAMPLES", 0)
+    fit_svm = classifier._fit_svm
+
+    def recording(*args, **kwargs):
+        with open(tmp_path / "pids", "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return fit_svm(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "_fit_svm", recording)
+
+    def fit_in(processes):
+        (tmp_path / "pids").write_text("")
+        model = IntentClassifier.fit(texts=texts, embeddings=vectors, labels=labels, processes=processes)
+        return model, (tmp_path / "pids").read_text().split()
+
+    # when
+    sequential, sequential_pids = fit_in(1)
+    parallel, parallel_pids = fit_in(2)
+    # then: the fits ran in this process, then in others (the final model, five folds, five groups)
+    assert sequential_pids == [str(os.getpid())] * 11
+    assert len(parallel_pids) == 11 and str(os.getpid()) not in parallel_pids
+    assert sequential.stats["confidence_model"] == "logistic"
+    assert sequential.calibration["out_of_scope_in_calibration"] > 0
+    # and the classifiers are the same to the bit: weights, vocabularies, temperature, confidence model,
+    # out-of-scope similarity and threshold (all in the stored bytes), calibration and predictions
+    assert parallel.to_bytes() == sequential.to_bytes()
+    assert parallel.calibration == sequential.calibration
+    assert parallel.suggested_threshold == sequential.suggested_threshold
+    queries, query_vectors = texts[::17], vectors[::17] + 0.5
+    assert parallel.predict(texts=queries, embeddings=query_vectors) == sequential.predict(
+        texts=queries, embeddings=query_vectors
+    )

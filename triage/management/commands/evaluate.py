@@ -69,8 +69,8 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=None,
-            help="Processes that triage tickets side by side (default: the machine's cores, at most 4; "
-            "1: one after the other in this process). The figures do not depend on it.",
+            help="Processes that embed, fit the classifier and triage tickets side by side (default: the machine's "
+            "cores, at most 4; 1: one after the other in this process). The figures do not depend on it.",
         )
         parser.add_argument(
             "--provider",
