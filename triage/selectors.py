@@ -37,9 +37,9 @@ from triage.models import (
 
 #: Candidates the HNSW index keeps while it searches (pgvector's `hnsw.ef_search`, default 40): more is
 #: slower and finds more of the true nearest chunks. Chosen with `bench/retrieval.py` (README, Knowledge-base
-#: search): at 100,000 chunks the index (m=16, ef_construction=64) found 0.904 of the exact top 5 at 40 and
-#: 0.955 at 80 (p95 5.25 ms); at 10,000, 0.995 at 80.
-HNSW_EF_SEARCH = 80
+#: search): at 100,000 chunks the index (m=16, ef_construction=64) found 0.894 of the exact top 5 at 40,
+#: 0.943-0.965 at 80 (from one index build to the next) and 0.967-0.979 at 160, where p95 was 2.24 ms.
+HNSW_EF_SEARCH = 160
 
 
 def hnsw_session_set(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
