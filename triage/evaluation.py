@@ -150,7 +150,7 @@ def evaluate_dataset(
         embed_texts([t.text for t in tickets])  # embedded above: in memory (or the database's cache) already
         rows = _tickets_create(dataset=dataset, tickets=tickets, held_out=held_out, with_ungated=with_ungated)
         for row, (_, gated_run, _) in zip(tickets, rows, strict=True):
-            kinds[gated_run.pk] = _kind(dataset=dataset, label=row.label, money=row.money, held_out=held_out)
+            kinds[gated_run.pk] = ticket_kind(dataset=dataset, label=row.label, money=row.money, held_out=held_out)
         pairs = [[gated.pk] + ([ungated.pk] if ungated is not None else []) for _, gated, ungated in rows]
         runs_work(run_groups=pairs, router=router, workers=workers, tick=tick)
     gated_ids = [gated.pk for _, gated, _ in rows]
@@ -271,7 +271,7 @@ def _group_work(group: Sequence[int], router: Router) -> None:
         run_pipeline(run_id=run_id, router=router.fresh())
 
 
-def _kind(*, dataset: Dataset, label: str, money: bool | None, held_out: frozenset[str]) -> str:
+def ticket_kind(*, dataset: Dataset, label: str, money: bool | None, held_out: frozenset[str] = frozenset()) -> str:
     """What a ticket truly is: a held-out category's (in the domain), another business's, money or automatable.
 
     `money`: the dataset's `money` column (1: the ticket asks for money to move whatever its category)."""

@@ -10,11 +10,13 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from triage.contracts import TicketIn
 from triage.datasets import dataset_load
+from triage.evaluation import autonomy_figures, ticket_kind
 from triage.management.commands._progress import Bars
 from triage.management.commands.evaluate import render_report
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun, TargetChange, Ticket
 from triage.permissions import agents_group_ensure
+from triage.pipeline.router import Router
 from triage.selectors import gate_policy_current
 from triage.services import (
     categories_import,
@@ -67,6 +69,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Resumed {resumed} unfinished run(s) from an earlier start.")
         new = 0
         money_tickets: set[int] = set()
+        kind_of_ticket: dict[int, str] = {}  # what each ticket truly is (automatable, money, out of scope)
         for row in data.tickets:
             result = ticket_ingest(
                 ticket_in=TicketIn(
@@ -79,6 +82,7 @@ class Command(BaseCommand):
                 reference_label=row.label,
             )
             new += result.created
+            kind_of_ticket[result.ticket.pk] = ticket_kind(dataset=data, label=row.label, money=row.money)
             if row.money:
                 money_tickets.add(result.ticket.pk)
         self._wait_for_runs(bars, len(data.tickets))
@@ -93,7 +97,12 @@ class Command(BaseCommand):
             ),
             human_cost=policy.human_cost_per_ticket or settings.TRIAGE_HUMAN_COST_PER_TICKET,
         )
-        report = {"dataset": "demo", **figures.as_dict()}
+        # The calibrated-autonomy figures too (target beside the mishandled rate among auto-handled tickets,
+        # the share of automatable tickets automated), as `evaluate` reports them.
+        known = runs.filter(ticket_id__in=kind_of_ticket)
+        kinds = {pk: kind_of_ticket[ticket] for pk, ticket in known.values_list("pk", "ticket_id")}
+        autonomy = autonomy_figures(runs=known, kinds=kinds, thresholds=Router.for_run(PipelineRun()).thresholds)
+        report = {"dataset": "demo", **figures.as_dict(), **autonomy}
         self.stdout.write("")
         self.stdout.write(json.dumps(report, sort_keys=True) if options["json"] else render_report(report))
         waiting = Ticket.objects.filter(status=Ticket.Status.AWAITING_APPROVAL).count()
