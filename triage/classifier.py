@@ -207,18 +207,10 @@ class _Features:
             indices.extend(counts)
             values.extend(counts.values())
             indptr.append(len(indices))
-        data = numpy.asarray(values, dtype=numpy.float64)
-        cols = numpy.asarray(indices, dtype=numpy.int64)
-        if sublinear:
-            data = numpy.log(data) + 1.0
-        data = data * idf[cols]
         bounds = numpy.asarray(indptr, dtype=numpy.int64)
         row_of = numpy.repeat(numpy.arange(len(texts)), numpy.diff(bounds))
-        norms = numpy.sqrt(numpy.bincount(row_of, weights=data * data, minlength=len(texts)))
-        data = data / numpy.where(norms > 0, norms, 1.0)[row_of]
-        return sparse.csr_matrix(
-            (data.astype(numpy.float32), cols, bounds), shape=(len(texts), len(idf)), dtype=numpy.float32
-        )
+        counts_of = numpy.asarray(values, dtype=numpy.float64)
+        return _tfidf_rows(counts_of, numpy.asarray(indices, dtype=numpy.int64), bounds, row_of, idf, sublinear)
 
     @staticmethod
     def _tfidf_from_table(texts: Sequence[str], table: _NgramTable, columns, idf, sublinear: bool):
@@ -228,18 +220,9 @@ class _Features:
         cols = columns[table.ids[take]]
         kept = cols >= 0
         row_of = numpy.repeat(numpy.arange(len(texts)), lengths)[kept]
-        cols = cols[kept]
-        data = table.counts[take][kept].astype(numpy.float64)
         bounds = numpy.zeros(len(texts) + 1, dtype=numpy.int64)
         numpy.cumsum(numpy.bincount(row_of, minlength=len(texts)), out=bounds[1:])
-        if sublinear:
-            data = numpy.log(data) + 1.0
-        data = data * idf[cols]
-        norms = numpy.sqrt(numpy.bincount(row_of, weights=data * data, minlength=len(texts)))
-        data = data / numpy.where(norms > 0, norms, 1.0)[row_of]
-        return sparse.csr_matrix(
-            (data.astype(numpy.float32), cols, bounds), shape=(len(texts), len(idf)), dtype=numpy.float32
-        )
+        return _tfidf_rows(table.counts[take][kept].astype(numpy.float64), cols[kept], bounds, row_of, idf, sublinear)
 
     def transform(self, texts: Sequence[str], embeddings: numpy.ndarray) -> sparse.csr_matrix:
         if self._tables is not None:
@@ -285,13 +268,15 @@ class _Analyses:
         return self._tables[block]
 
     def fitted_from_table(self, texts: Sequence[str], block: str, params: dict[str, Any]):
-        """What `fitted` returns, and each n-gram's column in it (-1: left out), from the n-gram table.
+        """A vectoriser with `params` fitted on `texts` (analysed already) and each n-gram's column in it (-1:
+        left out), from the n-gram table; None when too few texts remain for `min_df` (the caller falls back).
 
-        Why: `fitted` counted every n-gram of every text in Python for each of the eleven fits of one
-        `fit` (the final model, five folds, five unseen-category models); the table counts them once and a
-        fit's document frequencies are one `bincount`. The vocabulary and the IDF weights are scikit-learn's
-        (`CountVectorizer`'s min_df pruning and alphabetical order, `TfidfTransformer.fit`'s smoothed IDF in
-        the matrix's float32), checked against `fitted` in the tests. None where `fitted` gives None."""
+        Why not scikit-learn's own fit on the stored n-grams: it counted every n-gram of every text in Python
+        for each of the eleven fits of one `fit` (the final model, five folds, five unseen-category models);
+        the table counts them once and a fit's document frequencies are one `bincount`. The vocabulary and
+        the IDF weights are scikit-learn's (`CountVectorizer`'s min_df pruning and alphabetical order,
+        `TfidfTransformer.fit`'s smoothed IDF in the matrix's float32), checked against its TfidfVectorizer
+        in the tests."""
         table = self.table(block)
         n_docs = len(texts)
         min_df = int(params["min_df"])
@@ -314,27 +299,17 @@ class _Analyses:
         columns[keep] = numpy.arange(len(keep))
         return vectorizer, columns
 
-    @staticmethod
-    def fitted(texts: Sequence[str], ngrams: dict[str, list[str]], params: dict[str, Any]):
-        """A vectoriser with `params`, fitted on `texts` through their stored n-grams; None when the fit
-        fails (too few texts for `min_df`), for the caller's fallback."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
 
-        counting = TfidfVectorizer(
-            analyzer=ngrams.__getitem__,
-            token_pattern=None,
-            min_df=params["min_df"],
-            sublinear_tf=params["sublinear_tf"],
-            lowercase=False,
-            dtype=numpy.float32,
-        )
-        try:
-            counting.fit(texts)
-        except ValueError:
-            return None
-        vectorizer = _vectorizer(params, _vocabulary_list(counting))
-        vectorizer.idf_ = counting.idf_
-        return vectorizer
+def _tfidf_rows(counts, cols, bounds, row_of, idf, sublinear: bool) -> sparse.csr_matrix:
+    """The TF-IDF rows (float32 CSR, each row L2-normalised) of n-gram `counts` (float64) at columns `cols`,
+    row `r` being `bounds[r]:bounds[r + 1]` (`row_of`: each entry's row): `_Features`' two ways of counting
+    share this, so both give the same floats."""
+    n_rows = len(bounds) - 1
+    data = numpy.log(counts) + 1.0 if sublinear else counts
+    data = data * idf[cols]
+    norms = numpy.sqrt(numpy.bincount(row_of, weights=data * data, minlength=n_rows))
+    data = data / numpy.where(norms > 0, norms, 1.0)[row_of]
+    return sparse.csr_matrix((data.astype(numpy.float32), cols, bounds), shape=(n_rows, len(idf)), dtype=numpy.float32)
 
 
 def _vocabulary_list(vectorizer) -> list[str]:

@@ -19,6 +19,7 @@ from triage.classifier import (
     Prediction,
     _Analyses,
     _Features,
+    _vectorizer,
     _vocabulary_list,
 )
 
@@ -228,16 +229,38 @@ def test_fast_tfidf_matches_scikit_learn():
     assert abs(ours[:, : reference.shape[1]] - reference).max() < 1e-6
 
 
+def fitted_by_scikit_learn(texts, ngrams, params):
+    """The reference for `_Analyses.fitted_from_table`: scikit-learn's own TfidfVectorizer fitted on `texts`
+    through their stored n-grams (None where its fit fails, as the table's gives None)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    counting = TfidfVectorizer(
+        analyzer=ngrams.__getitem__,
+        token_pattern=None,
+        min_df=params["min_df"],
+        sublinear_tf=params["sublinear_tf"],
+        lowercase=False,
+        dtype=numpy.float32,
+    )
+    try:
+        counting.fit(texts)
+    except ValueError:
+        return None
+    vectorizer = _vectorizer(params, _vocabulary_list(counting))
+    vectorizer.idf_ = counting.idf_
+    return vectorizer
+
+
 def test_fits_from_the_ngram_table_match_the_fits_from_ngrams():
     # given: a fold-like subset with a repeated text, and texts outside it
     texts = [t for texts in EXAMPLES.values() for t in texts]
     analyses = _Analyses(texts)
     subset = texts[::2] + texts[:3]
     reference = _Features(
-        analyses.fitted(
+        fitted_by_scikit_learn(
             subset, analyses.word, {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
         ),
-        analyses.fitted(
+        fitted_by_scikit_learn(
             subset, analyses.char, {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 2}
         ),
         analyses,
@@ -254,7 +277,7 @@ def test_fits_from_the_ngram_table_match_the_fits_from_ngrams():
     assert numpy.array_equal(a.data, b.data)
     # and where min_df leaves nothing (one text), both give the caller's fallback
     assert analyses.fitted_from_table(texts[:1], "char", {"min_df": 2}) is None
-    assert analyses.fitted(texts[:1], analyses.char, {"min_df": 2, "sublinear_tf": True}) is None
+    assert fitted_by_scikit_learn(texts[:1], analyses.char, {"min_df": 2, "sublinear_tf": True}) is None
 
 
 def test_calibration_holds_unseen_category_examples_counted_as_wrong():
