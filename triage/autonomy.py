@@ -64,6 +64,17 @@ class CalibrationSet:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def thresholds(self, *, target: float, confidence: float, min_per_category: int) -> ThresholdChoice:
+        """The thresholds this data certifies at `target` with `confidence` (`triage.risk.thresholds_choose`)."""
+        return thresholds_choose(
+            scores=self.scores,
+            correct=self.correct,
+            categories=self.categories,
+            target=target,
+            confidence=confidence,
+            min_per_category=min_per_category,
+        )
+
 
 def calibration_set(
     *,
@@ -185,10 +196,7 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
     choice: ThresholdChoice | None = None
     if classifier.calibration:  # a deferred field: read here, on a cache miss only
         data = calibration_set(classifier=classifier, money_labels=money)
-        choice = thresholds_choose(
-            scores=data.scores,
-            correct=data.correct,
-            categories=data.categories,
+        choice = data.thresholds(
             target=policy.target_mishandled_rate,
             confidence=policy.guarantee_confidence,
             min_per_category=policy.min_labelled_per_category,
@@ -244,14 +252,7 @@ def what_if(
 ) -> WhatIf:
     """What a proposed target, with per-category thresholds typed by hand (`overrides`; None: never
     automate that category), would have done on the labelled history, before anything is saved."""
-    choice = thresholds_choose(
-        scores=data.scores,
-        correct=data.correct,
-        categories=data.categories,
-        target=target,
-        confidence=confidence,
-        min_per_category=min_per_category,
-    )
+    choice = data.thresholds(target=target, confidence=confidence, min_per_category=min_per_category)
     thresholds = {c: t.threshold for c, t in choice.categories.items()} | dict(overrides)
     outcome = choice_apply(thresholds=thresholds, scores=data.scores, correct=data.correct, categories=data.categories)
     return WhatIf(choice=choice, thresholds=thresholds, outcome=outcome, overridden=dict(overrides))

@@ -43,7 +43,7 @@ from triage.autonomy import CalibrationSet, calibration_set
 from triage.classifier import IntentClassifier
 from triage.models import Category, TrainedClassifier
 from triage.pipeline.router import classifier_load
-from triage.risk import thresholds_choose, upper_bound, zero_error_sample_size
+from triage.risk import upper_bound, zero_error_sample_size
 from triage.selectors import (
     HeldOutLabel,
     TrainingSet,
@@ -120,14 +120,7 @@ def classifier_score(
 ) -> ModelScore:
     """See the module docstring: the thresholds `calibration` certifies for `model` at `target` with
     `confidence`, and what they would auto-handle among `held_out`, and how much of it wrongly."""
-    choice = thresholds_choose(
-        scores=calibration.scores,
-        correct=calibration.correct,
-        categories=calibration.categories,
-        target=target,
-        confidence=confidence,
-        min_per_category=min_per_category,
-    )
+    choice = calibration.thresholds(target=target, confidence=confidence, min_per_category=min_per_category)
     certified = any(c.threshold is not None for c in choice.categories.values())
     reason = "" if certified else (choice.reason or "its calibration data certifies no category")
     predictions = (
