@@ -72,11 +72,26 @@ def test_padding_and_batch_order_do_not_change_a_vector():
     assert cosine(batched[0], alone) < 0.99
 
 
+def padded_by_the_tokenizer(embedder, text):
+    """`text`'s vector with the tokenizer's own padding and attention mask (the reference for `embed`, which
+    pads each batch by hand)."""
+    from tokenizers import Tokenizer
+
+    embedder.load()
+    tokenizer = Tokenizer.from_file(str(embedder._tokenizer_path))
+    tokenizer.enable_truncation(max_length=embedder._max_tokens)
+    tokenizer.enable_padding(pad_id=embedder._pad_id, pad_token="[PAD]")
+    encoding = tokenizer.encode_batch([text], add_special_tokens=True)[0]
+    ids = numpy.asarray([encoding.ids], dtype=numpy.int64)
+    mask = numpy.asarray([encoding.attention_mask], dtype=numpy.int64)
+    return embedder._embed_arrays(ids, mask)[0]
+
+
 def test_a_vector_is_the_same_bit_for_bit_whatever_its_batch_thread_count_or_process():
     # given: texts of many lengths (the tokenizer's own padding path is the reference)
     texts = [f"card {i} " * (1 + i % 9) + "arrived?" for i in range(70)] + ["", "word " * 400]
     embedder = get_local_embedder()
-    one_by_one = numpy.stack([embedder._embed_batch([t])[0] for t in texts])
+    one_by_one = numpy.stack([padded_by_the_tokenizer(embedder, t) for t in texts])
     # when
     batched = embedder.embed(texts, batch_size=16)
     single_thread = LocalEmbedder(threads=1).embed(texts, batch_size=64)
