@@ -166,6 +166,9 @@ TRIAGE_RUN_MAX_TAKES = env.int("TRIAGE_RUN_MAX_TAKES", default=3)
 # A task that finds the database unreachable (restarting) waits for it, with backoff, this many seconds before
 # it gives up and leaves the run to the sweeper (triage.tasks.database_wait).
 TRIAGE_DB_WAIT = env.float("TRIAGE_DB_WAIT", default=30.0)
+# The runner's statements are prepared once per database session (triage.durability.statement_prepared).
+# Turn off behind a pooler in transaction mode that does not keep prepared statements (PgBouncer < 1.21).
+TRIAGE_PREPARED_STATEMENTS = env.bool("TRIAGE_PREPARED_STATEMENTS", default=True)
 # `manage.py rqworker default` loads the models once in the worker before it forks, and sweeps.
 RQ["WORKER_CLASS"] = "triage.worker.TriageWorker"
 

@@ -20,6 +20,7 @@ from pgvector.django import CosineDistance
 
 from integrations.models import McpServer, McpTool
 from triage.contracts import Passage, Retrieval
+from triage.durability import statement_prepared
 from triage.models import (
     Action,
     ActionTool,
@@ -62,7 +63,7 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
     """
     vector = Vector(np.asarray(embedding, dtype=np.float32).reshape(-1)).to_text()
     with connection.cursor() as cursor:
-        cursor.execute(_chunk_search_sql(limit), [vector])
+        cursor.execute(*statement_prepared(_chunk_search_sql(limit), [vector]))
         found = cursor.fetchall()
     return Retrieval(
         passages=[

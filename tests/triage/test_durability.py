@@ -15,12 +15,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from triage import tasks
 from triage.contracts import TicketIn
-from triage.durability import connection_lost, run_lock
+from triage.durability import connection_lost, rows_unflushed, run_lock
 from triage.models import PipelineRun, StepRun, Ticket
 from triage.pipeline import runner
 from triage.pipeline.router import Router
@@ -322,3 +322,106 @@ def test_a_run_whose_lock_another_worker_holds_is_neither_claimed_nor_changed(co
     assert taken.status == stored.status == PipelineRun.Status.QUEUED
     assert stored.takes == 0 and stored.started_at is None
     assert in_thread(lambda: StepRun.objects.filter(run_id=run.pk).count()) == 0
+
+
+# --- Prepared statements ----------------------------------------------------------------------------------
+
+
+def prepared_here() -> list[str]:
+    """The statements this session has prepared (their text as PREPARE gave it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'triage_%%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def sent_while(fn) -> tuple[object, list[str]]:
+    connection.ensure_connection()  # not the session's own set-up (`hnsw_session_set`)
+    connection.force_debug_cursor = True
+    try:
+        before = len(connection.queries)
+        return fn(), [q["sql"] for q in connection.queries[before:]]
+    finally:
+        connection.force_debug_cursor = False
+
+
+SUM_PERCENT = ("SELECT %s::int + 1, 'x%%' || %s", [41, "y"])
+
+
+def test_a_statement_used_again_in_a_session_is_prepared_once_then_executed_by_name_with_the_same_answer(db):
+    def session() -> tuple[list, list[list[str]], list[str]]:
+        answers, sent = [], []
+        for _ in range(3):
+            answer, queries = sent_while(lambda: rows_unflushed([SUM_PERCENT]))
+            answers.append(answer)
+            sent.append(queries)
+        return answers, sent, prepared_here()
+
+    answers, sent, prepared = in_thread(session)
+
+    # then: the same answer each time ('%%' is a literal percent sign, as in the text sent as it is)
+    assert answers == [[[(42, "x%y")]]] * 3
+    # the first use goes as it is; the second prepares it (its own statement, outside any transaction) and
+    # executes it by name; the third only executes it
+    assert "'x%' ||" in sent[0][0] and "EXECUTE" not in sent[0][0]
+    assert sent[1][0].startswith("PREPARE triage_") and "$1::int + 1, 'x%' || $2" in sent[1][0]
+    assert "EXECUTE triage_" in sent[1][1] and "EXECUTE triage_" in sent[2][0] and len(sent[2]) == 1
+    assert prepared == [sent[1][0]]
+
+
+def test_a_new_session_prepares_its_statements_afresh(db):
+    def two_sessions() -> list:
+        answers = [rows_unflushed([SUM_PERCENT]) for _ in range(3)]
+        connection.close()  # the next query opens a new session, where nothing is prepared
+        answers += [rows_unflushed([SUM_PERCENT]) for _ in range(3)]
+        return [answers, prepared_here()]
+
+    answers, prepared = in_thread(two_sessions)
+
+    assert answers == [[[(42, "x%y")]]] * 6
+    assert len(prepared) == 1
+
+
+def test_a_statement_the_server_cannot_type_and_one_inside_a_transaction_are_sent_as_they_are(db):
+    def session() -> tuple[list, list[str], list[str]]:
+        untyped = [rows_unflushed([("SELECT %s + %s", [1, 2])]) for _ in range(3)]
+        with transaction.atomic():
+            inside = [rows_unflushed([SUM_PERCENT]) for _ in range(3)]
+        _, sent = sent_while(lambda: rows_unflushed([("SELECT %s + %s", [1, 2])]))
+        return untyped + inside, sent, prepared_here()
+
+    answers, sent, prepared = in_thread(session)
+
+    assert answers == [[[(3,)]]] * 3 + [[[(42, "x%y")]]] * 3
+    assert "EXECUTE" not in sent[0]
+    assert prepared == []  # `$1 + $2`: no operator for two unknowns; inside the transaction nothing is prepared
+
+
+def test_with_prepared_statements_off_every_statement_is_sent_as_it_is(db, settings):
+    settings.TRIAGE_PREPARED_STATEMENTS = False
+    answers = in_thread(lambda: [[rows_unflushed([SUM_PERCENT]) for _ in range(3)], prepared_here()])
+    assert answers == [[[[(42, "x%y")]]] * 3, []]
+
+
+def test_a_worker_working_runs_one_after_another_executes_its_take_close_and_search_by_name(committed_run):
+    # given: three committed runs, worked by one worker on one connection (as an RQ worker works its jobs)
+    runs = [committed_run() for _ in range(3)]
+
+    def work() -> tuple[list[str], list[str], list[str]]:
+        statuses = [runner.run_pipeline(run_id=run.pk).status for run in runs[:2]]
+        _, sent = sent_while(lambda: statuses.append(runner.run_pipeline(run_id=runs[2].pk).status))
+        return statuses, sent, prepared_here()
+
+    statuses, sent, prepared = in_thread(work)
+
+    # then: all closed as a run on a new connection closes them, every checkpoint stored
+    assert statuses == [PipelineRun.Status.COMPLETED] * 3
+    for run in runs:
+        steps = in_thread(lambda run=run: list(StepRun.objects.filter(run_id=run.pk).values_list("step", flat=True)))
+        assert steps == list(runner.STEPS)
+    # and: the third run's take, search and close executed statements prepared earlier
+    assert any("WITH claimed AS (UPDATE" in p for p in prepared)
+    assert any('INSERT INTO "triage_steprun"' in p for p in prepared)
+    assert any("<=>" in p for p in prepared)  # the knowledge-base search
+    assert sent[0].startswith("SET LOCAL synchronous_commit = off; EXECUTE triage_")
+    assert "WITH claimed" not in sent[0] and "INSERT INTO" not in sent[-1]
+    assert sent[-1].startswith("BEGIN; SET LOCAL synchronous_commit = off; EXECUTE triage_")
