@@ -17,6 +17,7 @@ and plain scripts alike.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DIMENSIONS",
@@ -300,8 +303,14 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     session's threads do not survive a fork). A vector does not depend on the texts it is batched with,
     so the result is the one `embed` returns. The caller must not hold open database connections the
     children could inherit and use (the children touch no database).
+
+    A child that dies (killed, out of memory, a crash in the runtime) does not hang the caller, as it would
+    with `multiprocessing.Pool`, whose `map` waits forever for a dead worker's share: the executor notices
+    the death, and the texts are embedded here instead, in this process, with the same result.
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     texts = ["" if t is None else str(t) for t in texts]
     if processes <= 1 or len(texts) < 2 * _PROCESS_BATCH:
@@ -311,9 +320,12 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     parts = [order[k::processes] for k in range(processes)]
     out = numpy.zeros((len(texts), DIMENSIONS), dtype=numpy.float32)
-    with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
-        for part, vectors in zip(
-            parts, pool.map(_child_embed, [[texts[i] for i in part] for part in parts]), strict=True
-        ):
-            out[part] = vectors
+    try:
+        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            shares = list(pool.map(_child_embed, [[texts[i] for i in part] for part in parts]))
+    except BrokenProcessPool as exc:
+        logger.warning("an embedding process died (%s); embedding the %d texts in this process", exc, len(texts))
+        return get_local_embedder().embed(texts)
+    for part, vectors in zip(parts, shares, strict=True):
+        out[part] = vectors
     return out

@@ -12,6 +12,8 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -233,7 +235,9 @@ def runs_work(
     database connection. Why: a run waits on the database for much of its time and one process leaves a
     core idle meanwhile; the runs of an evaluation are independent (a ticket's gated and ungated runs
     stay together, in order, as one group), so working them side by side changes no figure. Forking (not
-    spawning) hands the workers the loaded classifier and the vectors in memory as they are.
+    spawning) hands the workers the loaded classifier and the vectors in memory as they are. A worker that
+    dies (killed, out of memory) stops the evaluation with an error naming it, instead of leaving it
+    waiting forever for that worker's runs (`multiprocessing.Pool` would).
     """
     if workers <= 1 or len(run_groups) < 2:
         for group in run_groups:
@@ -246,9 +250,14 @@ def runs_work(
     _worker_router = router
     chunks = [list(run_groups[i : i + _CHUNK]) for i in range(0, len(run_groups), _CHUNK)]
     try:
-        with multiprocessing.get_context("fork").Pool(processes=workers) as pool:
-            for done in pool.imap_unordered(_chunk_work, chunks):
-                tick(done)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
+                tick(future.result())
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a process working the evaluation's runs died ({exc}); the evaluation stopped. Rerun it, or run it "
+            "with --workers 1 to see what fails in one process."
+        ) from exc
     finally:
         _worker_router = None
 

@@ -1,5 +1,6 @@
 """The offline embedder: shapes, unit rows, sane similarities, padding, pinned hashes."""
 
+import os
 import shutil
 import threading
 
@@ -162,3 +163,23 @@ def test_each_file_is_hashed_once_per_process(tmp_path, monkeypatch):
     embeddings._verify_file(copy, embeddings.TOKENIZER_SHA256, "tokenizer")
     # then
     assert calls.count(copy) == 1
+
+
+def _die(texts):
+    os._exit(9)  # a child killed in the middle of its share (as the kernel's OOM killer would)
+
+
+def test_an_embedding_process_that_dies_neither_hangs_the_caller_nor_loses_a_text(monkeypatch, caplog):
+    # given: texts enough to share out, and children that die as soon as they get their share
+    texts = [f"where is card {i}?" for i in range(100)]
+    expected = get_local_embedder().embed(texts)
+    monkeypatch.setattr(embeddings, "_child_embed", _die)
+    outcome: dict = {}
+    caller = threading.Thread(target=lambda: outcome.setdefault("vectors", embed_in_processes(texts, processes=2)))
+    # when
+    caller.start()
+    caller.join(120)
+    # then: the caller came back (multiprocessing.Pool's map waited forever) with every vector, as one process has them
+    assert not caller.is_alive(), "embed_in_processes hung on a dead child"
+    assert numpy.array_equal(outcome["vectors"], expected)
+    assert "an embedding process died" in caplog.text

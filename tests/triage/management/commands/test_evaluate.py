@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -206,3 +207,31 @@ def test_evaluate_measures_retrieval_citations_and_money_asks_and_writes_the_rep
     assert [row["category"] for row in full["categories"]] == ["billing", "out_of_scope", "password", "shipping"]
     assert len(full["risk_coverage"]["ungated"]) >= 1
     assert "Report written" in stderr
+
+
+def _die(chunk):
+    os._exit(9)  # a worker killed in the middle of its runs (as the kernel's OOM killer would)
+
+
+def test_a_run_worker_that_dies_stops_the_evaluation_with_an_error_instead_of_hanging(monkeypatch):
+    # given: run workers that die as soon as they get runs to work
+    from triage import evaluation
+
+    monkeypatch.setattr(evaluation, "_chunk_work", _die)
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            evaluation.runs_work(run_groups=[[1], [2], [3]], router=None, workers=2, tick=lambda n: None)
+        except RuntimeError as exc:
+            outcome["error"] = str(exc)
+
+    # when
+    caller = threading.Thread(target=work)
+    caller.start()
+    caller.join(120)
+
+    # then: the caller came back with an error that says what happened and what to do
+    assert not caller.is_alive(), "runs_work hung on a dead worker"
+    assert "a process working the evaluation's runs died" in outcome["error"]
+    assert "--workers 1" in outcome["error"]
