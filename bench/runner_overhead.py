@@ -2,7 +2,8 @@
 
 Model calls are stubbed (a fixed embedding, a fixed prediction, a fixed draft) so that what is left is
 what each orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
-throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike:
+throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike (each
+round starting with the next variant, so none is always first or last; `--rounds 5` starts each once):
 
 - the durable runner (`run_pipeline`: checkpoints, the advisory lock, gate verdicts, routing, actions). A
   fresh run that pays for nothing, as here, costs it three round trips, none waiting for the disk flush: one
@@ -291,7 +292,7 @@ def main() -> None:
                 saver.setup()
                 graph = langgraph_graph(saver)
             serial = 0
-            for _ in range(args.rounds):
+            for round_index in range(args.rounds):
                 run_ids = []
                 for _ in range(args.tickets):
                     serial += 1
@@ -304,11 +305,11 @@ def main() -> None:
                     run = run_pipeline(run_id=run_ids[i], router=router.fresh())
                     assert run.status == PipelineRun.Status.COMPLETED, run.status
 
-                times["runner_ms"].append(per_ticket_ms(args.tickets, runner))
-                times["plain_ms"].append(per_ticket_ms(args.tickets, lambda i: plain_chain(TEXT)))
-                times["psycopg_one_transaction_ms"].append(
-                    per_ticket_ms(args.tickets, lambda i, s=serial: psycopg_chain(pg, f"{s}-{i}", TEXT))
-                )
+                variants: list[tuple[str, Callable[[int], None]]] = [
+                    ("runner_ms", runner),
+                    ("plain_ms", lambda i: plain_chain(TEXT)),
+                    ("psycopg_one_transaction_ms", lambda i, s=serial: psycopg_chain(pg, f"{s}-{i}", TEXT)),
+                ]
                 if graph is not None:
                     for key, durability in (("langgraph_postgres_ms", None), ("langgraph_exit_ms", "exit")):
 
@@ -317,7 +318,12 @@ def main() -> None:
                             final = graph.invoke({"text": TEXT}, config, durability=durability)
                             assert final["route"] == "auto"
 
-                        times[key].append(per_ticket_ms(args.tickets, langgraph))
+                        variants.append((key, langgraph))
+                # Each round starts with the next variant: none always runs first, right after the tickets
+                # were ingested (when the server may be vacuuming or writing them out), nor always last.
+                shift = round_index % len(variants)
+                for key, work in variants[shift:] + variants[:shift]:
+                    times[key].append(per_ticket_ms(args.tickets, work))
     medians = {key: round(statistics.median(values), 2) if values else None for key, values in times.items()}
     runner, plain = medians["runner_ms"], medians["plain_ms"]
     assert runner is not None and plain is not None
