@@ -251,8 +251,12 @@ def runs_work(
     chunks = [list(run_groups[i : i + _CHUNK]) for i in range(0, len(run_groups), _CHUNK)]
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
-                tick(future.result())
+            try:
+                for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
+                    tick(future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # a failure: the chunks not started yet are dropped
+                raise
     except BrokenProcessPool as exc:
         raise RuntimeError(
             f"a process working the evaluation's runs died ({exc}); the evaluation stopped. Rerun it, or run it "
