@@ -5,6 +5,10 @@ tickets in order through the real chain (local providers, gates on), in a throw-
 agent decides every ticket sent to a person with its true label, through the real inbox service
 (`approval_decide`): approve when the proposed category is right, edit the category when it is not, reject
 when no category fits (out of scope). Those decisions become labels (`triage.services.ticket_label_record`).
+With `--mark-mishandled` the agent also marks every auto-handled ticket whose category was wrong as
+mishandled (`triage.services.ticket_mark_mishandled`), as staff do when the customer writes back: the
+product's other source of labels, and the only one above the threshold in force (a `wrong` label). By
+default it does not (the issue's agent decides the escalated tickets only), so no auto-handled ticket is labelled.
 Every `--retrain-every` tickets `classifier_retrain` trains a challenger and promotes it only when it beats
 the active version on held-out labels, and the thresholds in force are chosen again from the labels so far
 (`triage.autonomy.thresholds_forget`: the product chooses again every few minutes, which under real traffic
@@ -14,7 +18,7 @@ definition as `evaluate`), then one JSON line of every figure.
 
     uv run python bench/learning_curve.py [--dataset ../shared/datasets/banking77] [--seed-per-category 10]
                                           [--retrain-every 500] [--limit N] [--target 0.01]
-                                          [--min-per-category 30]
+                                          [--min-per-category 30] [--mark-mishandled]
 """
 
 from __future__ import annotations
@@ -53,11 +57,18 @@ from triage.embedding import embed_texts
 from triage.evaluation import isolated_database
 from triage.learning import classifier_retrain
 from triage.metrics import ReferenceLabels, chain_figures
-from triage.models import PipelineRun
+from triage.models import PipelineRun, StepRun
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
 from triage.selectors import gate_policy_current
-from triage.services import categories_import, classifier_train, examples_import, gate_policy_save, ticket_ingest
+from triage.services import (
+    categories_import,
+    classifier_train,
+    examples_import,
+    gate_policy_save,
+    ticket_ingest,
+    ticket_mark_mishandled,
+)
 
 
 def main() -> None:
@@ -78,6 +89,12 @@ def main() -> None:
         type=int,
         default=None,
         help="The gate policy's labelled tickets a category needs before any is automated (default: the policy's, 30).",
+    )
+    parser.add_argument(
+        "--mark-mishandled",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="The simulated agent also marks wrongly auto-handled tickets as mishandled (default: no).",
     )
     args = parser.parse_args()
 
@@ -127,6 +144,8 @@ def main() -> None:
                 approval = ApprovalRequest.objects.filter(run_id=result.run.pk).first()
                 if approval is not None:
                     _decide(approval=approval, label=row.label, agent=agent)
+                elif args.mark_mishandled:
+                    _mark_if_wrong(run_id=result.run.pk, ticket_id=result.ticket.pk, label=row.label, agent=agent)
             figures = chain_figures(
                 runs=PipelineRun.objects.filter(pk__in=run_ids), truth=truth, human_cost=Decimal("4")
             )
@@ -162,6 +181,7 @@ def main() -> None:
         "retrain_every": args.retrain_every,
         "target_mishandled_rate": policy.target_mishandled_rate,
         "min_labelled_per_category": policy.min_labelled_per_category,
+        "mark_mishandled": args.mark_mishandled,
         "windows": windows,
         "automation_first": rates[0] if rates else None,
         "automation_last": rates[-1] if rates else None,
@@ -179,6 +199,21 @@ def _in_force(router: Router) -> float:
     if router.thresholds is None:
         return router.classifier_threshold
     return 1.0 if router.thresholds.threshold is None else router.thresholds.threshold
+
+
+def _mark_if_wrong(*, run_id: int, ticket_id: int, label: str, agent) -> None:
+    """The simulated agent, after the customer wrote back: an auto-handled ticket whose category was wrong
+    is marked mishandled (the same judgement as the figures': the category acted on against the label)."""
+    run = PipelineRun.objects.get(pk=run_id)
+    if run.route != PipelineRun.Route.AUTO or run.status != PipelineRun.Status.COMPLETED:
+        return
+    acted_on = (
+        StepRun.objects.filter(run_id=run_id, step="classify", status=StepRun.Status.SUCCEEDED)
+        .values_list("output__category", flat=True)
+        .first()
+    )
+    if acted_on != label:
+        ticket_mark_mishandled(ticket_id=ticket_id, actor=agent)
 
 
 def _decide(*, approval: ApprovalRequest, label: str, agent) -> None:

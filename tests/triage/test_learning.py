@@ -17,7 +17,7 @@ from triage.classifier import Prediction
 from triage.learning import classifier_activate, classifier_retrain, classifier_score, exceeds_target
 from triage.models import Category, LabelledExample, TrainedClassifier
 from triage.pipeline.router import Router
-from triage.selectors import HeldOutLabel, classifier_latest, gate_policy_current
+from triage.selectors import HeldOutLabel, TrafficTicket, classifier_latest, gate_policy_current
 from triage.services import gate_policy_save, ticket_label_record
 
 pytestmark = pytest.mark.django_db
@@ -183,6 +183,46 @@ def test_a_model_is_judged_on_held_out_tickets_under_the_thresholds_its_own_cali
     assert (unsure.automated, unsure.wrong) == (0, 0)  # under the certified threshold: a person decides
     # 10 wrong in 100 is evidence, at 90% confidence, of more than 1% wrong: such a challenger is refused
     assert (careless.automated, careless.wrong, careless.exceeds_target) == (100, 10, True)
+
+
+def test_automation_is_also_counted_on_unlabelled_traffic_under_the_certified_thresholds():
+    scores = [0.99] * 300 + [0.97] * 60 + [0.5] * 40
+    calibration = CalibrationSet(scores, [True] * 360 + [False] * 40, ["order_status"] * 400, 400, 0)
+    traffic = [TrafficTicket(ticket_id=i, text=f"ticket {i}") for i in range(50)]
+    at = {
+        "money_labels": {"refund_request"}, "target": 0.01, "confidence": 0.9, "min_per_category": 30,
+        "held_out": _held_out(["order_status"] * 10), "traffic": traffic, "traffic_embeddings": numpy.zeros((50, 4)),
+    }  # fmt: skip
+
+    sure = classifier_score(model=_Fixed("order_status", 0.98), calibration=calibration, **at)
+    unsure = classifier_score(model=_Fixed("order_status", 0.9), calibration=calibration, **at)
+    money = classifier_score(model=_Fixed("refund_request", 0.99), calibration=calibration, **at)
+
+    assert (sure.traffic, sure.traffic_automated, sure.automated) == (50, 50, 10)
+    assert (unsure.traffic, unsure.traffic_automated) == (50, 0)
+    assert money.traffic_automated == 0  # money always waits for a person
+    assert sure.as_dict()["traffic_automation_rate"] == 1.0
+
+
+def test_retrain_counts_automation_on_every_ticket_of_the_held_out_period_not_only_the_labelled_ones(agent):
+    # given: 240 labelled tickets (the newest 120 held out), then 30 tickets the chain auto-handled,
+    # which nobody labels: the held-out labels alone are only the tickets sent to a person
+    for text, label in _demo_tickets()[:240]:
+        _label(text, label, agent)
+    for i in range(30):
+        build_run(body=f"Where is my order {i}? It has not arrived yet.", category="order_status", auto=True)
+
+    # when
+    outcome = classifier_retrain(min_holdout=40, target=0.1)
+
+    # then: both models are counted on the 150 tickets of the held-out period, not on the 120 labels
+    assert outcome.held_out == 120
+    assert outcome.challenger_score.traffic == outcome.active_score.traffic == 150
+    comparison = TrainedClassifier.objects.get(pk=outcome.challenger.pk).figures["comparison"]
+    assert comparison["challenger"]["traffic"] == 150
+    more = outcome.challenger_score.traffic_automated > outcome.active_score.traffic_automated
+    assert outcome.promoted is (more and not outcome.challenger_score.exceeds_target)
+    assert "tickets since the held-out period began" in outcome.reason
 
 
 def test_exceeds_target_is_a_one_sided_binomial_test():
