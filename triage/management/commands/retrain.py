@@ -53,7 +53,14 @@ class Command(BaseCommand):
         for name, score in (("challenger", outcome.challenger_score), ("active", outcome.active_score)):
             if score is not None:
                 threshold = "refused" if score.threshold is None else f"{score.threshold:.3f}"
+                traffic = (
+                    f"automates {score.traffic_automated} of the held-out period's {score.traffic} tickets "
+                    f"({score.traffic_automation_rate:.1%}); "
+                    if score.traffic
+                    else ""
+                )
                 self.stdout.write(
-                    f"  {name:10} threshold {threshold}: auto-handles {score.automated}/{score.judged} "
-                    f"({score.automation_rate:.1%}), {score.wrong} wrong ({score.error_rate:.1%})"
+                    f"  {name:10} threshold {threshold}: {traffic}auto-handles {score.automated}/{score.judged} "
+                    f"held-out labelled tickets ({score.automation_rate:.1%}), {score.wrong} wrong "
+                    f"({score.error_rate:.1%})"
                 )
