@@ -139,13 +139,13 @@ def main() -> None:
                     reference_label=row.label,
                     enqueue=False,
                 )
-                run_pipeline(run_id=result.run.pk, router=router.fresh())
-                run_ids.append(result.run.pk)
+                run = run_pipeline(run_id=result.run.pk, router=router.fresh())
+                run_ids.append(run.pk)
                 approval = ApprovalRequest.objects.filter(run_id=result.run.pk).first()
                 if approval is not None:
                     _decide(approval=approval, label=row.label, agent=agent)
                 elif args.mark_mishandled:
-                    _mark_if_wrong(run_id=result.run.pk, ticket_id=result.ticket.pk, label=row.label, agent=agent)
+                    _mark_if_wrong(run=run, label=row.label, agent=agent)
             figures = chain_figures(
                 runs=PipelineRun.objects.filter(pk__in=run_ids), truth=truth, human_cost=Decimal("4")
             )
@@ -201,19 +201,18 @@ def _in_force(router: Router) -> float:
     return 1.0 if router.thresholds.threshold is None else router.thresholds.threshold
 
 
-def _mark_if_wrong(*, run_id: int, ticket_id: int, label: str, agent) -> None:
+def _mark_if_wrong(*, run: PipelineRun, label: str, agent) -> None:
     """The simulated agent, after the customer wrote back: an auto-handled ticket whose category was wrong
     is marked mishandled (the same judgement as the figures': the category acted on against the label)."""
-    run = PipelineRun.objects.get(pk=run_id)
     if run.route != PipelineRun.Route.AUTO or run.status != PipelineRun.Status.COMPLETED:
         return
     acted_on = (
-        StepRun.objects.filter(run_id=run_id, step="classify", status=StepRun.Status.SUCCEEDED)
+        StepRun.objects.filter(run_id=run.pk, step="classify", status=StepRun.Status.SUCCEEDED)
         .values_list("output__category", flat=True)
         .first()
     )
     if acted_on != label:
-        ticket_mark_mishandled(ticket_id=ticket_id, actor=agent)
+        ticket_mark_mishandled(ticket_id=run.ticket_id, actor=agent)
 
 
 def _decide(*, approval: ApprovalRequest, label: str, agent) -> None:

@@ -11,7 +11,7 @@ from solo.admin import SingletonModelAdmin
 
 from integrations.models import McpTool
 from triage.arguments import CONST, SOURCES
-from triage.autonomy import calibration_set, curve_for, thresholds_current, what_if
+from triage.autonomy import calibration_set, thresholds_current, what_if
 from triage.forms import WhatIfForm
 from triage.learning import classifier_activate
 from triage.models import (
@@ -108,9 +108,7 @@ def _autonomy_context() -> dict[str, Any]:
     if choice is None:
         return {"autonomy": {"legacy_threshold": latest.suggested_threshold}}
     data = calibration_set(classifier=latest)
-    points = curve_for(
-        data=data, confidence=policy.guarantee_confidence, min_per_category=policy.min_labelled_per_category
-    )
+    points = data.curve(confidence=policy.guarantee_confidence, min_per_category=policy.min_labelled_per_category)
     manual = dict(Category.objects.exclude(confidence_threshold=None).values_list("label", "confidence_threshold"))
     return {
         "autonomy": {

@@ -75,6 +75,17 @@ class CalibrationSet:
             min_per_category=min_per_category,
         )
 
+    def curve(self, *, confidence: float, min_per_category: int) -> list[CurvePoint]:
+        """The risk-coverage curve this data certifies: automation bought at each of `CURVE_TARGETS`."""
+        return risk_coverage_curve(
+            scores=self.scores,
+            correct=self.correct,
+            categories=self.categories,
+            targets=CURVE_TARGETS,
+            confidence=confidence,
+            min_per_category=min_per_category,
+        )
+
 
 def calibration_set(
     *,
@@ -218,18 +229,6 @@ def thresholds_forget() -> None:
     It calls this at each window start, so the choice follows the labels, as under real traffic."""
     with _cache_lock:
         _cache.clear()
-
-
-def curve_for(*, data: CalibrationSet, confidence: float, min_per_category: int) -> list[CurvePoint]:
-    """The risk-coverage curve of the classifier in force: automation bought at each of `CURVE_TARGETS`."""
-    return risk_coverage_curve(
-        scores=data.scores,
-        correct=data.correct,
-        categories=data.categories,
-        targets=CURVE_TARGETS,
-        confidence=confidence,
-        min_per_category=min_per_category,
-    )
 
 
 @dataclass(frozen=True)

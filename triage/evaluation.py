@@ -249,20 +249,18 @@ def runs_work(
     connections.close_all()
     _worker_router = router
     chunks = [list(run_groups[i : i + _CHUNK]) for i in range(0, len(run_groups), _CHUNK)]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            try:
-                for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
-                    tick(future.result())
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # a failure: the chunks not started yet are dropped
-                raise
+        for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
+            tick(future.result())
     except BrokenProcessPool as exc:
         raise RuntimeError(
             f"a process working the evaluation's runs died ({exc}); the evaluation stopped. Rerun it, or run it "
             "with --workers 1 to see what fails in one process."
         ) from exc
     finally:
+        # After a failure the chunks not started yet are dropped (after a success there are none).
+        pool.shutdown(wait=True, cancel_futures=True)
         _worker_router = None
 
 

@@ -191,6 +191,11 @@ class Ticket(models.Model):
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id}"
 
+    @property
+    def text(self) -> str:
+        """The text the chain classifies (subject and body), the one a label is learned on."""
+        return f"{self.subject}\n{self.body}".strip() if self.subject else self.body
+
 
 class Article(models.Model):
     slug = models.SlugField(max_length=200, unique=True)

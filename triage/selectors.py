@@ -279,13 +279,10 @@ class TrafficTicket:
 
 def tickets_since_select(*, since: datetime, exclude: frozenset[int] = frozenset()) -> list[TrafficTicket]:
     """Every ticket created at or after `since`, oldest first, whatever its route (auto-handled tickets
-    included: nobody labelled them, yet they are the traffic), but those in `exclude`. The text is the one
-    the chain classifies (`triage.services.ticket_text`, which builds it from a ticket instance)."""
+    included: nobody labelled them, yet they are the traffic), but those in `exclude`, with the text the
+    chain classifies (`Ticket.text`)."""
     rows = Ticket.objects.filter(created_at__gte=since).exclude(pk__in=exclude).order_by("created_at", "pk")
-    return [
-        TrafficTicket(ticket_id=pk, text=f"{subject}\n{body}".strip() if subject else body)
-        for pk, subject, body in rows.values_list("pk", "subject", "body")
-    ]
+    return [TrafficTicket(ticket_id=t.pk, text=t.text) for t in rows.only("subject", "body")]
 
 
 # --- the ticket trace (the staff app's trace page) ----------------------------------------------

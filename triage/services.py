@@ -341,8 +341,8 @@ def action_outcome_settle(*, action_id: int, actor: AbstractUser, carried_out: b
 
 
 def ticket_text(ticket: Ticket) -> str:
-    """The text the chain classifies (subject and body), the one a label is learned on."""
-    return f"{ticket.subject}\n{ticket.body}".strip() if ticket.subject else ticket.body
+    """The text the chain classifies (subject and body), the one a label is learned on (`Ticket.text`)."""
+    return ticket.text
 
 
 def ticket_label_record(

@@ -113,7 +113,7 @@ class RunState:
 
     @property
     def text(self) -> str:
-        return f"{self.ticket.subject}\n{self.ticket.body}".strip() if self.ticket.subject else self.ticket.body
+        return self.ticket.text
 
     @property
     def embedding(self) -> Any:
