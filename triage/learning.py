@@ -25,11 +25,12 @@ tickets sent to a person, nearly all of them because the *active* model was unsu
 automation there is rigged against it (it automates almost none of them by construction) and for any
 challenger that is sure of a few. On banking77 from 10 examples per category that promoted a challenger
 that auto-handled 34 held-out tickets against the active version's 20, while on the same period's traffic
-it would have automated fewer tickets than the active version (135 against 157 of the period's 569 tickets,
-as bench/learning_curve.py printed on 2026-11-29 once it counted them): automation fell from 27.4% to 23.4% after that promotion. Certifying on
-the held-out tickets alone, as this once did, cannot work while a model learns either: at 1% it takes 230
-of them with no mistake at all. A challenger whose own calibration data cannot certify the target
-automates nothing and is not promoted: the product does not guess.
+it would have automated fewer tickets than the active version (135 against 157 of the period's 569
+tickets, as bench/learning_curve.py printed on 2026-11-29 once it counted them): automation fell from 27.4%
+to 23.4% after that promotion. Certifying on the held-out tickets alone, as this once did, cannot work while
+a model learns either: at 1% it takes 230 of them with no mistake at all. A challenger whose own
+calibration data cannot certify the target automates nothing and is not promoted: the product does not
+guess.
 
 A `wrong` label (marked mishandled) judges a model only when it would put the ticket in that same category
 again (wrong); otherwise its true category is unknown and that ticket is not counted for that model.

@@ -340,11 +340,6 @@ def action_outcome_settle(*, action_id: int, actor: AbstractUser, carried_out: b
 # --- labels from the inbox ---------------------------------------------------------------------------
 
 
-def ticket_text(ticket: Ticket) -> str:
-    """The text the chain classifies (subject and body), the one a label is learned on (`Ticket.text`)."""
-    return ticket.text
-
-
 def ticket_label_record(
     *,
     ticket_id: int,
@@ -368,7 +363,7 @@ def ticket_label_record(
     if target is None:
         return None
     ticket = Ticket.objects.get(pk=ticket_id)
-    text = ticket_text(ticket)
+    text = ticket.text  # what the chain classified: the label is learned on it
     embedding = embed_texts([text])[0]
     example, _ = LabelledExample.objects.update_or_create(
         ticket=ticket,
