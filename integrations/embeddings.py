@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy
 
+from integrations.processes import child_signals_default
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -321,7 +323,9 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     parts = [order[k::processes] for k in range(processes)]
     out = numpy.zeros((len(texts), DIMENSIONS), dtype=numpy.float32)
     try:
-        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=processes, mp_context=multiprocessing.get_context("fork"), initializer=child_signals_default
+        ) as pool:
             shares = list(pool.map(_child_embed, [[texts[i] for i in part] for part in parts]))
     except BrokenProcessPool as exc:
         logger.warning("an embedding process died (%s); embedding the %d texts in this process", exc, len(texts))

@@ -60,6 +60,7 @@ from scipy import sparse
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
+from integrations.processes import child_signals_default
 from triage.risk import DEFAULT_CONFIDENCE, DEFAULT_MIN_PER_CATEGORY, DEFAULT_TARGET, thresholds_choose
 
 __all__ = [
@@ -554,6 +555,7 @@ _fits_child_data: _FitData | None = None
 
 def _fits_child_start(data: _FitData) -> None:
     global _fits_child_data
+    child_signals_default()
     _fits_child_data = data
 
 

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.models import QuerySet
 
+from integrations.processes import child_signals_default
 from triage.contracts import OUT_OF_SCOPE
 from triage.datasets import Dataset, LabelledText
 from triage.embedding import embed_texts, embedding_memo
@@ -249,7 +250,9 @@ def runs_work(
     connections.close_all()
     _worker_router = router
     chunks = [list(run_groups[i : i + _CHUNK]) for i in range(0, len(run_groups), _CHUNK)]
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=child_signals_default
+    )
     try:
         for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
             tick(future.result())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -210,19 +211,24 @@ def test_evaluate_measures_retrieval_citations_and_money_asks_and_writes_the_rep
 
 
 def _die(chunk):
-    os._exit(9)  # a worker killed in the middle of its runs (as the kernel's OOM killer would)
+    if chunk == [[1]]:
+        os._exit(9)  # a worker killed in the middle of its runs (as the kernel's OOM killer would)
+    return 1  # the other worker lives on, idle, until the executor terminates it
 
 
 def test_a_run_worker_that_dies_stops_the_evaluation_with_an_error_instead_of_hanging(monkeypatch):
-    # given: run workers that die as soon as they get runs to work
+    # given: one run worker that dies as soon as it gets its runs, the other alive, and a parent that handles
+    # SIGTERM itself (as an RQ worker or a test runner may), which its forked children inherit
     from triage import evaluation
 
     monkeypatch.setattr(evaluation, "_chunk_work", _die)
+    monkeypatch.setattr(evaluation, "_CHUNK", 1)  # a chunk a group: both workers get work
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     outcome: dict = {}
 
     def work() -> None:
         try:
-            evaluation.runs_work(run_groups=[[1], [2], [3]], router=None, workers=2, tick=lambda n: None)
+            evaluation.runs_work(run_groups=[[1], [2], [3], [4]], router=None, workers=2, tick=lambda n: None)
         except RuntimeError as exc:
             outcome["error"] = str(exc)
 
@@ -230,6 +236,7 @@ def test_a_run_worker_that_dies_stops_the_evaluation_with_an_error_instead_of_ha
     caller = threading.Thread(target=work)
     caller.start()
     caller.join(120)
+    signal.signal(signal.SIGTERM, previous)
 
     # then: the caller came back with an error that says what happened and what to do
     assert not caller.is_alive(), "runs_work hung on a dead worker"
