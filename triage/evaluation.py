@@ -27,6 +27,7 @@ from integrations.processes import child_signals_default
 from triage.contracts import OUT_OF_SCOPE
 from triage.datasets import Dataset, LabelledText
 from triage.embedding import embed_texts, embedding_memo
+from triage.fitcache import FitReuse
 from triage.measurement import category_table, risk_coverage, step_figures, ticket_outcomes
 from triage.metrics import ReferenceLabels, chain_figures
 from triage.models import PipelineRun, StepRun, Ticket
@@ -104,6 +105,7 @@ def evaluate_dataset(
     also_targets: Sequence[float] = (),
     details: bool = False,
     workers: int = 1,
+    fit_reuse: FitReuse | None = None,
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
 
@@ -116,7 +118,9 @@ def evaluate_dataset(
     `sample`: only that many tickets, spread evenly over the file (`tickets_sample`).
     `details`: also the per-category table (`categories`) and the risk-coverage curves (`risk_coverage`),
     for `evaluate --report`. `workers`: processes that embed the texts, fit the classifier's models and work the
-    runs side by side (see `embed_in_processes`, `IntentClassifier.fit`, `runs_work`).
+    runs side by side (see `embed_in_processes`, `IntentClassifier.fit`, `runs_work`). `fit_reuse`: the
+    classifier an earlier evaluation fitted on the same training set is used instead of a new fit, and a new
+    fit is handed to it to keep (`triage.fitcache`; the command keys it with `evaluation_examples`).
 
     `provider="anthropic"`: Claude classifies the tickets the local classifier is unsure of, and drafts
     (the local drafter stands in when Claude is skipped); tokens and cost are in the report.
@@ -129,7 +133,7 @@ def evaluate_dataset(
     if confidence is not None:
         policy.guarantee_confidence = confidence
     gate_policy_save(policy=policy, actor=None)
-    examples = [(e.text, e.label) for e in dataset.examples if e.label not in held_out]
+    examples = evaluation_examples(dataset=dataset, held_out=held_out)
     tickets = tickets_sample(dataset.tickets[:limit] if limit else dataset.tickets, sample)
     with embedding_memo():
         # Every text of the evaluation in one batched pass, shared out to the workers' processes: the model
@@ -140,7 +144,7 @@ def evaluate_dataset(
         embed_texts(texts, processes=workers)
         tick(len(texts))
         examples_import(rows=examples, progress=progress("storing examples", len(examples)))
-    trained = classifier_train(processes=workers)
+    trained = classifier_train(processes=workers, reuse=fit_reuse)
     if dataset.kb_dir is not None:
         articles = sorted(dataset.kb_dir.glob("*.md"))
         knowledge_base_import(directory=dataset.kb_dir, progress=progress("importing knowledge base", len(articles)))
@@ -215,6 +219,11 @@ def evaluate_dataset(
         )
         report["ungated"] = ungated_figures.as_dict()
     return report
+
+
+def evaluation_examples(*, dataset: Dataset, held_out: frozenset[str]) -> list[tuple[str, str]]:
+    """The (text, label) examples an evaluation learns from: the dataset's, but the held-out categories'."""
+    return [(e.text, e.label) for e in dataset.examples if e.label not in held_out]
 
 
 def tickets_sample[T](tickets: Sequence[T], size: int | None) -> list[T]:

@@ -312,6 +312,21 @@ class EmbeddingCacheEntry(models.Model):
         return f"{self.model} {self.digest[:12]}"
 
 
+class FittedClassifierCacheEntry(models.Model):
+    """A classifier `evaluate` fitted, kept so that the next evaluation of the same examples reuses it
+    (`triage.fitcache`): `key` names the examples, the embedding model and the fitting code; `training_digest`
+    the exact training set (texts, labels, vectors), checked before the fit is reused."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    training_digest = models.CharField(max_length=64)
+    blob = models.BinaryField()
+    calibration = models.JSONField(default=dict)  # not in the blob (see `IntentClassifier.calibration`)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"fit {self.key[:12]}"
+
+
 class TrainedClassifier(models.Model):
     """A version of the local classifier, with what it was trained on and its figures.
 

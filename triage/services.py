@@ -20,6 +20,7 @@ from triage.classifier import IntentClassifier
 from triage.contracts import MONEY_ACTIONS, TicketIn
 from triage.datasets import article_category_split
 from triage.embedding import embed_texts
+from triage.fitcache import FitReuse
 from triage.learning import classifier_version_store
 from triage.models import (
     Action,
@@ -215,18 +216,28 @@ def examples_import(*, rows: Sequence[tuple[str, str]], progress: Progress | Non
     return created
 
 
-def classifier_train(*, activate: bool = True, processes: int | None = None) -> TrainedClassifier:
+def classifier_train(
+    *, activate: bool = True, processes: int | None = None, reuse: FitReuse | None = None
+) -> TrainedClassifier:
     """Fit the local classifier on every learnable label (imported examples and inbox labels) and store it as
     a new version; `activate`: new runs use it (`manage.py retrain` adds challengers with activate=False).
     `processes`: the fit's independent model fits run side by side in up to that many forked processes
-    (default: one per core, up to four; the model is the same either way, see `IntentClassifier.fit`)."""
+    (default: one per core, up to four; the model is the same either way, see `IntentClassifier.fit`).
+    `reuse` (`evaluate`): the classifier an earlier evaluation fitted on exactly this training set is used
+    instead of a new fit, and a new fit is handed to it to keep (`triage.fitcache`)."""
     training = training_set_select()
     if len(set(training.labels)) < 2:
         raise ValueError("the classifier needs labelled examples of at least two categories")
-    model = IntentClassifier.fit(
-        texts=training.texts, embeddings=training.embeddings, labels=training.labels, processes=processes
-    )
-    return classifier_version_store(model=model, training=training, activate=activate)
+    model = reuse.model_for(training) if reuse is not None else None
+    fitted = model is None
+    if model is None:
+        model = IntentClassifier.fit(
+            texts=training.texts, embeddings=training.embeddings, labels=training.labels, processes=processes
+        )
+    version = classifier_version_store(model=model, training=training, activate=activate)
+    if reuse is not None and fitted:
+        reuse.keep(training, model, bytes(version.blob))
+    return version
 
 
 def gate_policy_save(*, policy: GatePolicy, actor: AbstractBaseUser | None) -> GatePolicy:

@@ -10,10 +10,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, transaction
 
+from integrations.embeddings import MODEL_NAME
 from triage.datasets import DatasetError, dataset_load
 from triage.embedding import embedding_memo, memo_load, memo_save
-from triage.evaluation import evaluate_dataset, isolated_database
+from triage.evaluation import evaluate_dataset, evaluation_examples, held_out_categories, isolated_database
 from triage.evaluation_report import report_write
+from triage.fitcache import FitReuse, evaluation_fit_key, fit_cache_load, fit_cache_save
 from triage.management.commands._progress import Bars
 
 
@@ -73,6 +75,12 @@ class Command(BaseCommand):
             "cores, at most 4; 1: one after the other in this process). The figures do not depend on it.",
         )
         parser.add_argument(
+            "--refit",
+            action="store_true",
+            help="Fit the classifier even when an earlier evaluation of the same examples kept its fit (by default "
+            "that fit is reused: the same model, so the same figures, without the fitting time).",
+        )
+        parser.add_argument(
             "--provider",
             default="local",
             choices=sorted(settings.TRIAGE_PROVIDERS),
@@ -108,6 +116,13 @@ class Command(BaseCommand):
                 # The configured database's embedding cache serves the throw-away one, and keeps what it adds.
                 texts = [e.text for e in dataset.examples] + [t.text for t in dataset.tickets]
                 known = _cache_use(memo_load, memo, texts)
+                # The classifier an earlier evaluation fitted on these examples, from the configured database
+                # too (`triage.fitcache`): used when the training set is the very same.
+                examples = evaluation_examples(
+                    dataset=dataset, held_out=held_out_categories(dataset=dataset, count=options["hold_out"])
+                )
+                key = evaluation_fit_key(examples=examples, embedder=MODEL_NAME)
+                reuse = FitReuse(key=key) if options["refit"] else _cache_use(fit_cache_load, key)
                 with isolated_database():
                     report = evaluate_dataset(
                         dataset=dataset,
@@ -123,14 +138,17 @@ class Command(BaseCommand):
                         hold_out=options["hold_out"],
                         details=options["report"] is not None,
                         workers=workers,
+                        fit_reuse=reuse,
                     )
                 stored = _cache_use(memo_save, memo) if known is not None else None
+                fits_kept = _cache_use(fit_cache_save, reuse) if reuse is not None else None
                 if not options["no_progress"]:
                     self.stderr.write(
                         "embedding cache: the configured database cannot be read; every text was embedded"
                         if known is None
                         else f"embedding cache: {known} vectors found, {stored} new ones kept"
                     )
+                    self.stderr.write(_fit_note(reuse, kept=fits_kept, refit=options["refit"]))
         except ValueError as exc:  # e.g. more categories held out than there are
             raise CommandError(str(exc)) from exc
         finally:
@@ -145,14 +163,23 @@ class Command(BaseCommand):
             self.stdout.write(render_report(report))
 
 
-def _cache_use(use: Callable[..., int], *args: Any) -> int | None:
-    """`use(*args)` on the configured database's embedding cache; None when that database cannot be read
-    (not created or not migrated yet): the evaluation then embeds everything, as it always could."""
+def _cache_use[T](use: Callable[..., T], *args: Any) -> T | None:
+    """`use(*args)` on the configured database's caches (embeddings, kept fits); None when that database cannot
+    be read (not created or not migrated yet): the evaluation then embeds and fits everything, as it always
+    could."""
     try:
         with transaction.atomic():
             return use(*args)
     except DatabaseError:
         return None
+
+
+def _fit_note(reuse: FitReuse | None, *, kept: int | None, refit: bool) -> str:
+    if reuse is not None and reuse.reused:
+        return "classifier: the fit an earlier evaluation kept for these examples was reused (--refit fits again)"
+    if kept is None:
+        return "classifier: fitted; the configured database cannot be read, so the fit was not kept"
+    return f"classifier: fitted{' (--refit)' if refit else ''}, and kept for the next evaluation of these examples"
 
 
 def _targets(raw: str) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -242,3 +243,73 @@ def test_a_run_worker_that_dies_stops_the_evaluation_with_an_error_instead_of_ha
     assert not caller.is_alive(), "runs_work hung on a dead worker"
     assert "a process working the evaluation's runs died" in outcome["error"]
     assert "--workers 1" in outcome["error"]
+
+
+@pytest.fixture
+def configured_database(django_db_blocker):
+    """A migrated database for the command to be configured with (where it keeps its caches), dropped after."""
+    from django.db import connection
+
+    name = f"test_triage_fits_{os.getpid()}"
+    env = {**os.environ, "TRIAGE_DB_NAME": name}
+    with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrated = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
+        yield env
+    finally:
+        with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_evaluating_the_same_examples_again_reuses_the_kept_fit_and_reports_the_same(configured_database, tmp_path):
+    def run(dataset, *args: str) -> tuple[str, str]:
+        # The demo company's target: something is automated, so the reports can differ.
+        done = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "evaluate",
+                str(dataset),
+                "--json",
+                "--limit",
+                "20",
+                "--no-ungated",
+                "--target",
+                "0.05",
+                *args,
+            ],
+            cwd=ROOT,
+            env=configured_database,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1], done.stderr
+
+    # The first evaluation fits and keeps its classifier; the second, on the same examples, reuses it.
+    first, said = run(DEMO)
+    assert "classifier: fitted, and kept for the next evaluation of these examples" in said
+    second, said = run(DEMO)
+    assert "the fit an earlier evaluation kept for these examples was reused" in said
+    assert second == first  # the kept fit is the model a fit gives: the same report, figure for figure
+    assert json.loads(first)["auto_handled"] > 0
+
+    # --refit fits again, and gets the same report.
+    refit, said = run(DEMO, "--refit")
+    assert "classifier: fitted (--refit)" in said and refit == first
+
+    # Other examples (one moved to another category): another fit.
+    changed = tmp_path / "demo"
+    shutil.copytree(DEMO, changed)
+    lines = (changed / "examples.csv").read_text(encoding="utf-8").splitlines()
+    text, _, label = lines[1].rpartition(",")
+    lines[1] = f"{text},{'order_status' if label != 'order_status' else 'shipping_delay'}"
+    (changed / "examples.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, said = run(changed)
+    assert "classifier: fitted, and kept" in said
