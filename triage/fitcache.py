@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.utils import timezone
+
 from triage import classifier, risk
 from triage.classifier import ClassifierFormatError, IntentClassifier
 from triage.models import FittedClassifierCacheEntry
@@ -125,8 +127,14 @@ def fit_cache_save(reuse: FitReuse) -> int:
     entries were written (0 when the evaluation reused a kept fit or fitted nothing)."""
     if reuse.fitted is None:
         return 0
-    FittedClassifierCacheEntry.objects.filter(key=reuse.key).delete()  # a stale entry under the same key
-    FittedClassifierCacheEntry.objects.create(key=reuse.key, **reuse.fitted)
+    # An upsert: a stale entry under the same key is replaced, and two evaluations finishing together do not
+    # collide (the later one's fit, the same model, stays).
+    FittedClassifierCacheEntry.objects.bulk_create(
+        [FittedClassifierCacheEntry(key=reuse.key, created_at=timezone.now(), **reuse.fitted)],
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["training_digest", "blob", "calibration", "created_at"],
+    )
     stale = FittedClassifierCacheEntry.objects.order_by("-created_at", "-key").values_list("key", flat=True)[KEEP:]
     FittedClassifierCacheEntry.objects.filter(key__in=list(stale)).delete()
     return 1

@@ -321,7 +321,7 @@ class FittedClassifierCacheEntry(models.Model):
     training_digest = models.CharField(max_length=64)
     blob = models.BinaryField()
     calibration = models.JSONField(default=dict)  # not in the blob (see `IntentClassifier.calibration`)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)  # when it was (last) kept
 
     def __str__(self) -> str:
         return f"fit {self.key[:12]}"
