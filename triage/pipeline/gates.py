@@ -362,13 +362,19 @@ def gate_reply_personal_data(
     cards = find_card_numbers(reply)
     if cards:
         problems.append(f"card number(s) ending {', '.join(cards)}")
-    allowed = {e.lower() for e in allowed_emails} | ({requester.lower()} if requester else set())
     kb_text = " ".join(policy_text)
-    allowed |= {e.lower() for e in find_emails(kb_text)}
-    emails = sorted({e for e in find_emails(reply) if e.lower() not in allowed})
+    # The knowledge base is searched only for what the reply has: most replies have no address or number,
+    # and the phone-number matcher is most of this gate's time (the same verdict either way).
+    emails = find_emails(reply)
+    if emails:
+        allowed = {e.lower() for e in allowed_emails} | ({requester.lower()} if requester else set())
+        allowed |= {e.lower() for e in find_emails(kb_text)}
+        emails = sorted({e for e in emails if e.lower() not in allowed})
     if emails:
         problems.append(f"e-mail address(es) of someone else: {', '.join(emails)}")
-    phones = sorted(set(find_phone_numbers(reply)) - set(find_phone_numbers(kb_text)))
+    phones = find_phone_numbers(reply)
+    if phones:
+        phones = sorted(set(phones) - set(find_phone_numbers(kb_text)))
     if phones:
         problems.append(f"phone number(s) not from the knowledge base: {', '.join(phones)}")
     addresses = [a for a in STREET_ADDRESS.findall(reply) if a not in kb_text]

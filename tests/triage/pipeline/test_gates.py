@@ -238,6 +238,17 @@ def test_personal_data_gate_fails_a_phone_number_that_is_not_the_companys():
     assert not verdict.passed and "+442079460958" in verdict.reason
 
 
+def test_personal_data_gate_allows_the_companys_email_from_the_kb_and_no_other():
+    kb = Retrieval(passages=[PASSAGE.model_copy(update={"text": PASSAGE.text + " Write to help@shop.example."})])
+    ours = Draft(body="Write to help@shop.example.", citations=[7])
+    theirs = Draft(body="Write to help@shop.example or to jo@elsewhere.example.", citations=[7])
+
+    assert gates.gate_personal_data(draft=ours, retrieval=kb, requester="").passed
+    assert gates.gate_personal_data(draft=ours, retrieval=RETRIEVAL, requester="").passed is False
+    verdict = gates.gate_personal_data(draft=theirs, retrieval=kb, requester="")
+    assert not verdict.passed and "jo@elsewhere.example" in verdict.reason and "help@" not in verdict.reason
+
+
 def test_groundedness_traces_a_sentence_to_a_look_up_and_refuses_a_figure_it_did_not_give():
     from triage.contracts import Draft, Passage, Retrieval, ToolLookup
     from triage.pipeline.gates import gate_groundedness
