@@ -19,7 +19,7 @@ Two digests guard that:
   between the examples and the fit (how examples are imported or de-duplicated, a vector) refits.
 
 Kept in the configured database, like the embedding cache; only the newest `KEEP` entries stay (a banking77
-fit is tens of megabytes). Written by hand because no library caches a fitted model by the digest of its
+fit is about 8 MB). Written by hand because no library caches a fitted model by the digest of its
 inputs in the database the product already has (joblib.Memory keys on pickled arguments and needs a
 shared directory, which a scale-out deployment has no reason to have).
 """
