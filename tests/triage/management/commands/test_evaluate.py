@@ -16,18 +16,22 @@ from tests.conftest import DEMO, ROOT, SHARED_DATASETS
 
 
 def evaluate(dataset, *args: str) -> tuple[dict, str]:
-    env = {**os.environ, "TRIAGE_DB_NAME": "test_triage_evaluate_anchor"}
+    last, stderr = evaluate_text(dataset, "--no-progress", *args)
+    return json.loads(last), stderr
+
+
+def evaluate_text(dataset, *args: str, database: str = "test_triage_evaluate_anchor") -> tuple[str, str]:
+    """The report's JSON line as printed, and stderr; `database`: the one the command is configured with."""
     done = subprocess.run(
-        [sys.executable, "manage.py", "evaluate", str(dataset), "--json", "--no-progress", *args],
+        [sys.executable, "manage.py", "evaluate", str(dataset), "--json", *args],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "TRIAGE_DB_NAME": database},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    last = done.stdout.strip().splitlines()[-1]
-    return json.loads(last), done.stderr
+    return done.stdout.strip().splitlines()[-1], done.stderr
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -260,7 +264,7 @@ def configured_database(django_db_blocker):
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert migrated.returncode == 0, migrated.stderr[-3000:]
-        yield env
+        yield name
     finally:
         with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -269,28 +273,9 @@ def configured_database(django_db_blocker):
 def test_evaluating_the_same_examples_again_reuses_the_kept_fit_and_reports_the_same(configured_database, tmp_path):
     def run(dataset, *args: str) -> tuple[str, str]:
         # The demo company's target: something is automated, so the reports can differ.
-        done = subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "evaluate",
-                str(dataset),
-                "--json",
-                "--limit",
-                "20",
-                "--no-ungated",
-                "--target",
-                "0.05",
-                *args,
-            ],
-            cwd=ROOT,
-            env=configured_database,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        return evaluate_text(
+            dataset, "--limit", "20", "--no-ungated", "--target", "0.05", *args, database=configured_database
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.strip().splitlines()[-1], done.stderr
 
     # The first evaluation fits and keeps its classifier; the second, on the same examples, reuses it.
     first, said = run(DEMO)
