@@ -57,10 +57,10 @@ from triage.embedding import embed_texts
 from triage.evaluation import isolated_database
 from triage.learning import classifier_retrain
 from triage.metrics import ReferenceLabels, chain_figures
-from triage.models import PipelineRun, StepRun
+from triage.models import PipelineRun
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
-from triage.selectors import gate_policy_current
+from triage.selectors import gate_policy_current, ticket_category_acted_on
 from triage.services import (
     categories_import,
     classifier_train,
@@ -206,12 +206,7 @@ def _mark_if_wrong(*, run: PipelineRun, label: str, agent) -> None:
     is marked mishandled (the same judgement as the figures': the category acted on against the label)."""
     if run.route != PipelineRun.Route.AUTO or run.status != PipelineRun.Status.COMPLETED:
         return
-    acted_on = (
-        StepRun.objects.filter(run_id=run.pk, step="classify", status=StepRun.Status.SUCCEEDED)
-        .values_list("output__category", flat=True)
-        .first()
-    )
-    if acted_on != label:
+    if ticket_category_acted_on(ticket_id=run.ticket_id) != label:
         ticket_mark_mishandled(ticket_id=run.ticket_id, actor=agent)
 
 

@@ -38,6 +38,7 @@ again (wrong); otherwise its true category is unknown and that ticket is not cou
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -293,28 +294,26 @@ def classifier_retrain(
     active_score = classifier_score(model=classifier_load(active.pk), calibration=active_calibration, **at)
     guarantee = f"at most {target:.1%} wrong with {confidence:.0%} confidence"
     promoted = False
+    automated = functools.partial(_automated_text, traffic=len(traffic), held_out=len(held_out))
     if challenger_score.reason:  # set only when its calibration data certifies no category
         reason = f"the challenger's calibration data cannot certify {guarantee}: {challenger_score.reason}"
     elif not _automates_more(challenger_score, active_score, on_traffic=bool(traffic)):
         reason = (
             f"under thresholds certified {guarantee}, the challenger would auto-handle "
-            f"{_automated_text(challenger_score, traffic=len(traffic), held_out=len(held_out))}, the active "
-            f"version {_automated_text(active_score, traffic=len(traffic), held_out=len(held_out))}: not more"
+            f"{automated(challenger_score)}, the active version {automated(active_score)}: not more"
         )
     elif challenger_score.exceeds_target:
         reason = (
-            f"the challenger would auto-handle "
-            f"{_automated_text(challenger_score, traffic=len(traffic), held_out=len(held_out))} (the active "
-            f"version {_automated_text(active_score, traffic=len(traffic), held_out=len(held_out))}), but "
-            f"{challenger_score.wrong} of the {challenger_score.automated} held-out labelled tickets it would "
-            f"auto-handle wrongly: evidence at {confidence:.0%} confidence of more than {target:.1%} wrong"
+            f"the challenger would auto-handle {automated(challenger_score)} (the active version "
+            f"{automated(active_score)}), but {challenger_score.wrong} of the {challenger_score.automated} "
+            f"held-out labelled tickets it would auto-handle wrongly: evidence at {confidence:.0%} confidence "
+            f"of more than {target:.1%} wrong"
         )
     else:
         promoted = True
         reason = (
             f"under thresholds certified {guarantee}, the challenger would auto-handle "
-            f"{_automated_text(challenger_score, traffic=len(traffic), held_out=len(held_out))}, the active "
-            f"version {_automated_text(active_score, traffic=len(traffic), held_out=len(held_out))}; "
+            f"{automated(challenger_score)}, the active version {automated(active_score)}; "
             f"{challenger_score.wrong} wrong of the {challenger_score.automated} held-out labelled tickets it "
             f"would auto-handle"
         )
@@ -366,9 +365,8 @@ def _held_out_traffic(*, held_out: list[HeldOutLabel], cutoff: datetime | None) 
     since = Ticket.objects.filter(pk__in=ticket_ids).aggregate(first=Min("created_at"))["first"]
     if since is None:
         return []
-    learned = frozenset(
-        LabelledExample.objects.filter(ticket__isnull=False, labelled_at__lt=cutoff).values_list("ticket_id", flat=True)
-    )
+    # A subquery: the ids stay in the database (every ticket ever labelled, in a long-lived product).
+    learned = LabelledExample.objects.filter(ticket__isnull=False, labelled_at__lt=cutoff).values("ticket_id")
     return tickets_since_select(since=since, exclude=learned)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 from pgvector import Vector
 from pgvector.django import CosineDistance
@@ -269,6 +269,22 @@ def inbox_labels_select(*, after: datetime | None) -> list[HeldOutLabel]:
     ]
 
 
+def ticket_category_acted_on(*, ticket_id: int) -> str:
+    """The category the ticket's latest auto-handled run acted on ('' when none is recorded)."""
+    output = (
+        StepRun.objects.filter(
+            run__ticket_id=ticket_id,
+            run__route=PipelineRun.Route.AUTO,
+            step="classify",
+            status=StepRun.Status.SUCCEEDED,
+        )
+        .order_by("-run__created_at", "-pk")
+        .values_list("output__category", flat=True)
+        .first()
+    )
+    return output if isinstance(output, str) else ""
+
+
 @dataclass(frozen=True)
 class TrafficTicket:
     """A ticket as the classifier reads it, whether or not anyone labelled it."""
@@ -277,10 +293,10 @@ class TrafficTicket:
     text: str
 
 
-def tickets_since_select(*, since: datetime, exclude: frozenset[int] = frozenset()) -> list[TrafficTicket]:
+def tickets_since_select(*, since: datetime, exclude: Iterable[int] | QuerySet[Any, Any] = ()) -> list[TrafficTicket]:
     """Every ticket created at or after `since`, oldest first, whatever its route (auto-handled tickets
-    included: nobody labelled them, yet they are the traffic), but those in `exclude`, with the text the
-    chain classifies (`Ticket.text`)."""
+    included: nobody labelled them, yet they are the traffic), but those in `exclude` (ids, or a query of
+    them), with the text the chain classifies (`Ticket.text`)."""
     rows = Ticket.objects.filter(created_at__gte=since).exclude(pk__in=exclude).order_by("created_at", "pk")
     return [TrafficTicket(ticket_id=t.pk, text=t.text) for t in rows.only("subject", "body")]
 

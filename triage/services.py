@@ -30,13 +30,12 @@ from triage.models import (
     GatePolicy,
     LabelledExample,
     PipelineRun,
-    StepRun,
     TargetChange,
     Ticket,
     TrainedClassifier,
 )
 from triage.pipeline.steps.execute import MONEY_PERMISSION
-from triage.selectors import training_set_select
+from triage.selectors import ticket_category_acted_on, training_set_select
 from triage.tasks import enqueue_run
 from triage.writeback import action_carry_out, writer_for
 
@@ -268,19 +267,6 @@ class MishandledMarkError(ValueError):
         self.reason = reason
 
 
-def _category_acted_on(ticket: Ticket) -> str:
-    """The category the latest auto-handled run acted on ('' when none is recorded)."""
-    output = (
-        StepRun.objects.filter(
-            run__ticket=ticket, run__route=PipelineRun.Route.AUTO, step="classify", status=StepRun.Status.SUCCEEDED
-        )
-        .order_by("-run__created_at", "-pk")
-        .values_list("output__category", flat=True)
-        .first()
-    )
-    return output if isinstance(output, str) else ""
-
-
 def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket:
     """Staff say an auto-handled ticket was handled wrongly. Feeds the mishandled rate; marked once.
 
@@ -295,7 +281,7 @@ def ticket_mark_mishandled(*, ticket_id: int, actor: AbstractBaseUser) -> Ticket
         ticket.mishandled_at = timezone.now()
         ticket.mishandled_by_id = actor.pk
         ticket.save(update_fields=["mishandled_at", "mishandled_by", "updated_at"])
-        handled_as = _category_acted_on(ticket)
+        handled_as = ticket_category_acted_on(ticket_id=ticket.pk)
         if handled_as:
             ticket_label_record(
                 ticket_id=ticket.pk,
