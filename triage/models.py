@@ -11,11 +11,12 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import HnswIndex
 from solo.models import SingletonModel
 
 from integrations.models import McpTool
 from triage.contracts import MONEY_ACTIONS, ActionKind
+from triage.vectors import VectorField
 
 EMBEDDING_DIMENSIONS = 384
 unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]

@@ -15,7 +15,6 @@ from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
-from pgvector import Vector
 from pgvector.django import CosineDistance
 
 from integrations.models import McpServer, McpTool
@@ -35,6 +34,7 @@ from triage.models import (
     Ticket,
     TrainedClassifier,
 )
+from triage.vectors import vector_literal
 
 #: Candidates the HNSW index keeps while it searches (pgvector's `hnsw.ef_search`, default 40): more is
 #: slower and finds more of the true nearest chunks. Chosen with `bench/retrieval.py` (README, Knowledge-base
@@ -61,7 +61,7 @@ def chunk_search(*, embedding: np.ndarray | Sequence[float], limit: int = 4) -> 
     The index searches with the connection's `hnsw.ef_search`: `HNSW_EF_SEARCH`, set when the connection
     opened (`hnsw_session_set`); bench/retrieval.py sets other values on its own connection.
     """
-    vector = Vector(np.asarray(embedding, dtype=np.float32).reshape(-1)).to_text()
+    vector = vector_literal(embedding)
     with connection.cursor() as cursor:
         cursor.execute(*statement_prepared(_chunk_search_sql(limit), [vector]))
         found = cursor.fetchall()
