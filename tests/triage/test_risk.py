@@ -213,3 +213,104 @@ def test_out_of_scope_calibration_tickets_make_the_threshold_as_strict_as_the_tr
     for threshold, honoured in ((blind_threshold, False), (aware_threshold, True)):
         outcome = choice_apply(thresholds={"a": threshold}, scores=fresh, correct=fresh_right, categories=["a"] * 4210)
         assert outcome.error_rate is not None and (outcome.error_rate <= 0.01) is honoured, (threshold, outcome)
+
+
+def _with_confident_mistakes(rng, n, *, mistakes, scale=0.5):
+    """`_draw` at `scale`, then `mistakes` of the 40 most confident tickets made wrong: a mislabelled ticket
+    or an out-of-scope request scoring near the top, as real calibration data has."""
+    scores, correct = _draw(rng, n, scale=scale)
+    correct[numpy.argsort(-scores)[rng.choice(40, size=mistakes, replace=False)]] = False
+    return scores, correct
+
+
+def _risk_with(threshold, *, mistakes, n):
+    """The true error among tickets scoring >= `threshold` (scale 0.5), with `mistakes` confident ones in `n`."""
+    return _true_risk(threshold, scale=0.5) + mistakes / (n * (1 - threshold))
+
+
+def test_a_confident_mistake_among_the_strictest_thresholds_does_not_end_the_search(monkeypatch):
+    # given 1,500 tickets whose true error honours 5% below t* = 0.4523, and two mistakes among the 40
+    # most confident (the strictest thresholds' few tickets)
+    rng = numpy.random.default_rng(5)
+    settings = {"target": 0.05, "confidence": 0.9, "min_per_category": 30}
+    certified, honoured, coverage = 0, 0, []
+    for _ in range(100):
+        scores, correct = _with_confident_mistakes(rng, 1500, mistakes=2)
+        # when the thresholds are chosen
+        choice = thresholds_choose(scores=scores, correct=correct, categories=["a"] * 1500, **settings)
+        threshold = choice.threshold_for("a")
+        # then a threshold is certified in most draws, and it honours the target on such traffic (the two
+        # confident mistakes counted among the tickets it accepts) in at least 90% of them
+        certified += threshold is not None
+        coverage.append(0.0 if threshold is None else 1 - threshold)
+        honoured += threshold is None or _risk_with(threshold, mistakes=2, n=1500) <= 0.05
+    assert certified >= 90
+    assert honoured >= 90
+    assert numpy.mean(coverage) > 0.3  # the best threshold covers 54.8%
+    # and with the whole budget on the start (plain fixed-sequence testing), the first test fails and
+    # nothing is certified at all, although the data supports the target
+    monkeypatch.setattr("triage.risk.FALLBACK_SHARE", 0.0)
+    plain = thresholds_choose(scores=scores, correct=correct, categories=["a"] * 1500, **settings)
+    assert plain.threshold is None
+    assert plain.categories["a"].reason.startswith("1500 labelled ticket(s) cannot show")
+
+
+def test_the_fallback_sequence_hands_a_rejected_level_on_and_keeps_the_shares_held_back():
+    from mapie.risk_control import control_fwer
+
+    from triage.risk import _fallback_sequence_class
+
+    procedure = _fallback_sequence_class()
+    # all the budget on the first hypothesis: fixed-sequence testing, as MAPIE's own
+    p_values = numpy.array([0.01, 0.05, 0.2, 0.01])
+    plain = control_fwer(p_values, 0.1, fwer_method=procedure(numpy.array([1.0, 0.0, 0.0, 0.0])))
+    assert list(plain) == list(control_fwer(p_values, 0.1, fwer_method="fixed_sequence")) == [0, 1]
+    # a fifth held back at the third: the first fails at 0.08, the second holds nothing, the third is tested
+    # at 0.02 and rejected, and hands 0.02 on to the fourth, which fails at it
+    weights = numpy.array([0.8, 0.0, 0.2, 0.0])
+    assert list(control_fwer(numpy.array([0.5, 0.001, 0.01, 0.05]), 0.1, fwer_method=procedure(weights))) == [2]
+    # with no failure the levels add up: the fourth is tested at the whole budget
+    assert list(control_fwer(numpy.array([0.05, 0.07, 0.01, 0.099]), 0.1, fwer_method=procedure(weights))) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
+def test_the_fallback_keeps_the_guarantee_with_confident_mistakes_in_the_calibration_data():
+    # 200 draws of 1,500 tickets at a 5% target with one confident mistake each: the true error at the
+    # chosen threshold (plus that mistake's share) within the target in at least 90% of them
+    rng = numpy.random.default_rng(8)
+    honoured = 0
+    for _ in range(200):
+        scores, correct = _with_confident_mistakes(rng, 1500, mistakes=1)
+        choice = thresholds_choose(
+            scores=scores, correct=correct, categories=["a"] * 1500, target=0.05, confidence=0.9, min_per_category=30
+        )
+        threshold = choice.threshold_for("a")
+        honoured += threshold is None or _risk_with(threshold, mistakes=1, n=1500) <= 0.05
+    assert honoured >= 180
+
+
+@pytest.mark.parametrize("tickets", [0, 50, 240, 300, 480, 600, 3000])
+def test_the_sequence_spends_the_whole_budget_once_and_small_groups_test_as_before(tickets, monkeypatch):
+    from triage.risk import _GRID, _fallback_sequence
+
+    scores = numpy.random.default_rng(tickets).uniform(size=tickets)
+    accepted = numpy.searchsorted(-numpy.sort(scores)[::-1], -_GRID, side="right")
+    start, weights = _fallback_sequence(accepted=accepted, target=0.01, budget=0.1)
+    # every threshold from the start on holds a share, none negative, and the shares add up to the budget
+    assert len(weights) == len(_GRID) - start
+    assert (weights >= 0).all()
+    assert weights.sum() == pytest.approx(1.0) or (tickets < 230 and len(weights) == 0)
+    # too few tickets for any fallback point (under twice the start's): the start holds everything, and the
+    # choice is plain fixed-sequence testing's
+    if tickets < 600:
+        assert len(weights) == 0 or weights[0] == 1.0
+        correct = numpy.random.default_rng(1).uniform(size=tickets) > 0.002
+        settings = {"target": 0.01, "confidence": 0.9, "min_per_category": 30}
+        ours = thresholds_choose(scores=scores, correct=correct, categories=["a"] * tickets, **settings)
+        monkeypatch.setattr("triage.risk.FALLBACK_SHARE", 0.0)
+        plain = thresholds_choose(scores=scores, correct=correct, categories=["a"] * tickets, **settings)
+        assert ours.threshold == plain.threshold
