@@ -19,6 +19,7 @@ definition as `evaluate`), then one JSON line of every figure.
     uv run python bench/learning_curve.py [--dataset ../shared/datasets/banking77] [--seed-per-category 10]
                                           [--retrain-every 500] [--limit N] [--target 0.01]
                                           [--min-per-category 30] [--mark-mishandled]
+                                          [--out-of-scope-share 0.05]
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def main() -> None:
         help="The gate policy's labelled tickets a category needs before any is automated (default: the policy's, 30).",
     )
     parser.add_argument(
+        "--out-of-scope-share",
+        type=float,
+        default=None,
+        help="The gate policy's share of requests no category covers, which the thresholds are calibrated for "
+        "(default: the policy's, 5%%; the datasets' streams hold none).",
+    )
+    parser.add_argument(
         "--mark-mishandled",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -116,6 +124,8 @@ def main() -> None:
             policy.target_mishandled_rate = args.target
         if args.min_per_category is not None:
             policy.min_labelled_per_category = args.min_per_category
+        if args.out_of_scope_share is not None:
+            policy.out_of_scope_share = args.out_of_scope_share
         gate_policy_save(policy=policy, actor=None)
         examples_import(rows=seed)
         classifier_train()
@@ -181,6 +191,7 @@ def main() -> None:
         "retrain_every": args.retrain_every,
         "target_mishandled_rate": policy.target_mishandled_rate,
         "min_labelled_per_category": policy.min_labelled_per_category,
+        "out_of_scope_share": policy.out_of_scope_share,
         "mark_mishandled": args.mark_mishandled,
         "windows": windows,
         "automation_first": rates[0] if rates else None,

@@ -77,7 +77,16 @@ class GatePolicyAdmin(SingletonModelAdmin):
         }
         latest = classifier_latest()
         if form.is_valid() and latest is not None:
-            data = calibration_set(classifier=latest)
+            data = calibration_set(classifier=latest, out_of_scope_share=policy.out_of_scope_share)
+            share = form.cleaned_data["out_of_scope_share"]
+            share = policy.out_of_scope_share if share is None else share
+            # Another share of out-of-scope requests is other calibration data: more or fewer of the
+            # unseen-category examples, each a mistake if automated (`calibration_set`).
+            proposed_data = (
+                data
+                if share == policy.out_of_scope_share
+                else calibration_set(classifier=latest, out_of_scope_share=share)
+            )
             current = what_if(
                 data=data,
                 target=policy.target_mishandled_rate,
@@ -86,13 +95,19 @@ class GatePolicyAdmin(SingletonModelAdmin):
                 overrides={},
             )
             proposed = what_if(
-                data=data,
+                data=proposed_data,
                 target=form.cleaned_data["target"],
                 confidence=form.cleaned_data["confidence"],
                 min_per_category=form.cleaned_data["min_per_category"],
                 overrides=form.cleaned_data["overrides"],
             )
-            context |= {"data": data, "current": current, "proposed": proposed}
+            context |= {
+                "data": data,
+                "current": current,
+                "proposed": proposed,
+                "current_share": data.out_of_scope_share,
+                "proposed_share": proposed_data.out_of_scope_share,
+            }
         elif latest is None:
             context["no_classifier"] = True
         return TemplateResponse(request, "admin/triage/gatepolicy/what_if.html", context)
@@ -107,7 +122,7 @@ def _autonomy_context() -> dict[str, Any]:
     choice = thresholds_current(classifier=latest, policy=policy)
     if choice is None:
         return {"autonomy": {"legacy_threshold": latest.suggested_threshold}}
-    data = calibration_set(classifier=latest)
+    data = calibration_set(classifier=latest, out_of_scope_share=policy.out_of_scope_share)
     points = data.curve(confidence=policy.guarantee_confidence, min_per_category=policy.min_labelled_per_category)
     manual = dict(Category.objects.exclude(confidence_threshold=None).values_list("label", "confidence_threshold"))
     return {
@@ -124,6 +139,7 @@ def _autonomy_context() -> dict[str, Any]:
                 {
                     "target_percent": f"{policy.target_mishandled_rate * 100:g}",
                     "confidence_percent": f"{policy.guarantee_confidence * 100:g}",
+                    "out_of_scope_percent": f"{policy.out_of_scope_share * 100:g}",
                     "min_per_category": policy.min_labelled_per_category,
                 }
             ),

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy
 from django.db.models import QuerySet
@@ -38,6 +39,7 @@ from django.utils import timezone
 from triage.contracts import OUT_OF_SCOPE
 from triage.models import Category, GatePolicy, PipelineRun, StepPolicy, StepRun, TargetChange, TrainedClassifier
 from triage.risk import CurvePoint, Outcome, ThresholdChoice, choice_apply, risk_coverage_curve, thresholds_choose
+from triage.selectors import gate_policy_current
 
 #: Targets the risk-coverage curve is drawn at.
 CURVE_TARGETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05)
@@ -92,35 +94,30 @@ def calibration_set(
     classifier: TrainedClassifier,
     money_labels: frozenset[str] | None = None,
     exclude_tickets: frozenset[int] = frozenset(),
+    out_of_scope_share: float | None = None,
 ) -> CalibrationSet:
     """The calibration data for `classifier` (see the module docstring). `exclude_tickets`: inbox labels
     of these tickets are left out (retrain judges models on them, so they must not choose the thresholds).
+    `out_of_scope_share`: the share of requests no category covers to calibrate for (default: the gate
+    policy's, `GatePolicy.out_of_scope_share`).
 
-    **The out-of-scope share is measured, not only assumed.** The example part mixes unseen-category
-    examples at the share the classifier was fitted with (`triage.classifier.OUT_OF_SCOPE_SHARE`, an
-    assumption). Once people have decided at least `MIN_INBOX_FOR_SHARE` tickets, the share of them
-    they rejected or put out of scope is the traffic's own figure; when it is higher than the assumption, in-scope
-    examples are left out (a seeded random subset) until the unseen-category examples make that share of
-    the example part, so the thresholds are chosen for the traffic the product gets. The share is never
-    lowered below the assumption: the labelled tickets are the ones sent to people, where out-of-scope
-    requests gather, so their share overstates the traffic's rather than understating it."""
+    **The out-of-scope share is stated by the admin, and measured.** The example part mixes unseen-category
+    examples at the share the classifier was fitted with (`triage.classifier.OUT_OF_SCOPE_SHARE`); the
+    share calibrated for is the admin's (the gate policy's), or, once people have decided at least
+    `MIN_INBOX_FOR_SHARE` tickets, the share of them they rejected or put out of scope, when that is
+    higher: the traffic's own figure. A higher share than the fitted one leaves in-scope examples out, a
+    lower one leaves unseen-category examples out (each a seeded random subset), until the unseen-category
+    examples sampled stand for that share of the example part; so the thresholds are chosen for the
+    traffic the admin describes, or worse. The measured share never lowers the admin's: the labelled
+    tickets are the ones sent to people, where out-of-scope requests gather, so their share overstates the
+    traffic's rather than understating it."""
     if money_labels is None:
         money_labels = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
-    stored = classifier.calibration or {}
-    rows = list(zip(stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True))
+    if out_of_scope_share is None:
+        out_of_scope_share = gate_policy_current().out_of_scope_share
     inbox = [row for row in _inbox_labels(classifier) if row[0] not in exclude_tickets]
-    unseen_passed = int(stored.get("out_of_scope_in_calibration", 0))
-    unseen_sampled = int(stored.get("out_of_scope_sampled", 0))
-    in_scope = len(rows) - unseen_passed
-    share: float | None = None
-    if unseen_sampled and in_scope > 0:
-        share = unseen_sampled / (in_scope + unseen_sampled)
-        measured = sum(1 for row in inbox if row[4]) / len(inbox) if len(inbox) >= MIN_INBOX_FOR_SHARE else 0.0
-        if measured > share:
-            keep = min(in_scope, round(unseen_sampled * (1.0 - measured) / measured))
-            kept = numpy.sort(numpy.random.default_rng(0).choice(in_scope, size=keep, replace=False))
-            rows = [rows[int(i)] for i in kept] + rows[in_scope:]
-            share = measured
+    measured = sum(1 for row in inbox if row[4]) / len(inbox) if len(inbox) >= MIN_INBOX_FOR_SHARE else 0.0
+    rows, share = calibration_examples(classifier.calibration or {}, share=max(out_of_scope_share, measured))
     scores, correct, categories = [], [], []
     for score, right, category in rows:
         if category in money_labels:
@@ -129,13 +126,53 @@ def calibration_set(
         correct.append(bool(right))
         categories.append(str(category))
     from_examples = len(scores)
-    for _, score, right, category, _ in inbox:
-        if right is None or category in money_labels or category == OUT_OF_SCOPE:
+    for _, score, label, category, _ in inbox:
+        if label is None or category in money_labels or category == OUT_OF_SCOPE:
             continue
         scores.append(score)
-        correct.append(right)
+        correct.append(label)
         categories.append(category)
     return CalibrationSet(scores, correct, categories, from_examples, len(scores) - from_examples, share)
+
+
+def calibration_examples(
+    stored: Mapping[str, Any], *, share: float
+) -> tuple[list[tuple[float, bool, str]], float | None]:
+    """The example part of a classifier's calibration data (`TrainedClassifier.calibration`, as
+    `IntentClassifier.fit` keeps it) standing for traffic with `share` of requests no category covers: its
+    (score, right, predicted category) rows, and the share they stand for (None: the classifier mixed in no
+    unseen-category examples, and the rows are all its out-of-fold predictions)."""
+    rows = list(zip(stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True))
+    unseen_sampled = int(stored.get("out_of_scope_sampled", 0))
+    in_scope = len(rows) - int(stored.get("out_of_scope_in_calibration", 0))
+    if not unseen_sampled or in_scope <= 0:
+        return rows, None
+    return _rows_at_share(rows, in_scope=in_scope, unseen_sampled=unseen_sampled, share=share), share
+
+
+def _rows_at_share(
+    rows: list[tuple[float, bool, str]], *, in_scope: int, unseen_sampled: int, share: float
+) -> list[tuple[float, bool, str]]:
+    """The example part (`in_scope` in-scope rows, then the unseen-category rows the similarity filter let
+    through, of `unseen_sampled` drawn) thinned so that the unseen-category examples stand for `share` of it.
+
+    The fit drew its sample as this does (`round(in_scope * share / (1 - share))` for its share), so at the
+    fitted share nothing is left out. Above it, in-scope rows are left out, until the sample is `share` of
+    what is kept. Below it, the sample is thinned as a whole: the rows that passed the filter are kept in
+    the proportion the sample is (those it caught go to a person at any threshold). A seeded subset each
+    time, so the same data gives the same thresholds."""
+    wanted = in_scope * share / (1.0 - share) if share < 1.0 else float("inf")  # unseen-category examples
+    if round(wanted) == unseen_sampled:
+        return rows
+    rng = numpy.random.default_rng(0)
+    if wanted > unseen_sampled:
+        keep = min(in_scope, round(unseen_sampled * (1.0 - share) / share))
+        kept = numpy.sort(rng.choice(in_scope, size=keep, replace=False))
+        return [rows[int(i)] for i in kept] + rows[in_scope:]
+    passed = len(rows) - in_scope
+    keep = min(passed, round(passed * wanted / unseen_sampled))
+    kept = numpy.sort(rng.choice(passed, size=keep, replace=False))
+    return rows[:in_scope] + [rows[in_scope + int(i)] for i in kept]
 
 
 def _inbox_labels(classifier: TrainedClassifier) -> list[tuple[int, float, bool | None, str, bool]]:
@@ -197,6 +234,7 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
         policy.target_mishandled_rate,
         policy.guarantee_confidence,
         policy.min_labelled_per_category,
+        policy.out_of_scope_share,
         money,
     )
     now = time.monotonic()
@@ -206,7 +244,7 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
             return hit[1]
     choice: ThresholdChoice | None = None
     if classifier.calibration:  # a deferred field: read here, on a cache miss only
-        data = calibration_set(classifier=classifier, money_labels=money)
+        data = calibration_set(classifier=classifier, money_labels=money, out_of_scope_share=policy.out_of_scope_share)
         choice = data.thresholds(
             target=policy.target_mishandled_rate,
             confidence=policy.guarantee_confidence,

@@ -101,6 +101,7 @@ def evaluate_dataset(
     provider: str = "local",
     target: float | None = None,
     confidence: float | None = None,
+    out_of_scope_share: float | None = None,
     hold_out: int = 0,
     also_targets: Sequence[float] = (),
     details: bool = False,
@@ -109,8 +110,9 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     """Evaluate in the current database (call inside `isolated_database`). Returns the report.
 
-    `target`, `confidence`: the gate policy's maximum mishandled rate and the confidence of its guarantee
-    (default: the policy's defaults). `hold_out`: that many non-money categories are taken out of the
+    `target`, `confidence`, `out_of_scope_share`: the gate policy's maximum mishandled rate, the confidence
+    of its guarantee and the share of requests no category covers it is calibrated for (default: the
+    policy's defaults). `hold_out`: that many non-money categories are taken out of the
     categories and examples before training, and their tickets become requests inside the domain that
     no category covers (`out_of_scope_in_domain`); the dataset's own `out_of_scope` tickets are text
     about another business (`out_of_scope_other_business`). `also_targets`: the same tickets are triaged
@@ -132,6 +134,8 @@ def evaluate_dataset(
         policy.target_mishandled_rate = target
     if confidence is not None:
         policy.guarantee_confidence = confidence
+    if out_of_scope_share is not None:
+        policy.out_of_scope_share = out_of_scope_share
     gate_policy_save(policy=policy, actor=None)
     examples = evaluation_examples(dataset=dataset, held_out=held_out)
     tickets = tickets_sample(dataset.tickets[:limit] if limit else dataset.tickets, sample)
@@ -184,6 +188,8 @@ def evaluate_dataset(
             runs=PipelineRun.objects.filter(pk__in=gated_ids), kinds=kinds, thresholds=router.thresholds
         ),
         "held_out_categories": sorted(held_out),
+        # What the thresholds were calibrated for (the admin's statement; `evaluate` has no inbox to measure it).
+        "out_of_scope_share": policy.out_of_scope_share,
     }
     report["by_target"] = [_target_summary(report)]
     if also_targets:

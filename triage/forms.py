@@ -21,6 +21,14 @@ class WhatIfForm(forms.Form):
     confidence_percent = forms.FloatField(
         label="confidence of the guarantee (%)", min_value=50.0, max_value=99.9, initial=DEFAULT_CONFIDENCE * 100
     )
+    out_of_scope_percent = forms.FloatField(
+        label="share of requests no category covers (%)",
+        min_value=0.0,
+        max_value=50.0,
+        required=False,
+        help_text="The thresholds are chosen as if this share of the tickets asked for something no category covers "
+        "(empty: the policy's).",
+    )
     min_per_category = forms.IntegerField(
         label="labelled tickets a category needs", min_value=1, max_value=100_000, initial=DEFAULT_MIN_PER_CATEGORY
     )
@@ -41,6 +49,8 @@ class WhatIfForm(forms.Form):
             cleaned["target"] = cleaned["target_percent"] / 100
         if "confidence_percent" in cleaned:
             cleaned["confidence"] = cleaned["confidence_percent"] / 100
+        share = cleaned.get("out_of_scope_percent")
+        cleaned["out_of_scope_share"] = None if share is None else share / 100
         overrides: dict[str, float | None] = {}
         problems = []
         for number, line in enumerate((cleaned.get("overrides_text") or "").splitlines(), start=1):

@@ -50,7 +50,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from integrations.embeddings import MODEL_NAME
-from triage.autonomy import CalibrationSet, calibration_set
+from triage.autonomy import CalibrationSet, calibration_examples, calibration_set
 from triage.classifier import IntentClassifier, Prediction
 from triage.embedding import embed_texts
 from triage.models import Category, LabelledExample, Ticket, TrainedClassifier
@@ -193,15 +193,13 @@ def classifier_score(
     )
 
 
-def _model_calibration(*, model: IntentClassifier, money_labels: set[str]) -> CalibrationSet:
-    """A freshly fitted model's calibration data: its out-of-fold predictions, money categories left out."""
-    stored = model.calibration
+def _model_calibration(*, model: IntentClassifier, money_labels: set[str], out_of_scope_share: float) -> CalibrationSet:
+    """A freshly fitted model's calibration data: its out-of-fold predictions (with its unseen-category
+    examples standing for `out_of_scope_share` of the traffic, as the active version's are), money categories
+    left out."""
+    rows, share = calibration_examples(model.calibration, share=out_of_scope_share)
     kept = [
-        (float(score), bool(right), str(category))
-        for score, right, category in zip(
-            stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True
-        )
-        if category not in money_labels
+        (float(score), bool(right), str(category)) for score, right, category in rows if category not in money_labels
     ]
     return CalibrationSet(
         scores=[k[0] for k in kept],
@@ -209,6 +207,7 @@ def _model_calibration(*, model: IntentClassifier, money_labels: set[str]) -> Ca
         categories=[k[2] for k in kept],
         from_examples=len(kept),
         from_inbox=0,
+        out_of_scope_share=share,
     )
 
 
@@ -283,14 +282,21 @@ def classifier_retrain(
         "confidence": confidence,
         "min_per_category": policy.min_labelled_per_category,
     }
-    challenger_score = classifier_score(
-        model=model, calibration=_model_calibration(model=model, money_labels=money), **at
-    )
     active_calibration = calibration_set(
         classifier=TrainedClassifier.objects.get(pk=active.pk),
         money_labels=frozenset(money),
         exclude_tickets=frozenset(h.ticket_id for h in held_out if h.ticket_id is not None),
+        out_of_scope_share=policy.out_of_scope_share,
     )
+    # Both calibrated for the same traffic: the share of requests no category covers that the active
+    # version's data stands for (the admin's, or what the inbox measured when higher).
+    share = active_calibration.out_of_scope_share
+    challenger_calibration = _model_calibration(
+        model=model,
+        money_labels=money,
+        out_of_scope_share=policy.out_of_scope_share if share is None else share,
+    )
+    challenger_score = classifier_score(model=model, calibration=challenger_calibration, **at)
     active_score = classifier_score(model=classifier_load(active.pk), calibration=active_calibration, **at)
     guarantee = f"at most {target:.1%} wrong with {confidence:.0%} confidence"
     promoted = False

@@ -77,6 +77,16 @@ class GatePolicy(SingletonModel):
         validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
         help_text="How sure the guarantee is (0.9: it holds in at least 9 of 10 calibration draws).",
     )
+    out_of_scope_share = models.FloatField(
+        "share of requests no category covers",
+        default=0.05,  # triage.classifier.OUT_OF_SCOPE_SHARE: what every fit samples (tests check they agree)
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="The share of tickets you expect to ask for something none of your categories covers (0.05: "
+        "1 in 20). The thresholds are chosen as if that share of the traffic were such requests, each one a "
+        "mistake if handled automatically, so the guarantee covers them. Raise it when your categories cover "
+        "less of what customers ask; 0 only when they cover everything. Once people have decided 100 tickets in "
+        "the inbox, the share they rejected or put out of scope replaces it when higher.",
+    )
     min_labelled_per_category = models.PositiveIntegerField(
         "labelled tickets a category needs",
         default=30,

@@ -161,6 +161,7 @@ def test_the_gate_policy_page_shows_the_risk_coverage_curve_and_why_nothing_is_a
     assert "Not automated: the data cannot support the target" in page
     assert "cannot show a mishandled rate of at most 1.00% with 90% confidence" in page
     assert 'id="autonomy-curve"' in page and "<td>5%</td>" in page
+    assert "for traffic in which <strong>5%</strong> of requests are ones no" in page
 
 
 def test_what_if_previews_a_target_on_the_labelled_history_and_saves_nothing(admin_client, one_percent):
@@ -183,6 +184,23 @@ def test_what_if_previews_a_target_on_the_labelled_history_and_saves_nothing(adm
     assert "proposed: 5% at 90%" in page
     assert GatePolicy.get_solo().target_mishandled_rate == 0.01
     assert not TargetChange.objects.exists()
+
+
+def test_what_if_previews_another_share_of_out_of_scope_requests(admin_client):
+    url = reverse("admin:triage_gatepolicy_what_if")
+    params = {"target_percent": "5", "confidence_percent": "90", "min_per_category": "30"}
+
+    assumed = admin_client.get(url, params)  # empty share: the policy's (5%)
+    none_out = admin_client.get(url, params | {"out_of_scope_percent": "0"})
+
+    # Stating that every request has a category leaves the unseen-category examples out of the calibration
+    # data (each a mistake if automated), so the same target automates more; nothing is saved.
+    assert assumed.context["proposed_share"] == 0.05 == none_out.context["current_share"]
+    assert none_out.context["proposed_share"] == 0.0
+    assert none_out.context["proposed"].outcome.tickets < assumed.context["proposed"].outcome.tickets
+    assert none_out.context["proposed"].outcome.accepted > assumed.context["proposed"].outcome.accepted
+    assert "proposed: 5% at 90%, 0% out of scope" in none_out.content.decode()
+    assert GatePolicy.get_solo().out_of_scope_share == 0.05
 
 
 def test_what_if_with_a_category_kept_with_people_automates_less(admin_client):
@@ -222,6 +240,7 @@ def test_saving_a_new_target_records_it_for_the_reports(admin_client):
             "groundedness_min_overlap": "0.8",
             "target_mishandled_rate": "0.005",
             "guarantee_confidence": "0.95",
+            "out_of_scope_share": "0.05",
             "min_labelled_per_category": "30",
         },
     )

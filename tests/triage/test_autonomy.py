@@ -163,3 +163,88 @@ def test_the_out_of_scope_share_people_measure_in_the_inbox_replaces_a_lower_ass
     # the retrain comparison leaves held-out tickets out of the share as well as out of the labels
     rejected_tickets = frozenset(a.run.ticket_id for a in decided[:3])
     assert calibration_set(classifier=classifier, exclude_tickets=rejected_tickets).out_of_scope_share == 0.05
+
+
+def _stored(*, in_scope: int, sampled: int, passed: int) -> dict:
+    """Calibration kept as `IntentClassifier.fit` keeps it: the in-scope rows (right, at 0.99), then the
+    unseen-category rows the similarity filter let through (wrong, at 0.99), of `sampled` scored."""
+    return {
+        "scores": [0.99] * (in_scope + passed),
+        "correct": [True] * in_scope + [False] * passed,
+        "categories": ["order_status"] * (in_scope + passed),
+        "out_of_scope_sampled": sampled,
+        "out_of_scope_in_calibration": passed,
+    }
+
+
+@pytest.mark.parametrize(
+    ("share", "kept_in_scope", "kept_unseen"),
+    [
+        (0.05, 95, 5),  # the share the fit drew its sample for: nothing left out
+        (0.0, 95, 0),  # the admin states every request has a category
+        (0.02, 95, 2),  # 95 * 0.02 / 0.98 = 1.9 of 5
+        (0.3, 12, 5),  # 5 * 0.7 / 0.3 = 11.7 in-scope rows
+    ],
+)
+def test_the_example_part_stands_for_the_share_of_out_of_scope_requests_asked_for(share, kept_in_scope, kept_unseen):
+    from triage.autonomy import calibration_examples
+
+    rows, stands_for = calibration_examples(_stored(in_scope=95, sampled=5, passed=5), share=share)
+
+    assert stands_for == share
+    assert [right for _, right, _ in rows].count(True) == kept_in_scope
+    assert [right for _, right, _ in rows].count(False) == kept_unseen
+
+
+def test_a_lower_share_thins_the_whole_sample_so_those_the_filter_caught_count_too():
+    from triage.autonomy import calibration_examples
+
+    # 10 unseen-category examples scored for 190 in scope (5%), 4 of them let through by the filter. Half
+    # the share is half the sample: 5 of the 10, of which the filter lets through 2 (4 * 4.87 / 10 = 1.9).
+    rows, _ = calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025)
+
+    assert [right for _, right, _ in rows].count(False) == 2 and len(rows) == 192
+    # The same data gives the same rows (a seeded subset), and a classifier with no unseen-category
+    # examples is left as it is, standing for no share.
+    assert calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025)[0] == rows
+    assert calibration_examples({"scores": [0.9], "correct": [True], "categories": ["a"]}, share=0.3) == (
+        [(0.9, True, "a")],
+        None,
+    )
+
+
+def test_the_admins_share_chooses_the_thresholds_and_a_change_takes_effect_at_once(db):
+    # given: 95 right in-scope examples and 5 wrong unseen-category ones, all at 0.99
+    classifier = TrainedClassifier.objects.create(
+        model="local-classifier/test", blob=b"", labels=["order_status"], example_count=95, suggested_threshold=1.0,
+        calibration=_stored(in_scope=95, sampled=5, passed=5),
+    )  # fmt: skip
+    policy = GatePolicy.get_solo()
+    policy.target_mishandled_rate = 0.05
+    policy.save()
+
+    # when: 5% of requests out of scope (the default), then none
+    assumed = thresholds_current(classifier=classifier, policy=policy)
+    policy.out_of_scope_share = 0.0
+    policy.save()
+    none_out = thresholds_current(classifier=classifier, policy=policy)
+
+    # then: 5 wrong of 100 cannot show 5% at 90%; 0 wrong of 95 can, and the change needed no forgetting
+    assert assumed is not None and assumed.threshold is None
+    assert none_out is not None and none_out.threshold == 0.99 and none_out.accepted == 95
+    assert calibration_set(classifier=classifier).out_of_scope_share == 0.0
+
+
+def test_people_measuring_more_out_of_scope_than_the_admin_states_wins_but_never_less(money_agent, monkeypatch):
+    monkeypatch.setattr("triage.autonomy.MIN_INBOX_FOR_SHARE", 4)
+    classifier = TrainedClassifier.objects.create(
+        model="local-classifier/test", blob=b"", labels=["order_status"], example_count=95, suggested_threshold=1.0,
+        calibration=_stored(in_scope=95, sampled=5, passed=5),
+    )  # fmt: skip
+    GatePolicy.objects.update(out_of_scope_share=0.1)
+    approvals = [build_run(body=f"Parcel {i}?", category="order_status", confidence=0.8)[2] for i in range(4)]
+    for approval in approvals:  # none rejected: the inbox measures 0%
+        approval_decide(approval_id=approval.pk, actor=money_agent, verdict="approve")
+
+    assert calibration_set(classifier=classifier).out_of_scope_share == 0.1  # the admin's, not the 0% measured
+    assert calibration_set(classifier=classifier, out_of_scope_share=0.0).out_of_scope_share == 0.0

@@ -11,6 +11,7 @@ from scipy import sparse
 
 from integrations.embeddings import get_local_embedder
 from triage import classifier
+from triage.autonomy import calibration_examples
 from triage.classifier import (
     FORMAT_VERSION,
     OUT_OF_SCOPE_SHARE,
@@ -22,6 +23,7 @@ from triage.classifier import (
     _vectorizer,
     _vocabulary_list,
 )
+from triage.models import GatePolicy
 
 EXAMPLES = {
     "card_arrival": [
@@ -304,6 +306,11 @@ def test_calibration_holds_unseen_category_examples_counted_as_wrong():
     assert 0 < unseen <= calibration["out_of_scope_sampled"]
     assert calibration["correct"][in_scope:] == [False] * unseen
     assert set(calibration["categories"][in_scope:]) <= set(model.labels)
+    # The gate policy's default share is the one every fit samples for, so by default nothing is left out.
+    assert GatePolicy._meta.get_field("out_of_scope_share").get_default() == OUT_OF_SCOPE_SHARE
+    assert calibration_examples(calibration, share=OUT_OF_SCOPE_SHARE)[0] == list(
+        zip(calibration["scores"], calibration["correct"], calibration["categories"], strict=True)
+    )
 
 
 def _overlapping_clusters(seed: int, *, categories: int, per_category: int):

@@ -254,3 +254,23 @@ def test_retrain_compares_at_the_admins_target_and_confidence(agent):
     # At the admin's 10% the challenger's calibration certifies a threshold, which the 1% default could not.
     assert outcome.challenger_score.threshold is not None and outcome.promoted is True, outcome.reason
     assert original is not None
+
+
+def test_retrain_calibrates_the_challenger_for_the_admins_share_of_out_of_scope_requests(agent):
+    from triage.autonomy import calibration_examples
+
+    policy = gate_policy_current()
+    policy.out_of_scope_share = 0.3  # far above the 5% every fit samples for: in-scope examples are left out
+    gate_policy_save(policy=policy, actor=None)
+    for text, label in _demo_tickets()[:60]:
+        _label(text, label, agent)
+
+    outcome = classifier_retrain(min_holdout=30, target=0.01)
+
+    money = set(Category.objects.filter(money=True).values_list("label", flat=True))
+    stored = TrainedClassifier.objects.get(pk=outcome.challenger.pk).calibration
+    rows, share = calibration_examples(stored, share=0.3)
+    assert share == 0.3
+    # Judged on the calibration data standing for 30% out of scope, as the active version is, not on all of it.
+    assert outcome.challenger_score.calibration_tickets == sum(1 for _, _, c in rows if c not in money)
+    assert outcome.challenger_score.calibration_tickets < sum(1 for c in stored["categories"] if c not in money)

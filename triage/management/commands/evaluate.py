@@ -62,6 +62,13 @@ class Command(BaseCommand):
             help="Confidence of the guarantee, e.g. 0.9 (default: the gate policy's, 90%%).",
         )
         parser.add_argument(
+            "--out-of-scope-share",
+            type=float,
+            default=None,
+            help="Share of requests no category covers that the thresholds are chosen for, e.g. 0.1 (default: the "
+            "gate policy's, 5%%; 0 states that the categories cover every request).",
+        )
+        parser.add_argument(
             "--hold-out",
             type=int,
             default=0,
@@ -103,6 +110,7 @@ class Command(BaseCommand):
         for name, low, high, values in (
             ("target", 0.0005, 0.2, targets),
             ("confidence", 0.5, 0.999, [options["confidence"]]),
+            ("out-of-scope-share", 0.0, 0.5, [options["out_of_scope_share"]]),
         ):
             for value in values:
                 if value is not None and not low <= value <= high:
@@ -135,6 +143,7 @@ class Command(BaseCommand):
                         target=targets[0],
                         also_targets=targets[1:],
                         confidence=options["confidence"],
+                        out_of_scope_share=options["out_of_scope_share"],
                         hold_out=options["hold_out"],
                         details=options["report"] is not None,
                         workers=workers,
@@ -236,6 +245,11 @@ def render_report(report: dict) -> str:
         lines.append(
             f"{'mishandled among auto-handled':32}{_pct(report['mishandled_among_auto_handled']):>10}"
             f"  target {report['target_mishandled_rate']:.2%} at {report['guarantee_confidence']:.0%} confidence"
+            + (
+                f", {report['out_of_scope_share'] * 100:g}% of requests out of scope assumed"
+                if report.get("out_of_scope_share") is not None
+                else ""
+            )
         )
     lines.append(
         f"{'automatable share automated':32}{_pct(report.get('automatable_share_automated')):>10}"

@@ -89,6 +89,28 @@ def test_evaluate_refuses_a_broken_dataset_with_file_and_line(tmp_path):
     assert done.stderr == f"CommandError: {tmp_path / 'examples.csv'}:3: label 'nonsense' is not in categories.csv\n"
 
 
+def test_evaluate_calibrates_for_the_share_of_out_of_scope_requests_it_is_given():
+    # The demo's first 60 tickets at its 5% target (the figures of the first test at the default 5% share):
+    # stating that every request has a category leaves the 21 unseen-category examples the similarity filter
+    # let through out of the calibration data, and a looser threshold is certified.
+    report, _ = evaluate(DEMO, "--limit", "60", "--no-ungated", "--target", "0.05", "--out-of-scope-share", "0")
+
+    assert report["out_of_scope_share"] == 0.0
+    assert report["thresholds"]["calibration_tickets"] == 448 - 21
+    assert report["thresholds"]["pooled"] == 0.986  # 0.989 at 5%
+    assert (report["auto_handled"], report["mishandled"]) == (12, 0)
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "evaluate", str(DEMO), "--out-of-scope-share", "0.6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "CommandError: --out-of-scope-share must lie between 0.0 and 0.5, not 0.6\n"
+
+
 @pytest.mark.skipif(not (SHARED_DATASETS / "banking77").is_dir(), reason="../shared/datasets is not beside the repo")
 def test_evaluate_on_banking77_never_auto_executes_money():
     report, _ = evaluate(SHARED_DATASETS / "banking77", "--limit", "300", "--no-ungated")
