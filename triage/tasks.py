@@ -64,7 +64,7 @@ def database_wait(*, seconds: float | None = None) -> None:
     limit = float(getattr(settings, "TRIAGE_DB_WAIT", 30.0)) if seconds is None else seconds
     for attempt in Retrying(
         retry=retry_if_exception(connection_lost),
-        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
         stop=stop_after_delay(limit),
         before_sleep=_discard_before_retry,
         reraise=True,
