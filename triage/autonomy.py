@@ -6,8 +6,9 @@ The statistics live in `triage.risk` (no Django); this module feeds it from the 
 **Calibration data** (never trained on by the classifier in force):
 - the out-of-fold predictions on the examples, kept on the `TrainedClassifier` row at training time,
   with the unseen-category examples the classifier adds to them, all wrong (out of scope inside the
-  domain counts as a loss; `triage.classifier`, `OUT_OF_SCOPE_SHARE`), at the out-of-scope share the
-  inbox measures when that is higher than the assumed one (`calibration_set`);
+  domain counts as a loss; `triage.classifier`, `OUT_OF_SCOPE_SHARE`), standing for the share of requests
+  no category covers that the admin states (`GatePolicy.out_of_scope_share`), or the one the inbox
+  measures when that is higher (`calibration_set`);
 - tickets people labelled in the inbox since that classifier was trained, when its local answer was
   the one gated: approved as proposed (right), category edited (right when unchanged), and auto-handled
   tickets staff marked mishandled (wrong); a category edited to out of scope is wrong too. Rejected

@@ -92,8 +92,9 @@ FALLBACK_MIN_TEMPERATURE = 0.25
 #: Held-out mistakes (and correct answers) needed to fit the confidence model.
 MIN_META_EXAMPLES = 5
 #: Share of the calibration data that is unseen-category examples (out of scope inside the domain; see
-#: the module docstring). An assumption about traffic, stated: 5 in 100 tickets ask for something no
-#: category covers. Higher is stricter (less automation, more margin for out-of-scope traffic).
+#: the module docstring): 5 in 100 tickets ask for something no category covers. What every fit samples
+#: for, and the gate policy's default; the thresholds are calibrated for the policy's share
+#: (`triage.autonomy.calibration_set` thins the sample or the in-scope examples to it).
 OUT_OF_SCOPE_SHARE = 0.05
 
 _WORD_PARAMS: dict[str, Any] = {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1}
