@@ -7,6 +7,12 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+# No monitor thread: `evaluate` forks its fit, embedding and run workers after the first bar is made, and a
+# thread alive at a fork (tqdm's wakes every 10 s and takes tqdm's lock) can leave a lock held in the child.
+# The monitor only corrects a bar's refresh rate after a long lag (tqdm's `maxinterval`), which these bars'
+# dynamic `miniters` do without it.
+tqdm.monitor_interval = 0
+
 
 class Bars:
     def __init__(self, *, enabled: bool = True) -> None:
