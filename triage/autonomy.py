@@ -26,6 +26,7 @@ approvals app (as `triage.metrics` does).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -162,8 +163,10 @@ def _rows_at_share(
     what is kept. Below it, the sample is thinned as a whole: the rows that passed the filter are kept in
     the proportion the sample is (those it caught go to a person at any threshold). A seeded subset each
     time, so the same data gives the same thresholds."""
-    wanted = in_scope * share / (1.0 - share) if share < 1.0 else float("inf")  # unseen-category examples
-    if round(wanted) == unseen_sampled:
+    # Unseen-category examples sampled that make `share` (every ticket the inbox saw rejected: share 1, none
+    # in scope kept).
+    wanted = in_scope * share / (1.0 - share) if share < 1.0 else math.inf
+    if wanted != math.inf and round(wanted) == unseen_sampled:
         return rows
     rng = numpy.random.default_rng(0)
     if wanted > unseen_sampled:

@@ -184,6 +184,7 @@ def _stored(*, in_scope: int, sampled: int, passed: int) -> dict:
         (0.0, 95, 0),  # the admin states every request has a category
         (0.02, 95, 2),  # 95 * 0.02 / 0.98 = 1.9 of 5
         (0.3, 12, 5),  # 5 * 0.7 / 0.3 = 11.7 in-scope rows
+        (1.0, 0, 5),  # the inbox measured every decided ticket out of scope: no in-scope row stands
     ],
 )
 def test_the_example_part_stands_for_the_share_of_out_of_scope_requests_asked_for(share, kept_in_scope, kept_unseen):
