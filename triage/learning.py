@@ -329,6 +329,7 @@ def classifier_retrain(
         "against_version": active.pk,
         "target_error": target,
         "confidence": confidence,
+        "out_of_scope_share": challenger_calibration.out_of_scope_share,
         "challenger": challenger_score.as_dict(),
         "active": active_score.as_dict(),
         "reason": reason,

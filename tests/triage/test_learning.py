@@ -274,3 +274,4 @@ def test_retrain_calibrates_the_challenger_for_the_admins_share_of_out_of_scope_
     # Judged on the calibration data standing for 30% out of scope, as the active version is, not on all of it.
     assert outcome.challenger_score.calibration_tickets == sum(1 for _, _, c in rows if c not in money)
     assert outcome.challenger_score.calibration_tickets < sum(1 for c in stored["categories"] if c not in money)
+    assert outcome.challenger.figures["comparison"]["out_of_scope_share"] == 0.3  # kept with the comparison
