@@ -26,7 +26,6 @@ approvals app (as `triage.metrics` does).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
@@ -119,37 +118,50 @@ def calibration_set(
         out_of_scope_share = gate_policy_current().out_of_scope_share
     inbox = [row for row in _inbox_labels(classifier) if row[0] not in exclude_tickets]
     measured = sum(1 for row in inbox if row[4]) / len(inbox) if len(inbox) >= MIN_INBOX_FOR_SHARE else 0.0
-    rows, share = calibration_examples(classifier.calibration or {}, share=max(out_of_scope_share, measured))
-    scores, correct, categories = [], [], []
-    for score, right, category in rows:
-        if category in money_labels:
-            continue
-        scores.append(float(score))
-        correct.append(bool(right))
-        categories.append(str(category))
-    from_examples = len(scores)
-    for _, score, label, category, _ in inbox:
-        if label is None or category in money_labels or category == OUT_OF_SCOPE:
-            continue
-        scores.append(score)
-        correct.append(label)
-        categories.append(category)
-    return CalibrationSet(scores, correct, categories, from_examples, len(scores) - from_examples, share)
+    examples = calibration_examples(
+        classifier.calibration or {}, share=max(out_of_scope_share, measured), money_labels=money_labels
+    )
+    labelled = [
+        (score, label, category)
+        for _, score, label, category, _ in inbox
+        if label is not None and category not in money_labels and category != OUT_OF_SCOPE
+    ]
+    return CalibrationSet(
+        scores=examples.scores + [score for score, _, _ in labelled],
+        correct=examples.correct + [label for _, label, _ in labelled],
+        categories=examples.categories + [category for _, _, category in labelled],
+        from_examples=examples.from_examples,
+        from_inbox=len(labelled),
+        out_of_scope_share=examples.out_of_scope_share,
+    )
 
 
 def calibration_examples(
-    stored: Mapping[str, Any], *, share: float
-) -> tuple[list[tuple[float, bool, str]], float | None]:
+    stored: Mapping[str, Any], *, share: float, money_labels: frozenset[str] | set[str]
+) -> CalibrationSet:
     """The example part of a classifier's calibration data (`TrainedClassifier.calibration`, as
-    `IntentClassifier.fit` keeps it) standing for traffic with `share` of requests no category covers: its
-    (score, right, predicted category) rows, and the share they stand for (None: the classifier mixed in no
-    unseen-category examples, and the rows are all its out-of-fold predictions)."""
+    `IntentClassifier.fit` keeps it), standing for traffic with `share` of requests no category covers, with
+    tickets predicted in a money-moving category left out (they always wait for a person). Its
+    `out_of_scope_share` is None when the classifier mixed in no unseen-category examples: then every row is
+    an out-of-fold prediction, kept as it is."""
     rows = list(zip(stored.get("scores", []), stored.get("correct", []), stored.get("categories", []), strict=True))
     unseen_sampled = int(stored.get("out_of_scope_sampled", 0))
     in_scope = len(rows) - int(stored.get("out_of_scope_in_calibration", 0))
-    if not unseen_sampled or in_scope <= 0:
-        return rows, None
-    return _rows_at_share(rows, in_scope=in_scope, unseen_sampled=unseen_sampled, share=share), share
+    stands_for: float | None = None
+    if unseen_sampled and in_scope > 0:
+        rows = _rows_at_share(rows, in_scope=in_scope, unseen_sampled=unseen_sampled, share=share)
+        stands_for = share
+    kept = [
+        (float(score), bool(right), str(category)) for score, right, category in rows if category not in money_labels
+    ]
+    return CalibrationSet(
+        scores=[score for score, _, _ in kept],
+        correct=[right for _, right, _ in kept],
+        categories=[category for _, _, category in kept],
+        from_examples=len(kept),
+        from_inbox=0,
+        out_of_scope_share=stands_for,
+    )
 
 
 def _rows_at_share(
@@ -163,10 +175,10 @@ def _rows_at_share(
     what is kept. Below it, the sample is thinned as a whole: the rows that passed the filter are kept in
     the proportion the sample is (those it caught go to a person at any threshold). A seeded subset each
     time, so the same data gives the same thresholds."""
-    # Unseen-category examples sampled that make `share` (every ticket the inbox saw rejected: share 1, none
-    # in scope kept).
-    wanted = in_scope * share / (1.0 - share) if share < 1.0 else math.inf
-    if wanted != math.inf and round(wanted) == unseen_sampled:
+    if share >= 1.0:  # every ticket the inbox saw was rejected: no in-scope row stands
+        return rows[in_scope:]
+    wanted = in_scope * share / (1.0 - share)  # unseen-category examples sampled that make `share`
+    if round(wanted) == unseen_sampled:
         return rows
     rng = numpy.random.default_rng(0)
     if wanted > unseen_sampled:

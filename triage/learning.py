@@ -193,24 +193,6 @@ def classifier_score(
     )
 
 
-def _model_calibration(*, model: IntentClassifier, money_labels: set[str], out_of_scope_share: float) -> CalibrationSet:
-    """A freshly fitted model's calibration data: its out-of-fold predictions (with its unseen-category
-    examples standing for `out_of_scope_share` of the traffic, as the active version's are), money categories
-    left out."""
-    rows, share = calibration_examples(model.calibration, share=out_of_scope_share)
-    kept = [
-        (float(score), bool(right), str(category)) for score, right, category in rows if category not in money_labels
-    ]
-    return CalibrationSet(
-        scores=[k[0] for k in kept],
-        correct=[k[1] for k in kept],
-        categories=[k[2] for k in kept],
-        from_examples=len(kept),
-        from_inbox=0,
-        out_of_scope_share=share,
-    )
-
-
 def _since(version: TrainedClassifier | None) -> datetime | None:
     if version is None:
         return None
@@ -291,10 +273,10 @@ def classifier_retrain(
     # Both calibrated for the same traffic: the share of requests no category covers that the active
     # version's data stands for (the admin's, or what the inbox measured when higher).
     share = active_calibration.out_of_scope_share
-    challenger_calibration = _model_calibration(
-        model=model,
+    challenger_calibration = calibration_examples(
+        model.calibration,
+        share=policy.out_of_scope_share if share is None else share,
         money_labels=money,
-        out_of_scope_share=policy.out_of_scope_share if share is None else share,
     )
     challenger_score = classifier_score(model=model, calibration=challenger_calibration, **at)
     active_score = classifier_score(model=classifier_load(active.pk), calibration=active_calibration, **at)

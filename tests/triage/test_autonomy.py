@@ -190,11 +190,12 @@ def _stored(*, in_scope: int, sampled: int, passed: int) -> dict:
 def test_the_example_part_stands_for_the_share_of_out_of_scope_requests_asked_for(share, kept_in_scope, kept_unseen):
     from triage.autonomy import calibration_examples
 
-    rows, stands_for = calibration_examples(_stored(in_scope=95, sampled=5, passed=5), share=share)
+    examples = calibration_examples(_stored(in_scope=95, sampled=5, passed=5), share=share, money_labels=set())
 
-    assert stands_for == share
-    assert [right for _, right, _ in rows].count(True) == kept_in_scope
-    assert [right for _, right, _ in rows].count(False) == kept_unseen
+    assert examples.out_of_scope_share == share
+    assert examples.correct.count(True) == kept_in_scope
+    assert examples.correct.count(False) == kept_unseen
+    assert examples.from_examples == len(examples) and examples.from_inbox == 0
 
 
 def test_a_lower_share_thins_the_whole_sample_so_those_the_filter_caught_count_too():
@@ -202,16 +203,18 @@ def test_a_lower_share_thins_the_whole_sample_so_those_the_filter_caught_count_t
 
     # 10 unseen-category examples scored for 190 in scope (5%), 4 of them let through by the filter. Half
     # the share is half the sample: 5 of the 10, of which the filter lets through 2 (4 * 4.87 / 10 = 1.9).
-    rows, _ = calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025)
+    examples = calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025, money_labels=set())
 
-    assert [right for _, right, _ in rows].count(False) == 2 and len(rows) == 192
+    assert examples.correct.count(False) == 2 and len(examples) == 192
     # The same data gives the same rows (a seeded subset), and a classifier with no unseen-category
-    # examples is left as it is, standing for no share.
-    assert calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025)[0] == rows
-    assert calibration_examples({"scores": [0.9], "correct": [True], "categories": ["a"]}, share=0.3) == (
-        [(0.9, True, "a")],
-        None,
+    # examples is left as it is, standing for no share; money-moving categories are left out either way.
+    assert (
+        calibration_examples(_stored(in_scope=190, sampled=10, passed=4), share=0.025, money_labels=set()) == examples
     )
+    plain = {"scores": [0.9, 0.8], "correct": [True, False], "categories": ["a", "refund"]}
+    unthinned = calibration_examples(plain, share=0.3, money_labels={"refund"})
+    assert (unthinned.scores, unthinned.correct, unthinned.categories) == ([0.9], [True], ["a"])
+    assert unthinned.out_of_scope_share is None
 
 
 def test_the_admins_share_chooses_the_thresholds_and_a_change_takes_effect_at_once(db):

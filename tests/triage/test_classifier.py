@@ -308,8 +308,11 @@ def test_calibration_holds_unseen_category_examples_counted_as_wrong():
     assert set(calibration["categories"][in_scope:]) <= set(model.labels)
     # The gate policy's default share is the one every fit samples for, so by default nothing is left out.
     assert GatePolicy._meta.get_field("out_of_scope_share").get_default() == OUT_OF_SCOPE_SHARE
-    assert calibration_examples(calibration, share=OUT_OF_SCOPE_SHARE)[0] == list(
-        zip(calibration["scores"], calibration["correct"], calibration["categories"], strict=True)
+    examples = calibration_examples(calibration, share=OUT_OF_SCOPE_SHARE, money_labels=set())
+    assert (examples.scores, examples.correct, examples.categories) == (
+        calibration["scores"],
+        calibration["correct"],
+        calibration["categories"],
     )
 
 

@@ -269,9 +269,9 @@ def test_retrain_calibrates_the_challenger_for_the_admins_share_of_out_of_scope_
 
     money = set(Category.objects.filter(money=True).values_list("label", flat=True))
     stored = TrainedClassifier.objects.get(pk=outcome.challenger.pk).calibration
-    rows, share = calibration_examples(stored, share=0.3)
-    assert share == 0.3
+    examples = calibration_examples(stored, share=0.3, money_labels=money)
+    assert examples.out_of_scope_share == 0.3
     # Judged on the calibration data standing for 30% out of scope, as the active version is, not on all of it.
-    assert outcome.challenger_score.calibration_tickets == sum(1 for _, _, c in rows if c not in money)
+    assert outcome.challenger_score.calibration_tickets == len(examples)
     assert outcome.challenger_score.calibration_tickets < sum(1 for c in stored["categories"] if c not in money)
     assert outcome.challenger.figures["comparison"]["out_of_scope_share"] == 0.3  # kept with the comparison
