@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy
 
-from integrations.processes import child_signals_default
+from integrations.processes import ForkPool
 
 logger = logging.getLogger(__name__)
 
@@ -310,8 +310,6 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     with `multiprocessing.Pool`, whose `map` waits forever for a dead worker's share: the executor notices
     the death, and the texts are embedded here instead, in this process, with the same result.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     texts = ["" if t is None else str(t) for t in texts]
@@ -323,9 +321,7 @@ def embed_in_processes(texts: Sequence[str], *, processes: int) -> numpy.ndarray
     parts = [order[k::processes] for k in range(processes)]
     out = numpy.zeros((len(texts), DIMENSIONS), dtype=numpy.float32)
     try:
-        with ProcessPoolExecutor(
-            max_workers=processes, mp_context=multiprocessing.get_context("fork"), initializer=child_signals_default
-        ) as pool:
+        with ForkPool(processes) as pool:
             shares = list(pool.map(_child_embed, [[texts[i] for i in part] for part in parts]))
     except BrokenProcessPool as exc:
         logger.warning("an embedding process died (%s); embedding the %d texts in this process", exc, len(texts))

@@ -60,7 +60,7 @@ from scipy import sparse
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
-from integrations.processes import child_signals_default
+from integrations.processes import ForkPool
 from triage.risk import DEFAULT_CONFIDENCE, DEFAULT_MIN_PER_CATEGORY, DEFAULT_TARGET, thresholds_choose
 
 __all__ = [
@@ -520,15 +520,12 @@ class _Fits:
         self.data = data
         self._executor: Any = None
         if processes > 1 and len(data.texts) >= PARALLEL_MIN_EXAMPLES and not multiprocessing.current_process().daemon:
-            from concurrent.futures import ProcessPoolExecutor
-
             # The n-gram tables are built on first use: here, once, not in every child.
             if data.analyses.usable:
                 data.analyses.table("word")
                 data.analyses.table("char")
-            self._executor = ProcessPoolExecutor(
-                max_workers=min(processes, CV_FOLDS + 1),  # at most the folds and the final model at once
-                mp_context=multiprocessing.get_context("fork"),
+            self._executor = ForkPool(
+                min(processes, CV_FOLDS + 1),  # at most the folds and the final model at once
                 initializer=_fits_child_start,
                 initargs=(data,),
             )
@@ -556,7 +553,6 @@ _fits_child_data: _FitData | None = None
 
 def _fits_child_start(data: _FitData) -> None:
     global _fits_child_data
-    child_signals_default()
     _fits_child_data = data
 
 

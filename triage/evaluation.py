@@ -7,12 +7,11 @@ the demo data (or production data) is never touched.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from decimal import Decimal
@@ -23,7 +22,7 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.models import QuerySet
 
-from integrations.processes import child_signals_default
+from integrations.processes import ForkPool
 from triage.contracts import OUT_OF_SCOPE
 from triage.datasets import Dataset, LabelledText
 from triage.embedding import embed_texts, embedding_memo
@@ -265,9 +264,7 @@ def runs_work(
     connections.close_all()
     _worker_router = router
     chunks = [list(run_groups[i : i + _CHUNK]) for i in range(0, len(run_groups), _CHUNK)]
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=child_signals_default
-    )
+    pool = ForkPool(workers)
     try:
         for future in as_completed([pool.submit(_chunk_work, chunk) for chunk in chunks]):
             tick(future.result())
