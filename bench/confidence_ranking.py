@@ -48,8 +48,7 @@ import django
 
 django.setup()  # triage.autonomy's models are imported, never queried: no database is used
 
-from scipy.special import softmax
-from sklearn.linear_model import LogisticRegression
+from scipy.special import expit, softmax
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -173,7 +172,9 @@ def _pieces(model: product.IntentClassifier, texts, vectors, labels) -> dict[str
         for (_, test), job in zip(folds, [fits.submit(product._fold_job, tr, te) for tr, te in folds], strict=True):
             scores[test], sims[test] = job.result()
         in_scope = int((sims.max(axis=1) >= model.oos_similarity).sum())
-        unseen_scores, unseen_sims, sampled = _unseen(fits, y, n_classes, in_scope)
+        unseen_scores, unseen_sims, sampled = product._unseen_category_sample(
+            fits=fits, in_scope_count=in_scope, random_state=0
+        )
     probabilities = softmax(scores / model._temperature, axis=1)
     unseen_probs = softmax(unseen_scores / model._temperature, axis=1)
     through = unseen_sims.max(axis=1) >= model.oos_similarity
@@ -187,31 +188,6 @@ def _pieces(model: product.IntentClassifier, texts, vectors, labels) -> dict[str
         "unseen_sampled": sampled,
         "labels": model.labels,
     }
-
-
-def _unseen(fits, y, n_classes: int, in_scope: int):
-    """`triage.classifier._unseen_category_scores`'s sample and fits, returning the raw scores and similarities
-    (that function returns confidences made by the product's model, which the candidate does not use)."""
-    rng = numpy.random.default_rng(0)
-    share = product.OUT_OF_SCOPE_SHARE
-    want = min(len(y), round(in_scope * share / (1.0 - share)))
-    sampled = numpy.sort(rng.choice(len(y), size=want, replace=False))
-    groups = numpy.arange(n_classes)
-    rng.shuffle(groups)
-    group_of_class = numpy.empty(n_classes, dtype=numpy.int64)
-    n_groups = min(product.CV_FOLDS, n_classes)
-    group_of_class[groups] = numpy.arange(n_classes) % n_groups
-    jobs = []
-    for g in range(n_groups):
-        train, test = numpy.flatnonzero(group_of_class[y] != g), sampled[group_of_class[y[sampled]] == g]
-        if len(test) and len(numpy.unique(y[train])) >= 2:
-            jobs.append((fits.submit(product._fold_job, train, test), len(test)))
-    results = [job.result() for job, _ in jobs]
-    return (
-        numpy.concatenate([r[0] for r in results]),
-        numpy.concatenate([r[1] for r in results]),
-        sum(n for _, n in jobs),
-    )
 
 
 def _ticket_pieces(model: product.IntentClassifier, data, vectors) -> dict[str, Any]:
@@ -235,23 +211,22 @@ def _ticket_pieces(model: product.IntentClassifier, data, vectors) -> dict[str, 
 
 
 def _confidence_model(pieces, tickets, features, *, with_unseen: bool):
-    """Fit one confidence model as `IntentClassifier._fit` fits its own (logistic, out of fold over at most
-    five inner folds): its calibration entries in the fitted classifier's format, the tickets' confidence and
-    the out-of-fold quality (unseen-category examples included, as wrong answers)."""
+    """Fit one confidence model with the product's own fitting (`triage.classifier._confidence_fit`: logistic,
+    out of fold over at most five inner folds): its calibration entries in the fitted classifier's format, the
+    tickets' confidence and the out-of-fold quality (unseen-category examples included, as wrong answers)."""
     examples = features(pieces["probs"], pieces["sims"])
     unseen = features(pieces["unseen_probs"], pieces["unseen_sims"])
     correct = pieces["correct"]
     x = numpy.vstack([examples, unseen]) if with_unseen else examples
     y = numpy.concatenate([correct, numpy.zeros(len(unseen), dtype=bool)]) if with_unseen else correct
-    meta = LogisticRegression(C=1.0, max_iter=5000)
-    out_of_fold = numpy.zeros(len(y))
-    for train, test in StratifiedKFold(int(min(5, (~correct).sum())), shuffle=True, random_state=0).split(x, y):
-        meta.fit(x[train], y[train])
-        out_of_fold[test] = meta.predict_proba(x[test])[:, 1]
-    meta.fit(x, y)
+    out_of_fold, coef, intercept = product._confidence_fit(x, y, folds=int(min(5, (~correct).sum())), random_state=0)
+
+    def confidence_of(rows: numpy.ndarray) -> numpy.ndarray:
+        return expit(rows @ coef + intercept)
+
     example_confidence = out_of_fold[: len(correct)]
     # Without them in its training, the product scores the unseen-category sample with the final model.
-    unseen_confidence = out_of_fold[len(correct) :] if with_unseen else meta.predict_proba(unseen)[:, 1]
+    unseen_confidence = out_of_fold[len(correct) :] if with_unseen else confidence_of(unseen)
     in_scope = pieces["in_scope"]
     labels = pieces["labels"]
     top = pieces["probs"].argmax(axis=1)
@@ -264,7 +239,7 @@ def _confidence_model(pieces, tickets, features, *, with_unseen: bool):
         "out_of_scope_sampled": pieces["unseen_sampled"],
         "out_of_scope_in_calibration": len(unseen_confidence),
     }
-    ticket_confidence = meta.predict_proba(features(tickets["probs"], tickets["sims"]))[:, 1]
+    ticket_confidence = confidence_of(features(tickets["probs"], tickets["sims"]))
     judged = numpy.concatenate([example_confidence[in_scope], unseen_confidence])
     truth = numpy.concatenate([correct[in_scope], numpy.zeros(len(unseen_confidence), dtype=bool)])
     quality = {

@@ -571,15 +571,29 @@ def _unseen_category_scores(
     random_state: int,
 ) -> tuple[numpy.ndarray, numpy.ndarray, int]:
     """Confidence and predicted class of unseen-category examples the similarity filter lets through,
-    and how many were scored (see the module docstring).
+    and how many were scored (`_unseen_category_sample`). `confidence_of`: the fitted confidence model over
+    meta features (None: the top softmax probability, as `predict` does without one)."""
+    scores, sims, sampled = _unseen_category_sample(fits=fits, in_scope_count=in_scope_count, random_state=random_state)
+    if not sampled:
+        return numpy.zeros(0), numpy.zeros(0, dtype=numpy.int64), 0
+    probs = softmax(scores / temperature, axis=1)
+    confidence = confidence_of(_meta_features(probs, sims)) if confidence_of is not None else probs.max(axis=1)
+    passes = sims.max(axis=1) >= oos_similarity
+    return confidence[passes], probs.argmax(axis=1)[passes], sampled
+
+
+def _unseen_category_sample(
+    *, fits: _Fits, in_scope_count: int, random_state: int
+) -> tuple[numpy.ndarray, numpy.ndarray, int]:
+    """SVM scores and per-category similarities of a sample of unseen-category examples (see the module
+    docstring), and how many were scored (0: none, and the arrays are empty).
 
     A sample sized so that it makes :data:`OUT_OF_SCOPE_SHARE` of the calibration data is drawn; the
     categories are split into groups, and each group's sampled examples are scored by a model fitted on
     every other category's examples (with `_fold_job`, which gives categories missing from training no
-    chance to win). `confidence_of`: the fitted confidence model over meta features (None: the top
-    softmax probability, as `predict` does without one)."""
+    chance to win)."""
     y, n_classes = fits.data.y, fits.data.n_classes
-    empty = numpy.zeros(0), numpy.zeros(0, dtype=numpy.int64), 0
+    empty = numpy.zeros((0, n_classes)), numpy.zeros((0, n_classes), dtype=numpy.float32), 0
     if n_classes < 3 or OUT_OF_SCOPE_SHARE <= 0.0:  # a model needs two categories after one is left out
         return empty
     rng = numpy.random.default_rng(random_state)
@@ -604,10 +618,24 @@ def _unseen_category_scores(
     results = [job.result() for job in jobs]
     scores = numpy.concatenate([r[0] for r in results])
     sims = numpy.concatenate([r[1] for r in results])
-    probs = softmax(scores / temperature, axis=1)
-    confidence = confidence_of(_meta_features(probs, sims)) if confidence_of is not None else probs.max(axis=1)
-    passes = sims.max(axis=1) >= oos_similarity
-    return confidence[passes], probs.argmax(axis=1)[passes], int(sum(len(t) for t in tests))
+    return scores, sims, int(sum(len(t) for t in tests))
+
+
+def _confidence_fit(
+    x: numpy.ndarray, correct: numpy.ndarray, *, folds: int, random_state: int
+) -> tuple[numpy.ndarray, numpy.ndarray, float]:
+    """The confidence model, P(top label right | `x`): a logistic regression's out-of-fold predictions over
+    `folds` inner folds, then its coefficients and intercept fitted on every row."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    meta = LogisticRegression(C=1.0, max_iter=5000)
+    out_of_fold = numpy.zeros(len(correct))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=random_state).split(x, correct):
+        meta.fit(x[tr], correct[tr])
+        out_of_fold[te] = meta.predict_proba(x[te])[:, 1]
+    meta.fit(x, correct)
+    return out_of_fold, meta.coef_[0].copy(), float(meta.intercept_[0])
 
 
 def _default_processes() -> int:
@@ -729,8 +757,6 @@ class IntentClassifier:
         random_state: int,
     ) -> IntentClassifier:
         """`fit` once the folds are drawn, its fits run by `fits`."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
 
         texts, embeddings, y, n_classes = fits.data.texts, fits.data.embeddings, fits.data.y, fits.data.n_classes
         n_splits = len(folds)
@@ -755,15 +781,9 @@ class IntentClassifier:
         # Calibrated confidence: P(top label right | features), fitted out of fold.
         meta_coef, meta_intercept = None, 0.0
         if use_meta:
-            meta_x = _meta_features(oof_probs, oof_sims)
-            meta = LogisticRegression(C=1.0, max_iter=5000)
-            inner = StratifiedKFold(int(min(5, n_wrong)), shuffle=True, random_state=random_state)
-            oof_conf = numpy.zeros(len(y))
-            for tr, te in inner.split(meta_x, correct):
-                meta.fit(meta_x[tr], correct[tr])
-                oof_conf[te] = meta.predict_proba(meta_x[te])[:, 1]
-            meta.fit(meta_x, correct)
-            meta_coef, meta_intercept = meta.coef_[0].copy(), float(meta.intercept_[0])
+            oof_conf, meta_coef, meta_intercept = _confidence_fit(
+                _meta_features(oof_probs, oof_sims), correct, folds=int(min(5, n_wrong)), random_state=random_state
+            )
         else:  # too few mistakes to learn from: the temperature-scaled top probability
             oof_conf = oof_probs.max(axis=1)
 
