@@ -8,9 +8,13 @@ export DJANGO_DEV_MODE ?= 1
 
 .PHONY: setup demo test lint bench browsers stop-db
 
+# --compile-bytecode: the installed packages' bytecode is written once, here. Without it a process
+# compiles every module it imports each time it starts wherever Python may not write bytecode
+# (PYTHONDONTWRITEBYTECODE, set on these machines and in many container images): measured, django.setup()
+# and the chain's modules took 3.8-4.5 s against 1.5-2.0 s precompiled (about 15 s once, at install).
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --compile-bytecode --quiet
 
 ## The demo on the embedded PostgreSQL: ingest, triage, report, serve the inbox on :8000.
 demo: setup

@@ -57,7 +57,6 @@ from typing import Any
 
 import numpy
 from scipy import sparse
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
 from integrations.processes import ForkPool
@@ -439,6 +438,10 @@ def _meta_features(probabilities: numpy.ndarray, class_sims: numpy.ndarray) -> n
 
 
 def _fit_temperature(scores: numpy.ndarray, y: numpy.ndarray) -> float:
+    # Imported here, as scikit-learn in `fit`: only fitting needs it, and it costs most of a second of every
+    # process's start (workers and web processes load this module to predict).
+    from scipy.optimize import minimize_scalar
+
     rows = numpy.arange(len(y))
 
     def nll(log_t: float) -> float:

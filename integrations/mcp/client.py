@@ -8,6 +8,11 @@ that does not answer costs one timeout, never a stuck worker.
 Errors come back as `ToolCallFailed`, a `ProviderError`, saying whether trying again can help: refused
 connections, timeouts, 429 and 5xx, and a tool's own error result can; a refused token (401/403) or a
 server that speaks no MCP cannot.
+
+The SDK (with its HTTP client and JSON-RPC models) is imported when a tool is first listed or called, not
+with this module: importing it costs more than a second of every process's start (measured with `python -X
+importtime`: 1.2-1.6 s of 5-6 s on the 2-core machine), and every web, worker and `manage.py` process loads
+this module through the chain's execute step while most never call a tool.
 """
 
 from __future__ import annotations
@@ -17,16 +22,13 @@ import concurrent.futures
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
-
-import anyio
-import httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, RequestParamsMeta, TextContent
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from integrations.llm.base import ProviderError
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp_types import CallToolResult, RequestParamsMeta
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
 
@@ -82,7 +84,7 @@ def call_tool(
 
     async def call(client: Client) -> ToolOutcome:
         result = await client.call_tool(
-            name, dict(arguments), meta=cast(RequestParamsMeta, dict(meta)) if meta else None
+            name, dict(arguments), meta=cast("RequestParamsMeta", dict(meta)) if meta else None
         )
         return _outcome(name, result)
 
@@ -111,6 +113,8 @@ async def _list_tools(client: Client) -> list[ToolInfo]:
 
 
 def _outcome(name: str, result: CallToolResult) -> ToolOutcome:
+    from mcp_types import TextContent
+
     text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
     if result.is_error:
         raise ToolCallFailed(f"tool {name} answered an error: {text[:500]}", retryable=True)
@@ -128,6 +132,8 @@ def _run_sync[T](main: Callable[[], Awaitable[T]]) -> T:
     """Run `main` to completion from synchronous code. Where this thread already runs an event loop (a
     caller inside async code, or a library driving one from this thread, as Playwright's sync API does),
     `anyio.run` refuses to start a second one; the call then gets a fresh loop on a thread of its own."""
+    import anyio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -138,6 +144,10 @@ def _run_sync[T](main: Callable[[], Awaitable[T]]) -> T:
 
 def _run[T](connection: Connection, operation: Callable[[Client], Awaitable[T]]) -> T:
     """Open a session, run `operation(client)` within the connection's timeout, close; errors classified."""
+    import anyio
+    import httpx2
+    from mcp import Client, StdioServerParameters
+    from mcp.client.streamable_http import streamable_http_client
 
     # The SDK answers an HTTP error status with a generic JSON-RPC error; the status itself (401 or 503?)
     # decides whether trying again can help, so it is noted as responses arrive.
@@ -179,6 +189,10 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _classified(connection: Connection, exc: BaseException, status: int | None) -> ToolCallFailed:
+    import anyio
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
     where = f"MCP server {connection.describe()}"
     for leaf in _leaves(exc):
         if isinstance(leaf, ToolCallFailed):
