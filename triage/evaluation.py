@@ -47,13 +47,18 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 @contextmanager
 def isolated_database(alias: str = "default") -> Iterator[str]:
-    """Point `alias` at a fresh, migrated database for the duration; drop it afterwards."""
+    """Point `alias` at a fresh, migrated database for the duration; drop it afterwards.
+
+    The database is a copy of a migrated template (`_migrated_template`), not migrated afresh: running every
+    migration cost 1.6 s of each evaluation on the 2-core machine, a template copy a fraction of that.
+    """
     conn = connections[alias]
     original = conn.settings_dict["NAME"]
     name = f"triage_eval_{os.getpid()}_{secrets.token_hex(3)}"
+    template = _migrated_template(alias)
     with conn._nodb_cursor() as cursor:
         _drop_abandoned(cursor)
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         # The database is dropped afterwards and a crash abandons it anyway, so no commit in it needs to
         # wait for the WAL flush: measured, the flushes were most of a ticket's database time. Only this
         # throw-away database is affected; the runner's durability elsewhere is untouched.
@@ -61,13 +66,68 @@ def isolated_database(alias: str = "default") -> Iterator[str]:
     conn.close()
     conn.settings_dict["NAME"] = name
     try:
-        call_command("migrate", verbosity=0, interactive=False, database=alias)
         yield name
     finally:
         conn.close()
         conn.settings_dict["NAME"] = original
         with conn._nodb_cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: The migrated templates' names: this prefix, then the digest of the migrations they hold.
+TEMPLATE_PREFIX = "triage_evaltemplate_"
+_TEMPLATE_LOCK = 7_401_113  # an advisory lock key of its own: one process builds a missing template at a time
+
+
+def migrations_digest() -> str:
+    """The identity of the schema a migrated database has: Django's version and every migration file's bytes."""
+    import hashlib
+    import inspect
+
+    import django
+    from django.db.migrations.loader import MigrationLoader
+
+    h = hashlib.sha256(django.get_version().encode())
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    for key in sorted(loader.disk_migrations):
+        h.update(repr(key).encode())
+        h.update(inspect.getsource(inspect.getmodule(loader.disk_migrations[key])).encode())  # type: ignore[arg-type]
+    return h.hexdigest()[:20]
+
+
+def _migrated_template(alias: str) -> str:
+    """The name of a database holding every migration of this code, built (and older ones dropped) when
+    missing. Built under another name and renamed once migrated, so a process never copies a half-built
+    one; the advisory lock keeps two processes from building it at once."""
+    conn = connections[alias]
+    template = TEMPLATE_PREFIX + migrations_digest()
+    with conn._nodb_cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template])
+        if cursor.fetchone():
+            return template
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_TEMPLATE_LOCK])
+        try:
+            pattern = TEMPLATE_PREFIX.replace("_", "\\_") + "%"  # a LIKE pattern: its underscores literal
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
+            existing = [row[0] for row in cursor.fetchall()]
+            if template in existing:
+                return template
+            for stale in existing:  # older schemas', and a build a killed process left
+                cursor.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
+            building = f"{template}_building"[:63]
+            cursor.execute(f'CREATE DATABASE "{building}"')
+            original = conn.settings_dict["NAME"]
+            conn.close()
+            conn.settings_dict["NAME"] = building
+            try:
+                call_command("migrate", verbosity=0, interactive=False, database=alias)
+            finally:
+                conn.close()
+                conn.settings_dict["NAME"] = original
+            cursor.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_TEMPLATE_LOCK])
+    return template
 
 
 def _drop_abandoned(cursor: Any) -> None:
