@@ -7,14 +7,18 @@ the demo data (or production data) is never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -53,7 +57,6 @@ def isolated_database(alias: str = "default") -> Iterator[str]:
     migration cost 1.6 s of each evaluation on the 2-core machine, a template copy a fraction of that.
     """
     conn = connections[alias]
-    original = conn.settings_dict["NAME"]
     name = f"triage_eval_{os.getpid()}_{secrets.token_hex(3)}"
     template = _migrated_template(alias)
     with conn._nodb_cursor() as cursor:
@@ -63,15 +66,26 @@ def isolated_database(alias: str = "default") -> Iterator[str]:
         # wait for the WAL flush: measured, the flushes were most of a ticket's database time. Only this
         # throw-away database is affected; the runner's durability elsewhere is untouched.
         cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    try:
+        with _pointed_at(alias, name):
+            yield name
+    finally:
+        with conn._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _pointed_at(alias: str, name: str) -> Iterator[None]:
+    """`alias`'s connection is to database `name` for the duration (closed on the way in and out)."""
+    conn = connections[alias]
+    original = conn.settings_dict["NAME"]
     conn.close()
     conn.settings_dict["NAME"] = name
     try:
-        yield name
+        yield
     finally:
         conn.close()
         conn.settings_dict["NAME"] = original
-        with conn._nodb_cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 #: The migrated templates' names: this prefix, then the digest of the migrations they hold.
@@ -79,19 +93,17 @@ TEMPLATE_PREFIX = "triage_evaltemplate_"
 _TEMPLATE_LOCK = 7_401_113  # an advisory lock key of its own: one process builds a missing template at a time
 
 
+@functools.cache  # the files cannot change under a running process's imported code
 def migrations_digest() -> str:
     """The identity of the schema a migrated database has: Django's version and every migration file's bytes."""
-    import hashlib
-    import inspect
-
     import django
     from django.db.migrations.loader import MigrationLoader
 
     h = hashlib.sha256(django.get_version().encode())
     loader = MigrationLoader(None, ignore_no_migrations=True)
-    for key in sorted(loader.disk_migrations):
+    for key, migration in sorted(loader.disk_migrations.items()):
         h.update(repr(key).encode())
-        h.update(inspect.getsource(inspect.getmodule(loader.disk_migrations[key])).encode())  # type: ignore[arg-type]
+        h.update(Path(str(sys.modules[type(migration).__module__].__file__)).read_bytes())
     return h.hexdigest()[:20]
 
 
@@ -116,14 +128,8 @@ def _migrated_template(alias: str) -> str:
                 cursor.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
             building = f"{template}_building"[:63]
             cursor.execute(f'CREATE DATABASE "{building}"')
-            original = conn.settings_dict["NAME"]
-            conn.close()
-            conn.settings_dict["NAME"] = building
-            try:
+            with _pointed_at(alias, building):
                 call_command("migrate", verbosity=0, interactive=False, database=alias)
-            finally:
-                conn.close()
-                conn.settings_dict["NAME"] = original
             cursor.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_TEMPLATE_LOCK])

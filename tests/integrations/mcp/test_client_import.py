@@ -21,8 +21,6 @@ import django
 django.setup()
 import integrations.mcp.registry, triage.pipeline.runner, triage.services, triage.tools
 loaded = sorted(name for name in ("mcp", "mcp_types", "httpx2", "anyio", "scipy.optimize") if name in sys.modules)
-import integrations.mcp.client as client
-client._run  # the functions that import the SDK exist, so importing it is only deferred
 print(json.dumps(loaded))
 """
 
