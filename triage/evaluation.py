@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
@@ -53,15 +54,16 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 def isolated_database(alias: str = "default") -> Iterator[str]:
     """Point `alias` at a fresh, migrated database for the duration; drop it afterwards.
 
-    The database is a copy of a migrated template (`_migrated_template`), not migrated afresh: running every
+    The database is a copy of a migrated template (`_template_copy`), not migrated afresh: running every
     migration cost 1.6 s of each evaluation on the 2-core machine, a template copy a fraction of that.
+    Its name carries this machine's tag and this process's id, so that a database a killed process left is
+    recognised (`_drop_abandoned`) without mistaking another machine's running evaluation for one.
     """
     conn = connections[alias]
-    name = f"triage_eval_{os.getpid()}_{secrets.token_hex(3)}"
-    template = _migrated_template(alias)
+    name = f"triage_eval_{host_tag()}_{os.getpid()}_{secrets.token_hex(3)}"
     with conn._nodb_cursor() as cursor:
         _drop_abandoned(cursor)
-        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _template_copy(cursor, alias=alias, name=name)
         # The database is dropped afterwards and a crash abandons it anyway, so no commit in it needs to
         # wait for the WAL flush: measured, the flushes were most of a ticket's database time. Only this
         # throw-away database is affected; the runner's durability elsewhere is untouched.
@@ -90,7 +92,10 @@ def _pointed_at(alias: str, name: str) -> Iterator[None]:
 
 #: The migrated templates' names: this prefix, then the digest of the migrations they hold.
 TEMPLATE_PREFIX = "triage_evaltemplate_"
-_TEMPLATE_LOCK = 7_401_113  # an advisory lock key of its own: one process builds a missing template at a time
+#: An advisory lock key of its own. A copy holds it shared; building a missing template, and dropping the
+#: templates of other schemas (another version of the code on the same server: a rolling deploy, two
+#: checkouts), hold it exclusively, so no template is dropped while a process copies it.
+_TEMPLATE_LOCK = 7_401_113
 
 
 @functools.cache  # the files cannot change under a running process's imported code
@@ -107,41 +112,60 @@ def migrations_digest() -> str:
     return h.hexdigest()[:20]
 
 
-def _migrated_template(alias: str) -> str:
-    """The name of a database holding every migration of this code, built (and older ones dropped) when
-    missing. Built under another name and renamed once migrated, so a process never copies a half-built
-    one; the advisory lock keeps two processes from building it at once."""
-    conn = connections[alias]
+@functools.cache
+def host_tag() -> str:
+    """Eight hex digits naming this machine in the throw-away databases' names: a process id says whether its
+    process is alive only on the machine that started it, and machines of a scale-out share one server."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _template_copy(cursor: Any, *, alias: str, name: str) -> None:
+    """Create database `name` as a copy of the template holding every migration of this code, building the
+    template first when it is missing (and dropping other schemas' templates then). Built under another name
+    and renamed once migrated, so a process never copies a half-built one."""
     template = TEMPLATE_PREFIX + migrations_digest()
-    with conn._nodb_cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template])
-        if cursor.fetchone():
-            return template
-        cursor.execute("SELECT pg_advisory_lock(%s)", [_TEMPLATE_LOCK])
-        try:
+    with _template_lock(cursor, shared=True):
+        if _database_exists(cursor, template):
+            cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+    # Not upgraded from the shared lock: two processes doing so at once would wait for each other.
+    with _template_lock(cursor, shared=False):
+        if not _database_exists(cursor, template):
             pattern = TEMPLATE_PREFIX.replace("_", "\\_") + "%"  # a LIKE pattern: its underscores literal
             cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
-            existing = [row[0] for row in cursor.fetchall()]
-            if template in existing:
-                return template
-            for stale in existing:  # older schemas', and a build a killed process left
+            for (stale,) in cursor.fetchall():  # other schemas', and a build a killed process left
                 cursor.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
             building = f"{template}_building"[:63]
             cursor.execute(f'CREATE DATABASE "{building}"')
             with _pointed_at(alias, building):
                 call_command("migrate", verbosity=0, interactive=False, database=alias)
             cursor.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_TEMPLATE_LOCK])
-    return template
+        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+@contextmanager
+def _template_lock(cursor: Any, *, shared: bool) -> Iterator[None]:
+    """`_TEMPLATE_LOCK` held, shared or exclusive, by `cursor`'s session for the duration."""
+    mode = "_shared" if shared else ""
+    cursor.execute(f"SELECT pg_advisory_lock{mode}(%s)", [_TEMPLATE_LOCK])
+    try:
+        yield
+    finally:
+        cursor.execute(f"SELECT pg_advisory_unlock{mode}(%s)", [_TEMPLATE_LOCK])
+
+
+def _database_exists(cursor: Any, name: str) -> bool:
+    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+    return cursor.fetchone() is not None
 
 
 def _drop_abandoned(cursor: Any) -> None:
-    """Drop evaluation databases left by a process that was killed before it could clean up."""
+    """Drop evaluation databases left by a process of this machine that was killed before it could clean up.
+    Another machine's are left alone: whether their process is alive cannot be known from here."""
     cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'triage\\_eval\\_%%'")
     for (name,) in cursor.fetchall():
-        match = re.fullmatch(r"triage_eval_(\d+)_[0-9a-f]+", name)
-        if match and not _alive(int(match.group(1))):
+        match = re.fullmatch(r"triage_eval_([0-9a-f]{8})_(\d+)_[0-9a-f]+", name)
+        if match and match.group(1) == host_tag() and not _alive(int(match.group(2))):
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

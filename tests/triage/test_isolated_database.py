@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from django.db import connection
+import os
+import subprocess
+import sys
+import threading
+
+import psycopg
+from django.db import connection, connections
 from django.db.migrations.loader import MigrationLoader
 
 from triage import evaluation
-from triage.evaluation import TEMPLATE_PREFIX, isolated_database, migrations_digest
+from triage.evaluation import TEMPLATE_PREFIX, host_tag, isolated_database, migrations_digest
 
 
 def _databases() -> set[str]:
@@ -79,3 +85,64 @@ def test_a_build_a_killed_process_left_is_dropped_and_built_again(django_db_bloc
             with connection._nodb_cursor() as cursor:
                 cursor.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
                 cursor.execute(f'DROP DATABASE IF EXISTS "{template}{leftover}" WITH (FORCE)')
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_database_a_killed_process_of_this_machine_left_is_dropped_and_another_machines_is_kept(django_db_blocker):
+    other_host = "0" * 8 if host_tag() != "0" * 8 else "1" * 8
+    dead = _dead_pid()
+    ours_abandoned = f"triage_eval_{host_tag()}_{dead}_aaaaaa"
+    ours_running = f"triage_eval_{host_tag()}_{os.getpid()}_bbbbbb"
+    theirs = f"triage_eval_{other_host}_{dead}_cccccc"  # that pid may well be alive on its own machine
+    with django_db_blocker.unblock():
+        with connection._nodb_cursor() as cursor:
+            for name in (ours_abandoned, ours_running, theirs):
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with isolated_database():
+                databases = _databases()
+            assert ours_abandoned not in databases
+            assert ours_running in databases
+            assert theirs in databases
+        finally:
+            with connection._nodb_cursor() as cursor:
+                for name in (ours_abandoned, ours_running, theirs):
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_copy_waits_while_another_process_builds_or_drops_templates(django_db_blocker):
+    """Another version of the code on the same server drops this one's template while building its own, under
+    the template lock held exclusively: a copy started then waits instead of copying a template being dropped."""
+    with django_db_blocker.unblock():
+        with isolated_database():  # the template exists
+            pass
+        # Advisory locks belong to a database: the other process's, as `isolated_database`'s, to `postgres`.
+        params = {**connection.get_connection_params(), "dbname": "postgres"}
+        keys = ("dbname", "user", "password", "host", "port")
+        builder = psycopg.connect(
+            psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)}), autocommit=True
+        )
+        copied = threading.Event()
+
+        def copy() -> None:
+            try:
+                with isolated_database():
+                    copied.set()
+            finally:
+                connections.close_all()
+
+        try:
+            builder.execute("SELECT pg_advisory_lock(%s)", [evaluation._TEMPLATE_LOCK])
+            thread = threading.Thread(target=copy)
+            thread.start()
+            assert not copied.wait(1.5), "copied while the templates were being rebuilt"
+            builder.execute("SELECT pg_advisory_unlock(%s)", [evaluation._TEMPLATE_LOCK])
+            assert copied.wait(30)
+            thread.join(30)
+        finally:
+            builder.close()
