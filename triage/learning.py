@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -199,6 +201,11 @@ def _since(version: TrainedClassifier | None) -> datetime | None:
     return version.labels_until or version.created_at
 
 
+#: An advisory lock key of its own: one retrain at a time per database. Every RQ worker runs the daily job
+#: (triage/schedule.py), and workers started together reach its beat together.
+RETRAIN_LOCK = 7_401_114
+
+
 def classifier_retrain(
     *,
     min_holdout: int | None = None,
@@ -207,6 +214,10 @@ def classifier_retrain(
     confidence: float | None = None,
 ) -> RetrainOutcome:
     """Train a challenger and promote it when it beats the active version (module docstring).
+
+    One at a time: while another process retrains (`RETRAIN_LOCK`), this one trains nothing and says so.
+    Nothing is trained either when the newest challenger already learned from and was judged on the same
+    labels at the same policy (`_compared_on_the_same`): it would be the same model with the same verdict.
 
     `target`, `confidence`: the guarantee both models are compared at; by default the admin's, from the
     gate policy (the thresholds in force are chosen for that target, so a challenger that automates more
@@ -218,6 +229,35 @@ def classifier_retrain(
     could not tell a challenger that exceeds the target from one that does not).
     `force`: promote without comparing (no active version is the same).
     """
+    with _retrain_lock() as held:
+        if not held:
+            return RetrainOutcome(
+                promoted=False,
+                reason="another retrain is running on this database: this one trained nothing",
+                challenger=None,
+                active=classifier_latest(),
+                held_out=0,
+            )
+        return _classifier_retrain(min_holdout=min_holdout, force=force, target=target, confidence=confidence)
+
+
+@contextmanager
+def _retrain_lock() -> Iterator[bool]:
+    """`RETRAIN_LOCK` for the duration, if no other session holds it: yields whether this one does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [RETRAIN_LOCK])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [RETRAIN_LOCK])
+
+
+def _classifier_retrain(
+    *, min_holdout: int | None, force: bool, target: float | None, confidence: float | None
+) -> RetrainOutcome:
     policy = gate_policy_current()
     target = policy.target_mishandled_rate if target is None else target
     confidence = policy.guarantee_confidence if confidence is None else confidence
@@ -235,6 +275,24 @@ def classifier_retrain(
             active=active,
             held_out=len(unseen),
         )
+    settings_compared = {
+        "target_error": target,
+        "confidence": confidence,
+        "min_per_category": policy.min_labelled_per_category,
+        "stated_out_of_scope_share": policy.out_of_scope_share,
+        "labels_since_active": len(unseen),
+    }
+    if active is not None and not force and unseen:
+        last = _compared_on_the_same(active=active, newest_label=unseen[-1].labelled_at, settings=settings_compared)
+        if last is not None:
+            return RetrainOutcome(
+                promoted=False,
+                reason=f"no label since challenger #{last.pk} was trained and compared on the same "
+                f"{len(unseen)} at the same policy: {last.figures['comparison']['reason']}",
+                challenger=None,
+                active=active,
+                held_out=len(unseen),
+            )
     holdout_size = max(min_holdout, int(round(len(unseen) * HOLDOUT_SHARE))) if active and not force else 0
     held_out = unseen[len(unseen) - holdout_size :] if holdout_size else []
     cutoff = held_out[0].labelled_at if held_out else None
@@ -306,6 +364,7 @@ def classifier_retrain(
             f"would auto-handle"
         )
     comparison = {
+        **settings_compared,
         "held_out": len(held_out),
         "held_out_from": cutoff.isoformat() if cutoff else None,
         "against_version": active.pk,
@@ -329,6 +388,23 @@ def classifier_retrain(
         challenger_score=challenger_score,
         active_score=active_score,
     )
+
+
+def _compared_on_the_same(
+    *, active: TrainedClassifier, newest_label: datetime, settings: dict[str, Any]
+) -> TrainedClassifier | None:
+    """The newest version, when it is a challenger compared with `active` after `newest_label` was decided and
+    with the same `settings` (target, confidence, minimum per category, stated out-of-scope share, and the
+    count of labels since the active version): a retrain now would learn and be judged on the same labels."""
+    last = TrainedClassifier.objects.defer("blob").order_by("-created_at", "-pk").first()
+    if last is None or last.pk == active.pk or last.created_at <= newest_label:
+        return None
+    comparison = (last.figures or {}).get("comparison") or {}
+    if comparison.get("against_version") != active.pk:
+        return None
+    if any(comparison.get(key) != value for key, value in settings.items()):
+        return None
+    return last
 
 
 def _automates_more(challenger: ModelScore, active: ModelScore, *, on_traffic: bool) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import numpy
+import psycopg
 import pytest
 from django.db.models import Case, When
 from django.utils import timezone
@@ -275,3 +276,51 @@ def test_retrain_calibrates_the_challenger_for_the_admins_share_of_out_of_scope_
     assert outcome.challenger_score.calibration_tickets == len(examples)
     assert outcome.challenger_score.calibration_tickets < sum(1 for c in stored["categories"] if c not in money)
     assert outcome.challenger.figures["comparison"]["out_of_scope_share"] == 0.3  # kept with the comparison
+
+
+def test_a_retrain_with_no_new_label_at_the_same_policy_trains_nothing(agent):
+    """Every RQ worker runs the daily retrain: the second on the same labels would store the same challenger."""
+    for text, label in _demo_tickets()[:240]:
+        _label(text, label, agent)
+    _examples_mislabelled(1)
+    first = classifier_retrain(min_holdout=40, target=0.1)
+    assert first.challenger is not None and first.promoted is False
+    versions = TrainedClassifier.objects.count()
+
+    again = classifier_retrain(min_holdout=40, target=0.1)
+
+    assert again.challenger is None and again.promoted is False
+    assert f"no label since challenger #{first.challenger.pk}" in again.reason
+    assert first.reason in again.reason
+    assert TrainedClassifier.objects.count() == versions
+    # Another target is another comparison, and so is a new label.
+    assert classifier_retrain(min_holdout=40, target=0.2).challenger is not None
+    text, label = _demo_tickets()[240]
+    _label(text, label, agent)
+    assert classifier_retrain(min_holdout=40, target=0.2).challenger is not None
+    assert TrainedClassifier.objects.count() == versions + 2
+
+
+def test_while_another_process_retrains_a_retrain_trains_nothing(agent):
+    from django.db import connection
+
+    from triage.learning import RETRAIN_LOCK
+
+    for text, label in _demo_tickets()[:240]:
+        _label(text, label, agent)
+    versions = TrainedClassifier.objects.count()
+    params = connection.get_connection_params()  # the same database: advisory locks belong to one
+    keys = ("dbname", "user", "password", "host", "port")
+    other = psycopg.connect(psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)}))
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [RETRAIN_LOCK])
+
+        outcome = classifier_retrain(min_holdout=40, target=0.1)
+
+        assert outcome.challenger is None and outcome.promoted is False
+        assert "another retrain is running" in outcome.reason
+        assert TrainedClassifier.objects.count() == versions
+        other.execute("SELECT pg_advisory_unlock(%s)", [RETRAIN_LOCK])
+        assert classifier_retrain(min_holdout=40, target=0.1).challenger is not None
+    finally:
+        other.close()
