@@ -288,7 +288,7 @@ def _classifier_retrain(
             return RetrainOutcome(
                 promoted=False,
                 reason=f"no label since challenger #{last.pk} was trained and compared on the same "
-                f"{len(unseen)} at the same policy: {last.figures['comparison']['reason']}",
+                f"{len(unseen)} labels at the same policy: {last.figures['comparison']['reason']}",
                 challenger=None,
                 active=active,
                 held_out=len(unseen),
@@ -368,8 +368,6 @@ def _classifier_retrain(
         "held_out": len(held_out),
         "held_out_from": cutoff.isoformat() if cutoff else None,
         "against_version": active.pk,
-        "target_error": target,
-        "confidence": confidence,
         "out_of_scope_share": challenger_calibration.out_of_scope_share,
         "challenger": challenger_score.as_dict(),
         "active": active_score.as_dict(),
