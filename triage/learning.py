@@ -233,7 +233,7 @@ def classifier_retrain(
         if not held:
             return RetrainOutcome(
                 promoted=False,
-                reason="another retrain is running on this database: this one trained nothing",
+                reason="another retrain is running on this database",
                 challenger=None,
                 active=classifier_latest(),
                 held_out=0,
