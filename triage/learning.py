@@ -231,13 +231,7 @@ def classifier_retrain(
     """
     with _retrain_lock() as held:
         if not held:
-            return RetrainOutcome(
-                promoted=False,
-                reason="another retrain is running on this database",
-                challenger=None,
-                active=classifier_latest(),
-                held_out=0,
-            )
+            return _nothing_trained("another retrain is running on this database", active=classifier_latest())
         return _classifier_retrain(min_holdout=min_holdout, force=force, target=target, confidence=confidence)
 
 
@@ -267,11 +261,9 @@ def _classifier_retrain(
     active = classifier_latest()
     unseen = inbox_labels_select(after=_since(active))
     if active is not None and not force and len(unseen) < min_holdout:
-        return RetrainOutcome(
-            promoted=False,
-            reason=f"{len(unseen)} labelled ticket(s) since the active version was trained; "
+        return _nothing_trained(
+            f"{len(unseen)} labelled ticket(s) since the active version was trained; "
             f"{min_holdout} are needed to compare a challenger with it",
-            challenger=None,
             active=active,
             held_out=len(unseen),
         )
@@ -285,11 +277,9 @@ def _classifier_retrain(
     if active is not None and not force and unseen:
         last = _compared_on_the_same(active=active, newest_label=unseen[-1].labelled_at, settings=settings_compared)
         if last is not None:
-            return RetrainOutcome(
-                promoted=False,
-                reason=f"no label since challenger #{last.pk} was trained and compared on the same "
+            return _nothing_trained(
+                f"no label since challenger #{last.pk} was trained and compared on the same "
                 f"{len(unseen)} labels at the same policy: {last.figures['comparison']['reason']}",
-                challenger=None,
                 active=active,
                 held_out=len(unseen),
             )
@@ -386,6 +376,10 @@ def _classifier_retrain(
         challenger_score=challenger_score,
         active_score=active_score,
     )
+
+
+def _nothing_trained(reason: str, *, active: TrainedClassifier | None, held_out: int = 0) -> RetrainOutcome:
+    return RetrainOutcome(promoted=False, reason=reason, challenger=None, active=active, held_out=held_out)
 
 
 def _compared_on_the_same(
