@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -154,6 +155,17 @@ def auto_handled(db) -> Callable[..., Ticket]:
         return ticket
 
     return _auto
+
+
+def other_session(*, dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+    """A psycopg connection of its own, as another process would hold, to the database Django uses now (or to
+    `dbname`: advisory locks belong to one database)."""
+    from django.db import connection
+
+    params = {**connection.get_connection_params(), **({"dbname": dbname} if dbname else {})}
+    keys = ("dbname", "user", "password", "host", "port")
+    conninfo = psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)})
+    return psycopg.connect(conninfo, autocommit=autocommit)
 
 
 @pytest.fixture

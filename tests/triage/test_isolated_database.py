@@ -7,10 +7,10 @@ import subprocess
 import sys
 import threading
 
-import psycopg
 from django.db import connection, connections
 from django.db.migrations.loader import MigrationLoader
 
+from tests.conftest import other_session
 from triage import evaluation
 from triage.evaluation import TEMPLATE_PREFIX, host_tag, isolated_database, migrations_digest
 
@@ -122,11 +122,7 @@ def test_a_copy_waits_while_another_process_builds_or_drops_templates(django_db_
         with isolated_database():  # the template exists
             pass
         # Advisory locks belong to a database: the other process's, as `isolated_database`'s, to `postgres`.
-        params = {**connection.get_connection_params(), "dbname": "postgres"}
-        keys = ("dbname", "user", "password", "host", "port")
-        builder = psycopg.connect(
-            psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)}), autocommit=True
-        )
+        builder = other_session(dbname="postgres", autocommit=True)
         copied = threading.Event()
 
         def copy() -> None:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import csv
 
 import numpy
-import psycopg
 import pytest
 from django.db.models import Case, When
 from django.utils import timezone
 
-from tests.conftest import DEMO
+from tests.conftest import DEMO, other_session
 from tests.factories import build_run
 from triage.autonomy import CalibrationSet
 from triage.classifier import Prediction
-from triage.learning import classifier_activate, classifier_retrain, classifier_score, exceeds_target
+from triage.learning import (
+    RETRAIN_LOCK,
+    classifier_activate,
+    classifier_retrain,
+    classifier_score,
+    exceeds_target,
+)
 from triage.models import Category, LabelledExample, TrainedClassifier
 from triage.pipeline.router import Router
 from triage.selectors import HeldOutLabel, TrafficTicket, classifier_latest, gate_policy_current
@@ -302,16 +307,10 @@ def test_a_retrain_with_no_new_label_at_the_same_policy_trains_nothing(agent):
 
 
 def test_while_another_process_retrains_a_retrain_trains_nothing(agent):
-    from django.db import connection
-
-    from triage.learning import RETRAIN_LOCK
-
     for text, label in _demo_tickets()[:240]:
         _label(text, label, agent)
     versions = TrainedClassifier.objects.count()
-    params = connection.get_connection_params()  # the same database: advisory locks belong to one
-    keys = ("dbname", "user", "password", "host", "port")
-    other = psycopg.connect(psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)}))
+    other = other_session()
     try:
         other.execute("SELECT pg_advisory_lock(%s)", [RETRAIN_LOCK])
 

@@ -1,4 +1,5 @@
-"""The MCP SDK is loaded when a tool is first listed or called, not when a process starts.
+"""The MCP SDK is loaded when a tool is first listed or called, and `scipy.optimize` when a classifier is
+fitted, not when a process starts.
 
 Every web, worker and `manage.py` process imports the client through the chain's execute step; the SDK
 (with its HTTP client) cost 1.2-1.6 s of each start (module docstring of `integrations.mcp.client`). A fresh
@@ -25,7 +26,7 @@ print(json.dumps(loaded))
 """
 
 
-def test_starting_a_process_and_loading_the_chain_does_not_import_the_mcp_sdk():
+def test_starting_a_process_and_loading_the_chain_imports_neither_the_mcp_sdk_nor_scipy_optimize():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEV_MODE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
