@@ -1,7 +1,10 @@
-"""The durable runner's cost per ticket, side by side with the field, on the same stub steps and server.
+"""The durable runner's cost per ticket, side by side with the field, on the same steps and server.
 
-Model calls are stubbed (a fixed embedding, a fixed prediction, a fixed draft) so that what is left is
-what each orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
+Every variant runs the product's own seven steps (`triage.pipeline.steps.CHAIN`: retrieve, classify,
+lookup, draft, validate, route, execute), with the two models stubbed (a fixed embedding, a fixed
+prediction; the drafter is the product's local one) and the admin's configuration read once (the
+runner's own cached copy, `chain_settings_current`), so that what is left between them is what each
+orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
 throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike (each
 round starting with the next variant, so none is always first or last; `--rounds 5` starts each once):
 
@@ -11,14 +14,23 @@ round starting with the next variant, so none is always first or last; `--rounds
   is the knowledge-base search, one closes it (every step's checkpoint, held in memory until then, the
   recorded actions, the run's close, the commit, then the lock's release). A paid step's checkpoint, or an
   action sent out, would each add a flushed commit as it happens (see `triage.pipeline.runner`);
-- the same steps as plain function calls (no durability at all: the floor);
+- the same steps as plain function calls on one state (no durability at all: the floor);
 - LangGraph with its PostgresSaver, default durability (a checkpoint after every step) and
   `durability="exit"` (one checkpoint when the graph ends);
 - a psycopg chain that writes every step's output in one transaction per ticket.
 
-The steps are retrieve, classify, draft, validate (the gates) and route; the runner also runs its
-execute step (recording the auto-handled run's actions), which the others do not have. Tickets are
-ingested before each timed batch, so no variant pays for ingest.
+Outside the runner a step is called on a `RunState` built from the graph's state (the contracts the steps
+hand one another, the verdicts, the route), so LangGraph checkpoints what the runner's `RunState` would
+need to resume, and the execute step's actions are prepared and not written (the psycopg chain writes
+each step's output, as the runner's checkpoints hold it). Tickets are ingested before each timed batch,
+so no variant pays for ingest.
+
+Until 2026-11-30 the other variants ran five hand-written copies of the steps. Those read the categories
+and the gate policy from the database for every ticket (the runner reads them once a process), which
+added to every other variant's cost and so favoured the runner's ratios; and they lacked the look-up, the
+reply's money gate and execute, so LangGraph had five nodes to checkpoint instead of the chain's seven,
+which favoured LangGraph. Side by side on one machine (docs/MEASUREMENTS.md) the old bench printed 0.45x
+LangGraph's default and this one 0.34x.
 
 LangGraph is in the optional `bench` dependency group (`uv sync --group bench`); without it the bench
 says so and measures the other three.
@@ -56,17 +68,15 @@ import psycopg
 from django.db import connection
 from psycopg.types.json import Jsonb
 
-from integrations.llm.base import DraftRequest, PassageText
-from integrations.llm.local import LocalProvider
 from triage import embedding as embedding_module
-from triage.contracts import Classification, Draft, Retrieval, TicketIn, Verdict
+from triage.contracts import Classification, Draft, Retrieval, TicketIn, ToolLookup, Verdict
 from triage.evaluation import isolated_database
-from triage.models import Article, Category, Chunk, PipelineRun, TrainedClassifier
-from triage.pipeline import gates
+from triage.models import Article, Category, Chunk, PipelineRun, Ticket, TrainedClassifier
 from triage.pipeline import router as router_module
 from triage.pipeline.router import Router
 from triage.pipeline.runner import run_pipeline
-from triage.selectors import categories_by_label, chunk_search, gate_policy_current
+from triage.pipeline.steps import CHAIN, RunState, Step, StepSkipped
+from triage.selectors import ChainSettings, chain_settings_current, chain_settings_fingerprint
 from triage.services import ticket_ingest
 
 try:
@@ -121,82 +131,121 @@ def seed() -> None:
             )
 
 
-# --- The five stub steps, shared by the plain chain, LangGraph and the psycopg chain -------------------
+# --- The chain's steps, shared by the plain chain, LangGraph and the psycopg chain ------------------------
+#
+# The product's own step objects (`triage.pipeline.steps.CHAIN`: retrieve, classify, lookup, draft, validate,
+# route, execute), the very code the runner runs, each called on a `RunState` built from the graph's state
+# and from one copy of the configuration (`ChainSettings`, read once, as the runner reads it once a process
+# and checks it with its claim). What differs between the variants is then only the orchestration: the
+# runner's lock, claim, checkpoints, spans and close against LangGraph's checkpoints or one transaction.
 
 
 class ChainState(TypedDict, total=False):
     text: str
-    retrieval: Retrieval
-    classification: Classification
-    draft: Draft
-    boilerplate: Any
+    retrieval: Retrieval | None
+    classification: Classification | None
+    lookup: ToolLookup | None
+    draft: Draft | None
     verdicts: list[Verdict]
+    passed: bool
     route: str
 
 
-def step_retrieve(state: ChainState) -> ChainState:
-    vector = embedding_module.embed_texts([state["text"]])[0]
-    return {"retrieval": chunk_search(embedding=vector, limit=4)}
+@dataclass
+class Configuration:
+    """What every variant's steps read: the configuration (read once) and the router, as the runner has them."""
+
+    chain: ChainSettings
+    router: Router
+    run: PipelineRun
 
 
-def step_classify(state: ChainState) -> ChainState:
-    vector = embedding_module.embed_texts([state["text"]])[0]
-    classification = router_module.classify_local(
-        text=state["text"], embedding=vector, predictor=StubClassifier(), categories=categories_by_label(), model="stub"
+CONFIGURATION: Configuration | None = None
+
+
+def configuration_load() -> Configuration:
+    """The configuration as the runner reads it (`chain_settings_current`: the same cached copy) and an unsaved
+    run of a ticket from the bench's source, whose actions are recorded only, as the runner's are."""
+    sql, params = chain_settings_fingerprint()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fingerprint = cursor.fetchone()[0]
+    ticket = Ticket(source="bench", external_id="shared", body=TEXT)
+    return Configuration(
+        chain=chain_settings_current(fingerprint=fingerprint),
+        router=Router.for_run(PipelineRun()),
+        run=PipelineRun(ticket=ticket),
     )
-    return {"classification": classification}
 
 
-def step_draft(state: ChainState) -> ChainState:
-    drafter = LocalProvider()
-    request = DraftRequest(
-        ticket_text=state["text"],
-        category=state["classification"].category,
-        category_name="Order status",
-        passages=tuple(PassageText(p.chunk_id, p.article_title, p.text, p.score) for p in state["retrieval"].passages),
-    )
-    reply = drafter.draft(request)
-    draft = Draft.model_validate({**reply.output, "model": reply.model})
-    return {"draft": draft, "boilerplate": list(drafter.boilerplate_for(request))}
+def chain_step(step: Step) -> Callable[[ChainState], tuple[ChainState, dict[str, Any]]]:
+    """`step` as a function of the graph's state: a `RunState` built from it, the step run; what it changed,
+    and its output as the runner's checkpoint records it (which the psycopg chain writes).
+
+    The state holds what the steps hand one another (the contracts, the verdicts, the route), as the runner's
+    `RunState` does: enough for LangGraph to resume from any of its checkpoints. The outputs are not added to
+    it: they repeat the contracts, and LangGraph would write them again in every checkpoint."""
+
+    def run(state: ChainState) -> tuple[ChainState, dict[str, Any]]:
+        assert CONFIGURATION is not None
+        c = CONFIGURATION
+        run_state = RunState(
+            run=c.run,
+            ticket=c.run.ticket,
+            policy=c.chain.policy,
+            categories=c.chain.categories,
+            router=c.router,
+            action_kinds=c.chain.action_kinds,
+            retrieval=state.get("retrieval"),
+            classification=state.get("classification"),
+            lookup=state.get("lookup"),
+            draft=state.get("draft"),
+            verdicts=list(state.get("verdicts", [])),
+            passed=state.get("passed", False),
+            route=state.get("route", ""),
+        )
+        try:
+            result = step.run(run_state)
+            output, verdicts = result.output, result.verdicts
+        except StepSkipped as skip:
+            output, verdicts = {"skipped": str(skip)}, []
+        after: ChainState = {
+            "retrieval": run_state.retrieval,
+            "classification": run_state.classification,
+            "lookup": run_state.lookup,
+            "draft": run_state.draft,
+            "passed": run_state.passed,
+            "route": run_state.route,
+        }
+        # Only what the step changed, as a LangGraph node returns its update (each changed key is a new
+        # version of that channel in the next checkpoint; an unchanged one is not written again).
+        update: ChainState = {key: value for key, value in after.items() if state.get(key) is not value}  # type: ignore[assignment]
+        if verdicts:
+            update["verdicts"] = run_state.verdicts + verdicts
+        return update, output
+
+    return run
 
 
-def step_validate(state: ChainState) -> ChainState:
-    policy = gate_policy_current()
-    text, retrieval, classification, draft = state["text"], state["retrieval"], state["classification"], state["draft"]
-    return {
-        "verdicts": [
-            gates.gate_retrieval(retrieval=retrieval, min_score=policy.retrieval_min_score),
-            gates.gate_schema(classification=classification, error=None),
-            gates.gate_confidence(classification=classification, threshold=0.5),
-            gates.gate_money(classification=classification, category_moves_money=False, ticket_text=text),
-            gates.gate_groundedness(
-                draft=draft, retrieval=retrieval, min_overlap=0.8, boilerplate=tuple(state["boilerplate"])
-            ),
-            gates.gate_personal_data(draft=draft, retrieval=retrieval, requester=""),
-        ]
-    }
-
-
-def step_route(state: ChainState) -> ChainState:
-    return {"route": "auto" if all(v.passed for v in state["verdicts"]) else "human"}
-
-
-STUB_STEPS: tuple[tuple[str, Callable[[ChainState], ChainState]], ...] = (
-    ("retrieve", step_retrieve),
-    ("classify", step_classify),
-    ("draft", step_draft),
-    ("validate", step_validate),
-    ("route", step_route),
+CHAIN_STEPS: tuple[tuple[str, Callable[[ChainState], tuple[ChainState, dict[str, Any]]]], ...] = tuple(
+    (step.name, chain_step(step)) for step in CHAIN
 )
 
 
-def plain_chain(text: str) -> ChainState:
-    """The five steps as plain calls: no checkpoints, no lock, no routing records."""
+def plain_chain(text: str) -> tuple[ChainState, dict[str, dict[str, Any]]]:
+    """The steps as plain calls (no checkpoints, no lock, no routing records); the state, each step's output."""
     state: ChainState = {"text": text}
-    for _, step in STUB_STEPS:
-        state.update(step(state))
-    assert state["route"] == "auto", state["verdicts"]
-    return state
+    outputs = {}
+    for name, step in CHAIN_STEPS:
+        update, outputs[name] = step(state)
+        state.update(update)
+    assert state["route"] == "auto", state.get("verdicts")
+    return state, outputs
+
+
+def graph_node(step: Callable[[ChainState], tuple[ChainState, dict[str, Any]]]) -> Callable[[ChainState], ChainState]:
+    """A LangGraph node: the step's update to the state."""
+    return lambda state: step(state)[0]
 
 
 PSYCOPG_SCHEMA = """
@@ -209,37 +258,22 @@ CREATE TABLE IF NOT EXISTS bench_step (
 
 
 def psycopg_chain(conn: psycopg.Connection, ticket: str, text: str) -> None:
-    """The five steps as plain calls, then every step's output written in one transaction."""
-    state: ChainState = {"text": text}
-    outputs = []
-    for name, step in STUB_STEPS:
-        produced = step(state)
-        state.update(produced)
-        outputs.append((name, _jsonable(produced)))
+    """The steps as plain calls, then every step's output written in one transaction."""
+    state, outputs = plain_chain(text)
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute("INSERT INTO bench_run (ticket, route) VALUES (%s, %s) RETURNING id", [ticket, state["route"]])
         run_id = cursor.fetchone()[0]
         cursor.executemany(
             "INSERT INTO bench_step (run_id, step, output) VALUES (%s, %s, %s)",
-            [(run_id, name, Jsonb(output)) for name, output in outputs],
+            [(run_id, name, Jsonb(output)) for name, output in outputs.items()],
         )
-
-
-def _jsonable(produced: ChainState) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in produced.items():
-        if isinstance(value, list):
-            out[key] = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
-        else:
-            out[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-    return out
 
 
 def langgraph_graph(saver: Any) -> Any:
     builder = StateGraph(ChainState)
     previous = START
-    for name, step in STUB_STEPS:
-        builder.add_node(name, step)
+    for name, step in CHAIN_STEPS:
+        builder.add_node(name, graph_node(step))
         builder.add_edge(previous, name)
         previous = name
     builder.add_edge(previous, END)
@@ -279,9 +313,11 @@ def main() -> None:
         "langgraph_exit_ms": [],
         "psycopg_one_transaction_ms": [],
     }
+    global CONFIGURATION
     with isolated_database():
         seed()
-        router = Router.for_run(PipelineRun())
+        CONFIGURATION = configuration_load()
+        router = CONFIGURATION.router
         dsn = conninfo()
         with psycopg.connect(dsn) as pg, psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as lg_conn:
             pg.execute(PSYCOPG_SCHEMA)
