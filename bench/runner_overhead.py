@@ -29,8 +29,8 @@ Until 2026-11-30 the other variants ran five hand-written copies of the steps. T
 and the gate policy from the database for every ticket (the runner reads them once a process), which
 added to every other variant's cost and so favoured the runner's ratios; and they lacked the look-up, the
 reply's money gate and execute, so LangGraph had five nodes to checkpoint instead of the chain's seven,
-which favoured LangGraph. Side by side on one machine (docs/MEASUREMENTS.md) the old bench printed 0.45x
-LangGraph's default and this one 0.34x.
+which favoured LangGraph. Run in turn on one machine (README, Benchmarks) the old bench printed 0.44x and
+0.48x LangGraph's default, this one 0.41x and 0.40x (and 0.34x in two runs just before).
 
 LangGraph is in the optional `bench` dependency group (`uv sync --group bench`); without it the bench
 says so and measures the other three.
