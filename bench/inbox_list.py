@@ -11,6 +11,7 @@ request (middleware, session, permissions, the faceted counts, one page of cards
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -164,17 +165,18 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f}s"
         )
         client = agent_client()
-        for label, url in [
-            ("inbox, most urgent first", "/"),
-            ("inbox, newest first", "/?sort=newest"),
-            ("inbox, money + over a day", "/?money=yes&age=older"),
-            ("inbox, page 200", "/?page=200"),
+        figures: dict[str, float | int] = {"items": args.items, "requests": args.requests}
+        for key, label, url in [
+            ("most_urgent", "inbox, most urgent first", "/"),
+            ("newest", "inbox, newest first", "/?sort=newest"),
+            ("money_older", "inbox, money + over a day", "/?money=yes&age=older"),
+            ("page_200", "inbox, page 200", "/?page=200"),
         ]:
             times = measure(client, url, args.requests)
-            print(
-                f"{label:28s} median {statistics.median(times):6.1f} ms   "
-                f"p90 {statistics.quantiles(times, n=10)[-1]:6.1f} ms   ({args.requests} requests)"
-            )
+            median, p90 = statistics.median(times), statistics.quantiles(times, n=10)[-1]
+            print(f"{label:28s} median {median:6.1f} ms   p90 {p90:6.1f} ms   ({args.requests} requests)")
+            figures[f"{key}_median_ms"], figures[f"{key}_p90_ms"] = round(median, 1), round(p90, 1)
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

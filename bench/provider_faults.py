@@ -19,6 +19,7 @@ It checks, and exits non-zero when one fails:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -292,9 +293,23 @@ def report(args: argparse.Namespace, script: Script, fake: FakeAnthropic, elapse
     print(f"auto-handled after a failed gate: {len(unsafe)}")
     if problems:
         print("FAILED: " + "; ".join(problems))
-        return 1
-    print("OK: every ticket auto-handled or waiting for a person; none lost; no gate bypassed; nothing charged twice")
-    return 0
+    else:
+        print(
+            "OK: every ticket auto-handled or waiting for a person; none lost; no gate bypassed; nothing charged twice"
+        )
+    figures = {
+        "tickets": args.tickets,
+        "claude_calls": calls,
+        "faulty_calls": sum(script.faults.values()),
+        "seconds": round(elapsed, 1),
+        "tickets_by_status": dict(sorted(tickets.items())),
+        "auto_handled_after_failed_gate": len(unsafe),
+        "cost_logged": str(logged["cost"]),
+        "cost_received": str(expected["cost"]),
+        "problems": problems,
+    }
+    print(json.dumps(figures))
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

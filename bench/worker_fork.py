@@ -1,10 +1,13 @@
-"""What a job costs in the forking RQ worker, with RQ's plain worker and with ours (models preloaded).
+"""What a job costs in RQ's forking worker, ours (models preloaded before the fork), and a non-forking one.
 
 RQ forks a work-horse for every job; whatever the parent has not loaded, every work-horse loads
 again. This runs the same N real tickets (the local models, no network) through `manage.py rqworker
---burst` once with `rq.Worker` and once with `triage.worker.TriageWorker`, on the embedded PostgreSQL
-in a throw-away database and a Redis database of its own, and prints per worker class: the burst's
-wall time, the worker's start-up, and the median and mean job time as RQ recorded it.
+--burst` with `rq.Worker`, with `triage.worker.TriageWorker` and with `rq.SimpleWorker` (no fork: the
+jobs run in the worker's own process, which loads the models on its first job and keeps them), on the
+embedded PostgreSQL in a throw-away database and a Redis database of its own, and prints per worker
+class: the burst's wall time (the worker's start-up included) and the median and mean job time as RQ
+recorded it; then one JSON line of them. TriageWorker's median minus SimpleWorker's is what the fork and
+the work-horse's isolation cost a job.
 
     uv run python bench/worker_fork.py [--tickets 10] [--redis redis://127.0.0.1:6379/12]
 """
@@ -12,6 +15,7 @@ wall time, the worker's start-up, and the median and mean job time as RQ recorde
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -62,7 +66,13 @@ def main() -> None:
         classifier_train()
         knowledge_base_import(directory=DEMO / "kb")
         print(f"{'worker class':34} {'tickets':>7} {'burst s':>8} {'median job s':>13} {'mean job s':>11} completed")
-        for round_, worker_class in enumerate(("rq.Worker", "triage.worker.TriageWorker")):
+        figures: dict[str, float | int] = {"tickets": args.tickets}
+        classes = {
+            "rq.Worker": "rq_worker",
+            "triage.worker.TriageWorker": "triage_worker",
+            "rq.SimpleWorker": "simple_worker",
+        }
+        for round_, worker_class in enumerate(classes):
             queue: Queue = django_rq.get_queue("default")
             queue.connection.flushdb()
             runs = []
@@ -94,6 +104,12 @@ def main() -> None:
                 f"{statistics.fmean(durations):>11.2f} {done.count()}/{len(runs)}"
             )
             queue.connection.flushdb()
+            key = classes[worker_class]
+            figures[f"{key}_burst_s"] = round(burst, 2)
+            figures[f"{key}_median_job_s"] = round(statistics.median(durations), 3)
+            figures[f"{key}_mean_job_s"] = round(statistics.fmean(durations), 3)
+            figures[f"{key}_finished"] = done.count()
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

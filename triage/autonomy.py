@@ -241,9 +241,15 @@ _cache: dict[tuple, tuple[float, ThresholdChoice | None]] = {}
 _cache_lock = threading.Lock()
 
 
-def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> ThresholdChoice | None:
+def thresholds_current(
+    *, classifier: TrainedClassifier, policy: GatePolicy, renew_within: float = 0.0
+) -> ThresholdChoice | None:
     """The thresholds in force for `classifier` under `policy`; None when it kept no calibration data
-    (a classifier stored before calibration existed: its own suggested threshold stands)."""
+    (a classifier stored before calibration existed: its own suggested threshold stands).
+
+    Chosen again once the choice is `CHOICE_TTL_SECONDS` old, or `renew_within` seconds before that: an RQ
+    worker renews it ahead of time in its own process, so that its work-horses, forked from it, find it
+    made (`triage.worker.models_refresh`; a choice made in a work-horse is lost with it)."""
     money = frozenset(Category.objects.filter(money=True).values_list("label", flat=True))
     key = (
         classifier.pk,
@@ -256,7 +262,7 @@ def thresholds_current(*, classifier: TrainedClassifier, policy: GatePolicy) -> 
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
-        if hit is not None and now - hit[0] < CHOICE_TTL_SECONDS:
+        if hit is not None and now - hit[0] < CHOICE_TTL_SECONDS - renew_within:
             return hit[1]
     choice: ThresholdChoice | None = None
     if classifier.calibration:  # a deferred field: read here, on a cache miss only

@@ -1,4 +1,4 @@
-"""The RQ worker class: models loaded before the fork, and the sweeper run between jobs and while idle."""
+"""The RQ worker class: models and thresholds ready before the fork, the sweeper run between jobs and while idle."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 from django.utils import timezone
 
 from integrations import embeddings
-from triage.models import PipelineRun
+from triage import autonomy
+from triage.learning import classifier_activate
+from triage.models import PipelineRun, TrainedClassifier
 from triage.pipeline import router
+from triage.pipeline.router import Router
+from triage.selectors import classifier_latest
 from triage.worker import TriageWorker
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +34,7 @@ def worker(settings, monkeypatch):
     monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
     monkeypatch.setattr("triage.tasks.connections.close_all", lambda: None)
     monkeypatch.setattr("triage.tasks.close_old_connections", lambda: None)
+    monkeypatch.setattr("triage.tasks.connections_close_quietly", lambda: None)
     yield TriageWorker([queue], connection=queue.connection)
     queue.connection.flushdb()
 
@@ -49,6 +54,70 @@ def test_the_worker_loads_the_models_before_any_job(monkeypatch, settings):
     assert embeddings._singleton is not None
     assert list(router._classifier_cache) != []
     assert (worker.maintenance_interval, worker.dequeue_timeout) == (int(settings.TRIAGE_SWEEP_INTERVAL), 15)
+
+
+def test_the_worker_chooses_the_thresholds_before_any_job_so_a_work_horse_does_not(monkeypatch, settings):
+    """A work-horse forked from the worker inherits its memory and loses its own when it exits: thresholds
+    chosen in the horse (importing MAPIE and scikit-learn, about 0.25 s) would be chosen again in every job."""
+    # given: no thresholds chosen in this process yet
+    monkeypatch.setattr(autonomy, "_cache", {})
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/14", "DEFAULT_TIMEOUT": 120}}
+    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    queue = django_rq.get_queue("default")
+    TriageWorker([queue], connection=queue.connection)
+    assert classifier_latest() is not None
+
+    # when: a run's router is built as a work-horse builds it, with choosing made impossible
+    def no_choosing(**_):
+        raise AssertionError("the thresholds were chosen again after the worker's preload")
+
+    monkeypatch.setattr(autonomy, "calibration_set", no_choosing)
+    thresholds = Router.for_run(PipelineRun()).thresholds
+
+    # then: the worker's choice is used
+    assert thresholds is not None
+
+
+def test_the_worker_renews_the_thresholds_before_they_expire_and_loads_a_promoted_classifier(worker, monkeypatch):
+    # given: the worker's preload, then the clock two sweep intervals short of the choice's time-to-live
+    chosen = []
+    real_set = autonomy.calibration_set
+    monkeypatch.setattr(autonomy, "calibration_set", lambda **kw: chosen.append(kw["classifier"].pk) or real_set(**kw))
+    [(stamp, _)] = autonomy._cache.values()
+    now = stamp + autonomy.CHOICE_TTL_SECONDS - 2 * 7 + 1
+    monkeypatch.setattr(autonomy.time, "monotonic", lambda: now)
+    active = classifier_latest().pk
+
+    # when: a maintenance pass
+    worker.run_maintenance_tasks()
+
+    # then: chosen again in the worker, ahead of its expiry (a work-horse would otherwise choose for itself)
+    assert chosen == [active]
+    [(renewed, _)] = autonomy._cache.values()
+    assert renewed == now
+
+    # given: a new classifier version made active (a promotion, or an admin's roll-back)
+    latest = TrainedClassifier.objects.get(pk=active)
+    promoted = TrainedClassifier.objects.create(
+        model=latest.model,
+        blob=latest.blob,
+        labels=latest.labels,
+        example_count=latest.example_count,
+        suggested_threshold=latest.suggested_threshold,
+        calibration=latest.calibration,
+    )
+    classifier_activate(version_id=promoted.pk, actor=None)
+
+    # when
+    worker.run_maintenance_tasks()
+
+    # then: the new version loaded and its thresholds chosen, in the worker
+    assert chosen == [active, promoted.pk]
+    assert promoted.pk in router._classifier_cache
+
+    # and a pass with nothing moved chooses nothing
+    worker.run_maintenance_tasks()
+    assert chosen == [active, promoted.pk]
 
 
 def test_the_worker_sweeps_in_its_maintenance_and_hands_back_a_lost_run(worker, ingest):
