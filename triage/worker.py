@@ -21,14 +21,15 @@ import logging
 import os
 from typing import Any
 
+from django import db
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import connections
 from rq import Queue, Worker
 from rq.job import Job
 
 from config.telemetry import telemetry_flush, telemetry_setup
 from integrations.embeddings import get_local_embedder
-from triage.autonomy import thresholds_current
+from triage.autonomy import CHOICE_TTL_SECONDS, thresholds_current
 from triage.instruments import metrics_process_adopt
 from triage.pipeline.router import classifier_load
 from triage.selectors import classifier_latest, gate_policy_current
@@ -52,7 +53,7 @@ def models_refresh() -> None:
     the thresholds again, importing those modules (about 130 of them), and a job took 0.30-0.35 s against
     0.07 s in a worker that does not fork. Called before the first fork and at every maintenance pass (every
     `TRIAGE_SWEEP_INTERVAL` seconds): a new classifier version (a promotion, a roll-back) is loaded here, not
-    in every job, and the choice is renewed two intervals before it expires. Three small queries when
+    in every job, and the choice is renewed two passes before it expires. Three small queries when
     nothing moved.
     """
     latest = classifier_latest()
@@ -61,7 +62,9 @@ def models_refresh() -> None:
         thresholds_current(
             classifier=latest,
             policy=gate_policy_current(),
-            renew_within=2 * max(1.0, float(settings.TRIAGE_SWEEP_INTERVAL)),
+            # Two passes ahead, but never more than half its life: a long sweep interval must not turn into
+            # choosing again at every pass.
+            renew_within=min(2 * max(1.0, float(settings.TRIAGE_SWEEP_INTERVAL)), CHOICE_TTL_SECONDS / 2),
         )
     # The work-horses are forked from this process: none may inherit its database socket.
     connections.close_all()
@@ -101,7 +104,7 @@ class TriageWorker(Worker):
         # Without it the jobs still work (each loads and chooses what it needs): slower, not down.
         try:
             models_refresh()
-        except DatabaseError as exc:
+        except db.Error as exc:
             logger.warning("the worker could not refresh the classifier and thresholds: %s", exc)
             connections.close_all()
         except Exception:
