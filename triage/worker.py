@@ -31,7 +31,7 @@ from config.telemetry import telemetry_flush, telemetry_setup
 from integrations.embeddings import get_local_embedder
 from triage.autonomy import CHOICE_TTL_SECONDS, thresholds_current
 from triage.instruments import metrics_process_adopt
-from triage.pipeline.router import classifier_load
+from triage.pipeline.router import classifier_cache_keep, classifier_load
 from triage.selectors import classifier_latest, gate_policy_current
 from triage.tasks import sweep_safely
 
@@ -59,6 +59,7 @@ def models_refresh() -> None:
     latest = classifier_latest()
     if latest is not None:
         classifier_load(latest.pk)
+        classifier_cache_keep(latest.pk)  # the version it replaced is not kept for the worker's life
         thresholds_current(
             classifier=latest,
             policy=gate_policy_current(),

@@ -87,6 +87,17 @@ def classifier_load(pk: int) -> IntentClassifier:
         return _classifier_cache[pk]
 
 
+def classifier_cache_keep(pk: int) -> None:
+    """Forget every loaded classifier but `pk` (a model holds its examples' embeddings: tens of megabytes).
+
+    For a process that runs nothing itself (the RQ worker's parent, `triage.worker.models_refresh`), where a
+    superseded version would otherwise stay loaded for the life of the worker, one more after each promotion.
+    """
+    with _cache_lock:
+        for other in [k for k in _classifier_cache if k != pk]:
+            del _classifier_cache[other]
+
+
 @dataclass(frozen=True)
 class Attempt:
     """What one failed attempt asked and paid for; its checkpoint records it."""
