@@ -56,19 +56,21 @@ def models_refresh() -> None:
     in every job, and the choice is renewed two passes before it expires. Three small queries when
     nothing moved.
     """
-    latest = classifier_latest()
-    if latest is not None:
-        classifier_load(latest.pk)
-        classifier_cache_keep(latest.pk)  # the version it replaced is not kept for the worker's life
-        thresholds_current(
-            classifier=latest,
-            policy=gate_policy_current(),
-            # Two passes ahead, but never more than half its life: a long sweep interval must not turn into
-            # choosing again at every pass.
-            renew_within=min(2 * max(1.0, float(settings.TRIAGE_SWEEP_INTERVAL)), CHOICE_TTL_SECONDS / 2),
-        )
-    # The work-horses are forked from this process: none may inherit its database socket.
-    connections.close_all()
+    try:
+        latest = classifier_latest()
+        if latest is not None:
+            classifier_load(latest.pk)
+            classifier_cache_keep(latest.pk)  # the version it replaced is not kept for the worker's life
+            thresholds_current(
+                classifier=latest,
+                policy=gate_policy_current(),
+                # Two passes ahead, but never more than half its life: a long sweep interval must not turn into
+                # choosing again at every pass.
+                renew_within=min(2 * max(1.0, float(settings.TRIAGE_SWEEP_INTERVAL)), CHOICE_TTL_SECONDS / 2),
+            )
+    finally:
+        # The work-horses are forked from this process: none may inherit its database socket.
+        connections.close_all()
 
 
 class TriageWorker(Worker):
@@ -107,7 +109,5 @@ class TriageWorker(Worker):
             models_refresh()
         except db.Error as exc:
             logger.warning("the worker could not refresh the classifier and thresholds: %s", exc)
-            connections.close_all()
         except Exception:
             logger.exception("the worker could not refresh the classifier and thresholds")
-            connections.close_all()
