@@ -11,4 +11,7 @@ from rq import cron
 from triage.schedule import scheduled_jobs
 
 for job in scheduled_jobs():
-    cron.register(job.func, "default", interval=job.every_seconds, name=job.name)
+    # A detached job (a classifier's training) gets its own time limit, not the queue's default for runs.
+    cron.register(
+        job.func, "default", interval=job.every_seconds, name=job.name, job_timeout=job.detached_seconds or None
+    )

@@ -323,3 +323,12 @@ def test_while_another_process_retrains_a_retrain_trains_nothing(agent):
         assert classifier_retrain(min_holdout=40, target=0.1).challenger is not None
     finally:
         other.close()
+
+
+def test_retrain_with_nothing_to_learn_from_says_so(db):
+    """A fresh install (no example, no label): `manage.py retrain` says what is missing, not a NumPy error."""
+    from django.core.management import CommandError, call_command
+
+    LabelledExample.objects.all().delete()
+    with pytest.raises(CommandError, match="needs labelled examples of at least two categories"):
+        call_command("retrain", "--force")
