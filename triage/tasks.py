@@ -31,6 +31,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from triage.durability import connection_discard, connection_lost
 from triage.models import PipelineRun
 from triage.pipeline.runner import run_pipeline
+from triage.preload import models_preload, models_refresh_safely
 from triage.schedule import scheduled_jobs_run_due
 
 logger = logging.getLogger(__name__)
@@ -213,10 +214,14 @@ class InProcessWorker:
     """A thread pool that works runs inside this process; each thread has its own DB connection.
 
     With it runs a sweeper thread: after a restart of this process the runs its pool held are owed
-    work that only the database remembers.
+    work that only the database remembers. With `models` (the web process's worker, `inprocess_start`) the
+    sweeper also keeps the classifier in force and its thresholds ready after each sweep
+    (`triage.preload.models_refresh`), and `models_preload` loads everything in a thread of its own as the
+    worker starts, so neither the first ticket after a start nor one that finds the thresholds' choice
+    expired waits for them.
     """
 
-    def __init__(self, workers: int, *, sweep_every: float | None = None) -> None:
+    def __init__(self, workers: int, *, sweep_every: float | None = None, models: bool = False) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="triage-worker")
         self._futures: set[Future[None]] = set()
         self._held: dict[int, int] = {}
@@ -225,6 +230,10 @@ class InProcessWorker:
         self._sweeper: threading.Thread | None = None
         # Readiness (`/readyz`): when this worker's sweeper last came round, i.e. was seen alive.
         self.seen = timezone.now()
+        self._models = models
+        self.preloaded = threading.Event()
+        if models:
+            threading.Thread(target=self._preload, name="triage-preload", daemon=True).start()
         if sweep_every:
             self._sweeper = threading.Thread(
                 target=self._sweep_loop, args=(sweep_every,), name="triage-sweeper", daemon=True
@@ -254,10 +263,21 @@ class InProcessWorker:
             if left:
                 self._held[run_id] = left
 
+    def _preload(self) -> None:
+        try:
+            models_preload()
+        except Exception:
+            # Each run loads what it needs, as before: the first one after a start waits for it.
+            logger.exception("the in-process worker could not preload the models; the first run will load them")
+        finally:
+            self.preloaded.set()
+
     def _sweep_loop(self, every: float) -> None:
         failures = 0
         while not self._stop.wait(sweep_backoff(every=every, failures=failures)):
             failures = 0 if sweep_safely() else failures + 1
+            if self._models:
+                models_refresh_safely()
             self.seen = timezone.now()
 
     def stop(self) -> None:
@@ -290,21 +310,23 @@ _worker: InProcessWorker | None = None
 _worker_lock = threading.Lock()
 
 
-def _inprocess() -> InProcessWorker:
+def _inprocess(*, models: bool = False) -> InProcessWorker:
     global _worker
     with _worker_lock:
         if _worker is None:
             _worker = InProcessWorker(
                 workers=int(getattr(settings, "TRIAGE_INPROCESS_WORKERS", 2)),
                 sweep_every=settings.TRIAGE_SWEEP_INTERVAL,
+                models=models,
             )
         return _worker
 
 
 def inprocess_start() -> None:
-    """Start the in-process worker (and its sweeper) with the web process, not at its first ticket."""
+    """Start the in-process worker (and its sweeper) with the web process, not at its first ticket, and have
+    it load the models in the background and keep them ready (`InProcessWorker`, `models`)."""
     if settings.TRIAGE_QUEUE_BACKEND == "inprocess":
-        _inprocess()
+        _inprocess(models=True)
 
 
 def inprocess_seen() -> datetime | None:

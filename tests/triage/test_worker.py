@@ -31,7 +31,7 @@ def worker(settings, monkeypatch):
     queue.connection.flushdb()
     # The worker closes (or recycles) its database connection around a sweep and before forking; here
     # the connection holds the test's transaction, which a close would end, so only those closes are left out.
-    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.preload.connections.close_all", lambda: None)
     monkeypatch.setattr("triage.tasks.connections.close_all", lambda: None)
     monkeypatch.setattr("triage.tasks.close_old_connections", lambda: None)
     monkeypatch.setattr("triage.tasks.connections_close_quietly", lambda: None)
@@ -47,7 +47,7 @@ def test_the_worker_loads_the_models_before_any_job(monkeypatch, settings):
     monkeypatch.setattr(embeddings, "_singleton", None)
     monkeypatch.setattr(router, "_classifier_cache", {})
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/14", "DEFAULT_TIMEOUT": 120}}
-    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.preload.connections.close_all", lambda: None)
     queue = django_rq.get_queue("default")
 
     # when
@@ -65,7 +65,7 @@ def test_the_worker_chooses_the_thresholds_before_any_job_so_a_work_horse_does_n
     # given: no thresholds chosen in this process yet
     monkeypatch.setattr(autonomy, "_cache", {})
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/14", "DEFAULT_TIMEOUT": 120}}
-    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.preload.connections.close_all", lambda: None)
     queue = django_rq.get_queue("default")
     TriageWorker([queue], connection=queue.connection)
     assert classifier_latest() is not None
@@ -146,7 +146,7 @@ def test_a_work_horse_sends_its_jobs_spans_before_it_exits(monkeypatch, ingest, 
     from tests.config.otlp_receiver import OtlpReceiver
 
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/6", "DEFAULT_TIMEOUT": 120}}
-    monkeypatch.setattr("triage.worker.connections.close_all", lambda: None)
+    monkeypatch.setattr("triage.preload.connections.close_all", lambda: None)
     queue = django_rq.get_queue("default")
     queue.connection.flushdb()
     run = ingest(PASSWORD_TICKET, enqueue=False).run
