@@ -4,6 +4,7 @@ target; versions are kept with their figures; an admin can roll back."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy
 import pytest
@@ -332,3 +333,22 @@ def test_retrain_with_nothing_to_learn_from_says_so(db):
     LabelledExample.objects.all().delete()
     with pytest.raises(CommandError, match="needs labelled examples of at least two categories"):
         call_command("retrain", "--force")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "2"], "--target must lie between 0.0005 and 0.2, not 2.0"),
+        (["--confidence", "1.5"], "--confidence must lie between 0.5 and 0.999, not 1.5"),
+        (["--min-holdout", "-3"], "--min-holdout must be at least 1, not -3"),
+        (["--min-holdout", "0"], "--min-holdout must be at least 1, not 0"),
+    ],
+)
+def test_retrain_refuses_arguments_admin_would_refuse_before_training_anything(db, args, message):
+    """A held-out set of none would compare the challenger on nothing (it trained and judged one before)."""
+    from django.core.management import CommandError, call_command
+
+    versions = TrainedClassifier.objects.count()
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("retrain", *args)
+    assert TrainedClassifier.objects.count() == versions

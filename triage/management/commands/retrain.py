@@ -36,6 +36,12 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="Make the new version active without comparing.")
 
     def handle(self, *args: object, **options: Any) -> None:
+        # The bounds admin allows for the gate policy's own target and confidence (`GatePolicy`'s validators).
+        for name, low, high in (("target", 0.0005, 0.2), ("confidence", 0.5, 0.999)):
+            if options[name] is not None and not low <= options[name] <= high:
+                raise CommandError(f"--{name} must lie between {low} and {high}, not {options[name]}")
+        if options["min_holdout"] is not None and options["min_holdout"] < 1:
+            raise CommandError(f"--min-holdout must be at least 1, not {options['min_holdout']}")
         try:
             outcome = classifier_retrain(
                 min_holdout=options["min_holdout"],
