@@ -1,6 +1,7 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from integrations.helpdesks.deliveries import failed_delivery_replay
+from integrations.management.arguments import at_least_one
 from integrations.models import FailedDelivery
 
 
@@ -14,12 +15,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--all", action="store_true", help="Every open failed delivery, not only retryable ones.")
         parser.add_argument("--id", type=int, action="append", default=[], help="Only this failed delivery (repeat).")
-        parser.add_argument("--limit", type=int, default=100, help="At most this many per run.")
+        parser.add_argument("--limit", type=at_least_one, default=100, help="At most this many per run.")
 
     def handle(self, *args, all: bool, id: list[int], limit: int, **options):
         rows = FailedDelivery.objects.filter(status=FailedDelivery.Status.FAILED).order_by("received_at")
         if id:
             rows = rows.filter(pk__in=id)
+            # A mistyped id replays nothing rather than the others without a word.
+            unknown = sorted(set(id) - set(rows.values_list("pk", flat=True)))
+            if unknown:
+                raise CommandError(
+                    f"no open failed delivery #{', #'.join(map(str, unknown))} (an id not kept, or replayed already); "
+                    "nothing was replayed"
+                )
         elif not all:
             rows = rows.filter(retryable=True)
         replayed = failing = 0

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils.module_loading import import_string
 
+from integrations.management.arguments import at_least_one
+
 
 class Command(BaseCommand):
     help = (
@@ -11,8 +13,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=100, help="At most this many actions per run.")
-        parser.add_argument("--max-attempts", type=int, default=20, help="Leave actions tried this often alone.")
+        parser.add_argument("--limit", type=at_least_one, default=100, help="At most this many actions per run.")
+        parser.add_argument(
+            "--max-attempts", type=at_least_one, default=20, help="Leave actions tried this often alone."
+        )
 
     def handle(self, *args, limit: int, max_attempts: int, **options):
         # The retry service lives with the domain; integrations reaches it by name only.

@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from integrations.helpdesks.deliveries import (
@@ -280,3 +280,27 @@ def test_the_retention_pass_stops_at_its_batch_budget_and_says_more_is_left(help
     assert (first.webhook_deliveries, first.done) == (4, False)
     assert (second.webhook_deliveries, second.done) == (1, True)
     assert not WebhookDelivery.objects.exists()
+
+
+def test_replay_command_refuses_an_unknown_id_or_a_limit_under_one_and_replays_nothing(
+    helpdesk_source, deliver, capsys
+):
+    source = helpdesk_source("freshdesk")
+    deliver(source, b'{"freshdesk_webhook": {}}', {"X-Webhook-Token": source.secret})
+    kept = FailedDelivery.objects.get()
+
+    with pytest.raises(CommandError, match=r"no open failed delivery #999999 .*nothing was replayed"):
+        call_command("replay_deliveries", "--id", str(kept.pk), "--id", "999999")
+    for limit in ("0", "-1"):
+        with pytest.raises(CommandError, match=f"must be at least 1, not {limit}"):
+            call_command("replay_deliveries", "--all", "--limit", limit)
+    assert FailedDelivery.objects.get().replays == 0
+
+    call_command("replay_deliveries", "--id", str(kept.pk))
+    assert "0 done, 1 still failing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--limit", "0"], ["--max-attempts", "-1"], ["--limit", "ten"]])
+def test_retry_writebacks_refuses_a_limit_or_attempts_under_one(db, args):
+    with pytest.raises(CommandError, match="must be at least 1|not a whole number"):
+        call_command("retry_writebacks", *args)
