@@ -2,7 +2,6 @@ import json
 import os
 from argparse import ArgumentTypeError
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, transaction
 
 from integrations.embeddings import MODEL_NAME
+from integrations.management.arguments import amount, at_least_one, at_least_zero
 from triage.datasets import DatasetError, dataset_load
 from triage.embedding import embedding_memo, memo_load, memo_save
 from triage.evaluation import evaluate_dataset, evaluation_examples, held_out_categories, isolated_database
@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dataset", type=Path)
         parser.add_argument("--json", action="store_true", help="Print the report as one JSON line.")
-        parser.add_argument("--limit", type=int, default=None, help="Only the first N tickets.")
+        parser.add_argument("--limit", type=at_least_one, default=None, help="Only the first N tickets.")
         parser.add_argument(
             "--sample",
             type=int,
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             metavar="DIR",
             help="Also write report.json, a per-category table (CSV, Markdown) and PNG charts into DIR.",
         )
-        parser.add_argument("--human-cost", type=Decimal, default=None, help="Dollars per ticket a person costs.")
+        parser.add_argument("--human-cost", type=amount, default=None, help="Dollars per ticket a person costs.")
         parser.add_argument(
             "--target",
             type=_targets,
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--hold-out",
-            type=int,
+            type=at_least_zero,
             default=0,
             help="Take N non-money categories out before training: their tickets become in-domain out-of-scope.",
         )
@@ -100,7 +100,7 @@ class Command(BaseCommand):
             dataset = dataset_load(options["dataset"])
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
-        human_cost = options["human_cost"] or settings.TRIAGE_HUMAN_COST_PER_TICKET
+        human_cost = settings.TRIAGE_HUMAN_COST_PER_TICKET if options["human_cost"] is None else options["human_cost"]
         provider = options["provider"]
         if provider == "anthropic" and not (settings.ANTHROPIC_API_KEY or getattr(settings, "ANTHROPIC_BASE_URL", "")):
             raise CommandError(

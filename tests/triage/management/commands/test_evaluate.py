@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -320,3 +321,21 @@ def test_evaluating_the_same_examples_again_reuses_the_kept_fit_and_reports_the_
     (changed / "examples.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _, said = run(changed)
     assert "classifier: fitted, and kept" in said
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "0"], "argument --limit: must be at least 1, not 0"),  # evaluated every ticket
+        (["--limit", "-5"], "argument --limit: must be at least 1, not -5"),  # every ticket but the last five
+        (["--hold-out", "-1"], "argument --hold-out: must be at least 0, not -1"),
+        (["--human-cost", "-3"], "argument --human-cost: must be a finite amount of at least 0, not -3"),
+        (["--human-cost", "NaN"], "argument --human-cost: must be a finite amount of at least 0, not NaN"),
+        (["--human-cost", "abc"], "argument --human-cost: not an amount: 'abc'"),  # a decimal.InvalidOperation
+    ],
+)
+def test_evaluate_refuses_a_count_or_a_cost_that_means_nothing_before_doing_anything(args, message):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("evaluate", str(DEMO), "--no-progress", *args)
