@@ -4,6 +4,10 @@ from django.urls import include, path
 
 from triage import views as triage_views
 
+# JSON for the API's and the webhooks' addresses, the site's pages for the rest (`integrations.views`).
+handler404 = "integrations.views.page_not_found"
+handler500 = "integrations.views.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -33,7 +33,7 @@ TICKET_IN_DESCRIPTIONS = {
     "over the limit is a 400.",
     "body": "Plain text, not blank. NUL characters are removed and lone surrogates become U+FFFD; "
     "over the limit is a 400.",
-    "requester": "The requester's e-mail address.",
+    "requester": "The requester's e-mail address; empty, or left out, when there is none.",
     "tags": "Labels; NUL characters are removed and lone surrogates become U+FFFD.",
     "delivery_id": "Your id for this request, kept for tracing.",
 }
@@ -47,8 +47,12 @@ def ticket_in_schema() -> dict[str, Any]:
         if name == "source":  # set from the token, never by the client
             continue
         prop = {k: v for k, v in prop.items() if k != "title"}
-        if name == "requester":
-            prop["format"] = "email"
+        if name == "requester":  # an e-mail address, or none (empty, as when it is left out)
+            without_default = {k: v for k, v in prop.items() if k != "default"}
+            prop = {
+                "anyOf": [{**without_default, "format": "email"}, {"type": "string", "maxLength": 0}],
+                "default": prop.get("default", ""),
+            }
         if name in TICKET_IN_DESCRIPTIONS:
             prop["description"] = TICKET_IN_DESCRIPTIONS[name]
         properties[name] = prop

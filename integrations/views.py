@@ -8,9 +8,10 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import ValidationError
@@ -137,3 +138,22 @@ def api_ticket_detail(request: HttpRequest, ticket_id: int) -> JsonResponse:
 @require_GET
 def api_openapi(request: HttpRequest) -> JsonResponse:
     return JsonResponse(openapi_document())
+
+
+# The machines' addresses (the JSON API, helpdesks' webhooks): what they get back is JSON, errors included.
+_MACHINE_PATHS = ("/api/", "/webhooks/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404`: an address under the API or the webhooks that matches no route (`/api/tickets/abc`) answers
+    as the API's own 404 does, in JSON; every other address gets the site's not-found page."""
+    if request.path.startswith(_MACHINE_PATHS):
+        return JsonResponse({"error": "no such resource"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """`handler500`: JSON for the machines' addresses (nothing of the error in it), the error page otherwise."""
+    if request.path.startswith(_MACHINE_PATHS):
+        return JsonResponse({"error": "internal error"}, status=500)
+    return defaults.server_error(request)

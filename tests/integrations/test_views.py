@@ -305,3 +305,40 @@ def test_openapi_limits_are_the_contracts(client):
     assert schema["subject"]["maxLength"] == TicketIn.max_length("subject")
     assert schema["tags"]["maxItems"] == TicketIn.max_length("tags")
     assert schema["tags"]["items"]["maxLength"] == TicketIn.max_length_of_tag() == 100
+
+
+def test_the_requester_schema_is_what_the_api_accepts_an_address_or_none(client, api_token):
+    """Found by schemathesis (2026-11-30): the schema said `format: email`, and the API (rightly) took ""."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    schema = client.get("/api/openapi.json").json()["components"]["schemas"]["TicketIn"]["properties"]["requester"]
+    valid = Draft202012Validator(schema, format_checker=FormatChecker()).is_valid
+
+    for index, (requester, accepted) in enumerate([("", True), ("maria@example.com", True), ("not an address", False)]):
+        response = post(client, {"external_id": f"req-{index}", "body": "Where is my parcel?", "requester": requester})
+        assert (valid(requester), response.status_code) == (accepted, 201 if accepted else 400)
+
+
+@pytest.mark.parametrize("path", ["/api/tickets/abc", "/api/tickets/1/", "/api/nothing", "/webhooks/zendesk/abc"])
+def test_an_api_or_webhook_address_that_matches_no_route_answers_404_in_json(client, settings, path):
+    """Found by schemathesis (2026-11-30): `/api/tickets/null,null` answered the site's HTML page."""
+    settings.DEBUG = False
+
+    response = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "no such resource"}
+
+
+def test_a_500_under_the_api_answers_json_with_nothing_of_the_error(client, api_token, settings, monkeypatch):
+    settings.DEBUG = False
+    client.raise_request_exception = False
+
+    def explode(**_):
+        raise RuntimeError("secret detail that must not leak")
+
+    monkeypatch.setattr("integrations.views._ticket_view", explode)
+    created = post(client, {"external_id": "boom", "body": "Where is my parcel?"})
+
+    assert created.status_code == 500 and created["Content-Type"] == "application/json"
+    assert created.json() == {"error": "internal error"}
