@@ -35,8 +35,25 @@ TICKET_IN_DESCRIPTIONS = {
     "over the limit is a 400.",
     "requester": "The requester's e-mail address; empty, or left out, when there is none.",
     "tags": "Labels; NUL characters are removed and lone surrogates become U+FFFD.",
-    "delivery_id": "Your id for this request, kept for tracing.",
+    "delivery_id": "Your id for this request, kept for tracing. NUL characters and lone surrogates are refused "
+    "(400 naming the field).",
 }
+
+
+def _character_class(codes: list[int]) -> str:
+    """A regular expression's character class (without the brackets) of these code points, as runs."""
+    runs: list[tuple[int, int]] = []
+    for code in sorted(codes):
+        if runs and code == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], code)
+        else:
+            runs.append((code, code))
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in runs)
+
+
+# What the contract's "not blank" strips (`str.strip`: Python's whitespace, which is not JSON Schema's `\s`) and
+# the NUL the intake removes first: a body made only of these is refused.
+_NUL_OR_SPACE = _character_class([0] + [c for c in range(0x10000) if chr(c).isspace()])
 
 
 def ticket_in_schema() -> dict[str, Any]:
@@ -47,6 +64,12 @@ def ticket_in_schema() -> dict[str, Any]:
         if name == "source":  # set from the token, never by the client
             continue
         prop = {k: v for k, v in prop.items() if k != "title"}
+        if name == "body":  # not blank once its NULs are removed: one character neither NUL nor Python's whitespace
+            prop["pattern"] = f"[^{_NUL_OR_SPACE}]"
+        if name == "tags":  # a tag is not empty once its NULs are removed
+            prop["items"] = {**prop["items"], "pattern": "[^\\u0000]"}
+        if name in ("external_id", "delivery_id"):  # identifiers with a NUL are refused (see the description)
+            prop["pattern"] = "^[^\\u0000]*$"
         if name == "requester":  # an e-mail address, or none (empty, as when it is left out)
             without_default = {k: v for k, v in prop.items() if k != "default"}
             prop = {
