@@ -35,6 +35,9 @@ def in_process(db, settings):
 @schema.parametrize()
 @settings(
     max_examples=40,
+    # The same requests on every run (a suite that gates a merge must not fail by the draw); a deeper search by
+    # hand: raise max_examples, drop this (400 a operation, twice, on 2026-11-30: no failure).
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
