@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 from argparse import ArgumentTypeError
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 
-def at_least_one(raw: str) -> int:
-    """A whole number of at least 1: a limit or a count of attempts of none (or fewer) is a mistake, not a no-op."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ArgumentTypeError(f"not a whole number: {raw!r}") from None
-    if value < 1:
-        raise ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _whole_number_of_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ArgumentTypeError(f"not a whole number: {raw!r}") from None
+        if value < minimum:
+            raise ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
 
 
-def at_least_zero(raw: str) -> int:
-    """A whole number of at least 0."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ArgumentTypeError(f"not a whole number: {raw!r}") from None
-    if value < 0:
-        raise ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
+#: A whole number of at least 1: a limit or a count of attempts of none (or fewer) is a mistake, not a no-op.
+at_least_one = _whole_number_of_at_least(1)
+#: A whole number of at least 0.
+at_least_zero = _whole_number_of_at_least(0)
 
 
 def amount(raw: str) -> Decimal:
