@@ -275,8 +275,9 @@ class InProcessWorker:
     def _sweep_loop(self, every: float) -> None:
         failures = 0
         while not self._stop.wait(sweep_backoff(every=every, failures=failures)):
-            failures = 0 if sweep_safely() else failures + 1
-            if self._models:
+            swept = sweep_safely()
+            failures = 0 if swept else failures + 1
+            if swept and self._models:  # (a sweep that failed found the database away: the refresh would too)
                 models_refresh_safely()
             self.seen = timezone.now()
 
