@@ -7,6 +7,7 @@ what is written here is the paths, the error shape and the descriptions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -51,9 +52,12 @@ def _character_class(codes: list[int]) -> str:
     return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in runs)
 
 
-# What the contract's "not blank" strips (`str.strip`: Python's whitespace, which is not JSON Schema's `\s`) and
-# the NUL the intake removes first: a body made only of these is refused.
-_NUL_OR_SPACE = _character_class([0] + [c for c in range(0x10000) if chr(c).isspace()])
+@functools.cache
+def _nul_or_space() -> str:
+    r"""What the contract's "not blank" strips (`str.strip`: Python's whitespace, which is not JSON Schema's `\s`)
+    and the NUL the intake removes first: a body made only of these is refused. Worked out when the document is
+    first asked for (about 30 ms), not when the module is imported by every process that loads the URLs."""
+    return _character_class([0] + [c for c in range(0x10000) if chr(c).isspace()])
 
 
 def ticket_in_schema() -> dict[str, Any]:
@@ -65,7 +69,7 @@ def ticket_in_schema() -> dict[str, Any]:
             continue
         prop = {k: v for k, v in prop.items() if k != "title"}
         if name == "body":  # not blank once its NULs are removed: one character neither NUL nor Python's whitespace
-            prop["pattern"] = f"[^{_NUL_OR_SPACE}]"
+            prop["pattern"] = f"[^{_nul_or_space()}]"
         if name == "tags":  # a tag is not empty once its NULs are removed
             prop["items"] = {**prop["items"], "pattern": "[^\\u0000]"}
         if name in ("external_id", "delivery_id"):  # identifiers with a NUL are refused (see the description)

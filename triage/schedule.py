@@ -31,7 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import django_rq
 from django.conf import settings
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from triage.learning import classifier_retrain_task
 from triage.retention import checkpoints_prune_task, deliveries_prune_task
@@ -102,10 +105,6 @@ def scheduled_jobs_run_due(*, now: float | None = None) -> list[str]:
 
 def _enqueue(job: ScheduledJob) -> None:
     """The detached job on the default queue, under one job id, unless the last one is still waiting or running."""
-    import django_rq  # here: the in-process deployment never needs Redis
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
     queue = django_rq.get_queue("default")
     job_id = f"scheduled-{job.name}"
     try:

@@ -234,7 +234,9 @@ def training_set_select(*, labels_before: datetime | None = None) -> TrainingSet
     }
     until = labels_before or timezone.now()
     # No label at all (a fresh install): an empty set, which the callers refuse with a clear error.
-    embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1) if vectors else np.empty((0, 0))
+    embeddings = (
+        np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1) if vectors else np.empty((0, 0), np.float32)
+    )
     return TrainingSet(texts=texts, labels=labels, embeddings=embeddings, summary=summary, labels_until=until)
 
 

@@ -340,8 +340,8 @@ def test_retrain_with_nothing_to_learn_from_says_so(db):
     [
         (["--target", "2"], "--target must lie between 0.0005 and 0.2, not 2.0"),
         (["--confidence", "1.5"], "--confidence must lie between 0.5 and 0.999, not 1.5"),
-        (["--min-holdout", "-3"], "--min-holdout must be at least 1, not -3"),
-        (["--min-holdout", "0"], "--min-holdout must be at least 1, not 0"),
+        (["--min-holdout", "-3"], "argument --min-holdout: must be at least 1, not -3"),
+        (["--min-holdout", "0"], "argument --min-holdout: must be at least 1, not 0"),
     ],
 )
 def test_retrain_refuses_arguments_admin_would_refuse_before_training_anything(db, args, message):

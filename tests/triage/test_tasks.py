@@ -325,8 +325,8 @@ def test_the_in_process_sweeper_keeps_the_models_ready_after_each_sweep_only_in_
     worker = tasks.InProcessWorker(workers=1, sweep_every=0.05, models=models)
     try:
         # then: with the models, preloaded once and refreshed after every sweep; without, never
-        assert worker.preloaded.wait(5) is models
         assert refreshed.wait(5 if models else 0.5) is models
+        assert worker.preloaded.is_set() is models
     finally:
         worker.stop()
     sweeps = [c for c in calls if c != "preload"]

@@ -16,6 +16,7 @@ from triage.embedding import embedding_memo, memo_load, memo_save
 from triage.evaluation import evaluate_dataset, evaluation_examples, held_out_categories, isolated_database
 from triage.evaluation_report import report_write
 from triage.fitcache import FitReuse, evaluation_fit_key, fit_cache_load, fit_cache_save
+from triage.management.commands._policy import policy_option_check
 from triage.management.commands._progress import Bars
 
 
@@ -107,14 +108,9 @@ class Command(BaseCommand):
                 "--provider anthropic needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL of a compatible server)"
             )
         targets = options["target"] or [None]
-        for name, low, high, values in (
-            ("target", 0.0005, 0.2, targets),
-            ("confidence", 0.5, 0.999, [options["confidence"]]),
-            ("out-of-scope-share", 0.0, 0.5, [options["out_of_scope_share"]]),
-        ):
-            for value in values:
-                if value is not None and not low <= value <= high:
-                    raise CommandError(f"--{name} must lie between {low} and {high}, not {value}")
+        policy_option_check("target", "target_mishandled_rate", targets)
+        policy_option_check("confidence", "guarantee_confidence", [options["confidence"]])
+        policy_option_check("out-of-scope-share", "out_of_scope_share", [options["out_of_scope_share"]])
         workers = min(4, os.cpu_count() or 1) if options["workers"] is None else options["workers"]
         if workers < 1:
             raise CommandError(f"--workers must be at least 1, not {workers}")

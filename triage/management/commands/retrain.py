@@ -2,7 +2,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from integrations.management.arguments import at_least_one
 from triage.learning import classifier_retrain
+from triage.management.commands._policy import policy_option_check
 
 
 class Command(BaseCommand):
@@ -15,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--min-holdout",
-            type=int,
+            type=at_least_one,
             default=None,
             help="Held-out labelled tickets needed to compare (default: the fewest that could certify the target, "
             "230 at 1%% and 90%%).",
@@ -36,12 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="Make the new version active without comparing.")
 
     def handle(self, *args: object, **options: Any) -> None:
-        # The bounds admin allows for the gate policy's own target and confidence (`GatePolicy`'s validators).
-        for name, low, high in (("target", 0.0005, 0.2), ("confidence", 0.5, 0.999)):
-            if options[name] is not None and not low <= options[name] <= high:
-                raise CommandError(f"--{name} must lie between {low} and {high}, not {options[name]}")
-        if options["min_holdout"] is not None and options["min_holdout"] < 1:
-            raise CommandError(f"--min-holdout must be at least 1, not {options['min_holdout']}")
+        policy_option_check("target", "target_mishandled_rate", [options["target"]])
+        policy_option_check("confidence", "guarantee_confidence", [options["confidence"]])
         try:
             outcome = classifier_retrain(
                 min_holdout=options["min_holdout"],
