@@ -58,6 +58,9 @@ from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# As in production: with DEBUG on (`DJANGO_DEV_MODE=1` turns it on) Django also logs every query it sends, which
+# only the variants that go through Django (the runner, the plain calls' search) would pay.
+os.environ.setdefault("DJANGO_DEBUG", "0")
 
 import django
 

@@ -32,7 +32,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db import utils as db_utils
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Field, Model, QuerySet, signals
+from django.db.models.base import ModelState
 from django.db.models.sql import UpdateQuery
 
 logger = logging.getLogger(__name__)
@@ -259,6 +260,53 @@ def insert_statement(model: type[Model], instances: Sequence[Model], *, suffix: 
         values = instance.__dict__
         rows.append({column: values[attname] for column, attname in fields})
     return sql, [json.dumps(rows, default=_json_scalar)]
+
+
+def unsaved[M: Model](model: type[M], /, **values: Any) -> M:
+    """`model(**values)`: a new, unsaved instance with `values` and every other field at its default, for the rows
+    `insert_statement` writes (a run's checkpoints, its record-only actions). `values` are fields by name, a
+    related instance under its field's name (`run=run`, cached as the descriptor caches it) or an id under
+    its attribute name (`run_id=7`).
+
+    Not `Model.__init__`, which sets each field through its descriptor and sends `pre_init`/`post_init`: about
+    16 microseconds for a checkpoint's nineteen fields, with seven checkpoints and an action a run. This copies
+    the defaults (`Field.get_default`, callables called each time, as `__init__` calls them) in about 2. Only
+    for models nothing listens to `pre_init`/`post_init` for (checked when a model is first built this way).
+    """
+    constant, called, related = _defaults(model)
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    fields = instance.__dict__
+    fields.update(constant)
+    for attname, default in called:
+        fields[attname] = default()
+    for name, value in values.items():
+        link = related.get(name)
+        if link is None:
+            fields[name] = value
+        else:
+            fields[link[0]] = None if value is None else getattr(value, link[1])
+            state.fields_cache[name] = value
+    return instance
+
+
+@functools.cache
+def _defaults(model: type[Model]) -> tuple[dict[str, Any], list[tuple[str, Any]], dict[str, tuple[str, str]]]:
+    """`unsaved`'s view of `model`: the constant defaults, the callable ones, and for each related field its
+    attribute and the attribute of the related instance it holds (its primary key, unless `to_field` says)."""
+    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+        raise TypeError(f"{model.__name__} has pre_init/post_init receivers: build it with its constructor")
+    constant: dict[str, Any] = {}
+    called: list[tuple[str, Any]] = []
+    related: dict[str, tuple[str, str]] = {}
+    for field in model._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            called.append((field.attname, field.default))
+        else:
+            constant[field.attname] = field.get_default()
+        if field.is_relation:
+            related[field.name] = (field.attname, cast(Any, field).target_field.attname)
+    return constant, called, related
 
 
 def _json_scalar(value: Any) -> str:

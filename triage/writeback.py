@@ -30,6 +30,7 @@ from triage.durability import (
     returning_unflushed,
     run_lock,
     transaction_unflushed,
+    unsaved,
 )
 from triage.instruments import writeback_count
 from triage.models import Action, PipelineRun, StepRun, Ticket
@@ -161,7 +162,9 @@ def _actions_done(*, run: PipelineRun, planned: list[tuple[str, str, dict[str, A
     now = timezone.now()
     done = []
     for key, kind, payload in planned:
-        action = Action(run=run, kind=kind, payload=payload, idempotency_key=key, status=Action.Status.DONE, attempts=1)
+        action = unsaved(
+            Action, run=run, kind=kind, payload=payload, idempotency_key=key, status=Action.Status.DONE, attempts=1
+        )
         action.result, action.executed_at = record_only(action=action, ticket=run.ticket), now
         done.append(action)
     return done

@@ -16,12 +16,13 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import signals
 from django.utils import timezone
 
-from triage import tasks
+from triage import durability, tasks
 from triage.contracts import TicketIn
 from triage.durability import connection_lost, rows_unflushed, run_lock
-from triage.models import PipelineRun, StepRun, Ticket
+from triage.models import Action, PipelineRun, StepRun, Ticket
 from triage.pipeline import runner
 from triage.pipeline.router import Router
 from triage.services import ticket_ingest
@@ -425,3 +426,45 @@ def test_a_worker_working_runs_one_after_another_executes_its_take_close_and_sea
     assert sent[0].startswith("SET LOCAL synchronous_commit = off; EXECUTE triage_")
     assert "WITH claimed" not in sent[0] and "INSERT INTO" not in sent[-1]
     assert sent[-1].startswith("BEGIN; SET LOCAL synchronous_commit = off; EXECUTE triage_")
+
+
+def _fields(instance):
+    return {k: v for k, v in instance.__dict__.items() if k != "_state"}
+
+
+def test_an_unsaved_instance_is_the_one_the_constructor_builds_and_saves_the_same(db):
+    # `unsaved` replaces `Model.__init__` for the rows the runner writes in bulk (checkpoints, record-only actions).
+    ticket = Ticket.objects.create(source="t", external_id="unsaved", body="b")
+    run = PipelineRun.objects.create(ticket=ticket)
+    built = durability.unsaved(StepRun, run=run, step="classify", attempt=2, input_digest="d")
+    constructed = StepRun(run=run, step="classify", attempt=2, input_digest="d")
+    assert _fields(built) == _fields(constructed)
+    assert built.run is run and built._state.adding and built._state.db is None
+    # A callable default is called for each instance, as the constructor calls it: no list shared between rows.
+    assert built.verdicts == [] and built.verdicts is not durability.unsaved(StepRun, run=run).verdicts
+    assert _fields(durability.unsaved(StepRun, run_id=run.pk, step="classify")) == _fields(
+        StepRun(run_id=run.pk, step="classify")
+    )
+    action = durability.unsaved(Action, run=run, kind="send_reply", payload={"a": 1}, idempotency_key="k", attempts=1)
+    assert _fields(action) == _fields(
+        Action(run=run, kind="send_reply", payload={"a": 1}, idempotency_key="k", attempts=1)
+    )
+    # Saved by the ORM and written by `insert_statement`, it is the row the constructor's instance makes.
+    built.save(force_insert=True)
+    assert StepRun.objects.get(pk=built.pk).input_digest == "d"
+    durability.statements_unflushed([durability.insert_statement(Action, [action])])
+    assert Action.objects.get(idempotency_key="k").payload == {"a": 1}
+
+
+def test_an_unsaved_instance_of_a_model_with_init_receivers_is_refused():
+    def receiver(**kwargs):
+        pass
+
+    durability._defaults.cache_clear()
+    signals.post_init.connect(receiver, sender=Ticket)
+    try:
+        with pytest.raises(TypeError, match="post_init receivers"):
+            durability.unsaved(Ticket)
+    finally:
+        signals.post_init.disconnect(receiver, sender=Ticket)
+        durability._defaults.cache_clear()

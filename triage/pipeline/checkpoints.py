@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from integrations.llm.base import ProviderReply
 from triage.contracts import Verdict
-from triage.durability import insert_statement, statements_unflushed
+from triage.durability import insert_statement, statements_unflushed, unsaved
 from triage.models import StepRun
 from triage.pipeline.steps.base import RunState, StepResult
 
@@ -70,7 +70,7 @@ def checkpoint_open(state: RunState, step: str, attempt: int, *, durable: bool) 
     A durable open is a flushed commit; the folded checkpoints waiting in `state` go out just before it, so
     that flush makes them durable too and the rows stay in the order the steps finished.
     """
-    step_run = StepRun(run=state.run, step=step, attempt=attempt, input_digest=input_digest(state, step))
+    step_run = unsaved(StepRun, run=state.run, step=step, attempt=attempt, input_digest=input_digest(state, step))
     if durable:
         checkpoints_write(state)
         step_run.save(force_insert=True)

@@ -545,6 +545,17 @@ _UNCHECKED_REASON = (
 )
 
 
+def money_amounts(normalized: str) -> tuple[str, ...]:
+    """The currency amounts in ``normalized`` (text folded by ``normalize_text``), each once, in order of first
+    appearance: what ``money_signals`` reports as ``amounts``, without its rules. One RE2 pass, linear in the
+    text, so it needs no time budget. For callers that want only the amounts (the reply's money-promise gate
+    asks it of every sentence of a draft)."""
+    amounts: dict[str, None] = {}
+    for start, end in _spans(_AMOUNT, _amount_shadow(normalized)):
+        amounts.setdefault(normalized[start:end].strip())
+    return tuple(amounts)
+
+
 def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySignals:
     """Find money-movement requests, currency amounts and rule-override attempts in ``text``.
 
@@ -581,10 +592,7 @@ def money_signals(text: str, *, budget_seconds: float | None = None) -> MoneySig
     if out_of_time():
         return unchecked()
 
-    for start, end in _spans(_AMOUNT, _amount_shadow(normalized)):
-        amount = normalized[start:end].strip()
-        if amount not in amounts:
-            amounts.append(amount)
+    amounts.extend(money_amounts(normalized))
     if out_of_time():
         return unchecked()
 

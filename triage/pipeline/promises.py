@@ -25,12 +25,13 @@ this one. No Django imports; no model is ever asked.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from integrations.llm.text import split_sentences
-from triage.pipeline.money import money_signals, normalize_text
+from triage.pipeline.money import money_amounts, normalize_text
 
 __all__ = ["MoneyPromise", "money_promises", "sentences"]
 
@@ -128,19 +129,28 @@ def sentences(text: str) -> list[str]:
 
 def money_promises(text: str, *, policy_text: Iterable[str] = ()) -> list[MoneyPromise]:
     """The sentences of a reply that tell this customer money has moved or will move (module docstring)."""
-    policy = {normalize_text(s) for passage in policy_text for s in sentences(passage)}
+    policy = frozenset().union(*map(_policy_sentences, policy_text))
     found: list[MoneyPromise] = []
     for sentence in sentences(text):
-        folded = normalize_text(sentence).replace("\u2019", "'")
+        normalized = normalize_text(sentence)
+        folded = normalized.replace("\u2019", "'")
         if not folded or folded in policy:
             continue
         phrase = _promise_phrase(folded)
-        amounts = money_signals(sentence).amounts
+        amounts = money_amounts(normalized)
         if not phrase and amounts and _AMOUNT_TO_CUSTOMER.search(folded):
             phrase = f"an amount ({', '.join(amounts)}) with a refund or credit"
         if phrase:
             found.append(MoneyPromise(sentence=sentence[:300], phrase=phrase, amounts=amounts))
     return found
+
+
+@functools.lru_cache(maxsize=2048)
+def _policy_sentences(passage: str) -> frozenset[str]:
+    """A knowledge-base passage's sentences, folded. Kept per passage: the same articles' passages are retrieved
+    for ticket after ticket, and folding each of their sentences again for every draft was a good part of
+    what this gate cost (a bounded cache: 2,048 passages, each a few kilobytes at most)."""
+    return frozenset(normalize_text(s) for s in sentences(passage))
 
 
 def _promise_phrase(folded: str) -> str:

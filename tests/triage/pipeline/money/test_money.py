@@ -3,7 +3,7 @@ banking and retail questions left alone."""
 
 import pytest
 
-from triage.pipeline.money import MoneySignals, money_signals, normalize_text
+from triage.pipeline.money import MoneySignals, money_amounts, money_signals, normalize_text
 
 MOVES_MONEY = [
     "Please refund me for the broken grinder.",
@@ -142,6 +142,17 @@ def test_injection_is_named_in_the_reason_with_the_amount():
 def test_a_policy_question_still_fires_when_it_also_asks_for_money():
     signals = money_signals("What is your refund policy? Also refund me $50 now.")
     assert signals.moves_money and "refund" in signals.terms and "$50" in signals.amounts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*MOVES_MONEY, *INJECTION, *EVASION, *ORDINARY, *(text for text, _ in AMOUNTS)]
+    + ["٣٠ dollars and $5", "$5, then £5.99, then $5 again", "refund me twenty five dollars or 20€"],
+)
+def test_the_amounts_alone_are_the_amounts_the_whole_scan_reports(text):
+    # The reply's money-promise gate asks only for the amounts of each sentence (`money_amounts`); the ticket's
+    # gate runs the whole scan. Both must read the same amounts, in the same order, each once.
+    assert money_amounts(normalize_text(text)) == money_signals(text).amounts
 
 
 def test_order_numbers_and_plain_numbers_are_not_amounts():
