@@ -245,12 +245,14 @@ def insert_statement(model: type[Model], instances: Sequence[Model], *, suffix: 
     """One INSERT of `instances` (every concrete field but the auto id), for `statements_unflushed`; `suffix`
     is appended (an ON CONFLICT clause).
 
-    The rows go as one JSON parameter, read back into typed columns by `jsonb_to_recordset`, in order. Django's
+    The rows go as one JSON parameter, read back into typed columns by `json_to_recordset`, in order. Django's
     own multi-row insert binds one array a column, and preparing and quoting those arrays element by element
     on the client cost more than the rest of a checkpoint's write (about 1 ms for a run's rows); one
     `json.dumps` of the rows costs a few microseconds. Values are prepared as the ORM's insert prepares them
     where it matters: `pre_save` (an `auto_now_add` stamp), JSON fields as JSON, NULL as NULL; dates and
-    decimals as their text, which PostgreSQL reads back exactly.
+    decimals as their text, which PostgreSQL reads back exactly. As `json`, not `jsonb`: the server then reads
+    the text once, for the columns, instead of first building a `jsonb` of the whole document (a run's seven
+    checkpoints are ~7 KB; the insert took ~0.52 ms of server time that way and ~0.39 this way).
     """
     fields, stamped, sql = _insert_template(model, suffix)
     rows = []
@@ -326,7 +328,7 @@ def _insert_template(model: type[Model], suffix: str) -> tuple[list[tuple[str, s
     stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     typed = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in fields)
-    sql = f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r({typed})'
+    sql = f'INSERT INTO "{meta.db_table}" ({columns}) SELECT {columns} FROM json_to_recordset(%s::json) AS r({typed})'
     return [(str(f.column), f.attname) for f in fields], stamped, f"{sql} {suffix}".rstrip()
 
 

@@ -468,3 +468,34 @@ def test_an_unsaved_instance_of_a_model_with_init_receivers_is_refused():
     finally:
         signals.post_init.disconnect(receiver, sender=Ticket)
         durability._defaults.cache_clear()
+
+
+def test_rows_written_by_insert_statement_read_back_as_the_orm_writes_them(db):
+    # The runner writes its checkpoints through `insert_statement` (one JSON parameter, `json_to_recordset`); the
+    # values must come back exactly as an ORM save stores them: decimals, floats, stamps, JSON and text alike.
+    from decimal import Decimal
+
+    run = PipelineRun.objects.create(ticket=Ticket.objects.create(source="t", external_id="insert", body="b"))
+    tricky = {
+        "text": "quotes \" and ' and \\ back, tab\t, new\nline, é, 中文, 🙂, \u2028",
+        "nested": {"list": [1, 2.5, None, True, "x"], "empty": {}},
+        "big": 12345678901234567890,
+    }
+    values = dict(
+        output=tricky,
+        verdicts=[{"gate": "g", "passed": False, "reason": "r 'x'"}],
+        latency_ms=1.2345678901234567,
+        cost=Decimal("0.000123"),
+        tokens_in=7,
+        model='m "q"',
+        error="e\\rr",
+        finished_at=timezone.now(),
+    )
+    by_orm = StepRun.objects.create(run=run, step="draft", attempt=1, status="succeeded", **values)
+    written = durability.unsaved(StepRun, run=run, step="draft", attempt=2, status="failed", **values)
+    durability.statements_unflushed([durability.insert_statement(StepRun, [written])])
+    stored = StepRun.objects.get(run=run, attempt=2)
+    for field in (*values, "started_at"):
+        expected = getattr(by_orm, field) if field != "started_at" else written.started_at
+        assert getattr(stored, field) == expected, field
+    assert stored.output == tricky

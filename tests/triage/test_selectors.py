@@ -1,9 +1,11 @@
+import contextlib
+
 import numpy as np
 import pytest
-from django.db import connections
+from django.db import connection, connections, transaction
 
-from triage.models import Article, Chunk
-from triage.selectors import HNSW_EF_SEARCH, chunk_search
+from triage.models import Article, Category, Chunk, GatePolicy
+from triage.selectors import HNSW_EF_SEARCH, chain_settings_fingerprint, chunk_search
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +40,39 @@ def test_chunk_search_is_one_query_nearest_first_reading_no_vector_nor_body(djan
     assert found.passages[0].article_title == "Refunds"
     assert found.passages[0].score > 0.99
     assert [p.score for p in found.passages] == sorted((p.score for p in found.passages), reverse=True)
+
+
+def _fingerprint():
+    sql, params = chain_settings_fingerprint()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def test_the_configuration_fingerprint_moves_with_every_write_to_its_tables_and_only_then(db):
+    # The runner keeps its copy of the configuration while this value holds (`chain_settings_current`).
+    GatePolicy.get_solo()
+    category = Category.objects.create(label="fingerprint_refund", name="Refund", money=True)
+    first = _fingerprint()
+    assert _fingerprint() == first  # nothing written, nothing moved
+    seen = {first}
+    for write in (
+        lambda: Category.objects.filter(pk=category.pk).update(name="Refund"),  # the same text again
+        lambda: Category.objects.create(label="fingerprint_order"),
+        lambda: GatePolicy.objects.update(target_mishandled_rate=0.02),
+        lambda: Category.objects.filter(label="fingerprint_order").delete(),
+    ):
+        write()
+        seen.add(_fingerprint())
+    with connection.cursor() as cursor:  # not through the ORM: a shell's or a migration's SQL counts the same
+        table = Category._meta.db_table
+        cursor.execute(f'UPDATE "{table}" SET description = %s WHERE id = %s', ["by hand", category.pk])
+    seen.add(_fingerprint())
+    assert len(seen) == 6
+    # An edit rolled back leaves it as it was, with the rows.
+    before = _fingerprint()
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        Category.objects.create(label="fingerprint_rolled_back")
+        assert _fingerprint() != before  # a run inside the edit's transaction sees it
+        raise RuntimeError
+    assert _fingerprint() == before
