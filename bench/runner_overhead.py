@@ -37,8 +37,12 @@ says so and measures the other three.
 
 Each variant is printed with its cost per ticket and the runner's ratio to it, then with what it adds to
 the plain calls (its cost minus theirs: what the orchestration and its durability cost, the steps' own
-work taken out) and the runner's ratio on that. The JSON line holds the five medians and the four
-`*_over_plain_ms` differences.
+work taken out) and the runner's ratio on that; then the runner's ratio to LangGraph's default round by
+round. The JSON line holds the five medians and the four `*_over_plain_ms` differences.
+
+Django's DEBUG is off unless `DJANGO_DEBUG` says otherwise (`DJANGO_DEV_MODE=1` would turn it on), as in
+production: with it Django also logs every query it sends, which only the variants that go through Django
+would pay (until 2026-11-30 09:00 UTC the bench ran with it on).
 
     uv run --group bench python bench/runner_overhead.py [--tickets 200] [--rounds 3]
 """
@@ -58,9 +62,7 @@ from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# As in production: with DEBUG on (`DJANGO_DEV_MODE=1` turns it on) Django also logs every query it sends, which
-# only the variants that go through Django (the runner, the plain calls' search) would pay.
-os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_DEBUG", "0")  # as in production (see above)
 
 import django
 
@@ -389,6 +391,15 @@ def main() -> None:
         added_ratio = f"{(runner - plain) / added:10.2f}x" if key != "plain_ms" and added > 0 else f"{'':>11}"
         added_text = f"{added:10.2f}" if key != "plain_ms" else f"{'':>10}"
         print(f"{label:38s}: {value:9.2f}  {runner / value:10.2f}x  {added_text}  {added_ratio}")
+    # The ratio in each round (the runner and LangGraph measured minutes apart at most), beside the ratio of the
+    # medians: on a shared machine the rounds differ more than the variants within one round do.
+    if times["langgraph_postgres_ms"]:
+        per_round = [r / g for r, g in zip(times["runner_ms"], times["langgraph_postgres_ms"], strict=True)]
+        print(
+            "runner / LangGraph default, round by round: "
+            + " ".join(f"{ratio:.2f}x" for ratio in per_round)
+            + f" (median {statistics.median(per_round):.2f}x)"
+        )
     print(json.dumps(medians | overheads))
 
 
