@@ -275,7 +275,7 @@ def unsaved[M: Model](model: type[M], /, **values: Any) -> M:
     the defaults (`Field.get_default`, callables called each time, as `__init__` calls them) in about 2. Only
     for models nothing listens to `pre_init`/`post_init` for (checked when a model is first built this way).
     """
-    constant, called, related = _defaults(model)
+    constant, called, related, known = _defaults(model)
     instance = model.__new__(model)
     state = instance._state = ModelState()
     fields = instance.__dict__
@@ -285,6 +285,8 @@ def unsaved[M: Model](model: type[M], /, **values: Any) -> M:
     for name, value in values.items():
         link = related.get(name)
         if link is None:
+            if name not in known:
+                raise TypeError(f"{model.__name__} has no field {name!r}")
             fields[name] = value
         else:
             fields[link[0]] = None if value is None else getattr(value, link[1])
@@ -293,9 +295,12 @@ def unsaved[M: Model](model: type[M], /, **values: Any) -> M:
 
 
 @functools.cache
-def _defaults(model: type[Model]) -> tuple[dict[str, Any], list[tuple[str, Any]], dict[str, tuple[str, str]]]:
-    """`unsaved`'s view of `model`: the constant defaults, the callable ones, and for each related field its
-    attribute and the attribute of the related instance it holds (its primary key, unless `to_field` says)."""
+def _defaults(
+    model: type[Model],
+) -> tuple[dict[str, Any], list[tuple[str, Any]], dict[str, tuple[str, str]], frozenset[str]]:
+    """`unsaved`'s view of `model`: the constant defaults, the callable ones, for each related field its
+    attribute and the attribute of the related instance it holds (its primary key, unless `to_field` says),
+    and every attribute name a value may be given under."""
     if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
         raise TypeError(f"{model.__name__} has pre_init/post_init receivers: build it with its constructor")
     constant: dict[str, Any] = {}
@@ -308,7 +313,7 @@ def _defaults(model: type[Model]) -> tuple[dict[str, Any], list[tuple[str, Any]]
             constant[field.attname] = field.get_default()
         if field.is_relation:
             related[field.name] = (field.attname, cast(Any, field).target_field.attname)
-    return constant, called, related
+    return constant, called, related, frozenset(constant) | {attname for attname, _ in called}
 
 
 def _json_scalar(value: Any) -> str:

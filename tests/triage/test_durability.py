@@ -449,6 +449,9 @@ def test_an_unsaved_instance_is_the_one_the_constructor_builds_and_saves_the_sam
     assert _fields(action) == _fields(
         Action(run=run, kind="send_reply", payload={"a": 1}, idempotency_key="k", attempts=1)
     )
+    # A name that is no field is refused, as the constructor refuses it (it would otherwise never be written).
+    with pytest.raises(TypeError, match="StepRun has no field 'stpe'"):
+        durability.unsaved(StepRun, run=run, stpe="classify")
     # Saved by the ORM and written by `insert_statement`, it is the row the constructor's instance makes.
     built.save(force_insert=True)
     assert StepRun.objects.get(pk=built.pk).input_digest == "d"
