@@ -5,8 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from triage.models import GatePolicy, ProviderSettings
 from triage.selectors import gate_policy_current
@@ -18,14 +16,7 @@ BEFORE = [("triage", "0005_remove_gatepolicy_money_gate")]
 AFTER = [("triage", "0006_single_settings_rows")]
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-def test_the_row_in_use_is_kept_and_the_unread_rows_go():
+def test_the_row_in_use_is_kept_and_the_unread_rows_go(migrate):
     old = migrate(BEFORE)
     OldPolicy, OldProvider = old.get_model("triage", "GatePolicy"), old.get_model("triage", "ProviderSettings")
     OldPolicy.objects.all().delete()
@@ -37,7 +28,7 @@ def test_the_row_in_use_is_kept_and_the_unread_rows_go():
 
     migrate(AFTER)
     # The assertions read through today's models and selectors: the later migrations add their columns.
-    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate()
 
     assert GatePolicy.objects.count() == 1 and ProviderSettings.objects.count() == 1
     policy = gate_policy_current()

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db
 
 BEFORE = [("triage", "0017_gate_policy_out_of_scope_share")]
 AFTER = [("triage", "0018_steprun_run_index_in_unique_attempt")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
 
 
 def step_table():
@@ -30,7 +23,7 @@ def step_table():
     return run_indexes, keys
 
 
-def test_the_run_index_goes_and_comes_back_and_the_foreign_key_is_never_rebuilt():
+def test_the_run_index_goes_and_comes_back_and_the_foreign_key_is_never_rebuilt(migrate):
     try:
         migrate(BEFORE)
         indexes, keys = step_table()
@@ -40,4 +33,4 @@ def test_the_run_index_goes_and_comes_back_and_the_foreign_key_is_never_rebuilt(
         migrate(BEFORE)
         assert step_table()[0] and step_table()[1] == keys
     finally:
-        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        migrate()
