@@ -12,7 +12,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
-from tests.integrations.test_views import TOKEN, api_token  # noqa: F401 - the fixture, used by name
+from tests.integrations.conftest import TOKEN
 
 # Loaded as the module is collected: the document is built from the contracts and settings, no database.
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())
@@ -41,5 +41,5 @@ def in_process(db, settings):
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_every_answer_is_what_the_api_document_says(case, in_process, api_token):  # noqa: F811 - the fixture
+def test_every_answer_is_what_the_api_document_says(case, in_process, api_token):
     case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})

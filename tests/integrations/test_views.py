@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 from django.utils import timezone
 
 from integrations.models import ApiToken
+from tests.integrations.conftest import TOKEN
 from triage.models import PipelineRun, Ticket
-
-TOKEN = "tok_live_7d1f0a9e4b2c"
-
-
-@pytest.fixture
-def api_token(db):
-    return ApiToken.objects.create(
-        name="crm", digest=hashlib.sha256(TOKEN.encode()).hexdigest(), last4=TOKEN[-4:], source="api:crm"
-    )
 
 
 def post(client, data, *, token=TOKEN, raw: bytes | None = None):
