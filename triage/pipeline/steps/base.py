@@ -106,7 +106,7 @@ class RunState:
     # approval request, an action sent out), so nothing it did can outlive the checkpoints it came from.
     flush: Callable[[], None] = lambda: None
     # Each contract's JSON for `input_digest`, with the object it was made from (used while it is the same).
-    dumped: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    dumped: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
     #: Tool-mapped action kinds (`ChainSettings.action_kinds`); None: read when needed.
     action_kinds: frozenset[str] | None = None
     _embedding: Any = None
