@@ -6,7 +6,13 @@ prediction; the drafter is the product's local one) and the admin's configuratio
 runner's own cached copy, `chain_settings_current`), so that what is left between them is what each
 orchestration adds. Five variants run in one process, on the embedded PostgreSQL, in one
 throw-away database (`isolated_database`), interleaved in rounds so that drift affects all alike (each
-round starting with the next variant, so none is always first or last; `--rounds 5` starts each once):
+round starting with the next variant, so none is always first or last; `--rounds 5` starts each once).
+In a round each variant works the round's tickets in one block, a few seconds of steady work as a worker
+does it; `--slice N` has the variants take turns every N tickets instead (each slice starting with the
+next variant), so that the shared machine's other work falls on all of them alike. Taking turns costs
+each variant a cold start at every turn, more for some than for others: on 2026-11-30 LangGraph's default
+cost 24.9-29.3 ms a ticket in blocks, 27.0-28.4 in slices of 20 and 28.1-32.8 in slices of 5 (three runs of
+each, in turn). The figures the README gives are from blocks.
 
 - the durable runner (`run_pipeline`: checkpoints, the advisory lock, gate verdicts, routing, actions). A
   fresh run that pays for nothing, as here, costs it three round trips, none waiting for the disk flush: one
@@ -292,18 +298,34 @@ def conninfo() -> str:
     return psycopg.conninfo.make_conninfo(**{k: str(params[k]) for k in keys if params.get(k)})
 
 
-def per_ticket_ms(tickets: int, work: Callable[[int], None]) -> float:
-    start = time.perf_counter()
-    for i in range(tickets):
-        work(i)
-    return (time.perf_counter() - start) * 1000 / tickets
+def round_ms(tickets: int, slice_size: int, variants: list[tuple[str, Callable[[int], None]]]) -> dict[str, float]:
+    """One round: every variant works the round's tickets, in slices of `slice_size` tickets taken in turn
+    (each slice starting with the next variant), so that what the shared machine does meanwhile falls on
+    every variant alike; each variant's time per ticket."""
+    spent = dict.fromkeys((key for key, _ in variants), 0.0)
+    for number, first in enumerate(range(0, tickets, slice_size)):
+        shift = number % len(variants)
+        for key, work in variants[shift:] + variants[:shift]:
+            start = time.perf_counter()
+            for i in range(first, min(first + slice_size, tickets)):
+                work(i)
+            spent[key] += time.perf_counter() - start
+    return {key: seconds * 1000 / tickets for key, seconds in spent.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--slice",
+        type=int,
+        help="tickets a variant works before the next takes its turn (default: the whole round, one block each)",
+    )
     args = parser.parse_args()
+    args.slice = args.slice or args.tickets
+    if min(args.tickets, args.rounds, args.slice) < 1:
+        parser.error("--tickets, --rounds and --slice must each be at least 1")
     if StateGraph is None:
         print(
             "LangGraph is not installed (the optional `bench` dependency group): measuring the runner, plain calls "
@@ -363,12 +385,15 @@ def main() -> None:
                 # Each round starts with the next variant: none always runs first, right after the tickets
                 # were ingested (when the server may be vacuuming or writing them out), nor always last.
                 shift = round_index % len(variants)
-                for key, work in variants[shift:] + variants[:shift]:
-                    times[key].append(per_ticket_ms(args.tickets, work))
+                for key, value in round_ms(args.tickets, args.slice, variants[shift:] + variants[:shift]).items():
+                    times[key].append(value)
     medians = {key: round(statistics.median(values), 2) if values else None for key, values in times.items()}
     runner, plain = medians["runner_ms"], medians["plain_ms"]
     assert runner is not None and plain is not None
-    print(f"tickets per round: {args.tickets}, rounds: {args.rounds} (medians of the rounds, ms per ticket)")
+    print(
+        f"tickets per round: {args.tickets}, rounds: {args.rounds}, the variants taking turns every {args.slice} "
+        "tickets (medians of the rounds, ms per ticket)"
+    )
     labels = {
         "runner_ms": "durable runner (run_pipeline)",
         "plain_ms": "plain function calls",

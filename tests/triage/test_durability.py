@@ -473,9 +473,7 @@ def test_an_unsaved_instance_of_a_model_with_init_receivers_is_refused():
         durability._defaults.cache_clear()
 
 
-@pytest.mark.parametrize(
-    "big", [2**64 - 1, 2**64 + 1], ids=["orjson", "beyond 64 bits: the standard library's json"]
-)
+@pytest.mark.parametrize("big", [2**64 - 1, 2**64 + 1], ids=["orjson", "beyond 64 bits: the standard library's json"])
 def test_rows_written_by_insert_statement_read_back_as_the_orm_writes_them(db, big):
     # The runner writes its checkpoints through `insert_statement` (one JSON parameter, `json_to_recordset`); the
     # values must come back exactly as an ORM save stores them: decimals, floats, stamps, JSON and text alike,
